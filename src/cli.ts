@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+import { randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config.js';
+import { parsePublicKeyHex } from './domain/signature.js';
+import { createLogger } from './logger.js';
+import { startServer } from './server.js';
+import { openStore } from './store/open.js';
+import { ROLES, type Role, type Store } from './store/store.js';
+
+const USAGE = `usage:
+  fib-auth serve
+  fib-auth users add --email E --auth-public-key HEX [--account-id ID] [--role ${ROLES.join('|')}]
+  fib-auth users remove --email E
+  fib-auth users list [--json]`;
+
+/** A mistake in the command line: exit 2. Anything else that fails: exit 1. */
+class UsageError extends Error {}
+
+function options<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], spec: T) {
+  try {
+    return parseArgs({ args, options: spec, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message.split('\n')[0]);
+  }
+}
+
+function required(value: string | boolean | undefined, flag: string): string {
+  if (typeof value !== 'string' || value === '') throw new UsageError(`${flag} is required`);
+  return value;
+}
+
+async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore(loadConfig().databaseUrl);
+  try {
+    return await work(store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function users(args: string[]): Promise<void> {
+  const [action, ...rest] = args;
+  if (action === 'add') {
+    const values = options(rest, {
+      email: { type: 'string' },
+      'auth-public-key': { type: 'string' },
+      'account-id': { type: 'string' },
+      role: { type: 'string' },
+    });
+    const email = required(values.email, '--email');
+    if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new UsageError('--email must be an email address');
+    const authPublicKeyHex = required(values['auth-public-key'], '--auth-public-key');
+    if (!parsePublicKeyHex(authPublicKeyHex)) throw new UsageError('--auth-public-key must be 64 hex characters naming an Ed25519 public key');
+    const role = (values.role ?? 'ROLE_PEER') as Role;
+    if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+    const accountId = values['account-id'] ?? randomUUID();
+    const added = await withStore((store) =>
+      store.addUser({ email, accountId, authPublicKeyHex, role, createdAt: Math.floor(Date.now() / 1000) }),
+    );
+    if (!added) throw new Error(`a user with the email ${email} already exists`);
+    console.log(`added ${email.toLowerCase()} (account ${accountId}, ${role})`);
+  } else if (action === 'remove') {
+    const email = required(options(rest, { email: { type: 'string' } }).email, '--email');
+    const removed = await withStore((store) => store.removeUser(email, Math.floor(Date.now() / 1000)));
+    if (!removed) throw new Error(`no user has the email ${email}`);
+    console.log(`removed ${email.toLowerCase()} and revoked their sessions`);
+  } else if (action === 'list') {
+    const { json } = options(rest, { json: { type: 'boolean' } });
+    const list = await withStore((store) => store.listUsers());
+    if (json) {
+      console.log(JSON.stringify(list.map((u) => ({ ...u, createdAt: new Date(u.createdAt * 1000).toISOString() })), null, 2));
+    } else {
+      for (const u of list) console.log([u.email, u.accountId, u.role, u.authPublicKeyHex].join('\t'));
+    }
+  } else {
+    throw new UsageError(action ? `unknown users command: ${action}` : 'users needs a command: add, remove or list');
+  }
+}
+
+async function serve(args: string[]): Promise<void> {
+  options(args, {});
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const server = await startServer(config, logger);
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'shutting down: draining requests in flight');
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', stop).once('SIGINT', stop);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === 'serve') return serve(rest);
+  if (command === 'users') return users(rest);
+  if (command === '--help' || command === '-h' || command === 'help') {
+    console.log(USAGE);
+    return;
+  }
+  throw new UsageError(command ? `unknown command: ${command}` : 'a command is required');
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError) {
+    console.error(`fib-auth: ${error.message} (fib-auth --help shows the usage)`);
+    process.exit(2);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(`fib-auth: ${error instanceof ConfigError ? message : message.split('\n')[0]}`);
+  process.exit(1);
+});

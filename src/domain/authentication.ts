@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import type { SessionRecord, Store, UserRecord } from '../store/store.js';
+import type { BearerToken } from './bearer.js';
+import { AuthFailure, type MessageId } from './failures.js';
+import { isSignatureHex, parsePublicKeyHex, verifyEmailSignature } from './signature.js';
+import type { IssuedPair, Tokens, TokenType } from './tokens.js';
+
+export interface SignInProof {
+  email: string;
+  signature: string;
+  authPublicKeyHex: string;
+}
+
+const epochSeconds = (ms: number) => Math.floor(ms / 1000);
+const rejected = (id: MessageId) => new AuthFailure('sign-in-rejected', id);
+const over = (id: MessageId) => new AuthFailure('session-over', id);
+
+/**
+ * Sign-in, refresh and logout, each checking in the order of DESIGN §3 and §4. The bearer
+ * token arrives already parsed (§3.1, `parseBearer`); each step below throws the failure
+ * that decides the answer.
+ */
+export class Authentication {
+  constructor(
+    private readonly store: Store,
+    private readonly tokens: Tokens,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async signIn(proof: SignInProof): Promise<IssuedPair> {
+    if (!isSignatureHex(proof.signature)) throw rejected('signatureNotHex');
+    const publicKey = parsePublicKeyHex(proof.authPublicKeyHex);
+    if (!publicKey) throw rejected('publicKeyInvalid');
+    const user = await this.registeredUser(proof.email);
+    if (user.authPublicKeyHex !== proof.authPublicKeyHex.toLowerCase()) throw rejected('publicKeyNotRegistered');
+    if (!verifyEmailSignature(proof.email, proof.signature, publicKey)) throw rejected('signatureNotVerified');
+
+    const id = randomUUID();
+    const pair = await this.tokens.issuePair(user, id);
+    await this.store.createSession({
+      id,
+      userEmail: user.email,
+      ...pair.credentials,
+      createdAt: epochSeconds(this.now()),
+      revokedAt: null,
+      revokedReason: null,
+    });
+    return pair;
+  }
+
+  async refresh(token: BearerToken): Promise<IssuedPair> {
+    const claims = await this.tokens.verify(token, 'refresh'); // 422, then 401
+    const user = await this.registeredUser(claims.sub); // 404
+    const pair = await this.tokens.issuePair(user, claims.sid);
+    if (await this.store.rotateSession(claims.sid, claims.jti, pair.credentials)) return pair;
+    // 401: the session is over, or this refresh token was used before. A second use means
+    // the token leaked; revoking the session locks out whoever holds the newer pair too.
+    const session = await this.store.findSession(claims.sid);
+    if (session && session.revokedAt === null) {
+      await this.store.revokeSession(claims.sid, 'refresh-reuse', epochSeconds(this.now()));
+      throw over('refreshTokenReused');
+    }
+    throw over(this.whyOver(session, 'refresh'));
+  }
+
+  async logout(token: BearerToken): Promise<void> {
+    const claims = await this.tokens.verify(token, 'access'); // 422, then 401
+    await this.registeredUser(claims.sub); // 404
+    if (await this.store.endSession(claims.sid, claims.jti, epochSeconds(this.now()))) return;
+    throw over(this.whyOver(await this.store.findSession(claims.sid), 'access')); // 401
+  }
+
+  private async registeredUser(email: string): Promise<UserRecord> {
+    const user = await this.store.findUser(email);
+    if (!user) throw new AuthFailure('user-not-found', 'userNotFound');
+    return user;
+  }
+
+  /** Names why a session did not accept a token, for the 401 message. */
+  private whyOver(session: SessionRecord | undefined, type: TokenType): MessageId {
+    switch (session?.revokedReason) {
+      case 'logout':
+        return type === 'access' ? 'accessTokenLoggedOut' : 'sessionLoggedOut';
+      case 'refresh-reuse':
+        return 'sessionRevokedAfterReuse';
+      case null:
+        return 'accessTokenRetired'; // live, so the access token is no longer its current one
+      default:
+        return 'sessionEnded'; // purged, or its user was removed
+    }
+  }
+}

@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+import { SignJWT, errors, jwtVerify, type JWTPayload } from 'jose';
+import type { BearerToken } from './bearer.js';
+import { AuthFailure, type MessageId } from './failures.js';
+import type { KeyRing } from './keys.js';
+import type { SessionCredentials } from '../store/store.js';
+
+export type TokenType = 'access' | 'refresh';
+
+const TYP: Record<TokenType, string> = { access: 'at+jwt', refresh: 'refresh+jwt' };
+const REQUIRED_CLAIMS: Record<TokenType, string[]> = {
+  access: ['acc', 'sub', 'role', 'sid', 'iat', 'exp', 'jti'],
+  refresh: ['sub', 'sid', 'acjti', 'iat', 'exp', 'jti'],
+};
+const ED25519_SIGNATURE_BYTES = 64;
+
+export interface AccessClaims {
+  acc: string;
+  sub: string;
+  role: string;
+  sid: string;
+  jti: string;
+  exp: number;
+}
+export interface RefreshClaims {
+  sub: string;
+  sid: string;
+  acjti: string;
+  jti: string;
+  exp: number;
+}
+interface ClaimsOf {
+  access: AccessClaims;
+  refresh: RefreshClaims;
+}
+
+export interface TokenSubject {
+  accountId: string;
+  email: string;
+  role: string;
+}
+
+export interface IssuedPair {
+  accessToken: string;
+  refreshToken: string;
+  /** Lifetime of the access token in seconds. */
+  accessTtl: number;
+  /** What the session stores of the pair: its token ids and expiry instants. */
+  credentials: SessionCredentials;
+}
+
+export interface TokenLifetimes {
+  accessTtl: number;
+  refreshTtl: number;
+}
+
+const untrusted = (id: MessageId) => new AuthFailure('token-untrusted', id);
+const unacceptable = (id: MessageId) => new AuthFailure('token-unacceptable', id);
+
+/** Issues and verifies this server's JWS tokens (DESIGN §5): EdDSA only, typed, with a kid. */
+export class Tokens {
+  constructor(
+    private readonly keys: KeyRing,
+    private readonly lifetimes: TokenLifetimes,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async issuePair(subject: TokenSubject, sid: string): Promise<IssuedPair> {
+    const iat = Math.floor(this.now() / 1000);
+    const accessJti = randomUUID();
+    const refreshJti = randomUUID();
+    const accessExpiresAt = iat + this.lifetimes.accessTtl;
+    const refreshExpiresAt = iat + this.lifetimes.refreshTtl;
+    const [accessToken, refreshToken] = await Promise.all([
+      this.sign({ acc: subject.accountId, sub: subject.email, role: subject.role, sid }, 'access', iat, accessExpiresAt, accessJti),
+      this.sign({ sub: subject.email, sid, acjti: accessJti }, 'refresh', iat, refreshExpiresAt, refreshJti),
+    ]);
+    return {
+      accessToken,
+      refreshToken,
+      accessTtl: this.lifetimes.accessTtl,
+      credentials: { accessJti, refreshJti, accessExpiresAt, refreshExpiresAt },
+    };
+  }
+
+  private sign(claims: JWTPayload, type: TokenType, iat: number, exp: number, jti: string): Promise<string> {
+    const { kid, privateKey } = this.keys.signer;
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: 'EdDSA', typ: TYP[type], kid })
+      .setIssuedAt(iat)
+      .setExpirationTime(exp)
+      .setJti(jti)
+      .sign(privateKey);
+  }
+
+  /**
+   * Verifies a parsed bearer token: first whether its signature can be trusted (422), then
+   * whether it is acceptable here (401): not expired, of the expected type, with its claims.
+   */
+  async verify<T extends TokenType>(token: BearerToken, type: T): Promise<ClaimsOf[T]> {
+    if (Buffer.from(token.signature, 'base64url').length !== ED25519_SIGNATURE_BYTES) {
+      throw untrusted('tokenSignatureMalformed');
+    }
+    if (token.header.alg !== 'EdDSA') throw untrusted('tokenAlgorithmRejected');
+    if (typeof token.header.kid !== 'string') throw untrusted('tokenKeyIdMissing');
+    const key = this.keys.verifier(token.header.kid);
+    if (!key) throw untrusted('tokenKeyIdUnknown');
+
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token.compact, key, {
+        algorithms: ['EdDSA'],
+        typ: TYP[type],
+        requiredClaims: REQUIRED_CLAIMS[type],
+        currentDate: new Date(this.now()),
+      }));
+    } catch (error) {
+      throw this.failureOf(error, type);
+    }
+    if (!REQUIRED_CLAIMS[type].every((claim) => typeof payload[claim] === (claim === 'iat' || claim === 'exp' ? 'number' : 'string'))) {
+      throw unacceptable('tokenClaimsMissing');
+    }
+    return payload as unknown as ClaimsOf[T];
+  }
+
+  private failureOf(error: unknown, type: TokenType): unknown {
+    if (error instanceof errors.JWSSignatureVerificationFailed) return untrusted('tokenSignatureInvalid');
+    if (error instanceof errors.JOSEAlgNotAllowed) return untrusted('tokenAlgorithmRejected');
+    // An unknown `crit` parameter, `b64: false` and the like: the token is not one we issue.
+    if (error instanceof errors.JWSInvalid || error instanceof errors.JOSENotSupported) return untrusted('tokenHeaderUnsupported');
+    if (error instanceof errors.JWTExpired) return unacceptable(type === 'access' ? 'accessTokenExpired' : 'refreshTokenExpired');
+    if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'typ') {
+      return unacceptable(type === 'access' ? 'notAnAccessToken' : 'notARefreshToken');
+    }
+    if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTInvalid) return unacceptable('tokenClaimsMissing');
+    return error;
+  }
+}

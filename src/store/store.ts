@@ -1,0 +1,62 @@
+export const ROLES = ['ROLE_PEER', 'ROLE_ADMIN', 'ROLE_DOMAIN_ADMIN'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface UserRecord {
+  /** Lower-cased: emails match case-insensitively. */
+  email: string;
+  accountId: string;
+  authPublicKeyHex: string;
+  role: Role;
+  /** Epoch seconds, like every instant in the store. */
+  createdAt: number;
+}
+
+export type RevokeReason = 'logout' | 'refresh-reuse' | 'user-removed';
+
+export interface SessionRecord {
+  id: string;
+  userEmail: string;
+  accessJti: string;
+  refreshJti: string;
+  accessExpiresAt: number;
+  refreshExpiresAt: number;
+  createdAt: number;
+  revokedAt: number | null;
+  revokedReason: RevokeReason | null;
+}
+
+export interface SessionCredentials {
+  accessJti: string;
+  refreshJti: string;
+  accessExpiresAt: number;
+  refreshExpiresAt: number;
+}
+
+/**
+ * Persistence for users and sessions. Every state change of a session is one conditional
+ * statement whose row count tells whether it happened, so concurrent requests on one session,
+ * on one instance or several, cannot both succeed.
+ */
+export interface Store {
+  /** False when a user with that email already exists. */
+  addUser(user: UserRecord): Promise<boolean>;
+  /** Removes the user and revokes their sessions; false when there was no such user. */
+  removeUser(email: string, now: number): Promise<boolean>;
+  findUser(email: string): Promise<UserRecord | undefined>;
+  listUsers(): Promise<UserRecord[]>;
+
+  createSession(session: SessionRecord): Promise<void>;
+  findSession(id: string): Promise<SessionRecord | undefined>;
+  /** Ends a live session whose current access id is `accessJti` (logout). */
+  endSession(id: string, accessJti: string, now: number): Promise<boolean>;
+  /** Replaces the credentials of a live session whose current refresh id is `refreshJti`. */
+  rotateSession(id: string, refreshJti: string, next: SessionCredentials): Promise<boolean>;
+  /** Revokes a live session. */
+  revokeSession(id: string, reason: RevokeReason, now: number): Promise<boolean>;
+  /** Deletes sessions whose every credential has expired; returns how many. */
+  purgeExpiredSessions(now: number): Promise<number>;
+
+  /** Resolves when the store answers a query. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
