@@ -20,13 +20,14 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+/** `store` replaces the one `config.databaseUrl` names: tests pass one that fails on purpose. */
+export async function startServer(config: Config, logger: Logger, store?: Store): Promise<RunningServer> {
   const keyFile = loadOrCreateKeyFile(config.signingKeyFile);
   if (keyFile.created) logger.info({ file: config.signingKeyFile }, 'created a new signing key');
   if (keyFile.tooOpen) logger.warn({ file: config.signingKeyFile }, 'the signing key file is readable by other users; chmod 600 it');
   const keys = keyRingOf(await signingKeyFrom(keyFile.key));
 
-  const store = await openStore(config.databaseUrl);
+  store ??= await openStore(config.databaseUrl);
   const tokens = new Tokens(keys, { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl });
   const app = createApp(await createApi(new Authentication(store, tokens)), logger);
 

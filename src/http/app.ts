@@ -29,11 +29,8 @@ function envelopeAndLog(logger: Logger) {
   };
 }
 
-/** The JSON body of an operation that has one: 415 unless JSON, 413 over 16 KiB, 400 unless it parses. */
+/** The JSON body of an operation that has one: 413 over 16 KiB, 415 unless JSON, 400 unless it parses. */
 async function readJsonBody(ctx: KoaContext): Promise<unknown> {
-  const type = ctx.request.is('application/json');
-  if (type === null) return undefined; // no body at all; validation answers that one is required
-  if (type === false) throw new RequestRefused(415, 'The request body must be sent as application/json.');
   let text: string;
   try {
     text = await getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length: ctx.request.length, encoding: 'utf8' });
@@ -43,6 +40,8 @@ async function readJsonBody(ctx: KoaContext): Promise<unknown> {
     }
     throw error;
   }
+  if (text === '') return undefined; // no body; validation answers that one is required
+  if (!ctx.request.is('application/json')) throw new RequestRefused(415, 'The request body must be sent as application/json.');
   try {
     return JSON.parse(text);
   } catch {

@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { assertExample, BASE, startTestServer, type TestServer } from './support/harness.js';
+import { decodePart, forge, otherKey, serverKey } from './support/tokens.js';
+
+describe('refresh', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer();
+  });
+  after(() => t.stop());
+
+  test('issues a new pair of the same session and retires the old one at once', async () => {
+    const s = await t.newSession();
+    const reply = await t.refresh(s.refreshToken);
+    assert.equal(reply.status, 200);
+    assert.deepEqual(reply.body.status, { code: 200, name: 'OK', message: 'Tokens have been successfully refreshed.' });
+    const next = reply.body.data;
+    assert.equal(next.expirationTime, 300);
+    assert.equal(decodePart(next.accessToken, 1).sid, decodePart(s.accessToken, 1).sid);
+    assert.notEqual(decodePart(next.accessToken, 1).jti, decodePart(s.accessToken, 1).jti);
+    assert.equal(decodePart(next.refreshToken, 1).acjti, decodePart(next.accessToken, 1).jti);
+    await assertExample(await t.logout(s.accessToken), 'AccessTokenRetired');
+    // The new pair works; refreshing twice in a row works.
+    const again = await t.refresh(next.refreshToken);
+    assert.equal(again.status, 200);
+    assert.equal((await t.logout(again.body.data.accessToken)).status, 200);
+  });
+
+  test('tokens carry the DESIGN §5 headers and claims', async () => {
+    const s = await t.newSession();
+    const accessHeader = decodePart(s.accessToken, 0);
+    const refreshHeader = decodePart(s.refreshToken, 0);
+    assert.equal(accessHeader.alg, 'EdDSA');
+    assert.equal(accessHeader.typ, 'at+jwt');
+    assert.equal(refreshHeader.typ, 'refresh+jwt');
+    assert.match(String(accessHeader.kid), /^[A-Za-z0-9_-]{43}$/);
+    const access = decodePart(s.accessToken, 1);
+    assert.deepEqual(Object.keys(access).sort(), ['acc', 'exp', 'iat', 'jti', 'role', 'sid', 'sub']);
+    assert.equal(access.sub, s.email);
+    assert.equal(access.role, 'ROLE_PEER');
+    assert.equal((access.exp as number) - (access.iat as number), 300);
+    const refresh = decodePart(s.refreshToken, 1);
+    assert.deepEqual(Object.keys(refresh).sort(), ['acjti', 'exp', 'iat', 'jti', 'sid', 'sub']);
+    assert.equal((refresh.exp as number) - (refresh.iat as number), 86400);
+  });
+
+  test('a used refresh token is reuse: 401 and the whole session is revoked', async () => {
+    const s = await t.newSession();
+    const next = (await t.refresh(s.refreshToken)).body.data;
+    await assertExample(await t.refresh(s.refreshToken), 'RefreshTokenReused');
+    await assertExample(await t.refresh(next.refreshToken), 'SessionRevokedAfterReuse');
+    await assertExample(await t.logout(next.accessToken), 'SessionRevokedAfterReuse');
+  });
+
+  test('concurrent refreshes with one token: one wins, the rest are reuse, and nothing of the session works', async () => {
+    const s = await t.newSession();
+    const replies = await Promise.all(Array.from({ length: 8 }, () => t.refresh(s.refreshToken)));
+    const winners = replies.filter((r) => r.status === 200);
+    assert.equal(winners.length, 1, replies.map((r) => r.status).join(' '));
+    for (const r of replies.filter((r) => r.status !== 200)) assert.equal(r.status, 401);
+    assert.equal((await t.logout(winners[0].body.data.accessToken)).status, 401);
+  });
+
+  test('an access token is not a refresh token', async () => {
+    const s = await t.newSession();
+    await assertExample(await t.refresh(s.accessToken), 'NotARefreshToken');
+    assert.equal((await t.refresh(s.refreshToken)).status, 200, 'the failed attempt did not count as a use');
+  });
+
+  test('the parse, signature and claim checks answer as for logout', async () => {
+    const s = await t.newSession();
+    await assertExample(await t.call('PATCH', `${BASE}/session`), 'AuthorizationMissing');
+    await assertExample(await t.call('PATCH', `${BASE}/session`, { headers: { authorization: [`Bearer ${s.refreshToken}`, 'Bearer x.y.z'] } }), 'AuthorizationRepeated');
+    const header = decodePart(s.refreshToken, 0);
+    const claims = decodePart(s.refreshToken, 1);
+    await assertExample(await t.refresh(forge(header, claims, otherKey())), 'TokenSignatureInvalid');
+    await assertExample(await t.refresh(forge({ ...header, alg: 'none' }, claims, serverKey(t))), 'TokenAlgorithmRejected');
+    const { acjti: _acjti, ...withoutAcjti } = claims;
+    await assertExample(await t.refresh(forge(header, withoutAcjti, serverKey(t))), 'TokenClaimsMissing');
+    await assertExample(await t.refresh(forge(header, { ...claims, exp: Math.floor(Date.now() / 1000) }, serverKey(t))), 'RefreshTokenExpired');
+  });
+
+  test('404 when the user was removed', async () => {
+    const s = await t.newSession();
+    await t.server.store.removeUser(s.email, Math.floor(Date.now() / 1000));
+    await assertExample(await t.refresh(s.refreshToken), 'UserNotFound');
+  });
+
+  test('expired sessions are purged, and a token of a purged session is over', async () => {
+    const s = await t.newSession();
+    const farFuture = Math.floor(Date.now() / 1000) + 2 * 86400;
+    assert.ok((await t.server.store.purgeExpiredSessions(farFuture)) >= 1);
+    await assertExample(await t.logout(s.accessToken), 'SessionEnded');
+  });
+});

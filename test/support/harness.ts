@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { OpenAPIBackend } from 'openapi-backend';
+import { loadConfig, type Config } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { bundledSpecPath } from '../../src/package-root.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+import type { Role, Store } from '../../src/store/store.js';
+import { ALICE, publicKeyHexOf, signEmail } from './vectors.js';
+
+export const BASE = '/auth/api/v1/authentication-management';
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: any;
+}
+
+/** The bundled contract, to check every answer the tests receive against it. */
+const contract = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, quick: false });
+const contractReady = contract.init();
+
+const OPERATIONS: Record<string, string> = {
+  [`POST ${BASE}/session`]: 'authorizeUser',
+  [`PATCH ${BASE}/session`]: 'refreshTokens',
+  [`POST ${BASE}/logout`]: 'logout',
+};
+
+/** Asserts that a reply is one the contract documents, with the headers every response carries. */
+async function assertMatchesContract(method: string, path: string, reply: Reply): Promise<void> {
+  await contractReady;
+  const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body)}`;
+  assert.match(String(reply.headers['content-type']), /^application\/json/, where);
+  assert.equal(reply.headers['cache-control'], 'no-store', where);
+  assert.equal(reply.headers['x-content-type-options'], 'nosniff', where);
+  assert.match(String(reply.headers['x-request-id']), /^[0-9a-f-]{36}$/, where);
+  assert.equal(reply.body.status.code, reply.status, where);
+  if (reply.status === 401) assert.equal(reply.headers['www-authenticate'], 'Bearer error="invalid_token"', where);
+  const operationId = OPERATIONS[`${method} ${path.split('?')[0]}`];
+  if (!operationId) {
+    // Outside the operations only 404 and 405 exist, in the envelope.
+    assert.ok([404, 405].includes(reply.status), where);
+    assert.deepEqual(reply.body.data, {}, where);
+    return;
+  }
+  const operation = contract.getOperation(operationId)!;
+  assert.ok(operation.responses?.[String(reply.status)], `${where}: status not documented for ${operationId}`);
+  const result = contract.validator.validateResponse(reply.body, operation, reply.status);
+  assert.equal(result.errors, null, `${where}: ${JSON.stringify(result.errors)}`);
+}
+
+export interface CallOptions {
+  /** Header values; an array sends the header once per value. */
+  headers?: OutgoingHttpHeaders;
+  body?: string | object;
+}
+
+/** One HTTP request over a fresh connection, with full control over the headers sent. */
+export function rawCall(baseUrl: string, method: string, path: string, options: CallOptions = {}): Promise<Reply> {
+  const url = new URL(path, baseUrl);
+  const body = options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+  const headers: OutgoingHttpHeaders = { ...options.headers };
+  if (body !== undefined) {
+    headers['content-type'] ??= 'application/json';
+    headers['content-length'] = Buffer.byteLength(body);
+  }
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode!, headers: res.headers, body: text ? JSON.parse(text) : undefined });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export interface Session {
+  accessToken: string;
+  refreshToken: string;
+}
+
+export interface TestServer {
+  url: string;
+  server: RunningServer;
+  config: Config;
+  dir: string;
+  /** Every log line the server wrote. */
+  logs: string[];
+  call(method: string, path: string, options?: CallOptions): Promise<Reply>;
+  logout(accessToken: string | undefined): Promise<Reply>;
+  refresh(refreshToken: string): Promise<Reply>;
+  signIn(body: object): Promise<Reply>;
+  /** Registers a user with a fresh key and signs them in. */
+  newSession(email?: string): Promise<Session & { email: string; key: KeyObject }>;
+  addUser(email: string, publicKeyHex: string, role?: Role): Promise<void>;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/**
+ * Starts the real server in this process on a temporary SQLite file and a temporary key,
+ * listening on a free port. `env` adds to DESIGN §8's variables; `store` replaces the store.
+ */
+export async function startTestServer(env: Record<string, string> = {}, store?: Store): Promise<TestServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'fib-auth-test-'));
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATABASE_URL: `sqlite:${join(dir, 'fib-auth.sqlite')}`,
+    FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
+    LOG_LEVEL: 'debug',
+    ...env,
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      logs.push(...String(chunk).split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const start = () => startServer(config, createLogger(config.logLevel, sink), store);
+  const t: TestServer = {
+    url: '',
+    server: await start(),
+    config,
+    dir,
+    logs,
+    async call(method, path, options) {
+      const reply = await rawCall(t.url, method, path, options);
+      await assertMatchesContract(method, path, reply);
+      return reply;
+    },
+    logout: (accessToken) => t.call('POST', `${BASE}/logout`, { headers: accessToken === undefined ? {} : bearer(accessToken) }),
+    refresh: (refreshToken) => t.call('PATCH', `${BASE}/session`, { headers: bearer(refreshToken) }),
+    signIn: (body) => t.call('POST', `${BASE}/session`, { body }),
+    async addUser(email, publicKeyHex, role = 'ROLE_PEER') {
+      const added = await t.server.store.addUser({
+        email,
+        accountId: randomUUID(),
+        authPublicKeyHex: publicKeyHex,
+        role,
+        createdAt: Math.floor(Date.now() / 1000),
+      });
+      assert.ok(added, `user ${email} added`);
+    },
+    async newSession(email = `user-${randomUUID()}@example.test`) {
+      const { privateKey: key } = generateKeyPairSync('ed25519');
+      await t.addUser(email, publicKeyHexOf(key));
+      const reply = await t.signIn({ email, signature: signEmail(email, key), authPublicKeyHex: publicKeyHexOf(key) });
+      assert.equal(reply.status, 200, JSON.stringify(reply.body));
+      return { ...reply.body.data, email, key };
+    },
+    async restart() {
+      await t.server.close();
+      t.server = await start();
+      t.url = t.server.url;
+    },
+    async stop() {
+      await t.server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  t.url = t.server.url;
+  return t;
+}
+
+/** Signs Alice in with the DESIGN §4 vector, registering her first. */
+export async function signInAlice(t: TestServer): Promise<Session> {
+  await t.addUser(ALICE.email, ALICE.publicKeyHex);
+  const reply = await t.signIn({ email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex });
+  assert.equal(reply.status, 200, JSON.stringify(reply.body));
+  return reply.body.data;
+}
+
+/** The value of a named example in the bundled contract. */
+export function example(name: string): any {
+  const found = contract.definition.components?.examples?.[name] as { value: unknown } | undefined;
+  return found?.value ?? assert.fail(`the contract has no example ${name}`);
+}
+
+/** Asserts a reply's status and exact body against a named example of the contract. */
+export async function assertExample(reply: Reply, name: string): Promise<void> {
+  await contractReady;
+  assert.deepEqual({ status: reply.status, body: reply.body }, { status: example(name).status.code, body: example(name) });
+}
