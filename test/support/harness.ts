@@ -56,7 +56,7 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
 
 export interface CallOptions {
   /** Header values; an array sends the header once per value. */
-  headers?: OutgoingHttpHeaders;
+  headers?: Record<string, string | string[] | number>;
   body?: string | object;
 }
 

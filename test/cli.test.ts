@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+import { packageRoot } from '../src/package-root.js';
+import { BASE, rawCall } from './support/harness.js';
+import { ALICE } from './support/vectors.js';
+
+// The package's bin as built by `npm run build`, which `npm test` runs first.
+const CLI = [join(packageRoot, JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).bin['fib-auth'])];
+
+describe('the fib-auth command', () => {
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  const run = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
+    const result = spawnSync(process.execPath, [...CLI, ...args], { cwd: packageRoot, env: { ...env, ...extraEnv }, encoding: 'utf8' });
+    return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+  };
+  const addAlice = ['users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex];
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'fib-auth-cli-'));
+    env = {
+      PATH: process.env.PATH,
+      DATABASE_URL: `sqlite:${join(dir, 'db', 'fib-auth.sqlite')}`,
+      FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'keys', 'signing-key.pem'),
+      HOST: '127.0.0.1',
+      PORT: '0',
+    };
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('users add, list and remove, with exit codes 0, 1 and 2', () => {
+    const added = run([...addAlice, '--role', 'ROLE_ADMIN', '--account-id', 'acc-1']);
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, /added alice@wonderland.space \(account acc-1, ROLE_ADMIN\)/);
+
+    const again = run(addAlice);
+    assert.equal(again.code, 1);
+    assert.equal(again.stderr, 'fib-auth: a user with the email alice@wonderland.space already exists\n');
+
+    const listed = run(['users', 'list', '--json']);
+    assert.equal(listed.code, 0);
+    const [user] = JSON.parse(listed.stdout);
+    assert.deepEqual({ ...user, createdAt: undefined }, {
+      email: ALICE.email,
+      accountId: 'acc-1',
+      authPublicKeyHex: ALICE.publicKeyHex,
+      role: 'ROLE_ADMIN',
+      createdAt: undefined,
+    });
+    assert.match(run(['users', 'list']).stdout, /^alice@wonderland.space\tacc-1\tROLE_ADMIN\t7fbedb/);
+
+    assert.equal(run(['users', 'remove', '--email', 'ALICE@wonderland.space']).code, 0);
+    const gone = run(['users', 'remove', '--email', ALICE.email]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /^fib-auth: no user has the email alice@wonderland.space\n$/);
+  });
+
+  test('usage errors exit 2 with one line', () => {
+    const cases = [
+      [],
+      ['frobnicate'],
+      ['users'],
+      ['users', 'add', '--email', ALICE.email],
+      ['users', 'add', '--email', 'not-an-email', '--auth-public-key', ALICE.publicKeyHex],
+      ['users', 'add', '--email', ALICE.email, '--auth-public-key', 'abcd'],
+      ['users', 'add', ...addAlice.slice(2), '--role', 'ROLE_KING'],
+      ['users', 'list', '--yaml'],
+      ['users', 'remove'],
+      ['serve', 'now'],
+    ];
+    for (const args of cases) {
+      const result = run(args);
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, /^fib-auth: [^\n]+\n$/, args.join(' '));
+    }
+  });
+
+  test('a bad configuration value stops start-up with one line naming it, exit 1', () => {
+    const cases: [NodeJS.ProcessEnv, RegExp][] = [
+      [{ PORT: '70000' }, /^fib-auth: PORT must be an integer from 0 to 65535, got "70000"\n$/],
+      [{ PORT: 'http' }, /^fib-auth: PORT /],
+      [{ ACCESS_TOKEN_TTL: '0' }, /^fib-auth: ACCESS_TOKEN_TTL /],
+      [{ REFRESH_TOKEN_TTL: '1.5' }, /^fib-auth: REFRESH_TOKEN_TTL /],
+      [{ LOG_LEVEL: 'loud' }, /^fib-auth: LOG_LEVEL /],
+      [{ DATABASE_URL: 'mysql://db' }, /^fib-auth: DATABASE_URL /],
+    ];
+    for (const [bad, expected] of cases) {
+      const result = run(['serve'], bad);
+      assert.equal(result.code, 1, JSON.stringify(bad));
+      assert.match(result.stderr, expected);
+    }
+    const unopenable = run(['users', 'list'], { DATABASE_URL: 'sqlite:/dev/null/db.sqlite' });
+    assert.equal(unopenable.code, 1);
+    assert.match(unopenable.stderr, /^fib-auth: [^\n]+\n$/);
+  });
+
+  test('serve: sign in, log out, drain on SIGTERM, and keep the logout across a restart', async () => {
+    assert.equal(run(addAlice).code, 0);
+    const serve = async () => {
+      const child = spawn(process.execPath, [...CLI, 'serve'], { cwd: packageRoot, env, stdio: ['ignore', 'pipe', 'inherit'] });
+      const lines: string[] = [];
+      const port = await new Promise<number>((resolve, reject) => {
+        child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${lines.join('\n')}`)));
+        createInterface({ input: child.stdout! }).on('line', (line) => {
+          lines.push(line);
+          const entry = JSON.parse(line);
+          if (entry.msg === 'fib-auth listening') resolve(entry.port);
+        });
+      });
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      return { url: `http://127.0.0.1:${port}`, lines, stop: () => (child.kill('SIGTERM'), exited) };
+    };
+
+    const first = await serve();
+    assert.equal(statSync(env.FIB_AUTH_SIGNING_KEY_FILE!).mode & 0o777, 0o600);
+    const signIn = await rawCall(first.url, 'POST', `${BASE}/session`, {
+      body: { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex },
+    });
+    assert.equal(signIn.status, 200);
+    const { accessToken } = signIn.body.data;
+    const logout = () => rawCall(first.url, 'POST', `${BASE}/logout`, { headers: { authorization: `Bearer ${accessToken}` } });
+    assert.equal((await logout()).status, 200);
+    assert.equal(await first.stop(), 0);
+    assert.ok(first.lines.some((line) => line.includes('draining')));
+
+    const second = await serve();
+    const again = await rawCall(second.url, 'POST', `${BASE}/logout`, { headers: { authorization: `Bearer ${accessToken}` } });
+    assert.equal(again.status, 401);
+    assert.equal(again.body.status.message, 'The access token has already been logged out.');
+    assert.equal(await second.stop(), 0);
+    assert.ok(!second.lines.some((line) => line.includes('created a new signing key')), 'the key was reused');
+  });
+});

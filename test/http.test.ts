@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { messages } from '../src/domain/failures.js';
+import { openStore } from '../src/store/open.js';
+import type { Store } from '../src/store/store.js';
+import { assertExample, BASE, example, startTestServer, type TestServer } from './support/harness.js';
+import { bundledSpecPath } from '../src/package-root.js';
+
+describe('outside the operations', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer();
+  });
+  after(() => t.stop());
+
+  test('an unknown path is 404 in the envelope', async () => {
+    for (const path of ['/', '/auth/api/v1/authentication-management', `${BASE}/logout/extra`, '/metrics.php?x=1']) {
+      const reply = await t.call('GET', path);
+      assert.equal(reply.status, 404, path);
+      assert.deepEqual(reply.body.status, { code: 404, name: 'Not Found', message: 'No operation exists at this path.' });
+    }
+  });
+
+  test('a known path with another method is 405 with Allow', async () => {
+    const logout = await t.call('GET', `${BASE}/logout`);
+    assert.equal(logout.status, 405);
+    assert.equal(logout.headers.allow, 'POST');
+    assert.equal(logout.body.status.name, 'Method Not Allowed');
+    const session = await t.call('DELETE', `${BASE}/session`);
+    assert.equal(session.status, 405);
+    assert.equal(session.headers.allow, 'POST, PATCH');
+  });
+
+  test('logout ignores a body, whatever its size or type', async () => {
+    const { accessToken } = await t.newSession();
+    const reply = await t.call('POST', `${BASE}/logout`, {
+      headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'text/plain' },
+      body: 'x'.repeat(64 * 1024),
+    });
+    await assertExample(reply, 'LoggedOut');
+  });
+});
+
+describe('a failing store', () => {
+  let t: TestServer;
+  let dir: string;
+  let failing = false;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'fib-auth-failing-'));
+    const real = await openStore(`sqlite:${join(dir, 'store.sqlite')}`);
+    // Fails on demand, through the store interface only.
+    const store = new Proxy(real, {
+      get(target, name: keyof Store) {
+        const value = target[name];
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          if (failing && name !== 'close') return Promise.reject(new Error(`injected failure in ${name}: /var/db/secret.sqlite`));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    t = await startTestServer({}, store);
+  });
+  after(async () => {
+    await t.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('gives a 500 envelope with the request id, logged with the cause, and no stack', async () => {
+    const { accessToken } = await t.newSession();
+    failing = true;
+    const reply = await t.logout(accessToken);
+    failing = false;
+    assert.equal(reply.status, 500);
+    const id = reply.headers['x-request-id'];
+    assert.deepEqual(reply.body, {
+      status: { code: 500, name: 'Internal Server Error', message: `Internal server error; report request id ${id}.` },
+      data: {},
+    });
+    const logged = t.logs.map((line) => JSON.parse(line)).find((entry) => entry.requestId === id && entry.level === 50);
+    assert.match(logged?.err?.message ?? '', /injected failure in findUser/);
+    assert.doesNotMatch(JSON.stringify(reply.body), /secret|at |\.ts/);
+    // Nothing was lost: the token still logs out once the store is back.
+    await assertExample(await t.logout(accessToken), 'LoggedOut');
+  });
+});
+
+describe('the contract and the server say the same things', () => {
+  const catalog = new Set<string>(Object.values(messages));
+  const spec = readFileSync(bundledSpecPath, 'utf8');
+
+  test("every failure message the domain can send is one of the contract's examples", () => {
+    const missing = [...catalog].filter((message) => !spec.includes(JSON.stringify(message).slice(1, -1)));
+    assert.deepEqual(missing, []);
+  });
+
+  test("every error example's message is one the server sends", () => {
+    const httpLayer = [
+      'The request body is not valid JSON.',
+      'The request body is required.',
+      'The request body is larger than 16384 bytes.',
+      'The request body must be sent as application/json.',
+    ];
+    const schemaMessages = /^The request body (field '\w+' )?must /;
+    const names = spec.match(/^ {4}[A-Z]\w+:\n {6}summary:/gm)!.map((m) => m.trim().split(':')[0]);
+    assert.ok(names.length >= 35, `found ${names.length} examples`);
+    for (const name of names) {
+      const { status } = example(name);
+      if (status.code === 200 || status.code === 500) continue;
+      const message: string = status.message;
+      assert.ok(catalog.has(message) || httpLayer.includes(message) || schemaMessages.test(message), `${name}: ${message}`);
+    }
+  });
+});

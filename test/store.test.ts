@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { openStore } from '../src/store/open.js';
+import type { SessionRecord, Store } from '../src/store/store.js';
+
+interface Backend {
+  name: string;
+  /** Opens a store on this backend's one test database; every call opens the same data. */
+  open(): Promise<Store>;
+  cleanUp(): Promise<void>;
+}
+
+function sqliteBackend(): Backend {
+  const dir = mkdtempSync(join(tmpdir(), 'fib-auth-store-'));
+  return {
+    name: 'SQLite',
+    open: () => openStore(`sqlite:${join(dir, 'store.sqlite')}`),
+    cleanUp: async () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+const NOW = 1_800_000_000;
+
+function session(overrides: Partial<SessionRecord> = {}): SessionRecord {
+  return {
+    id: randomUUID(),
+    userEmail: 'alice@wonderland.space',
+    accessJti: randomUUID(),
+    refreshJti: randomUUID(),
+    accessExpiresAt: NOW + 300,
+    refreshExpiresAt: NOW + 86400,
+    createdAt: NOW,
+    revokedAt: null,
+    revokedReason: null,
+    ...overrides,
+  };
+}
+
+for (const backend of [sqliteBackend()]) {
+  describe(`store behaviour on ${backend.name}`, () => {
+    let store: Store;
+    before(async () => {
+      store = await backend.open();
+    });
+    after(async () => {
+      await store.close();
+      await backend.cleanUp();
+    });
+
+    test('users: unique by email, matched case-insensitively', async () => {
+      const user = { email: 'Carol@Example.TEST', accountId: randomUUID(), authPublicKeyHex: 'AB'.repeat(32), role: 'ROLE_PEER' as const, createdAt: NOW };
+      assert.equal(await store.addUser(user), true);
+      assert.equal(await store.addUser({ ...user, accountId: randomUUID(), email: 'carol@example.test' }), false);
+      assert.deepEqual(await store.findUser('CAROL@example.test'), { ...user, email: 'carol@example.test', authPublicKeyHex: 'ab'.repeat(32) });
+      assert.ok((await store.listUsers()).some((u) => u.email === 'carol@example.test'));
+      assert.equal(await store.findUser('nobody@example.test'), undefined);
+    });
+
+    test('a session is stored and read back whole', async () => {
+      const s = session();
+      await store.createSession(s);
+      assert.deepEqual(await store.findSession(s.id), s);
+      assert.equal(await store.findSession(randomUUID()), undefined);
+    });
+
+    test('endSession succeeds once, and only with the current access id', async () => {
+      const s = session();
+      await store.createSession(s);
+      assert.equal(await store.endSession(s.id, randomUUID(), NOW), false);
+      assert.equal(await store.endSession(s.id, s.accessJti, NOW), true);
+      assert.equal(await store.endSession(s.id, s.accessJti, NOW), false);
+      const ended = await store.findSession(s.id);
+      assert.equal(ended?.revokedAt, NOW);
+      assert.equal(ended?.revokedReason, 'logout');
+    });
+
+    test('concurrent endSession calls: exactly one succeeds', async () => {
+      const s = session();
+      await store.createSession(s);
+      const results = await Promise.all(Array.from({ length: 20 }, () => store.endSession(s.id, s.accessJti, NOW)));
+      assert.equal(results.filter(Boolean).length, 1);
+    });
+
+    test('rotateSession is a compare-and-swap of the refresh id', async () => {
+      const s = session();
+      await store.createSession(s);
+      const next = { accessJti: randomUUID(), refreshJti: randomUUID(), accessExpiresAt: NOW + 600, refreshExpiresAt: NOW + 90000 };
+      const results = await Promise.all([store.rotateSession(s.id, s.refreshJti, next), store.rotateSession(s.id, s.refreshJti, next)]);
+      assert.deepEqual(results.sort(), [false, true]);
+      assert.deepEqual(await store.findSession(s.id), { ...s, ...next });
+      assert.equal(await store.endSession(s.id, s.accessJti, NOW), false, 'the old access id is retired');
+      assert.equal(await store.endSession(s.id, next.accessJti, NOW), true);
+      assert.equal(await store.rotateSession(s.id, next.refreshJti, next), false, 'an ended session does not rotate');
+    });
+
+    test('revokeSession revokes a live session once and records why', async () => {
+      const s = session();
+      await store.createSession(s);
+      assert.equal(await store.revokeSession(s.id, 'refresh-reuse', NOW), true);
+      assert.equal(await store.revokeSession(s.id, 'refresh-reuse', NOW), false);
+      assert.equal((await store.findSession(s.id))?.revokedReason, 'refresh-reuse');
+    });
+
+    test("removeUser deletes the user and revokes the user's live sessions", async () => {
+      const email = `dave-${randomUUID()}@example.test`;
+      await store.addUser({ email, accountId: randomUUID(), authPublicKeyHex: 'cd'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
+      const live = session({ userEmail: email });
+      const loggedOut = session({ userEmail: email });
+      const other = session();
+      for (const s of [live, loggedOut, other]) await store.createSession(s);
+      await store.endSession(loggedOut.id, loggedOut.accessJti, NOW);
+      assert.equal(await store.removeUser(email.toUpperCase(), NOW + 1), true);
+      assert.equal(await store.removeUser(email, NOW + 1), false);
+      assert.equal(await store.findUser(email), undefined);
+      assert.equal((await store.findSession(live.id))?.revokedReason, 'user-removed');
+      assert.equal((await store.findSession(loggedOut.id))?.revokedReason, 'logout');
+      assert.equal((await store.findSession(other.id))?.revokedAt, null);
+    });
+
+    test('purgeExpiredSessions deletes only sessions whose every credential expired', async () => {
+      const old = session({ accessExpiresAt: NOW - 10, refreshExpiresAt: NOW - 1 });
+      const refreshable = session({ accessExpiresAt: NOW - 10, refreshExpiresAt: NOW + 10 });
+      await store.createSession(old);
+      await store.createSession(refreshable);
+      assert.ok((await store.purgeExpiredSessions(NOW)) >= 1);
+      assert.equal(await store.findSession(old.id), undefined);
+      assert.ok(await store.findSession(refreshable.id));
+    });
+
+    test('reopening runs the migrations again without losing a row', async () => {
+      const s = session();
+      await store.createSession(s);
+      const again = await backend.open();
+      try {
+        assert.deepEqual(await again.findSession(s.id), s);
+        await again.ping();
+      } finally {
+        await again.close();
+      }
+    });
+  });
+}
