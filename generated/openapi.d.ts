@@ -57,10 +57,102 @@ export interface paths {
          *     refresh the pair, then log out with the new access token. Logging out a session that is
          *     already over answers 401, so of several identical logouts exactly one gets 200.
          *
+         *     With `scope=global` every session of the user ends, not only this one; the token must
+         *     still be the current access token of a live session.
+         *
          *     Services that verify access tokens offline keep accepting a logged-out access token until
          *     it expires; this service refuses it at once.
          */
         post: operations["logout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/health/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Check that the process answers
+         * @description Answers 200 while the process can serve HTTP. Use it as a liveness probe: restart the
+         *     instance when it stops answering. It does not touch the store.
+         */
+        get: operations["getLiveness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/health/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Check that the service can serve requests
+         * @description Answers 200 when the store answers a query within two seconds, 503 otherwise. Use it as a
+         *     readiness probe: route traffic to the instance only while it answers 200.
+         */
+        get: operations["getReadiness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the metrics
+         * @description Prometheus text exposition (not the envelope): request counts and latency by operation and
+         *     status, logout outcomes by reason (`logged_out`, `already_over`, `expired`, `bad_signature`,
+         *     `unknown_user`, `unreadable`, `unacceptable`, `error`), live sessions, and process metrics.
+         *     Expose it to your monitoring network only.
+         */
+        get: operations["getMetrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/.well-known/jwks.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the token verification keys
+         * @description The public keys that verify this service's tokens, selected by the token's `kid`: the key
+         *     that signs new tokens, and every earlier key whose tokens may still be live after a
+         *     rotation. A resource server may cache the set and verify access tokens itself; when a token
+         *     names a `kid` it does not know, it fetches the set again. Such a resource server accepts a
+         *     logged-out access token until the token expires: only this service refuses it at once.
+         */
+        get: operations["getJwks"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -149,6 +241,28 @@ export interface components {
         /** @description The envelope with empty `data`, used by logout and by every error. */
         EmptyEnvelope: components["schemas"]["Envelope"] & {
             data: components["schemas"]["EmptyData"];
+        };
+        /** @description An Ed25519 public key (RFC 8037) that verifies this service's tokens. */
+        Jwk: {
+            /** @enum {string} */
+            kty: "OKP";
+            /** @enum {string} */
+            crv: "Ed25519";
+            /** @description The public key, base64url. */
+            x: string;
+            /** @description The RFC 7638 thumbprint of the key; tokens name it in their `kid` header. */
+            kid: string;
+            /** @enum {string} */
+            alg: "EdDSA";
+            /** @enum {string} */
+            use: "sig";
+        };
+        /**
+         * @description A JSON Web Key Set (RFC 7517). It is not wrapped in the envelope, so that JOSE libraries can
+         *     read it as it is.
+         */
+        Jwks: {
+            keys: components["schemas"]["Jwk"][];
         };
     };
     responses: {
@@ -253,6 +367,15 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
+        /** @description The `scope` query parameter is neither `local` nor `global`. The session was not touched. */
+        LogoutBadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
         /** @description The access token could not be parsed from the `Authorization` header, has expired, is not an access token, or its session is already over. An expired access token cannot log out: refresh the pair, then log out with the new access token. A session that is already over needs no logout. */
         LogoutUnauthorized: {
             headers: {
@@ -263,8 +386,24 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
+        /** @description The store does not answer within two seconds. Take this instance out of rotation until it is ready again. */
+        ServiceUnavailable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
     };
-    parameters: never;
+    parameters: {
+        /**
+         * @description Which sessions to end. `local` (the default) ends the session of this access token, as the
+         *     FIB documentation describes. `global` ends every session of the user, on every device: use it
+         *     when a device is lost or the user changes their key.
+         */
+        LogoutScope: "local" | "global";
+    };
     requestBodies: never;
     headers: {
         /** @description The id under which the server logged this request; quote it when you report a problem. */
@@ -316,7 +455,14 @@ export interface operations {
     };
     logout: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Which sessions to end. `local` (the default) ends the session of this access token, as the
+                 *     FIB documentation describes. `global` ends every session of the user, on every device: use it
+                 *     when a device is lost or the user changes their key.
+                 */
+                scope?: components["parameters"]["LogoutScope"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -324,10 +470,92 @@ export interface operations {
         requestBody?: never;
         responses: {
             200: components["responses"]["LoggedOut"];
+            400: components["responses"]["LogoutBadRequest"];
             401: components["responses"]["LogoutUnauthorized"];
             404: components["responses"]["UserNotFound"];
             422: components["responses"]["TokenUnprocessable"];
             500: components["responses"]["InternalServerError"];
+        };
+    };
+    getLiveness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The process answers. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EmptyEnvelope"];
+                };
+            };
+        };
+    };
+    getReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The store answers; the instance can take traffic. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EmptyEnvelope"];
+                };
+            };
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getMetrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The current metrics. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+        };
+    };
+    getJwks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key set. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Jwks"];
+                };
+            };
         };
     };
 }

@@ -11,7 +11,7 @@ const out = check ? mkdtempSync(join(tmpdir(), 'fib-auth-gen-')) : 'generated';
 const run = (bin, args) => execFileSync(join('node_modules', '.bin', bin), args, { stdio: ['ignore', 'ignore', 'inherit'] });
 
 run('redocly', ['bundle', 'openapi/openapi.yaml', '--output', join(out, FILES[0])]);
-run('openapi-typescript', [join(out, FILES[0]), '--output', join(out, FILES[1])]);
+run('openapi-typescript', [join(out, FILES[0]), '--redocly', 'scripts/typegen.redocly.yaml', '--output', join(out, FILES[1])]);
 
 if (check) {
   const stale = FILES.filter((file) => {

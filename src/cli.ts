@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
+import { generateNextKey, rotateSigningKey } from './domain/key-ring.js';
 import { parsePublicKeyHex } from './domain/signature.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
@@ -12,7 +13,9 @@ const USAGE = `usage:
   fib-auth serve
   fib-auth users add --email E --auth-public-key HEX [--account-id ID] [--role ${ROLES.join('|')}]
   fib-auth users remove --email E
-  fib-auth users list [--json]`;
+  fib-auth users list [--json]
+  fib-auth keys generate
+  fib-auth keys rotate`;
 
 /** A mistake in the command line: exit 2. Anything else that fails: exit 1. */
 class UsageError extends Error {}
@@ -78,6 +81,22 @@ async function users(args: string[]): Promise<void> {
   }
 }
 
+async function keys(args: string[]): Promise<void> {
+  const [action, ...rest] = args;
+  options(rest, {});
+  const config = loadConfig();
+  if (action === 'generate') {
+    const kid = await generateNextKey(config.signingKeyFile);
+    console.log(`generated the next signing key ${kid}; it verifies now and signs after \`fib-auth keys rotate\``);
+  } else if (action === 'rotate') {
+    const lifetime = Math.max(config.accessTokenTtl, config.refreshTokenTtl);
+    const { signer, retired, retiredUntil } = await rotateSigningKey(config.signingKeyFile, lifetime);
+    console.log(`${signer} signs new tokens; ${retired} verifies until ${new Date(retiredUntil * 1000).toISOString()}`);
+  } else {
+    throw new UsageError(action ? `unknown keys command: ${action}` : 'keys needs a command: generate or rotate');
+  }
+}
+
 async function serve(args: string[]): Promise<void> {
   options(args, {});
   const config = loadConfig();
@@ -94,12 +113,16 @@ async function serve(args: string[]): Promise<void> {
     );
   };
   process.once('SIGTERM', stop).once('SIGINT', stop);
+  process.on('SIGHUP', () => {
+    server.reloadKeys().catch((err: unknown) => logger.error({ err }, 'reloading the keys failed; the old keys stay in use'));
+  });
 }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === 'serve') return serve(rest);
   if (command === 'users') return users(rest);
+  if (command === 'keys') return keys(rest);
   if (command === '--help' || command === '-h' || command === 'help') {
     console.log(USAGE);
     return;

@@ -8,6 +8,8 @@ export interface Config {
   accessTokenTtl: number;
   refreshTokenTtl: number;
   logLevel: string;
+  /** Origins whose browser pages may call the API; none by default. */
+  corsOrigins: ReadonlySet<string>;
 }
 
 /** A configuration value that cannot be used; the CLI prints its message as one line and exits 1. */
@@ -33,6 +35,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!/^(sqlite:.+|postgres(ql)?:\/\/.+)$/.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must be sqlite:PATH, sqlite::memory: or postgres://...');
   }
+  const corsOrigins = (env.CORS_ORIGINS ?? '').split(',').map((origin) => origin.trim()).filter(Boolean);
+  for (const origin of corsOrigins) {
+    if (!URL.canParse(origin) || new URL(origin).origin !== origin) {
+      throw new ConfigError(`CORS_ORIGINS must list origins such as https://app.example.com, separated by commas; got ${JSON.stringify(origin)}`);
+    }
+  }
   return {
     port: integer(env, 'PORT', 8080, 0, 65535),
     host: env.HOST || '0.0.0.0',
@@ -41,5 +49,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     accessTokenTtl: integer(env, 'ACCESS_TOKEN_TTL', 300, 1, 2 ** 31 - 1),
     refreshTokenTtl: integer(env, 'REFRESH_TOKEN_TTL', 86400, 1, 2 ** 31 - 1),
     logLevel,
+    corsOrigins: new Set(corsOrigins),
   };
 }

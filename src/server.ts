@@ -1,11 +1,12 @@
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
-import { keyRingOf, loadOrCreateKeyFile, signingKeyFrom } from './domain/keys.js';
+import { KeyRing } from './domain/key-ring.js';
 import { Tokens } from './domain/tokens.js';
 import { createApi } from './http/api.js';
 import { createApp } from './http/app.js';
 import type { Logger } from './logger.js';
+import { Metrics } from './metrics.js';
 import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
 
@@ -16,27 +17,31 @@ export interface RunningServer {
   url: string;
   port: number;
   store: Store;
+  /** Re-reads the signing and verification keys after a rotation (the CLI does it on SIGHUP). */
+  reloadKeys(): Promise<void>;
   /** Stops accepting connections, lets requests in flight finish, then closes the store. */
   close(): Promise<void>;
 }
 
 /** `store` replaces the one `config.databaseUrl` names: tests pass one that fails on purpose. */
 export async function startServer(config: Config, logger: Logger, store?: Store): Promise<RunningServer> {
-  const keyFile = loadOrCreateKeyFile(config.signingKeyFile);
+  const { ring: keys, keyFile } = await KeyRing.load(config.signingKeyFile);
   if (keyFile.created) logger.info({ file: config.signingKeyFile }, 'created a new signing key');
   if (keyFile.tooOpen) logger.warn({ file: config.signingKeyFile }, 'the signing key file is readable by other users; chmod 600 it');
-  const keys = keyRingOf(await signingKeyFrom(keyFile.key));
 
   store ??= await openStore(config.databaseUrl);
+  const liveStore = store;
   const tokens = new Tokens(keys, { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl });
-  const app = createApp(await createApi(new Authentication(store, tokens)), logger);
+  const metrics = new Metrics(() => liveStore.countLiveSessions(Math.floor(Date.now() / 1000)));
+  const api = await createApi({ auth: new Authentication(store, tokens), store, keys, metrics });
+  const app = createApp(api, { logger, metrics, corsOrigins: config.corsOrigins });
 
   const server = app.listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
 
   const purge = () =>
-    store.purgeExpiredSessions(Math.floor(Date.now() / 1000)).then(
+    liveStore.purgeExpiredSessions(Math.floor(Date.now() / 1000)).then(
       (count) => count > 0 && logger.info({ count }, 'purged expired sessions'),
       (err: unknown) => logger.error({ err }, 'purging expired sessions failed'),
     );
@@ -49,13 +54,17 @@ export async function startServer(config: Config, logger: Logger, store?: Store)
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
     store,
+    async reloadKeys() {
+      await keys.reload();
+      logger.info({ keyId: keys.signer.kid, verifying: keys.jwks().map((k) => k.kid) }, 'reloaded the keys');
+    },
     async close() {
       clearInterval(purgeTimer);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
       });
-      await store.close();
+      await liveStore.close();
     },
   };
 }

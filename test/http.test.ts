@@ -104,12 +104,13 @@ describe('the contract and the server say the same things', () => {
       'The request body is larger than 16384 bytes.',
       'The request body must be sent as application/json.',
     ];
-    const schemaMessages = /^The request body (field '\w+' )?must /;
+    const schemaMessages = /^The (request body (field '\w+' )?|query parameter '\w+' )must /;
     const names = spec.match(/^ {4}[A-Z]\w+:\n {6}summary:/gm)!.map((m) => m.trim().split(':')[0]);
     assert.ok(names.length >= 35, `found ${names.length} examples`);
     for (const name of names) {
       const { status } = example(name);
-      if (status.code === 200 || status.code === 500) continue;
+      // Success and 5xx messages come from the handlers and the error layer; their tests compare them to these examples.
+      if (!status || status.code === 200 || status.code >= 500) continue;
       const message: string = status.message;
       assert.ok(catalog.has(message) || httpLayer.includes(message) || schemaMessages.test(message), `${name}: ${message}`);
     }

@@ -63,10 +63,11 @@ export class Authentication {
     throw over(this.whyOver(session, 'refresh'));
   }
 
-  async logout(token: BearerToken): Promise<void> {
+  /** Ends the token's session, or with scope `user` every session of its user. */
+  async logout(token: BearerToken, scope: 'session' | 'user'): Promise<void> {
     const claims = await this.tokens.verify(token, 'access'); // 422, then 401
     await this.registeredUser(claims.sub); // 404
-    if (await this.store.endSession(claims.sid, claims.jti, epochSeconds(this.now()))) return;
+    if (await this.store.endSession(claims.sid, claims.jti, epochSeconds(this.now()), scope === 'user')) return;
     throw over(this.whyOver(await this.store.findSession(claims.sid), 'access')); // 401
   }
 

@@ -9,12 +9,6 @@ export interface SigningKey {
   publicKey: CryptoKey;
 }
 
-/** The keys tokens are signed with and verified by, selected by `kid`. */
-export interface KeyRing {
-  signer: SigningKey;
-  verifier(kid: string): CryptoKey | undefined;
-}
-
 export async function signingKeyFrom(privateKey: KeyObject): Promise<SigningKey> {
   if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error('the signing key is not an Ed25519 key');
   const publicJwk = await exportJWK(createPublicKey(privateKey));
@@ -24,10 +18,6 @@ export async function signingKeyFrom(privateKey: KeyObject): Promise<SigningKey>
     privateKey: (await importJWK(privateJwk, 'EdDSA')) as CryptoKey,
     publicKey: (await importJWK(publicJwk, 'EdDSA')) as CryptoKey,
   };
-}
-
-export function keyRingOf(signer: SigningKey): KeyRing {
-  return { signer, verifier: (kid) => (kid === signer.kid ? signer.publicKey : undefined) };
 }
 
 export interface KeyFileResult {

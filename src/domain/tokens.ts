@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { BearerToken } from './bearer.js';
 import { AuthFailure, type MessageId } from './failures.js';
-import type { KeyRing } from './keys.js';
+import type { KeyRing } from './key-ring.js';
 import type { SessionCredentials } from '../store/store.js';
 
 export type TokenType = 'access' | 'refresh';

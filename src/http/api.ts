@@ -1,27 +1,33 @@
 import type { IncomingMessage } from 'node:http';
 import type { ParameterizedContext } from 'koa';
-import { OpenAPIBackend, type Context, type Request } from 'openapi-backend';
-import type { Authentication } from '../domain/authentication.js';
+import { OpenAPIBackend, type Context } from 'openapi-backend';
 import { parseBearer } from '../domain/bearer.js';
 import { bundledSpecPath } from '../package-root.js';
 import { RequestRefused } from './envelope.js';
-import { operationHandlers } from './handlers.js';
+import { operationHandlers, type Services } from './handlers.js';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
+
+/** The methods the contract defines at a path, for `Allow` and CORS preflights. */
+export function allowedMethods(api: OpenAPIBackend, path: string): string[] {
+  return METHODS.filter((method) => api.matchOperation({ method, path, headers: {} })).map((m) => m.toUpperCase());
+}
 
 /** Node joins repeated headers in `headers`; only `headersDistinct` shows that there were two. */
 const authorizationValues = (req: IncomingMessage) => req.headersDistinct.authorization;
 
-/** `instancePath` `/requestBody/email` becomes "The request body field 'email'". */
+/** The first validation error as a sentence: `/requestBody/email` becomes "The request body field 'email'". */
 function validationMessage(c: Context): string {
   const [error] = c.validation.errors ?? [];
   if (!error) return 'The request is not valid.';
-  if ((error.params as { missingProperty?: string }).missingProperty === 'requestBody') return 'The request body is required.';
-  const field = error.instancePath.split('/').slice(2).join('.');
-  const subject = field ? `The request body field '${field}'` : 'The request body';
-  if (error.keyword === 'additionalProperties') {
-    return `${subject} must not have the property '${(error.params as { additionalProperty: string }).additionalProperty}'.`;
-  }
+  const params = error.params as { missingProperty?: string; additionalProperty?: string; allowedValues?: string[] };
+  if (params.missingProperty === 'requestBody') return 'The request body is required.';
+  const [, part, ...path] = error.instancePath.split('/');
+  const field = path.join('.');
+  const subject =
+    part === 'query' ? `The query parameter '${field}'` : field ? `The request body field '${field}'` : 'The request body';
+  if (error.keyword === 'additionalProperties') return `${subject} must not have the property '${params.additionalProperty}'.`;
+  if (error.keyword === 'enum') return `${subject} ${error.message}: ${params.allowedValues?.join(', ')}.`;
   return `${subject} ${error.message ?? 'is not valid'}.`;
 }
 
@@ -30,17 +36,16 @@ function validationMessage(c: Context): string {
  * sends every refusal (unknown path, wrong method, failed security, failed validation) to the
  * one error layer by throwing.
  */
-export async function createApi(auth: Authentication): Promise<OpenAPIBackend> {
+export async function createApi(services: Services): Promise<OpenAPIBackend> {
   const api = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, validate: true });
   api.register({
-    ...operationHandlers(auth),
+    ...operationHandlers(services),
     notFound: () => {
       throw new RequestRefused(404, 'No operation exists at this path.');
     },
     methodNotAllowed: (c: Context) => {
-      const request = c.request as Request;
-      const allowed = METHODS.filter((method) => api.matchOperation({ ...request, method })).map((m) => m.toUpperCase());
-      throw new RequestRefused(405, `This path does not accept the ${request.method.toUpperCase()} method.`, { Allow: allowed.join(', ') });
+      const allowed = allowedMethods(api, c.request.path);
+      throw new RequestRefused(405, `This path does not accept the ${c.request.method.toUpperCase()} method.`, { Allow: allowed.join(', ') });
     },
     unauthorizedHandler: (c: Context) => {
       // Each operation has one security scheme; its handler threw the reason.

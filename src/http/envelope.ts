@@ -16,6 +16,7 @@ const REASON_PHRASES: Record<number, string> = {
   415: 'Unsupported Media Type',
   422: 'Unprocessable Entity',
   500: 'Internal Server Error',
+  503: 'Service Unavailable',
 };
 
 /** The HTTP status of each domain failure (DESIGN §3, §4). */

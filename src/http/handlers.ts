@@ -2,12 +2,31 @@ import type { Context } from 'openapi-backend';
 import type { components, operations } from '../../generated/openapi.js';
 import type { Authentication } from '../domain/authentication.js';
 import type { BearerToken } from '../domain/bearer.js';
+import type { KeyRing } from '../domain/key-ring.js';
 import type { IssuedPair } from '../domain/tokens.js';
+import type { Metrics } from '../metrics.js';
+import type { Store } from '../store/store.js';
 import { envelope } from './envelope.js';
 
 type OperationId = keyof operations;
-type SuccessBody<Op extends OperationId> = operations[Op]['responses'][200]['content']['application/json'];
+type Responses<Op extends OperationId> = operations[Op]['responses'];
+/** The bodies an operation's responses document, for each media type. */
+type Body<Op extends OperationId> = {
+  [Code in keyof Responses<Op>]: Responses<Op>[Code] extends { content: infer C } ? C[keyof C] : never;
+}[keyof Responses<Op>];
+
+/** A response in another media type than JSON, or JSON outside the envelope. */
+export class PlainReply<T> {
+  constructor(
+    readonly body: T,
+    readonly contentType: string,
+  ) {}
+}
+
 type SignInRequest = components['schemas']['SignInRequest'];
+type LogoutQuery = NonNullable<operations['logout']['parameters']['query']>;
+
+const READINESS_TIMEOUT_MS = 2000;
 
 /** The bearer token that the operation's security handler parsed. */
 const bearer = (c: Context, scheme: 'accessToken' | 'refreshToken') => c.security[scheme] as BearerToken;
@@ -18,8 +37,23 @@ const tokenData = (pair: IssuedPair) => ({
   expirationTime: pair.accessTtl,
 });
 
-/** One handler per operationId; each returns the response envelope of its 200. */
-export function operationHandlers(auth: Authentication): { [Op in OperationId]: (c: Context) => Promise<SuccessBody<Op>> } {
+function answersWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false)));
+  return Promise.race([work.then(() => true, () => false), late]).finally(() => clearTimeout(timer));
+}
+
+export interface Services {
+  auth: Authentication;
+  store: Store;
+  keys: KeyRing;
+  metrics: Metrics;
+}
+
+/** One handler per operationId; each returns a body its operation documents. */
+export function operationHandlers({ auth, store, keys, metrics }: Services): {
+  [Op in OperationId]: (c: Context) => Promise<Body<Op> | PlainReply<Body<Op>>>;
+} {
   return {
     async authorizeUser(c) {
       const pair = await auth.signIn(c.request.requestBody as SignInRequest);
@@ -30,8 +64,26 @@ export function operationHandlers(auth: Authentication): { [Op in OperationId]: 
       return envelope(200, 'Tokens have been successfully refreshed.', tokenData(pair));
     },
     async logout(c) {
-      await auth.logout(bearer(c, 'accessToken'));
+      if ((c.request.query as LogoutQuery).scope === 'global') {
+        await auth.logout(bearer(c, 'accessToken'), 'user');
+        return envelope(200, 'User has been successfully logged out of every session.', {});
+      }
+      await auth.logout(bearer(c, 'accessToken'), 'session');
       return envelope(200, 'User has been successfully logged out.', {});
+    },
+    async getLiveness() {
+      return envelope(200, 'The service is live.', {});
+    },
+    async getReadiness() {
+      return (await answersWithin(store.ping(), READINESS_TIMEOUT_MS))
+        ? envelope(200, 'The service is ready.', {})
+        : envelope(503, 'The store does not answer; do not route requests to this instance.', {});
+    },
+    async getMetrics() {
+      return new PlainReply(await metrics.text(), metrics.registry.contentType);
+    },
+    async getJwks() {
+      return new PlainReply({ keys: keys.jwks() }, 'application/json');
     },
   };
 }

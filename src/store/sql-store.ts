@@ -110,15 +110,18 @@ export class SqlStore implements Store {
     return row && sessionOf(row);
   }
 
-  async endSession(id: string, accessJti: string, now: number): Promise<boolean> {
-    const result = await this.db
-      .updateTable('sessions')
-      .set({ revoked_at: now, revoked_reason: 'logout' satisfies RevokeReason })
-      .where('id', '=', id)
-      .where('access_jti', '=', accessJti)
-      .where('revoked_at', 'is', null)
-      .executeTakeFirst();
-    return changed(result);
+  async endSession(id: string, accessJti: string, now: number, everySessionOfUser = false): Promise<boolean> {
+    const logout = { revoked_at: now, revoked_reason: 'logout' satisfies RevokeReason };
+    const endThis = (db: Kysely<Database>) =>
+      db.updateTable('sessions').set(logout).where('id', '=', id).where('access_jti', '=', accessJti).where('revoked_at', 'is', null);
+    if (!everySessionOfUser) return changed(await endThis(this.db).executeTakeFirst());
+    return this.db.transaction().execute(async (trx) => {
+      const ended = await endThis(trx).returning('user_email').executeTakeFirst();
+      if (ended) {
+        await trx.updateTable('sessions').set(logout).where('user_email', '=', ended.user_email).where('revoked_at', 'is', null).execute();
+      }
+      return ended !== undefined;
+    });
   }
 
   async rotateSession(id: string, refreshJti: string, next: SessionCredentials): Promise<boolean> {
@@ -145,6 +148,16 @@ export class SqlStore implements Store {
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     return changed(result);
+  }
+
+  async countLiveSessions(now: number): Promise<number> {
+    const row = await this.db
+      .selectFrom('sessions')
+      .select((eb) => eb.fn.countAll<number | string>().as('live'))
+      .where('revoked_at', 'is', null)
+      .where('refresh_expires_at', '>', now)
+      .executeTakeFirstOrThrow();
+    return Number(row.live);
   }
 
   async purgeExpiredSessions(now: number): Promise<number> {

@@ -47,12 +47,17 @@ export interface Store {
 
   createSession(session: SessionRecord): Promise<void>;
   findSession(id: string): Promise<SessionRecord | undefined>;
-  /** Ends a live session whose current access id is `accessJti` (logout). */
-  endSession(id: string, accessJti: string, now: number): Promise<boolean>;
+  /**
+   * Ends a live session whose current access id is `accessJti` (logout); with `everySessionOfUser`,
+   * in the same transaction every other live session of its user too.
+   */
+  endSession(id: string, accessJti: string, now: number, everySessionOfUser?: boolean): Promise<boolean>;
   /** Replaces the credentials of a live session whose current refresh id is `refreshJti`. */
   rotateSession(id: string, refreshJti: string, next: SessionCredentials): Promise<boolean>;
   /** Revokes a live session. */
   revokeSession(id: string, reason: RevokeReason, now: number): Promise<boolean>;
+  /** Sessions neither revoked nor past their refresh expiry. */
+  countLiveSessions(now: number): Promise<number>;
   /** Deletes sessions whose every credential has expired; returns how many. */
   purgeExpiredSessions(now: number): Promise<number>;
 

@@ -25,31 +25,27 @@ export interface Reply {
 const contract = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, quick: false });
 const contractReady = contract.init();
 
-const OPERATIONS: Record<string, string> = {
-  [`POST ${BASE}/session`]: 'authorizeUser',
-  [`PATCH ${BASE}/session`]: 'refreshTokens',
-  [`POST ${BASE}/logout`]: 'logout',
-};
-
 /** Asserts that a reply is one the contract documents, with the headers every response carries. */
 async function assertMatchesContract(method: string, path: string, reply: Reply): Promise<void> {
   await contractReady;
-  const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body)}`;
-  assert.match(String(reply.headers['content-type']), /^application\/json/, where);
+  const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body).slice(0, 300)}`;
   assert.equal(reply.headers['cache-control'], 'no-store', where);
   assert.equal(reply.headers['x-content-type-options'], 'nosniff', where);
   assert.match(String(reply.headers['x-request-id']), /^[0-9a-f-]{36}$/, where);
-  assert.equal(reply.body.status.code, reply.status, where);
   if (reply.status === 401) assert.equal(reply.headers['www-authenticate'], 'Bearer error="invalid_token"', where);
-  const operationId = OPERATIONS[`${method} ${path.split('?')[0]}`];
-  if (!operationId) {
+  const operation = contract.matchOperation({ method, path: path.split('?')[0], headers: {} });
+  if (!operation) {
     // Outside the operations only 404 and 405 exist, in the envelope.
     assert.ok([404, 405].includes(reply.status), where);
     assert.deepEqual(reply.body.data, {}, where);
     return;
   }
-  const operation = contract.getOperation(operationId)!;
-  assert.ok(operation.responses?.[String(reply.status)], `${where}: status not documented for ${operationId}`);
+  const documented = operation.responses?.[String(reply.status)] as { content: Record<string, unknown> } | undefined;
+  assert.ok(documented, `${where}: status not documented for ${operation.operationId}`);
+  const mediaType = String(reply.headers['content-type']).split(';')[0];
+  assert.ok(mediaType in documented.content, `${where}: ${mediaType} not documented`);
+  // Everything in JSON is the envelope but the key set, which JOSE libraries read as it is.
+  if (mediaType === 'application/json' && operation.operationId !== 'getJwks') assert.equal(reply.body.status.code, reply.status, where);
   const result = contract.validator.validateResponse(reply.body, operation, reply.status);
   assert.equal(result.errors, null, `${where}: ${JSON.stringify(result.errors)}`);
 }
@@ -75,7 +71,8 @@ export function rawCall(baseUrl: string, method: string, path: string, options: 
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode!, headers: res.headers, body: text ? JSON.parse(text) : undefined });
+        const json = /^application\/json/.test(res.headers['content-type'] ?? '');
+        resolve({ status: res.statusCode!, headers: res.headers, body: json && text ? JSON.parse(text) : text || undefined });
       });
     });
     req.on('error', reject);
