@@ -1,0 +1,308 @@
+/**
+ * `npm run bench`: logout against its limits, in one run on this machine. See BENCHMARKS.md
+ * for the method; the results go to bench/results/<date>.json, the table to the console and
+ * BENCHMARKS.md, the chart to bench/chart.svg.
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { emailDigest } from '../src/domain/signature.js';
+import { bundledSpecPath, packageRoot } from '../src/package-root.js';
+import { measureCeiling } from './ceiling.js';
+import { createPostgresSchema, openPostgres, openSqlite, type BenchDatabase, type BenchUser } from './database.js';
+import { load, type LoadRequest, type LoadResult } from './load.js';
+import { freePort, rssMiB, startService, type Service } from './processes.js';
+import { printReport, writeReport, type GrowthPoint, type Results } from './report.js';
+import { TokenMinter, type BenchSession } from './tokens.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const REPS = Number(process.env.BENCH_REPS ?? 3);
+const WARMUP_SECONDS = 1;
+const CONCURRENCIES = [1, 10, 50];
+const USERS = 1000;
+const GROWTH_SIZES = [1e3, 1e5, 1e6];
+const GROWTH_CONCURRENCY = 10;
+const GROWTH_SECONDS = 4;
+/** The server's default: one JSON line per request, written to standard output (here /dev/null). */
+const LOG_LEVEL = 'info';
+
+const BASE = '/auth/api/v1/authentication-management';
+const log = (line: string) => console.log(`[bench] ${line}`);
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+interface SignInUser extends BenchUser {
+  signInBody: string;
+}
+
+function makeUsers(count: number): SignInUser[] {
+  return Array.from({ length: count }, (_, i) => {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const email = `bench-user-${i}@example.test`;
+    const authPublicKeyHex = Buffer.from(privateKey.export({ format: 'jwk' }).x!, 'base64url').toString('hex');
+    const signature = sign(null, emailDigest(email), privateKey).toString('hex');
+    return { email, accountId: randomUUID(), authPublicKeyHex, signInBody: JSON.stringify({ email, signature, authPublicKeyHex }) };
+  });
+}
+
+const logoutRequest = (accessToken: string): LoadRequest => ({
+  method: 'POST',
+  path: `${BASE}/logout`,
+  headers: { authorization: `Bearer ${accessToken}` },
+});
+
+/** Creates sessions for the users in the database and mints their tokens, as sign-ins would. */
+class SessionFactory {
+  constructor(
+    private readonly db: BenchDatabase,
+    private readonly minter: TokenMinter,
+    private readonly users: readonly BenchUser[],
+  ) {}
+
+  async create(count: number): Promise<{ session: BenchSession; user: BenchUser }[]> {
+    const created = Array.from({ length: count }, (_, i) => {
+      const user = this.users[i % this.users.length];
+      return { session: this.minter.session(user.email), user };
+    });
+    await this.db.addSessions(created.map((c) => c.session));
+    return created;
+  }
+
+  async logouts(count: number): Promise<LoadRequest[]> {
+    return (await this.create(count)).map(({ session, user }) => logoutRequest(this.minter.accessToken(session, user.accountId)));
+  }
+
+  async refreshes(count: number): Promise<LoadRequest[]> {
+    return (await this.create(count)).map(({ session }) => ({
+      method: 'PATCH',
+      path: `${BASE}/session`,
+      headers: { authorization: `Bearer ${this.minter.refreshToken(session)}` },
+    }));
+  }
+}
+
+/** Every request of a run against the real server must have been answered 200. */
+function assertAllOk(what: string, result: LoadResult): void {
+  assert.deepEqual(result.statuses, { 200: result.requests }, `${what}: every request must succeed, got ${JSON.stringify(result.statuses)}`);
+}
+
+const decode = (token: string, part: 0 | 1) => JSON.parse(Buffer.from(token.split('.')[part], 'base64url').toString()) as Record<string, unknown>;
+const shape = (token: string) => [0, 1].map((part) => Object.entries(decode(token, part as 0 | 1)).map(([k, v]) => `${k}:${typeof v}`).join(','));
+
+/** The minted tokens must look exactly like the server's own, and log out like them. */
+async function checkMintedTokens(server: Service, sessions: SessionFactory, minter: TokenMinter, user: SignInUser): Promise<string> {
+  const signedIn = await fetch(`${server.origin}${BASE}/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: user.signInBody });
+  assert.equal(signedIn.status, 200, await signedIn.clone().text());
+  const issued = ((await signedIn.json()) as { data: { accessToken: string; refreshToken: string } }).data;
+  const [{ session }] = await sessions.create(1);
+  const minted = { accessToken: minter.accessToken(session, user.accountId), refreshToken: minter.refreshToken(session) };
+  for (const kind of ['accessToken', 'refreshToken'] as const) {
+    assert.deepEqual(shape(minted[kind]), shape(issued[kind]), `minted ${kind} has the server's header and claims`);
+    assert.equal(minted[kind].length, issued[kind].length, `minted ${kind} is as long as the server's`);
+  }
+  const loggedOut = await fetch(`${server.origin}${BASE}/logout`, { method: 'POST', headers: { authorization: `Bearer ${minted.accessToken}` } });
+  assert.equal(loggedOut.status, 200, 'a minted access token logs out');
+  return minted.accessToken;
+}
+
+function startFibAuth(databaseUrl: string, keyFile: string, port: number): Promise<Service> {
+  return startService('fib-auth', process.execPath, [join(packageRoot, 'dist/src/cli.js'), 'serve'], port, {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DATABASE_URL: databaseUrl,
+    FIB_AUTH_SIGNING_KEY_FILE: keyFile,
+    LOG_LEVEL,
+  });
+}
+
+/** Logout latency as the store grows: the same 1000 real sessions, logged out again and again, among filler rows. */
+async function growth(server: Service, db: BenchDatabase, minter: TokenMinter, users: readonly BenchUser[]): Promise<GrowthPoint[]> {
+  const real = await new SessionFactory(db, minter, users).create(GROWTH_SIZES[0]);
+  const points: GrowthPoint[] = [];
+  for (const size of GROWTH_SIZES) {
+    const fillStarted = performance.now();
+    const filler = size - (await db.countSessions());
+    if (filler > 0) await db.addFiller(filler);
+    const fillSeconds = (performance.now() - fillStarted) / 1000;
+    const rounds: LoadResult[] = [];
+    const started = performance.now();
+    while (performance.now() - started < GROWTH_SECONDS * 1000) {
+      for (const { session } of real) session.accessJti = randomUUID();
+      await db.rearm(real.map((r) => r.session));
+      const requests = real.map(({ session, user }) => logoutRequest(minter.accessToken(session, user.accountId)));
+      const round = await load(server.origin, requests, { concurrency: GROWTH_CONCURRENCY, seconds: GROWTH_SECONDS, pid: server.pid });
+      assertAllOk(`growth at ${size} sessions`, round);
+      rounds.push(round);
+    }
+    const point: GrowthPoint = {
+      sessions: await db.countSessions(),
+      logouts: rounds.reduce((sum, r) => sum + r.requests, 0),
+      p50Ms: median(rounds.map((r) => r.latencyMs.p50)),
+      p99Ms: median(rounds.map((r) => r.latencyMs.p99)),
+      rps: median(rounds.map((r) => r.rps)),
+      bytesPerSession: Math.round((await db.sessionBytes()) / size),
+      fillSeconds: Math.round(fillSeconds * 10) / 10,
+    };
+    log(`growth ${point.sessions} sessions: p50 ${point.p50Ms} ms, p99 ${point.p99Ms} ms, ${point.bytesPerSession} B/session (filled in ${point.fillSeconds} s)`);
+    points.push(point);
+  }
+  return points;
+}
+
+/** PostgreSQL is measured when TEST_DATABASE_URL names one and this build's store speaks to it. */
+async function postgresGrowth(keyFile: string, minter: TokenMinter, users: readonly BenchUser[]): Promise<GrowthPoint[] | { skipped: string }> {
+  const adminUrl = process.env.TEST_DATABASE_URL;
+  if (!adminUrl) return { skipped: 'TEST_DATABASE_URL is not set' };
+  let schema: Awaited<ReturnType<typeof createPostgresSchema>>;
+  try {
+    schema = await createPostgresSchema(adminUrl);
+  } catch (error) {
+    return { skipped: `cannot prepare a PostgreSQL schema: ${(error as Error).message}` };
+  }
+  try {
+    let server: Service;
+    try {
+      server = await startFibAuth(schema.url, keyFile, await freePort());
+    } catch (error) {
+      if (/does not support/.test((error as Error).message)) return { skipped: 'this build of the server has no PostgreSQL store' };
+      throw error;
+    }
+    const db = await openPostgres(schema.url);
+    try {
+      await db.addUsers(users);
+      return await growth(server, db, minter, users);
+    } finally {
+      await db.close();
+      await server.stop();
+    }
+  } finally {
+    await schema.drop();
+  }
+}
+
+async function main(): Promise<void> {
+  const benchStarted = performance.now();
+  const dir = mkdtempSync(join(tmpdir(), 'fib-auth-bench-'));
+  const keyFile = join(dir, 'signing-key.pem');
+  const services: Service[] = [];
+  const stopAll = () => Promise.all(services.splice(0).map((s) => s.stop()));
+  process.once('SIGINT', () => void stopAll().finally(() => process.exit(130)));
+  try {
+    log(`${cpus().length} cores, ${SECONDS} s per run, ${REPS} runs each, server LOG_LEVEL=${LOG_LEVEL}`);
+    const sqlitePath = join(dir, 'fib-auth.sqlite');
+    const server = await startFibAuth(`sqlite:${sqlitePath}`, keyFile, await freePort());
+    services.push(server);
+    const rssAtRest = rssMiB(server.pid);
+    const koaPort = await freePort();
+    const koa = await startService('bare koa', process.execPath, [join(packageRoot, 'bench/bare-koa.mjs')], koaPort, { PORT: String(koaPort) });
+    services.push(koa);
+    const prismPort = await freePort();
+    const prismBin = join(packageRoot, 'node_modules/.bin/prism');
+    const prism = await startService('prism', prismBin, ['mock', '-p', String(prismPort), '-v', 'warn', bundledSpecPath], prismPort);
+    services.push(prism);
+
+    const minter = await TokenMinter.fromKeyFile(keyFile);
+    const db = openSqlite(sqlitePath);
+    const users = makeUsers(USERS);
+    await db.addUsers(users);
+    const sessions = new SessionFactory(db, minter, users);
+    const sampleToken = await checkMintedTokens(server, sessions, minter, users[0]);
+    log(`minted tokens match the server's (${sampleToken.length} characters)`);
+
+    // Koa and Prism check nothing, so they answer the same requests again and again.
+    const fixedRequests = await sessions.logouts(1000);
+    const observed = new Map<number, number>();
+    const serverRun = async (concurrency: number, seconds: number) => {
+      // Each token logs out once: mint what this run can use at most, judged by the runs so far.
+      const expected = Math.max(...observed.values(), 0) || 5000;
+      const requests = await sessions.logouts(Math.ceil(expected * 1.5 * seconds) + 500);
+      const result = await load(server.origin, requests, { concurrency, seconds, pid: server.pid });
+      assertAllOk(`logout at concurrency ${concurrency}`, result);
+      observed.set(concurrency, Math.max(observed.get(concurrency) ?? 0, result.rps));
+      return result;
+    };
+    const targets = {
+      koa: (concurrency: number, seconds: number) => load(koa.origin, fixedRequests, { concurrency, seconds, cycle: true, pid: koa.pid }),
+      prism: (concurrency: number, seconds: number) => load(prism.origin, fixedRequests, { concurrency, seconds, cycle: true, pid: prism.pid }),
+      server: serverRun,
+    };
+
+    const results: Results = {
+      date: new Date().toISOString(),
+      machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version },
+      settings: { secondsPerRun: SECONDS, runs: REPS, serverLogLevel: LOG_LEVEL, tokenCharacters: sampleToken.length, users: USERS },
+      ceiling: [],
+      logout: {},
+      signIn: [],
+      refresh: [],
+      rss: { atRestMiB: rssAtRest, underLoadMiB: 0 },
+      growth: { sqlite: [], postgres: { skipped: 'not run' } },
+      benchSeconds: 0,
+    };
+    for (const concurrency of CONCURRENCIES) {
+      for (const run of Object.values(targets)) await run(concurrency, WARMUP_SECONDS);
+      results.logout[concurrency] = { koa: [], prism: [], server: [] };
+      for (let rep = 0; rep < REPS; rep++) {
+        // Interleaved, so that other work on this shared machine weighs on every column alike.
+        results.ceiling.push(await measureCeiling(sampleToken, minter.publicKey, 1, 50));
+        for (const [name, run] of Object.entries(targets) as [keyof typeof targets, (c: number, s: number) => Promise<LoadResult>][]) {
+          const result = await run(concurrency, SECONDS);
+          results.logout[concurrency][name].push(result);
+          log(`c=${concurrency} run ${rep + 1} ${name}: ${result.rps} req/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, ${result.server?.cores} cores`);
+        }
+      }
+    }
+
+    const signInRequests: LoadRequest[] = users.map((u) => ({
+      method: 'POST',
+      path: `${BASE}/session`,
+      headers: { 'content-type': 'application/json' },
+      body: u.signInBody,
+    }));
+    const heaviest = CONCURRENCIES[CONCURRENCIES.length - 1];
+    for (let rep = 0; rep < REPS; rep++) {
+      const signIn = await load(server.origin, signInRequests, { concurrency: heaviest, seconds: SECONDS, cycle: true, pid: server.pid });
+      assertAllOk('sign-in', signIn);
+      results.signIn.push(signIn);
+      const refreshRequests = await sessions.refreshes(Math.ceil(signIn.rps * 1.5 * SECONDS) + 500);
+      const refresh = await load(server.origin, refreshRequests, { concurrency: heaviest, seconds: SECONDS, pid: server.pid });
+      assertAllOk('refresh', refresh);
+      results.refresh.push(refresh);
+      log(`sign-in ${signIn.rps} req/s, refresh ${refresh.rps} req/s`);
+    }
+    const serverRuns = [...Object.values(results.logout).flatMap((byTarget) => byTarget.server), ...results.signIn, ...results.refresh];
+    results.rss.underLoadMiB = Math.max(...serverRuns.map((r) => r.server?.rssMaxMiB ?? 0));
+    await db.close();
+    await stopAll();
+
+    log('growth on SQLite');
+    const growthServer = await startFibAuth(`sqlite:${join(dir, 'growth.sqlite')}`, keyFile, await freePort());
+    services.push(growthServer);
+    const growthDb = openSqlite(join(dir, 'growth.sqlite'));
+    await growthDb.addUsers(users);
+    results.growth.sqlite = await growth(growthServer, growthDb, minter, users);
+    await growthDb.close();
+    await stopAll();
+
+    log('growth on PostgreSQL');
+    results.growth.postgres = await postgresGrowth(keyFile, minter, users);
+    if ('skipped' in results.growth.postgres) {
+      console.log(`\n!!! PostgreSQL growth SKIPPED: ${results.growth.postgres.skipped}. Only SQLite was measured. !!!\n`);
+    }
+
+    results.benchSeconds = Math.round((performance.now() - benchStarted) / 1000);
+    const resultsDir = join(packageRoot, 'bench/results');
+    mkdirSync(resultsDir, { recursive: true });
+    const file = join(resultsDir, `${results.date.slice(0, 10)}.json`);
+    writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
+    printReport(results);
+    writeReport(results);
+    log(`wrote ${file}, bench/chart.svg and the table in BENCHMARKS.md (${results.benchSeconds} s)`);
+  } finally {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
