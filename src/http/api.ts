@@ -60,5 +60,9 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
   api.registerSecurityHandler('accessToken', parseAuthorization);
   api.registerSecurityHandler('refreshToken', parseAuthorization);
   await api.init();
+  // openapi-backend rebuilds its list of operations (lodash chains, object copies) on every
+  // match, several times per request; the contract does not change while the server runs.
+  const operations = api.router.getOperations();
+  api.router.getOperations = () => operations;
   return api;
 }
