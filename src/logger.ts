@@ -5,8 +5,11 @@ export type { Logger };
 /**
  * Structured JSON logs. Nothing that is logged carries a token, a signature or key material;
  * the redaction is a second line of defence for headers that might be logged by mistake.
+ * Standard output is written asynchronously, so a slow reader of the logs never stalls the
+ * event loop; lines written while a write is in flight go out together with the next one,
+ * and pino flushes what is left when the process exits.
  */
-export function createLogger(level: string, destination: pino.DestinationStream = pino.destination(1)): Logger {
+export function createLogger(level: string, destination: pino.DestinationStream = pino.destination({ dest: 1, sync: false })): Logger {
   return pino(
     {
       level,
