@@ -4,18 +4,18 @@
  * BENCHMARKS.md, the chart to bench/chart.svg.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { emailDigest } from '../src/domain/signature.js';
 import { bundledSpecPath, packageRoot } from '../src/package-root.js';
 import { measureCeiling } from './ceiling.js';
 import { createPostgresSchema, openPostgres, openSqlite, type BenchDatabase, type BenchUser } from './database.js';
+import { BASE, LOG_LEVEL, logoutRequest, makeUsers, SessionFactory, startFibAuth, type SignInUser } from './fixture.js';
 import { load, type LoadRequest, type LoadResult } from './load.js';
 import { freePort, rssMiB, startService, type Service } from './processes.js';
 import { printReport, writeReport, type GrowthPoint, type Results } from './report.js';
-import { TokenMinter, type BenchSession } from './tokens.js';
+import { TokenMinter } from './tokens.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
@@ -25,62 +25,9 @@ const USERS = 1000;
 const GROWTH_SIZES = [1e3, 1e5, 1e6];
 const GROWTH_CONCURRENCY = 10;
 const GROWTH_SECONDS = 4;
-/** The server's default: one JSON line per request, written to standard output (here /dev/null). */
-const LOG_LEVEL = 'info';
 
-const BASE = '/auth/api/v1/authentication-management';
 const log = (line: string) => console.log(`[bench] ${line}`);
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-
-interface SignInUser extends BenchUser {
-  signInBody: string;
-}
-
-function makeUsers(count: number): SignInUser[] {
-  return Array.from({ length: count }, (_, i) => {
-    const { privateKey } = generateKeyPairSync('ed25519');
-    const email = `bench-user-${i}@example.test`;
-    const authPublicKeyHex = Buffer.from(privateKey.export({ format: 'jwk' }).x!, 'base64url').toString('hex');
-    const signature = sign(null, emailDigest(email), privateKey).toString('hex');
-    return { email, accountId: randomUUID(), authPublicKeyHex, signInBody: JSON.stringify({ email, signature, authPublicKeyHex }) };
-  });
-}
-
-const logoutRequest = (accessToken: string): LoadRequest => ({
-  method: 'POST',
-  path: `${BASE}/logout`,
-  headers: { authorization: `Bearer ${accessToken}` },
-});
-
-/** Creates sessions for the users in the database and mints their tokens, as sign-ins would. */
-class SessionFactory {
-  constructor(
-    private readonly db: BenchDatabase,
-    private readonly minter: TokenMinter,
-    private readonly users: readonly BenchUser[],
-  ) {}
-
-  async create(count: number): Promise<{ session: BenchSession; user: BenchUser }[]> {
-    const created = Array.from({ length: count }, (_, i) => {
-      const user = this.users[i % this.users.length];
-      return { session: this.minter.session(user.email), user };
-    });
-    await this.db.addSessions(created.map((c) => c.session));
-    return created;
-  }
-
-  async logouts(count: number): Promise<LoadRequest[]> {
-    return (await this.create(count)).map(({ session, user }) => logoutRequest(this.minter.accessToken(session, user.accountId)));
-  }
-
-  async refreshes(count: number): Promise<LoadRequest[]> {
-    return (await this.create(count)).map(({ session }) => ({
-      method: 'PATCH',
-      path: `${BASE}/session`,
-      headers: { authorization: `Bearer ${this.minter.refreshToken(session)}` },
-    }));
-  }
-}
 
 /** Every request of a run against the real server must have been answered 200. */
 function assertAllOk(what: string, result: LoadResult): void {
@@ -106,15 +53,6 @@ async function checkMintedTokens(server: Service, sessions: SessionFactory, mint
   return minted.accessToken;
 }
 
-function startFibAuth(databaseUrl: string, keyFile: string, port: number): Promise<Service> {
-  return startService('fib-auth', process.execPath, [join(packageRoot, 'dist/src/cli.js'), 'serve'], port, {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    DATABASE_URL: databaseUrl,
-    FIB_AUTH_SIGNING_KEY_FILE: keyFile,
-    LOG_LEVEL,
-  });
-}
 
 /** Logout latency as the store grows: the same 1000 real sessions, logged out again and again, among filler rows. */
 async function growth(server: Service, db: BenchDatabase, minter: TokenMinter, users: readonly BenchUser[]): Promise<GrowthPoint[]> {
