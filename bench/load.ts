@@ -26,6 +26,8 @@ export interface LoadResult {
   statuses: Record<string, number>;
   latencyMs: { p50: number; p90: number; p99: number; max: number };
   server?: ProcessUsage;
+  /** CPU cores this process (the load generator) used meanwhile. */
+  loadGeneratorCores: number;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -47,6 +49,7 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
   let next = 0;
   let done = 0;
   const sampler = options.pid === undefined ? undefined : new ProcessSampler(options.pid);
+  const cpuAtStart = process.cpuUsage();
   const started = performance.now();
   const deadline = started + options.seconds * 1000;
 
@@ -70,6 +73,7 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
   await Promise.all(Array.from({ length: options.concurrency }, worker));
   const seconds = (performance.now() - started) / 1000;
   const server = sampler?.stop();
+  const cpu = process.cpuUsage(cpuAtStart);
   await pool.close();
   const sorted = latencies.subarray(0, done).sort();
   return {
@@ -85,5 +89,6 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
       max: round(sorted[done - 1] ?? NaN),
     },
     server,
+    loadGeneratorCores: round((cpu.user + cpu.system) / 1e6 / seconds),
   };
 }

@@ -22,7 +22,8 @@ export interface GrowthPoint {
 
 export interface Results {
   date: string;
-  machine: { cores: number; cpu: string; node: string };
+  /** One-minute load averages: above 0 when something else ran on the machine. */
+  machine: { cores: number; cpu: string; node: string; loadAverageAtStart: number; loadAverageAtEnd?: number };
   settings: { secondsPerRun: number; runs: number; serverLogLevel: string; tokenCharacters: number; users: number };
   ceiling: CeilingSample[];
   /** By concurrency, the runs of each target. */
@@ -45,6 +46,9 @@ export interface LogoutSummary {
   p50Ms: number;
   p99Ms: number;
   cores: number;
+  /** CPU time of the server (every thread) per logout. */
+  cpuMicroseconds: number;
+  loadGeneratorCores: number;
   /** Server logouts per second ÷ (single-core verification ceiling × cores the server used). */
   vsCeiling: number;
   vsKoa: number;
@@ -77,6 +81,8 @@ export function summarize(r: Results) {
       p50Ms: median(runs.server.map((x) => x.latencyMs.p50)),
       p99Ms: median(runs.server.map((x) => x.latencyMs.p99)),
       cores,
+      cpuMicroseconds: median(runs.server.map((x) => Math.round((x.server!.cores * 1e6) / x.rps))),
+      loadGeneratorCores: median(runs.server.map((x) => x.loadGeneratorCores)),
       vsCeiling: ratio(server / (perCore * cores)),
       vsKoa: ratio(server / koa),
       vsPrism: ratio(server / prism),
@@ -124,11 +130,12 @@ export function markdownTable(r: Results): string {
   });
   return [
     `Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC: ${r.machine.cores} cores (${r.machine.cpu}), Node ${r.machine.node}, ` +
+      `load average ${r.machine.loadAverageAtStart.toFixed(1)} at the start and ${r.machine.loadAverageAtEnd?.toFixed(1)} at the end, ` +
       `${r.settings.runs} runs of ${r.settings.secondsPerRun} s per cell (medians), server LOG_LEVEL=${r.settings.serverLogLevel}, ` +
       `tokens of ${r.settings.tokenCharacters} characters; \`npm run bench\` took ${r.benchSeconds} s.`,
     '',
     `Ceiling, per core: node:crypto \`verify\` ${s.ceiling.nodeCrypto}/s; jose \`jwtVerify\` (WebCrypto key) ${s.ceiling.jose}/s on ${s.ceiling.joseCores} cores. ` +
-      `The ratio below uses the faster per core, ${s.ceiling.perCore}/s.`,
+      `The ratio below uses the faster per core, ${s.ceiling.perCore}/s (${Math.round(1e6 / s.ceiling.perCore)} µs per verification).`,
     '',
     row(['logout', ...columns]),
     row(['---', ...columns.map(() => '---:')]),
@@ -137,6 +144,8 @@ export function markdownTable(r: Results): string {
     line('**fib-auth, logouts/s**', (l) => `**${l.server}**`),
     line('fib-auth p50 / p99, ms', (l) => `${l.p50Ms} / ${l.p99Ms}`),
     line('fib-auth CPU, cores', (l) => l.cores),
+    line('fib-auth CPU per logout, µs', (l) => l.cpuMicroseconds),
+    line('load generator CPU, cores', (l) => l.loadGeneratorCores),
     line('fib-auth ÷ (ceiling × cores)', (l) => l.vsCeiling),
     line('fib-auth ÷ bare koa', (l) => l.vsKoa),
     line('fib-auth ÷ Prism', (l) => l.vsPrism),

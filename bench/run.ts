@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundledSpecPath, packageRoot } from '../src/package-root.js';
 import { measureCeiling } from './ceiling.js';
@@ -63,16 +63,18 @@ async function growth(server: Service, db: BenchDatabase, minter: TokenMinter, u
     const filler = size - (await db.countSessions());
     if (filler > 0) await db.addFiller(filler);
     const fillSeconds = (performance.now() - fillStarted) / 1000;
-    const rounds: LoadResult[] = [];
-    const started = performance.now();
-    while (performance.now() - started < GROWTH_SECONDS * 1000) {
+    const logOutAll = async () => {
       for (const { session } of real) session.accessJti = randomUUID();
       await db.rearm(real.map((r) => r.session));
       const requests = real.map(({ session, user }) => logoutRequest(minter.accessToken(session, user.accountId)));
       const round = await load(server.origin, requests, { concurrency: GROWTH_CONCURRENCY, seconds: GROWTH_SECONDS, pid: server.pid });
       assertAllOk(`growth at ${size} sessions`, round);
-      rounds.push(round);
-    }
+      return round;
+    };
+    await logOutAll(); // warm-up: the first size would otherwise pay for the JIT
+    const rounds: LoadResult[] = [];
+    const started = performance.now();
+    while (performance.now() - started < GROWTH_SECONDS * 1000) rounds.push(await logOutAll());
     const point: GrowthPoint = {
       sessions: await db.countSessions(),
       logouts: rounds.reduce((sum, r) => sum + r.requests, 0),
@@ -121,13 +123,15 @@ async function postgresGrowth(keyFile: string, minter: TokenMinter, users: reado
 
 async function main(): Promise<void> {
   const benchStarted = performance.now();
+  // The machine may be shared: what else ran shows in the one-minute load average.
+  const loadAverageAtStart = loadavg()[0];
   const dir = mkdtempSync(join(tmpdir(), 'fib-auth-bench-'));
   const keyFile = join(dir, 'signing-key.pem');
   const services: Service[] = [];
   const stopAll = () => Promise.all(services.splice(0).map((s) => s.stop()));
   process.once('SIGINT', () => void stopAll().finally(() => process.exit(130)));
   try {
-    log(`${cpus().length} cores, ${SECONDS} s per run, ${REPS} runs each, server LOG_LEVEL=${LOG_LEVEL}`);
+    log(`${cpus().length} cores (load average ${loadAverageAtStart}), ${SECONDS} s per run, ${REPS} runs each, server LOG_LEVEL=${LOG_LEVEL}`);
     const sqlitePath = join(dir, 'fib-auth.sqlite');
     const server = await startFibAuth(`sqlite:${sqlitePath}`, keyFile, await freePort());
     services.push(server);
@@ -168,7 +172,7 @@ async function main(): Promise<void> {
 
     const results: Results = {
       date: new Date().toISOString(),
-      machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version },
+      machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, loadAverageAtStart: loadAverageAtStart },
       settings: { secondsPerRun: SECONDS, runs: REPS, serverLogLevel: LOG_LEVEL, tokenCharacters: sampleToken.length, users: USERS },
       ceiling: [],
       logout: {},
@@ -187,7 +191,10 @@ async function main(): Promise<void> {
         for (const [name, run] of Object.entries(targets) as [keyof typeof targets, (c: number, s: number) => Promise<LoadResult>][]) {
           const result = await run(concurrency, SECONDS);
           results.logout[concurrency][name].push(result);
-          log(`c=${concurrency} run ${rep + 1} ${name}: ${result.rps} req/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, ${result.server?.cores} cores`);
+          log(
+            `c=${concurrency} run ${rep + 1} ${name}: ${result.rps} req/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, ` +
+              `${result.server?.cores} cores (load generator ${result.loadGeneratorCores})`,
+          );
         }
       }
     }
@@ -230,6 +237,7 @@ async function main(): Promise<void> {
     }
 
     results.benchSeconds = Math.round((performance.now() - benchStarted) / 1000);
+    results.machine.loadAverageAtEnd = loadavg()[0];
     const resultsDir = join(packageRoot, 'bench/results');
     mkdirSync(resultsDir, { recursive: true });
     const file = join(resultsDir, `${results.date.slice(0, 10)}.json`);
