@@ -62,9 +62,18 @@ export class SessionFactory {
   }
 }
 
-/** The real server, `fib-auth serve` from dist/, as its own process; `nodeOptions` go to node (a profiler, say). */
-export function startFibAuth(databaseUrl: string, keyFile: string, port: number, nodeOptions: string[] = []): Promise<Service> {
-  return startService('fib-auth', process.execPath, [...nodeOptions, join(packageRoot, 'dist/src/cli.js'), 'serve'], port, {
+export interface ServerOptions {
+  /** Options for node itself (a profiler, say). */
+  nodeOptions?: string[];
+  /** The checkout whose build runs: this one by default. */
+  root?: string;
+  name?: string;
+}
+
+/** The real server, `fib-auth serve` from dist/, as its own process. */
+export function startFibAuth(databaseUrl: string, keyFile: string, port: number, options: ServerOptions = {}): Promise<Service> {
+  const { nodeOptions = [], root = packageRoot, name = 'fib-auth' } = options;
+  return startService(name, process.execPath, [...nodeOptions, join(root, 'dist/src/cli.js'), 'serve'], port, {
     PORT: String(port),
     HOST: '127.0.0.1',
     DATABASE_URL: databaseUrl,

@@ -46,7 +46,7 @@ const window = { start: 0, end: 0 };
 const dir = mkdtempSync(join(tmpdir(), 'fib-auth-profile-'));
 const keyFile = join(dir, 'signing-key.pem');
 const sqlitePath = join(dir, 'fib-auth.sqlite');
-const server = await startFibAuth(`sqlite:${sqlitePath}`, keyFile, await freePort(), ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+const server = await startFibAuth(`sqlite:${sqlitePath}`, keyFile, await freePort(), { nodeOptions: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
 try {
   const db = openSqlite(sqlitePath);
   const users = makeUsers(100);

@@ -1,0 +1,81 @@
+/**
+ * `npm run bench:compare -- REV...`: logout throughput of several commits side by side, each
+ * built in a temporary clone (with this checkout's node_modules) and run as its own server,
+ * measured in interleaved rounds so that other work on the machine weighs on each alike.
+ * For judging one optimisation at a time; `npm run bench` is the full benchmark.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packageRoot } from '../src/package-root.js';
+import { openSqlite, type BenchDatabase } from './database.js';
+import { makeUsers, SessionFactory, startFibAuth } from './fixture.js';
+import { load } from './load.js';
+import { freePort, type Service } from './processes.js';
+import { TokenMinter } from './tokens.js';
+
+const ROUNDS = 5;
+const SECONDS = 3;
+const CONCURRENCIES = [1, 50];
+
+const revisions = process.argv.slice(2);
+if (revisions.length < 2) {
+  console.error('usage: npm run bench:compare -- REV REV [REV...]   (git revisions of this repository)');
+  process.exit(2);
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const dir = mkdtempSync(join(tmpdir(), 'fib-auth-compare-'));
+const keyFile = join(dir, 'signing-key.pem');
+writeFileSync(keyFile, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+const minter = await TokenMinter.fromKeyFile(keyFile);
+const users = makeUsers(200);
+
+interface Contender {
+  revision: string;
+  service: Service;
+  db: BenchDatabase;
+  sessions: SessionFactory;
+}
+const contenders: Contender[] = [];
+try {
+  for (const revision of revisions) {
+    const root = join(dir, `checkout-${contenders.length}`);
+    execFileSync('git', ['clone', '--quiet', packageRoot, root]);
+    execFileSync('git', ['-C', root, 'checkout', '--quiet', revision]);
+    symlinkSync(join(packageRoot, 'node_modules'), join(root, 'node_modules'));
+    execFileSync(process.execPath, [join(packageRoot, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')]);
+    const databasePath = join(dir, `${contenders.length}.sqlite`);
+    const service = await startFibAuth(`sqlite:${databasePath}`, keyFile, await freePort(), { root, name: revision });
+    const db = openSqlite(databasePath);
+    await db.addUsers(users);
+    contenders.push({ revision, service, db, sessions: new SessionFactory(db, minter, users) });
+  }
+  for (const concurrency of CONCURRENCIES) {
+    const runs = new Map(contenders.map((c) => [c, { rps: [] as number[], cpu: [] as number[], p99: [] as number[] }]));
+    for (const c of contenders) await load(c.service.origin, await c.sessions.logouts(3000), { concurrency, seconds: 1 }); // warm up
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of contenders) {
+        const result = await load(c.service.origin, await c.sessions.logouts(20_000), { concurrency, seconds: SECONDS, pid: c.service.pid });
+        assert.deepEqual(result.statuses, { 200: result.requests }, `${c.revision}: every logout must succeed`);
+        const of = runs.get(c)!;
+        of.rps.push(result.rps);
+        of.cpu.push(Math.round((result.server!.cores * 1e6) / result.rps));
+        of.p99.push(result.latencyMs.p99);
+      }
+    }
+    console.log(`\nconcurrency ${concurrency}, medians of ${ROUNDS} interleaved runs of ${SECONDS} s:`);
+    for (const [c, of] of runs) {
+      console.log(`  ${c.revision.padEnd(12)} ${String(median(of.rps)).padStart(6)} logouts/s  ${String(median(of.cpu)).padStart(5)} µs CPU per logout  p99 ${median(of.p99)} ms`);
+    }
+  }
+} finally {
+  for (const c of contenders) {
+    await c.db.close();
+    await c.service.stop();
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
