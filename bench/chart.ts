@@ -43,11 +43,12 @@ function barPanel(left: number, width: number, title: string, unit: string, grou
     }
     parts.push(text(groupLeft + (barWidth * series.length) / 2, y(0) + 16, group, 'text-anchor="middle"'));
   });
-  [...series, ...(marks ? [marks] : [])].forEach((s, i) => {
-    const x = left + i * (width / 4);
-    parts.push(`<rect x="${x}" y="${PANEL_HEIGHT - 24}" width="10" height="10" fill="${s.color}"/>`);
-    parts.push(text(x + 14, PANEL_HEIGHT - 15, s.name, 'font-size="11"'));
-  });
+  let legendX = left;
+  for (const s of [...series, ...(marks ? [marks] : [])]) {
+    parts.push(`<rect x="${legendX}" y="${PANEL_HEIGHT - 24}" width="10" height="10" fill="${s.color}"/>`);
+    parts.push(text(legendX + 14, PANEL_HEIGHT - 15, s.name, 'font-size="11"'));
+    legendX += 26 + s.name.length * 5.8; // about the width of 11 px sans-serif
+  }
   return parts.join('\n');
 }
 
@@ -82,11 +83,11 @@ export function renderChart(r: Results, { logout, ceiling }: Summary): string {
     ]),
   );
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="960" height="${PANEL_HEIGHT}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="1000" height="${PANEL_HEIGHT}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     throughput,
     growth,
-    text(950, PANEL_HEIGHT - 2, `npm run bench, ${r.date.slice(0, 10)}`, 'text-anchor="end" font-size="9" fill="#777"'),
+    text(990, PANEL_HEIGHT - 2, `npm run bench, ${r.date.slice(0, 10)}`, 'text-anchor="end" font-size="9" fill="#777"'),
     '</svg>',
     '',
   ].join('\n');
