@@ -4,7 +4,7 @@
  * The profile itself is kept for Chrome DevTools (its path is printed).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSqlite } from './database.js';
@@ -65,6 +65,8 @@ try {
   await server.stop(); // the profile is written as the server exits
 }
 
+// Keep the profile, for Chrome DevTools; not the database and key it was taken with.
+for (const name of readdirSync(dir)) if (!name.endsWith('.cpuprofile')) rmSync(join(dir, name), { recursive: true, force: true });
 const file = join(dir, readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))!);
 const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; startTime: number; samples: number[]; timeDeltas: number[] };
 const nodeById = new Map(profile.nodes.map((node) => [node.id, node]));
