@@ -27,7 +27,7 @@ export async function startServer(config: Config, logger: Logger, store?: Store)
   if (keyFile.tooOpen) logger.warn({ file: config.signingKeyFile }, 'the signing key file is readable by other users; chmod 600 it');
   const keys = keyRingOf(await signingKeyFrom(keyFile.key));
 
-  store ??= await openStore(config.databaseUrl);
+  store ??= await openStore(config, logger);
   const tokens = new Tokens(keys, { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl });
   const app = createApp(await createApi(new Authentication(store, tokens)), logger);
 

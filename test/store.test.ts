@@ -1,27 +1,14 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test as testOn } from 'node:test';
+import { promisify } from 'node:util';
+import { loadConfig } from '../src/config.js';
+import { packageRoot } from '../src/package-root.js';
 import { openStore } from '../src/store/open.js';
 import type { SessionRecord, Store } from '../src/store/store.js';
-
-interface Backend {
-  name: string;
-  /** Opens a store on this backend's one test database; every call opens the same data. */
-  open(): Promise<Store>;
-  cleanUp(): Promise<void>;
-}
-
-function sqliteBackend(): Backend {
-  const dir = mkdtempSync(join(tmpdir(), 'fib-auth-store-'));
-  return {
-    name: 'SQLite',
-    open: () => openStore(`sqlite:${join(dir, 'store.sqlite')}`),
-    cleanUp: async () => rmSync(dir, { recursive: true, force: true }),
-  };
-}
+import { DATABASES, type TestDatabase } from './support/databases.js';
 
 const NOW = 1_800_000_000;
 
@@ -40,15 +27,22 @@ function session(overrides: Partial<SessionRecord> = {}): SessionRecord {
   };
 }
 
-for (const backend of [sqliteBackend()]) {
+const openOn = (database: TestDatabase) => openStore(loadConfig({ DATABASE_URL: database.url }));
+
+for (const backend of DATABASES) {
   describe(`store behaviour on ${backend.name}`, () => {
+    const test = (name: string, fn: () => Promise<void>) => testOn(name, { skip: backend.skip }, fn);
+    let database: TestDatabase;
     let store: Store;
     before(async () => {
-      store = await backend.open();
+      if (backend.skip) return;
+      database = await backend.create();
+      store = await openOn(database);
     });
     after(async () => {
+      if (backend.skip) return;
       await store.close();
-      await backend.cleanUp();
+      await database.drop();
     });
 
     test('users: unique by email, matched case-insensitively', async () => {
@@ -134,12 +128,35 @@ for (const backend of [sqliteBackend()]) {
     test('reopening runs the migrations again without losing a row', async () => {
       const s = session();
       await store.createSession(s);
-      const again = await backend.open();
+      const again = await openOn(database);
       try {
         assert.deepEqual(await again.findSession(s.id), s);
         await again.ping();
       } finally {
         await again.close();
+      }
+    });
+
+    test('several processes opening a fresh database at the same moment migrate it once', async () => {
+      const fresh = await backend.create();
+      try {
+        // Each process loads first, then all open the store at one agreed instant.
+        const at = Date.now() + 1500;
+        const script = `
+          import { loadConfig } from ${JSON.stringify(join(packageRoot, 'dist/src/config.js'))};
+          import { openStore } from ${JSON.stringify(join(packageRoot, 'dist/src/store/open.js'))};
+          await new Promise((resolve) => setTimeout(resolve, ${at} - Date.now()));
+          await (await openStore(loadConfig())).close();`;
+        const env = { ...process.env, DATABASE_URL: fresh.url };
+        await Promise.all([1, 2, 3].map(() => promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { env, timeout: 30_000 })));
+        const migrated = await openOn(fresh);
+        try {
+          assert.equal(await migrated.addUser({ email: 'erin@example.test', accountId: randomUUID(), authPublicKeyHex: 'ef'.repeat(32), role: 'ROLE_PEER', createdAt: NOW }), true);
+        } finally {
+          await migrated.close();
+        }
+      } finally {
+        await fresh.drop();
       }
     });
   });
