@@ -50,12 +50,14 @@ export async function openStore(config: StoreConfig, logger?: Logger): Promise<S
       max: config.databasePoolSize,
       application_name: 'fib-auth',
       // Every wait is bounded, so an unreachable or stuck database gives a 500 instead of a
-      // hang: getting a connection (from the pool or a new one), a statement on the server,
-      // the reply on the client's side, and a transaction left open by a lost instance,
-      // which would otherwise hold its row locks against every other instance.
+      // hang. Getting a connection, from the pool or a new one:
       connectionTimeoutMillis: timeoutMs,
+      // A statement (waiting for a lock, say) is cancelled by the server, so nothing of it
+      // runs on after the 500; the client's own timer, a little later, catches a silent network.
       statement_timeout: timeoutMs,
-      query_timeout: timeoutMs,
+      query_timeout: timeoutMs + 500,
+      // A transaction left open by an instance that lost its network would hold its row
+      // locks against every other instance.
       idle_in_transaction_session_timeout: timeoutMs,
       keepAlive: true,
     });
