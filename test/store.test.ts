@@ -140,7 +140,8 @@ for (const backend of DATABASES) {
     test('several processes opening a fresh database at the same moment migrate it once', async () => {
       const fresh = await backend.create();
       try {
-        // Each process loads first, then all open the store at one agreed instant.
+        // Each process (on dist/, which npm test builds first) loads, then all open the store
+        // at one agreed instant.
         const at = Date.now() + 1500;
         const script = `
           import { loadConfig } from ${JSON.stringify(join(packageRoot, 'dist/src/config.js'))};

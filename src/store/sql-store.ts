@@ -47,8 +47,8 @@ export class SqlStore implements Store {
 
   /**
    * Opens the database and brings its schema up to date. Several instances may start at once:
-   * Kysely's Migrator holds a lock while it migrates (on PostgreSQL an advisory lock), so the
-   * first one migrates and the others find the schema current.
+   * Kysely's Migrator holds a lock while it migrates (a PostgreSQL advisory lock, or SQLite's
+   * write lock, see open.ts), so the first one migrates and the others find the schema current.
    *
    * `migrationsInCurrentSchema` (PostgreSQL): keep Kysely's own bookkeeping tables in the
    * connection's current schema, beside the store's tables. Without it Kysely would take a
