@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { PostgresDialect, SqliteAdapter, SqliteDialect, sql, type Kysely } from 'kysely';
 import pg from 'pg';
@@ -29,6 +30,23 @@ class SqliteDialectLockingMigrations extends SqliteDialect {
   }
 }
 
+/**
+ * Switching a new file to WAL answers SQLITE_BUSY at once, without waiting for busy_timeout,
+ * while another process opening the same new file switches it too: try again until it is done.
+ */
+async function switchToWal(database: Database.Database, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      database.pragma('journal_mode = WAL');
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw error;
+      await sleep(10);
+    }
+  }
+}
+
 export type StoreConfig = Pick<Config, 'databaseUrl' | 'databasePoolSize' | 'databaseTimeout'>;
 
 /** Opens the store that `DATABASE_URL` names (DESIGN §7). */
@@ -39,9 +57,9 @@ export async function openStore(config: StoreConfig, logger?: Logger): Promise<S
     const path = databaseUrl.slice('sqlite:'.length);
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const database = new Database(path);
-    database.pragma('journal_mode = WAL');
     // Another process (the CLI, a second server) may hold the write lock for a moment.
     database.pragma(`busy_timeout = ${timeoutMs}`);
+    await switchToWal(database, timeoutMs);
     return SqlStore.open(new SqliteDialectLockingMigrations({ database }));
   }
   if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
