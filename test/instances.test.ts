@@ -25,9 +25,9 @@ for (const backend of DATABASES) {
     });
     after(async () => {
       if (backend.skip) return;
-      await a.stop();
-      await b.stop();
-      await database.drop();
+      await a?.stop();
+      await b?.stop();
+      await database?.drop();
       rmSync(keyDir, { recursive: true, force: true });
     });
 

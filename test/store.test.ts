@@ -41,8 +41,8 @@ for (const backend of DATABASES) {
     });
     after(async () => {
       if (backend.skip) return;
-      await store.close();
-      await database.drop();
+      await store?.close();
+      await database?.drop();
     });
 
     test('users: unique by email, matched case-insensitively', async () => {
