@@ -320,7 +320,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description Internal server error. Retry later; if it persists, report the `X-Request-Id` of the response. */
+        /** @description Internal server error, also when the database cannot be reached in time (the answer then comes within the server's database timeout, never as a hang). Retry later; if it persists, report the `X-Request-Id` of the response. A 500 rarely hides a change that was stored: a logout retried after a 500 then gets 401 "already logged out", meaning the session is over, and a refresh retried with the same refresh token gets 401 as a reuse, after which the client signs in again. */
         InternalServerError: {
             headers: {
                 "X-Request-Id": components["headers"]["XRequestId"];

@@ -34,7 +34,7 @@ function required(value: string | boolean | undefined, flag: string): string {
 }
 
 async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(loadConfig().databaseUrl);
+  const store = await openStore(loadConfig());
   try {
     return await work(store);
   } finally {

@@ -29,7 +29,7 @@ export async function startServer(config: Config, logger: Logger, store?: Store)
   if (keyFile.created) logger.info({ file: config.signingKeyFile }, 'created a new signing key');
   if (keyFile.tooOpen) logger.warn({ file: config.signingKeyFile }, 'the signing key file is readable by other users; chmod 600 it');
 
-  store ??= await openStore(config.databaseUrl);
+  store ??= await openStore(config, logger);
   const liveStore = store;
   const tokens = new Tokens(keys, { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl });
   const metrics = new Metrics(() => liveStore.countLiveSessions(Math.floor(Date.now() / 1000)));

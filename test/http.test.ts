@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { loadConfig } from '../src/config.js';
 import { messages } from '../src/domain/failures.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/store.js';
@@ -50,7 +51,7 @@ describe('a failing store', () => {
   let failing = false;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fib-auth-failing-'));
-    const real = await openStore(`sqlite:${join(dir, 'store.sqlite')}`);
+    const real = await openStore(loadConfig({ DATABASE_URL: `sqlite:${join(dir, 'store.sqlite')}` }));
     // Fails on demand, through the store interface only.
     const store = new Proxy(real, {
       get(target, name: keyof Store) {

@@ -5,7 +5,6 @@ import type { RevokeReason, Role, SessionCredentials, SessionRecord, Store, User
 type UserRow = Selectable<Database['users']>;
 type SessionRow = Selectable<Database['sessions']>;
 
-// Drivers return 64-bit integers as numbers (SQLite) or strings (PostgreSQL): normalise here.
 const instant = (value: number | string) => Number(value);
 
 function userOf(row: UserRow): UserRecord {
@@ -32,6 +31,15 @@ function sessionOf(row: SessionRow): SessionRecord {
   };
 }
 
+async function currentSchema(db: Kysely<Database>): Promise<string> {
+  const { rows } = await sql<{ name: string | null }>`select current_schema() as name`.execute(db);
+  const name = rows[0]?.name;
+  if (!name) throw new Error('DATABASE_URL names no existing schema: create the schema its search_path names first');
+  return name;
+}
+
+const POSTGRES_DEADLOCK_DETECTED = '40P01';
+
 const changed = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint }) =>
   (result.numUpdatedRows ?? result.numDeletedRows ?? 0n) > 0n;
 
@@ -39,11 +47,23 @@ const changed = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint }) =
 export class SqlStore implements Store {
   private constructor(private readonly db: Kysely<Database>) {}
 
-  /** Opens the database and brings its schema up to date. */
-  static async open(dialect: Dialect): Promise<SqlStore> {
+  /**
+   * Opens the database and brings its schema up to date. Several instances may start at once:
+   * Kysely's Migrator holds a lock while it migrates (a PostgreSQL advisory lock, or SQLite's
+   * write lock, see open.ts), so the first one migrates and the others find the schema current.
+   *
+   * `migrationsInCurrentSchema` (PostgreSQL): keep Kysely's own bookkeeping tables in the
+   * connection's current schema, beside the store's tables. Without it Kysely would take a
+   * bookkeeping table in any other schema of the database as its own and never create one here.
+   */
+  static async open(dialect: Dialect, options: { migrationsInCurrentSchema?: boolean } = {}): Promise<SqlStore> {
     const db = new Kysely<Database>({ dialect });
-    const { error } = await new Migrator({ db, provider: { getMigrations: async () => migrations } }).migrateToLatest();
-    if (error) {
+    try {
+      const migrationTableSchema = options.migrationsInCurrentSchema ? await currentSchema(db) : undefined;
+      const migrator = new Migrator({ db, migrationTableSchema, provider: { getMigrations: async () => migrations } });
+      const { error } = await migrator.migrateToLatest();
+      if (error) throw error;
+    } catch (error) {
       await db.destroy();
       throw error;
     }
@@ -115,13 +135,23 @@ export class SqlStore implements Store {
     const endThis = (db: Kysely<Database>) =>
       db.updateTable('sessions').set(logout).where('id', '=', id).where('access_jti', '=', accessJti).where('revoked_at', 'is', null);
     if (!everySessionOfUser) return changed(await endThis(this.db).executeTakeFirst());
-    return this.db.transaction().execute(async (trx) => {
-      const ended = await endThis(trx).returning('user_email').executeTakeFirst();
-      if (ended) {
-        await trx.updateTable('sessions').set(logout).where('user_email', '=', ended.user_email).where('revoked_at', 'is', null).execute();
+    const endAll = () =>
+      this.db.transaction().execute(async (trx) => {
+        const ended = await endThis(trx).returning('user_email').executeTakeFirst();
+        if (ended) {
+          await trx.updateTable('sessions').set(logout).where('user_email', '=', ended.user_email).where('revoked_at', 'is', null).execute();
+        }
+        return ended !== undefined;
+      });
+    // Two global logouts of one user lock its sessions in opposite orders; PostgreSQL aborts one
+    // of them, and running it again finds its own session ended (a 401), as it should.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await endAll();
+      } catch (error) {
+        if ((error as { code?: string }).code !== POSTGRES_DEADLOCK_DETECTED || attempt === 3) throw error;
       }
-      return ended !== undefined;
-    });
+    }
   }
 
   async rotateSession(id: string, refreshJti: string, next: SessionCredentials): Promise<boolean> {
