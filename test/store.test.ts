@@ -45,6 +45,8 @@ for (const backend of [sqliteBackend()]) {
     let store: Store;
     before(async () => {
       store = await backend.open();
+      // Sessions are stored only for a registered user; session() belongs to Alice.
+      await store.addUser({ email: 'alice@wonderland.space', accountId: randomUUID(), authPublicKeyHex: 'ef'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
     });
     after(async () => {
       await store.close();
@@ -62,9 +64,18 @@ for (const backend of [sqliteBackend()]) {
 
     test('a session is stored and read back whole', async () => {
       const s = session();
-      await store.createSession(s);
+      assert.equal(await store.createSession(s), true);
       assert.deepEqual(await store.findSession(s.id), s);
       assert.equal(await store.findSession(randomUUID()), undefined);
+    });
+
+    test('createSession stores nothing for a user who is not registered, matching the email case-insensitively', async () => {
+      const orphan = session({ userEmail: 'nobody@example.test' });
+      assert.equal(await store.createSession(orphan), false);
+      assert.equal(await store.findSession(orphan.id), undefined);
+      const shouted = session({ userEmail: 'ALICE@Wonderland.Space' });
+      assert.equal(await store.createSession(shouted), true);
+      assert.equal((await store.findSession(shouted.id))?.userEmail, 'alice@wonderland.space');
     });
 
     test('endSession succeeds once, and only with the current access id', async () => {

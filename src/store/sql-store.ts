@@ -88,21 +88,34 @@ export class SqlStore implements Store {
     return (await this.db.selectFrom('users').selectAll().orderBy('email').execute()).map(userOf);
   }
 
-  async createSession(session: SessionRecord): Promise<void> {
-    await this.db
+  async createSession(session: SessionRecord): Promise<boolean> {
+    // One statement that copies the user's row into the session: while the user is registered
+    // it stores the session, and after `users remove` it stores nothing. A sign-in racing the
+    // removal thus either lands before it (and the removal revokes it) or has no session.
+    // The casts type the parameters for databases that do not infer them in a select list.
+    const bigint = (value: number | null) => sql<number>`cast(${value} as bigint)`;
+    const text = (value: string | null) => sql<string>`cast(${value} as text)`;
+    const result = await this.db
       .insertInto('sessions')
-      .values({
-        id: session.id,
-        user_email: session.userEmail.toLowerCase(),
-        access_jti: session.accessJti,
-        refresh_jti: session.refreshJti,
-        access_expires_at: session.accessExpiresAt,
-        refresh_expires_at: session.refreshExpiresAt,
-        created_at: session.createdAt,
-        revoked_at: session.revokedAt,
-        revoked_reason: session.revokedReason,
-      })
-      .execute();
+      .columns(['id', 'user_email', 'access_jti', 'refresh_jti', 'access_expires_at', 'refresh_expires_at', 'created_at', 'revoked_at', 'revoked_reason'])
+      .expression(
+        this.db
+          .selectFrom('users')
+          .select([
+            text(session.id).as('id'),
+            'email',
+            text(session.accessJti).as('access_jti'),
+            text(session.refreshJti).as('refresh_jti'),
+            bigint(session.accessExpiresAt).as('access_expires_at'),
+            bigint(session.refreshExpiresAt).as('refresh_expires_at'),
+            bigint(session.createdAt).as('created_at'),
+            bigint(session.revokedAt).as('revoked_at'),
+            text(session.revokedReason).as('revoked_reason'),
+          ])
+          .where('email', '=', session.userEmail.toLowerCase()),
+      )
+      .executeTakeFirst();
+    return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
   async findSession(id: string): Promise<SessionRecord | undefined> {
