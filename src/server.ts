@@ -4,7 +4,7 @@ import { Authentication } from './domain/authentication.js';
 import { keyRingOf, loadOrCreateKeyFile, signingKeyFrom } from './domain/keys.js';
 import { Tokens } from './domain/tokens.js';
 import { createApi } from './http/api.js';
-import { createApp } from './http/app.js';
+import { answerUnparsedRequest, createApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
@@ -24,7 +24,6 @@ export interface RunningServer {
 export async function startServer(config: Config, logger: Logger, store?: Store): Promise<RunningServer> {
   const keyFile = loadOrCreateKeyFile(config.signingKeyFile);
   if (keyFile.created) logger.info({ file: config.signingKeyFile }, 'created a new signing key');
-  if (keyFile.tooOpen) logger.warn({ file: config.signingKeyFile }, 'the signing key file is readable by other users; chmod 600 it');
   const keys = keyRingOf(await signingKeyFrom(keyFile.key));
 
   store ??= await openStore(config.databaseUrl);
@@ -32,6 +31,7 @@ export async function startServer(config: Config, logger: Logger, store?: Store)
   const app = createApp(await createApi(new Authentication(store, tokens)), logger);
 
   const server = app.listen(config.port, config.host);
+  server.on('clientError', answerUnparsedRequest(logger));
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
 
