@@ -1,18 +1,23 @@
 import { randomUUID } from 'node:crypto';
+import { maxHeaderSize, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Koa, { type Context as KoaContext, type Next } from 'koa';
 import getRawBody from 'raw-body';
 import type { OpenAPIBackend } from 'openapi-backend';
 import type { Logger } from '../logger.js';
-import { errorResponse, RequestRefused, type Envelope } from './envelope.js';
+import { envelope, errorResponse, RequestRefused, type Envelope } from './envelope.js';
 
 const MAX_BODY_BYTES = 16 * 1024;
+
+/** Headers of every response, whoever answers it. */
+const responseHeaders = (requestId: string) => ({ 'X-Request-Id': requestId, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
 
 /** Gives every response its request id and safety headers, turns every error into the envelope, and logs one line. */
 function envelopeAndLog(logger: Logger) {
   return async (ctx: KoaContext, next: Next) => {
     const started = performance.now();
     const requestId = randomUUID();
-    ctx.set({ 'X-Request-Id': requestId, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
+    ctx.set(responseHeaders(requestId));
     try {
       await next();
     } catch (error) {
@@ -67,4 +72,36 @@ export function createApp(api: OpenAPIBackend, logger: Logger): Koa {
   // Errors after the response started (a client that went away) have no one to answer.
   app.on('error', (err) => logger.warn({ err }, 'response stream failed'));
   return app;
+}
+
+/** Why Node refused to parse a request, as the status and message of the envelope. */
+function unparsedRequestAnswer(code: string | undefined): [status: 400 | 408 | 431, message: string] {
+  if (code === 'HPE_HEADER_OVERFLOW') return [431, `The request line and headers are larger than ${maxHeaderSize} bytes.`];
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'The request did not arrive in time.'];
+  return [400, 'The request is not valid HTTP/1.1.'];
+}
+
+/**
+ * The http server's 'clientError' listener. Node refuses a request it cannot parse (a control
+ * character in a header, headers over its limit) before Koa sees it, and would answer with a
+ * bare status line; this answers in the envelope with the usual headers, then closes.
+ */
+export function answerUnparsedRequest(logger: Logger) {
+  return (error: NodeJS.ErrnoException, socket: Duplex) => {
+    // As Node does: answer only when no response on this connection has started.
+    const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+    if (error.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const requestId = randomUUID();
+    const [status, message] = unparsedRequestAnswer(error.code);
+    const body = envelope(status, message, {});
+    const text = JSON.stringify(body);
+    const headers = { ...responseHeaders(requestId), 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), Connection: 'close' };
+    const head = [`HTTP/1.1 ${status} ${body.status.name}`, ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)];
+    socket.end(`${head.join('\r\n')}\r\n\r\n${text}`, () => socket.destroy());
+    // The refused bytes may hold a token: log the parser's code, never the request.
+    logger.info({ requestId, status, code: error.code }, 'request refused before parsing');
+  };
 }
