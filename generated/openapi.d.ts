@@ -206,7 +206,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description Internal server error. Retry later; if it persists, report the `X-Request-Id` of the response. */
+        /** @description Internal server error. A failed sign-in stored no session, and a failed logout can be retried with the same access token. Retry later; if it persists, report the `X-Request-Id` of the response. */
         InternalServerError: {
             headers: {
                 "X-Request-Id": components["headers"]["XRequestId"];
@@ -235,7 +235,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description The token's signature cannot be trusted: it is malformed, uses another algorithm than EdDSA, names no key of this server, or does not verify. Discard the token and sign in again. */
+        /** @description The token's signature cannot be trusted: it is malformed, uses another algorithm than EdDSA, carries a header parameter other than `alg`, `typ` and `kid`, names no key of this server, or does not verify. Discard the token and sign in again. */
         TokenUnprocessable: {
             headers: {
                 [name: string]: unknown;
