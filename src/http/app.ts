@@ -74,12 +74,15 @@ export function createApp(api: OpenAPIBackend, logger: Logger): Koa {
   return app;
 }
 
-/** Why Node refused to parse a request, as the status and message of the envelope. */
-function unparsedRequestAnswer(code: string | undefined): [status: 400 | 408 | 431, message: string] {
-  if (code === 'HPE_HEADER_OVERFLOW') return [431, `The request line and headers are larger than ${maxHeaderSize} bytes.`];
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'The request did not arrive in time.'];
-  return [400, 'The request is not valid HTTP/1.1.'];
-}
+/**
+ * How a request that Node's parser refuses is answered, by the parser's error code (the
+ * contract's info.description documents these).
+ */
+export const UNPARSED_REQUEST_ANSWERS = {
+  HPE_HEADER_OVERFLOW: [431, `The request line and headers are larger than ${maxHeaderSize} bytes.`],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request did not arrive in time.'],
+  other: [400, 'The request is not valid HTTP/1.1.'],
+} as const;
 
 /**
  * The http server's 'clientError' listener. Node refuses a request it cannot parse (a control
@@ -95,7 +98,8 @@ export function answerUnparsedRequest(logger: Logger) {
       return;
     }
     const requestId = randomUUID();
-    const [status, message] = unparsedRequestAnswer(error.code);
+    const [status, message] =
+      error.code === 'HPE_HEADER_OVERFLOW' || error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? UNPARSED_REQUEST_ANSWERS[error.code] : UNPARSED_REQUEST_ANSWERS.other;
     const body = envelope(status, message, {});
     const text = JSON.stringify(body);
     const headers = { ...responseHeaders(requestId), 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), Connection: 'close' };

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import type { TestServer } from './harness.js';
 
-const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+export const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 
 export function decodePart(token: string, index: 0 | 1): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[index], 'base64url').toString('utf8'));
@@ -28,6 +28,12 @@ export function forge(header: unknown, payload: unknown, key: KeyObject): string
 export function accessClaims(sub: string, sid = randomUUID(), lifetime = 300) {
   const iat = Math.floor(Date.now() / 1000);
   return { acc: randomUUID(), sub, role: 'ROLE_PEER', sid, jti: randomUUID(), iat, exp: iat + lifetime };
+}
+
+/** Claims of a valid refresh token for a session, as the server would issue them. */
+export function refreshClaims(sub: string, sid = randomUUID(), lifetime = 86400) {
+  const iat = Math.floor(Date.now() / 1000);
+  return { sub, sid, acjti: randomUUID(), jti: randomUUID(), iat, exp: iat + lifetime };
 }
 
 export const otherKey = () => generateKeyPairSync('ed25519').privateKey;
