@@ -34,8 +34,12 @@ function envelopeAndLog(logger: Logger) {
   };
 }
 
-/** The JSON body of an operation that has one: 413 over 16 KiB, 415 unless JSON, 400 unless it parses. */
-async function readJsonBody(ctx: KoaContext): Promise<unknown> {
+/**
+ * The JSON text of an operation's body: 413 over 16 KiB, 415 unless JSON, 400 unless it parses.
+ * The router parses what it is given once more whenever that is not an object, so it gets the
+ * text: handing it the value would decode a body that is a JSON string a second time.
+ */
+async function readJsonText(ctx: KoaContext): Promise<string | undefined> {
   let text: string;
   try {
     text = await getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length: ctx.request.length, encoding: 'utf8' });
@@ -48,17 +52,18 @@ async function readJsonBody(ctx: KoaContext): Promise<unknown> {
   if (text === '') return undefined; // no body; validation answers that one is required
   if (!ctx.request.is('application/json')) throw new RequestRefused(415, 'The request body must be sent as application/json.');
   try {
-    return JSON.parse(text);
+    JSON.parse(text);
   } catch {
     throw new RequestRefused(400, 'The request body is not valid JSON.');
   }
+  return text;
 }
 
 /** Hands each request to the contract's router; a handler's envelope becomes the response. */
 function dispatch(api: OpenAPIBackend) {
   return async (ctx: KoaContext) => {
     const request = { method: ctx.method, path: ctx.path, query: ctx.querystring, headers: ctx.headers as Record<string, string | string[]>, body: undefined as unknown };
-    if (api.matchOperation(request)?.requestBody) request.body = await readJsonBody(ctx);
+    if (api.matchOperation(request)?.requestBody) request.body = await readJsonText(ctx);
     const response: Envelope<object> = await api.handleRequest(request, ctx);
     ctx.status = response.status.code;
     ctx.body = response;
