@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
@@ -32,6 +33,15 @@ export async function startServer(config: Config, logger: Logger, store?: Store)
 
   const server = app.listen(config.port, config.host);
   server.on('clientError', answerUnparsedRequest(logger));
+  // Responses still being worked on when closing starts close their connection after them:
+  // otherwise draining waits for each keep-alive connection to time out.
+  const unanswered = new Set<ServerResponse>();
+  let closing = false;
+  server.on('request', (_req, res: ServerResponse) => {
+    if (closing) res.setHeader('Connection', 'close');
+    unanswered.add(res);
+    res.once('close', () => unanswered.delete(res));
+  });
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
 
@@ -51,6 +61,8 @@ export async function startServer(config: Config, logger: Logger, store?: Store)
     store,
     async close() {
       clearInterval(purgeTimer);
+      closing = true;
+      for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
