@@ -14,8 +14,11 @@ export interface StoreHooks {
   file: string;
   /** Runs `action` just before the next call of `method`, as if another request got in first. */
   beforeNext(method: Method, action: () => unknown): void;
-  /** Makes the next call of `method` fail, as a database that went away would. */
-  failNext(method: Method): void;
+  /**
+   * Makes the next call of `method` fail, as a database that went away would: before it ran,
+   * or, with `afterItRan`, once its change is stored (the answer, not the change, was lost).
+   */
+  failNext(method: Method, afterItRan?: 'after it ran'): void;
 }
 
 /**
@@ -26,27 +29,33 @@ export async function startServerWithStoreHooks(env: Record<string, string> = {}
   const dir = mkdtempSync(join(tmpdir(), 'fib-auth-hooked-'));
   const file = join(dir, 'store.sqlite');
   const real = await openStore(`sqlite:${file}`);
-  const pending = new Map<string | symbol, () => unknown>();
+  const before = new Map<string | symbol, () => unknown>();
+  const failAfter = new Set<string | symbol>();
+  const injected = (method: string | symbol) => new Error(`injected failure in ${String(method)}: /var/db/secret.sqlite`);
   const store = new Proxy(real, {
     get(target, name) {
       const value: unknown = Reflect.get(target, name);
       if (typeof value !== 'function') return value;
       return async (...args: unknown[]) => {
-        const action = pending.get(name);
-        pending.delete(name);
+        const action = before.get(name);
+        before.delete(name);
         await action?.();
-        return value.apply(target, args);
+        const result: unknown = await value.apply(target, args);
+        if (failAfter.delete(name)) throw injected(name);
+        return result;
       };
     },
   });
   const hooks: StoreHooks = {
     real,
     file,
-    beforeNext: (method, action) => void pending.set(method, action),
-    failNext: (method) =>
-      hooks.beforeNext(method, () => {
-        throw new Error(`injected failure in ${method}: /var/db/secret.sqlite`);
-      }),
+    beforeNext: (method, action) => void before.set(method, action),
+    failNext: (method, afterItRan) =>
+      afterItRan
+        ? void failAfter.add(method)
+        : hooks.beforeNext(method, () => {
+            throw injected(method);
+          }),
   };
   const t = await startTestServer(env, store);
   const stop = t.stop;
