@@ -206,7 +206,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description Internal server error. A failed sign-in stored no session, and a failed logout can be retried with the same access token. Retry later; if it persists, report the `X-Request-Id` of the response. */
+        /** @description Internal server error. A failed sign-in handed out no token, and a failed logout can be retried with the same access token (a 401 saying it is already logged out means the first attempt took effect). A failed refresh may have spent the refresh token: if retrying it answers 401, sign in again. If the error persists, report the `X-Request-Id` of the response. */
         InternalServerError: {
             headers: {
                 "X-Request-Id": components["headers"]["XRequestId"];
