@@ -1,23 +1,20 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { packageRoot } from '../src/package-root.js';
+import { CLI, serveChild } from './support/child-server.js';
 import { DATABASES } from './support/databases.js';
 import { BASE, rawCall } from './support/harness.js';
 import { ALICE } from './support/vectors.js';
-
-// The package's bin as built by `npm run build`, which `npm test` runs first.
-const CLI = [join(packageRoot, JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).bin['fib-auth'])];
 
 describe('the fib-auth command', () => {
   let dir: string;
   let env: NodeJS.ProcessEnv;
   const run = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
-    const result = spawnSync(process.execPath, [...CLI, ...args], { cwd: packageRoot, env: { ...env, ...extraEnv }, encoding: 'utf8' });
+    const result = spawnSync(process.execPath, [CLI, ...args], { cwd: packageRoot, env: { ...env, ...extraEnv }, encoding: 'utf8' });
     return { code: result.status, stdout: result.stdout, stderr: result.stderr };
   };
   const addAlice = ['users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex];
@@ -114,22 +111,7 @@ describe('the fib-auth command', () => {
 
   test('serve: sign in, log out, drain on SIGTERM, and keep the logout across a restart', async () => {
     assert.equal(run(addAlice).code, 0);
-    const serve = async () => {
-      const child = spawn(process.execPath, [...CLI, 'serve'], { cwd: packageRoot, env, stdio: ['ignore', 'pipe', 'inherit'] });
-      const lines: string[] = [];
-      const port = await new Promise<number>((resolve, reject) => {
-        child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${lines.join('\n')}`)));
-        createInterface({ input: child.stdout! }).on('line', (line) => {
-          lines.push(line);
-          const entry = JSON.parse(line);
-          if (entry.msg === 'fib-auth listening') resolve(entry.port);
-        });
-      });
-      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-      return { url: `http://127.0.0.1:${port}`, lines, stop: () => (child.kill('SIGTERM'), exited) };
-    };
-
-    const first = await serve();
+    const first = await serveChild(env);
     assert.equal(statSync(env.FIB_AUTH_SIGNING_KEY_FILE!).mode & 0o777, 0o600);
     const signIn = await rawCall(first.url, 'POST', `${BASE}/session`, {
       body: { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex },
@@ -141,7 +123,7 @@ describe('the fib-auth command', () => {
     assert.equal(await first.stop(), 0);
     assert.ok(first.lines.some((line) => line.includes('draining')));
 
-    const second = await serve();
+    const second = await serveChild(env);
     const again = await rawCall(second.url, 'POST', `${BASE}/logout`, { headers: { authorization: `Bearer ${accessToken}` } });
     assert.equal(again.status, 401);
     assert.equal(again.body.status.message, 'The access token has already been logged out.');

@@ -38,6 +38,8 @@ for (const backend of DATABASES) {
       if (backend.skip) return;
       database = await backend.create();
       store = await openOn(database);
+      // Sessions are stored only for a registered user; session() belongs to Alice.
+      await store.addUser({ email: 'alice@wonderland.space', accountId: randomUUID(), authPublicKeyHex: 'ef'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
     });
     after(async () => {
       if (backend.skip) return;
@@ -56,9 +58,18 @@ for (const backend of DATABASES) {
 
     test('a session is stored and read back whole', async () => {
       const s = session();
-      await store.createSession(s);
+      assert.equal(await store.createSession(s), true);
       assert.deepEqual(await store.findSession(s.id), s);
       assert.equal(await store.findSession(randomUUID()), undefined);
+    });
+
+    test('createSession stores nothing for a user who is not registered, matching the email case-insensitively', async () => {
+      const orphan = session({ userEmail: 'nobody@example.test' });
+      assert.equal(await store.createSession(orphan), false);
+      assert.equal(await store.findSession(orphan.id), undefined);
+      const shouted = session({ userEmail: 'ALICE@Wonderland.Space' });
+      assert.equal(await store.createSession(shouted), true);
+      assert.equal((await store.findSession(shouted.id))?.userEmail, 'alice@wonderland.space');
     });
 
     test('endSession succeeds once, and only with the current access id', async () => {
@@ -93,6 +104,7 @@ for (const backend of DATABASES) {
 
     test("endSession for every session of the user ends them all at once, and only with a current token", async () => {
       const email = `erin-${randomUUID()}@example.test`;
+      await store.addUser({ email, accountId: randomUUID(), authPublicKeyHex: 'ab'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
       const mine = [session({ userEmail: email }), session({ userEmail: email }), session({ userEmail: email })];
       const other = session();
       for (const s of [...mine, other]) await store.createSession(s);

@@ -82,7 +82,7 @@ export async function openStore(config: StoreConfig, logger?: Logger): Promise<S
     // An idle connection that breaks is dropped by the pool and replaced on the next query;
     // without a listener the error would end the process.
     pool.on('error', (err) => logger?.warn({ err }, 'an idle database connection failed; it will be replaced'));
-    return SqlStore.open(new PostgresDialect({ pool }), { migrationsInCurrentSchema: true });
+    return SqlStore.open(new PostgresDialect({ pool }), { migrationsInCurrentSchema: true, concurrentWriters: true });
   }
   throw new Error(`DATABASE_URL names a store this build does not support: ${databaseUrl.split(':')[0]}`);
 }

@@ -45,7 +45,10 @@ const changed = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint }) =
 
 /** The store on any SQL database Kysely speaks to; the dialect picks the backend. */
 export class SqlStore implements Store {
-  private constructor(private readonly db: Kysely<Database>) {}
+  private constructor(
+    private readonly db: Kysely<Database>,
+    private readonly concurrentWriters: boolean,
+  ) {}
 
   /**
    * Opens the database and brings its schema up to date. Several instances may start at once:
@@ -55,8 +58,11 @@ export class SqlStore implements Store {
    * `migrationsInCurrentSchema` (PostgreSQL): keep Kysely's own bookkeeping tables in the
    * connection's current schema, beside the store's tables. Without it Kysely would take a
    * bookkeeping table in any other schema of the database as its own and never create one here.
+   *
+   * `concurrentWriters` (PostgreSQL): transactions write at the same time, so a statement that
+   * depends on a row it only reads must lock it. SQLite runs one writer at a time.
    */
-  static async open(dialect: Dialect, options: { migrationsInCurrentSchema?: boolean } = {}): Promise<SqlStore> {
+  static async open(dialect: Dialect, options: { migrationsInCurrentSchema?: boolean; concurrentWriters?: boolean } = {}): Promise<SqlStore> {
     const db = new Kysely<Database>({ dialect });
     try {
       const migrationTableSchema = options.migrationsInCurrentSchema ? await currentSchema(db) : undefined;
@@ -67,7 +73,7 @@ export class SqlStore implements Store {
       await db.destroy();
       throw error;
     }
-    return new SqlStore(db);
+    return new SqlStore(db, options.concurrentWriters ?? false);
   }
 
   async addUser(user: UserRecord): Promise<boolean> {
@@ -108,21 +114,37 @@ export class SqlStore implements Store {
     return (await this.db.selectFrom('users').selectAll().orderBy('email').execute()).map(userOf);
   }
 
-  async createSession(session: SessionRecord): Promise<void> {
-    await this.db
+  async createSession(session: SessionRecord): Promise<boolean> {
+    // One statement that copies the user's row into the session: while the user is registered
+    // it stores the session, and after `users remove` it stores nothing. A sign-in racing the
+    // removal thus either lands before it (and the removal revokes it) or has no session.
+    // With concurrent writers the user's row is share-locked, so that the removal waits for
+    // this insert and then revokes the session, or this insert waits and finds no user.
+    // The casts type the parameters for databases that do not infer them in a select list.
+    const bigint = (value: number | null) => sql<number>`cast(${value} as bigint)`;
+    const text = (value: string | null) => sql<string>`cast(${value} as text)`;
+    const result = await this.db
       .insertInto('sessions')
-      .values({
-        id: session.id,
-        user_email: session.userEmail.toLowerCase(),
-        access_jti: session.accessJti,
-        refresh_jti: session.refreshJti,
-        access_expires_at: session.accessExpiresAt,
-        refresh_expires_at: session.refreshExpiresAt,
-        created_at: session.createdAt,
-        revoked_at: session.revokedAt,
-        revoked_reason: session.revokedReason,
-      })
-      .execute();
+      .columns(['id', 'user_email', 'access_jti', 'refresh_jti', 'access_expires_at', 'refresh_expires_at', 'created_at', 'revoked_at', 'revoked_reason'])
+      .expression(
+        this.db
+          .selectFrom('users')
+          .select([
+            text(session.id).as('id'),
+            'email',
+            text(session.accessJti).as('access_jti'),
+            text(session.refreshJti).as('refresh_jti'),
+            bigint(session.accessExpiresAt).as('access_expires_at'),
+            bigint(session.refreshExpiresAt).as('refresh_expires_at'),
+            bigint(session.createdAt).as('created_at'),
+            bigint(session.revokedAt).as('revoked_at'),
+            text(session.revokedReason).as('revoked_reason'),
+          ])
+          .where('email', '=', session.userEmail.toLowerCase())
+          .$if(this.concurrentWriters, (select) => select.forShare()),
+      )
+      .executeTakeFirst();
+    return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
   async findSession(id: string): Promise<SessionRecord | undefined> {
