@@ -4,8 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { messages } from '../src/domain/failures.js';
-import { openStore } from '../src/store/open.js';
-import type { Store } from '../src/store/store.js';
+import { openFailingStore, type FailingStore } from './support/failing-store.js';
 import { assertExample, BASE, example, startTestServer, type TestServer } from './support/harness.js';
 import { bundledSpecPath } from '../src/package-root.js';
 
@@ -47,22 +46,11 @@ describe('outside the operations', () => {
 describe('a failing store', () => {
   let t: TestServer;
   let dir: string;
-  let failing = false;
+  let fault: FailingStore;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fib-auth-failing-'));
-    const real = await openStore(`sqlite:${join(dir, 'store.sqlite')}`);
-    // Fails on demand, through the store interface only.
-    const store = new Proxy(real, {
-      get(target, name: keyof Store) {
-        const value = target[name];
-        if (typeof value !== 'function') return value;
-        return (...args: unknown[]) => {
-          if (failing && name !== 'close') return Promise.reject(new Error(`injected failure in ${name}: /var/db/secret.sqlite`));
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      },
-    });
-    t = await startTestServer({}, store);
+    fault = await openFailingStore(`sqlite:${join(dir, 'store.sqlite')}`);
+    t = await startTestServer({}, fault.store);
   });
   after(async () => {
     await t.stop();
@@ -71,9 +59,9 @@ describe('a failing store', () => {
 
   test('gives a 500 envelope with the request id, logged with the cause, and no stack', async () => {
     const { accessToken } = await t.newSession();
-    failing = true;
+    fault.failing = true;
     const reply = await t.logout(accessToken);
-    failing = false;
+    fault.failing = false;
     assert.equal(reply.status, 500);
     const id = reply.headers['x-request-id'];
     assert.deepEqual(reply.body, {

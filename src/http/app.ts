@@ -22,6 +22,9 @@ function envelopeAndLog(logger: Logger) {
       ctx.status = body.status.code;
       ctx.body = body;
     }
+    // Every body is the JSON envelope. The contract's media type is exactly application/json:
+    // RFC 8259 defines no charset parameter, and strict clients (Dredd) compare the whole value.
+    ctx.set('Content-Type', 'application/json');
     logger.info(
       { requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round((performance.now() - started) * 10) / 10 },
       'request',
