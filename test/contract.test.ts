@@ -1,35 +1,8 @@
 import assert from 'node:assert/strict';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startContractServer, summarize, verifyContract, type ContractServer } from '../contract-tests/dredd.js';
-import { BASE, resolvedContract } from './support/harness.js';
-
-/**
- * A fixture in front of the real server: it forwards every request, but turns the body of a
- * successful logout into one the contract forbids. `status.code` becomes a string; Dredd's own
- * check compares only the example's shape, so only the schema the hooks give it catches this.
- */
-async function startWrongLogoutBody(upstream: string): Promise<{ url: string; server: Server }> {
-  const server = createServer((req, res) => {
-    const forwarded = request(new URL(req.url!, upstream), { method: req.method, headers: req.rawHeaders }, (answer) => {
-      const chunks: Buffer[] = [];
-      answer.on('data', (chunk: Buffer) => chunks.push(chunk));
-      answer.on('end', () => {
-        let body = Buffer.concat(chunks);
-        if (req.method === 'POST' && req.url === `${BASE}/logout` && answer.statusCode === 200) {
-          const envelope = JSON.parse(body.toString('utf8'));
-          body = Buffer.from(JSON.stringify({ ...envelope, status: { ...envelope.status, code: '200' } }));
-        }
-        res.writeHead(answer.statusCode!, { ...answer.headers, 'content-length': body.length });
-        res.end(body);
-      });
-    });
-    req.pipe(forwarded);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
-}
+import { resolvedContract } from './support/harness.js';
+import { startWrongLogoutBody } from './support/wrong-logout-body.js';
 
 describe('Dredd against the real server', () => {
   let server: ContractServer;
@@ -75,7 +48,7 @@ describe('Dredd against the real server', () => {
       assert.match(failed[0].message, /status\/code.*integer/);
       assert.equal(report.stats.failures, 1);
     } finally {
-      await new Promise((resolve) => fixture.server.close(resolve));
+      await fixture.stop();
     }
   });
 });
