@@ -34,8 +34,6 @@ interface Envelope {
 
 /** One transaction Dredd will run, and how to make its response happen. */
 interface Planned {
-  name: string;
-  operationId: string;
   status: number;
   example: string;
   value: Envelope;
@@ -56,8 +54,11 @@ export interface ContractReport {
   transactions: TransactionResult[];
 }
 
-/** Splits the contract into one Dredd description per named example, and plans each transaction. */
-function plan(contract: any): { descriptions: string[]; planned: Map<string, Planned>; unplannedScenarios: string[] } {
+/**
+ * Splits the contract into one Dredd description per named example, and plans each transaction
+ * by its name. Throws unless every example has a scenario and every scenario an example.
+ */
+function plan(contract: any): { descriptions: string[]; planned: Map<string, Planned> } {
   const descriptions: string[] = [];
   const planned = new Map<string, Planned>();
   const scenarioNames = new Set(Object.entries(scenarios).flatMap(([op, byExample]) => Object.keys(byExample).map((ex) => `${op} ${ex}`)));
@@ -80,13 +81,14 @@ function plan(contract: any): { descriptions: string[]; planned: Map<string, Pla
           const scenario = scenarios[operation.operationId]?.[example];
           scenarioNames.delete(`${operation.operationId} ${example}`);
           if (!scenario) missing.push(`${operation.operationId} ${status} ${example}`);
-          else planned.set(name, { name, operationId: operation.operationId, status: Number(status), example, value, schema: asJsonSchema(media.schema), scenario });
+          else planned.set(name, { status: Number(status), example, value, schema: asJsonSchema(media.schema), scenario });
         }
       }
     }
   }
   if (missing.length > 0) throw new Error(`no scenario makes these documented responses happen: ${missing.join(', ')}`);
-  return { descriptions, planned, unplannedScenarios: [...scenarioNames] };
+  if (scenarioNames.size > 0) throw new Error(`scenarios for examples the contract does not have: ${[...scenarioNames].join(', ')}`);
+  return { descriptions, planned };
 }
 
 /** An OpenAPI 3.0 schema as the JSON Schema Dredd's validator reads: it knows no `format: int32`, so the range says it. */
@@ -120,8 +122,7 @@ export async function verifyContract(
   fault: FailingStore,
   { endpoint = t.url, reporter = 'cli' }: { endpoint?: string; reporter?: 'cli' | 'dot' } = {},
 ): Promise<ContractReport> {
-  const { descriptions, planned, unplannedScenarios } = plan(await resolvedContract());
-  if (unplannedScenarios.length > 0) throw new Error(`scenarios for examples the contract does not have: ${unplannedScenarios.join(', ')}`);
+  const { descriptions, planned } = plan(await resolvedContract());
 
   const results = new Map<string, TransactionResult>();
   const nameOfOrigin = new WeakMap<object, string>();
@@ -204,7 +205,7 @@ export interface ContractServer {
 export async function startContractServer(): Promise<ContractServer> {
   const dir = mkdtempSync(join(tmpdir(), 'fib-auth-contract-'));
   const fault = await openFailingStore(`sqlite:${join(dir, 'fib-auth.sqlite')}`);
-  const t = await startTestServer({ LOG_LEVEL: 'warn' }, fault.store);
+  const t = await startTestServer({}, fault.store);
   return {
     t,
     fault,
