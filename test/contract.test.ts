@@ -12,7 +12,7 @@ describe('Dredd against the real server', () => {
   after(() => server.stop());
 
   test('every named example of every documented response happens and matches the contract', { timeout: 120_000 }, async () => {
-    const report = await verifyContract(server.t, server.fault, { reporter: 'dot' });
+    const report = await verifyContract(server.t, server.fault);
     console.log(summarize(report));
     const failed = report.transactions.filter((transaction) => transaction.result !== 'pass');
     assert.deepEqual(failed, []);
@@ -39,7 +39,7 @@ describe('Dredd against the real server', () => {
     const fixture = await startWrongLogoutBody(server.t.url);
     console.log('Dredd against a fixture whose logout answers a wrong body: one failure is expected.');
     try {
-      const report = await verifyContract(server.t, server.fault, { endpoint: fixture.url, reporter: 'dot' });
+      const report = await verifyContract(server.t, server.fault, { endpoint: fixture.url });
       const failed = report.transactions.filter((transaction) => transaction.result !== 'pass');
       assert.deepEqual(
         failed.map(({ name }) => name),
