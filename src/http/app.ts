@@ -40,6 +40,9 @@ function envelopeAndLog(logger: Logger, metrics: Metrics) {
       ctx.status = body.status.code;
       ctx.body = body;
     }
+    // JSON bodies go out as exactly application/json: RFC 8259 defines no charset parameter,
+    // and strict clients (Dredd) compare the whole value.
+    if (typeof ctx.body === 'object' && ctx.body !== null) ctx.set('Content-Type', 'application/json');
     const seconds = (performance.now() - started) / 1000;
     const operation = ctx.state.operationId ?? 'none';
     metrics.observe(operation, ctx.status, seconds, failure);
@@ -159,7 +162,7 @@ export function answerUnparsedRequest(logger: Logger) {
       error.code === 'HPE_HEADER_OVERFLOW' || error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? UNPARSED_REQUEST_ANSWERS[error.code] : UNPARSED_REQUEST_ANSWERS.other;
     const body = envelope(status, message, {});
     const text = JSON.stringify(body);
-    const headers = { ...responseHeaders(requestId), 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), Connection: 'close' };
+    const headers = { ...responseHeaders(requestId), 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), Connection: 'close' };
     const head = [`HTTP/1.1 ${status} ${body.status.name}`, ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)];
     socket.end(`${head.join('\r\n')}\r\n\r\n${text}`, () => socket.destroy());
     // The refused bytes may hold a token: log the parser's code, never the request.

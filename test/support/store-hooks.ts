@@ -20,6 +20,8 @@ export interface StoreHooks {
    * or, with `afterItRan`, once its change is stored (the answer, not the change, was lost).
    */
   failNext(method: Method, afterItRan?: 'after it ran'): void;
+  /** While on, every call but `close` fails, as a database that is down would. */
+  failing: boolean;
 }
 
 /**
@@ -38,6 +40,7 @@ export async function startServerWithStoreHooks(env: Record<string, string> = {}
       const value: unknown = Reflect.get(target, name);
       if (typeof value !== 'function') return value;
       return async (...args: unknown[]) => {
+        if (hooks.failing && name !== 'close') throw injected(name);
         const action = before.get(name);
         before.delete(name);
         await action?.();
@@ -48,6 +51,7 @@ export async function startServerWithStoreHooks(env: Record<string, string> = {}
     },
   });
   const hooks: StoreHooks = {
+    failing: false,
     real,
     file,
     beforeNext: (method, action) => void before.set(method, action),
