@@ -320,7 +320,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description Internal server error. Retry later; if it persists, report the `X-Request-Id` of the response. */
+        /** @description Internal server error, also when the database cannot be reached in time (the answer then comes within the server's database timeout, never as a hang). A failed sign-in handed out no token. A failed logout can be retried with the same access token: a 401 saying it is already logged out means the first attempt took effect. A failed refresh may have spent the refresh token: if retrying it answers 401, sign in again. If the error persists, report the `X-Request-Id` of the response. */
         InternalServerError: {
             headers: {
                 "X-Request-Id": components["headers"]["XRequestId"];
@@ -349,7 +349,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description The token's signature cannot be trusted: it is malformed, uses another algorithm than EdDSA, names no key of this server, or does not verify. Discard the token and sign in again. */
+        /** @description The token's signature cannot be trusted: it is malformed, uses another algorithm than EdDSA, carries a header parameter other than `alg`, `typ` and `kid`, names no key of this server, or does not verify. Discard the token and sign in again. */
         TokenUnprocessable: {
             headers: {
                 [name: string]: unknown;
@@ -533,7 +533,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/plain": string;
+                    "text/plain; version=0.0.4; charset=utf-8": string;
                 };
             };
         };

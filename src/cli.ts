@@ -34,7 +34,7 @@ function required(value: string | boolean | undefined, flag: string): string {
 }
 
 async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(loadConfig().databaseUrl);
+  const store = await openStore(loadConfig());
   try {
     return await work(store);
   } finally {
@@ -103,8 +103,9 @@ async function serve(args: string[]): Promise<void> {
   const logger = createLogger(config.logLevel);
   const server = await startServer(config, logger);
   const stop = (signal: string) => {
-    logger.info({ signal }, 'shutting down: draining requests in flight');
-    server.close().then(
+    const closed = server.close(); // stops listening before it returns
+    logger.info({ signal }, 'shutting down: no new connections, draining requests in flight');
+    closed.then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');

@@ -4,6 +4,10 @@ export interface Config {
   port: number;
   host: string;
   databaseUrl: string;
+  /** PostgreSQL connections per instance; SQLite has one. */
+  databasePoolSize: number;
+  /** Seconds a database connection, statement or open transaction may take before it fails. */
+  databaseTimeout: number;
   signingKeyFile: string;
   accessTokenTtl: number;
   refreshTokenTtl: number;
@@ -45,6 +49,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: integer(env, 'PORT', 8080, 0, 65535),
     host: env.HOST || '0.0.0.0',
     databaseUrl,
+    databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    databaseTimeout: integer(env, 'DATABASE_TIMEOUT', 5, 1, 3600),
     signingKeyFile: resolve(env.FIB_AUTH_SIGNING_KEY_FILE || './var/signing-key.pem'),
     accessTokenTtl: integer(env, 'ACCESS_TOKEN_TTL', 300, 1, 2 ** 31 - 1),
     refreshTokenTtl: integer(env, 'REFRESH_TOKEN_TTL', 86400, 1, 2 ** 31 - 1),

@@ -1,10 +1,11 @@
+import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
 import { KeyRing } from './domain/key-ring.js';
 import { Tokens } from './domain/tokens.js';
 import { createApi } from './http/api.js';
-import { createApp } from './http/app.js';
+import { answerUnparsedRequest, createApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { openStore } from './store/open.js';
@@ -27,9 +28,8 @@ export interface RunningServer {
 export async function startServer(config: Config, logger: Logger, store?: Store): Promise<RunningServer> {
   const { ring: keys, keyFile } = await KeyRing.load(config.signingKeyFile);
   if (keyFile.created) logger.info({ file: config.signingKeyFile }, 'created a new signing key');
-  if (keyFile.tooOpen) logger.warn({ file: config.signingKeyFile }, 'the signing key file is readable by other users; chmod 600 it');
 
-  store ??= await openStore(config.databaseUrl);
+  store ??= await openStore(config, logger);
   const liveStore = store;
   const tokens = new Tokens(keys, { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl });
   const metrics = new Metrics(() => liveStore.countLiveSessions(Math.floor(Date.now() / 1000)));
@@ -37,6 +37,16 @@ export async function startServer(config: Config, logger: Logger, store?: Store)
   const app = createApp(api, { logger, metrics, corsOrigins: config.corsOrigins });
 
   const server = app.listen(config.port, config.host);
+  server.on('clientError', answerUnparsedRequest(logger));
+  // Responses still being worked on when closing starts close their connection after them:
+  // otherwise draining waits for each keep-alive connection to time out.
+  const unanswered = new Set<ServerResponse>();
+  let closing = false;
+  server.on('request', (_req, res: ServerResponse) => {
+    if (closing) res.setHeader('Connection', 'close');
+    unanswered.add(res);
+    res.once('close', () => unanswered.delete(res));
+  });
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
 
@@ -60,6 +70,8 @@ export async function startServer(config: Config, logger: Logger, store?: Store)
     },
     async close() {
       clearInterval(purgeTimer);
+      closing = true;
+      for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();

@@ -1,22 +1,20 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { packageRoot } from '../src/package-root.js';
+import { CLI, serveChild } from './support/child-server.js';
+import { DATABASES } from './support/databases.js';
 import { BASE, rawCall } from './support/harness.js';
 import { ALICE } from './support/vectors.js';
-
-// The package's bin as built by `npm run build`, which `npm test` runs first.
-const CLI = [join(packageRoot, JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).bin['fib-auth'])];
 
 describe('the fib-auth command', () => {
   let dir: string;
   let env: NodeJS.ProcessEnv;
   const run = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
-    const result = spawnSync(process.execPath, [...CLI, ...args], { cwd: packageRoot, env: { ...env, ...extraEnv }, encoding: 'utf8' });
+    const result = spawnSync(process.execPath, [CLI, ...args], { cwd: packageRoot, env: { ...env, ...extraEnv }, encoding: 'utf8' });
     return { code: result.status, stdout: result.stdout, stderr: result.stderr };
   };
   const addAlice = ['users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex];
@@ -33,32 +31,40 @@ describe('the fib-auth command', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test('users add, list and remove, with exit codes 0, 1 and 2', () => {
-    const added = run([...addAlice, '--role', 'ROLE_ADMIN', '--account-id', 'acc-1']);
-    assert.equal(added.code, 0, added.stderr);
-    assert.match(added.stdout, /added alice@wonderland.space \(account acc-1, ROLE_ADMIN\)/);
+  for (const backend of DATABASES) {
+    test(`users add, list and remove on ${backend.name}, with exit codes 0, 1 and 2`, { skip: backend.skip }, async () => {
+      const database = await backend.create();
+      const runOn = (args: string[]) => run(args, { DATABASE_URL: database.url });
+      try {
+        const added = runOn([...addAlice, '--role', 'ROLE_ADMIN', '--account-id', 'acc-1']);
+        assert.equal(added.code, 0, added.stderr);
+        assert.match(added.stdout, /added alice@wonderland.space \(account acc-1, ROLE_ADMIN\)/);
 
-    const again = run(addAlice);
-    assert.equal(again.code, 1);
-    assert.equal(again.stderr, 'fib-auth: a user with the email alice@wonderland.space already exists\n');
+        const again = runOn(addAlice);
+        assert.equal(again.code, 1);
+        assert.equal(again.stderr, 'fib-auth: a user with the email alice@wonderland.space already exists\n');
 
-    const listed = run(['users', 'list', '--json']);
-    assert.equal(listed.code, 0);
-    const [user] = JSON.parse(listed.stdout);
-    assert.deepEqual({ ...user, createdAt: undefined }, {
-      email: ALICE.email,
-      accountId: 'acc-1',
-      authPublicKeyHex: ALICE.publicKeyHex,
-      role: 'ROLE_ADMIN',
-      createdAt: undefined,
+        const listed = runOn(['users', 'list', '--json']);
+        assert.equal(listed.code, 0);
+        const [user] = JSON.parse(listed.stdout);
+        assert.deepEqual({ ...user, createdAt: undefined }, {
+          email: ALICE.email,
+          accountId: 'acc-1',
+          authPublicKeyHex: ALICE.publicKeyHex,
+          role: 'ROLE_ADMIN',
+          createdAt: undefined,
+        });
+        assert.match(runOn(['users', 'list']).stdout, /^alice@wonderland.space\tacc-1\tROLE_ADMIN\t7fbedb/);
+
+        assert.equal(runOn(['users', 'remove', '--email', 'ALICE@wonderland.space']).code, 0);
+        const gone = runOn(['users', 'remove', '--email', ALICE.email]);
+        assert.equal(gone.code, 1);
+        assert.match(gone.stderr, /^fib-auth: no user has the email alice@wonderland.space\n$/);
+      } finally {
+        await database.drop();
+      }
     });
-    assert.match(run(['users', 'list']).stdout, /^alice@wonderland.space\tacc-1\tROLE_ADMIN\t7fbedb/);
-
-    assert.equal(run(['users', 'remove', '--email', 'ALICE@wonderland.space']).code, 0);
-    const gone = run(['users', 'remove', '--email', ALICE.email]);
-    assert.equal(gone.code, 1);
-    assert.match(gone.stderr, /^fib-auth: no user has the email alice@wonderland.space\n$/);
-  });
+  }
 
   test('usage errors exit 2 with one line', () => {
     const cases = [
@@ -88,35 +94,24 @@ describe('the fib-auth command', () => {
       [{ REFRESH_TOKEN_TTL: '1.5' }, /^fib-auth: REFRESH_TOKEN_TTL /],
       [{ LOG_LEVEL: 'loud' }, /^fib-auth: LOG_LEVEL /],
       [{ DATABASE_URL: 'mysql://db' }, /^fib-auth: DATABASE_URL /],
+      [{ DATABASE_POOL_SIZE: '0' }, /^fib-auth: DATABASE_POOL_SIZE must be an integer from 1 to 1000, got "0"\n$/],
+      [{ DATABASE_TIMEOUT: '5s' }, /^fib-auth: DATABASE_TIMEOUT /],
     ];
     for (const [bad, expected] of cases) {
       const result = run(['serve'], bad);
       assert.equal(result.code, 1, JSON.stringify(bad));
       assert.match(result.stderr, expected);
     }
-    const unopenable = run(['users', 'list'], { DATABASE_URL: 'sqlite:/dev/null/db.sqlite' });
-    assert.equal(unopenable.code, 1);
-    assert.match(unopenable.stderr, /^fib-auth: [^\n]+\n$/);
+    for (const url of ['sqlite:/dev/null/db.sqlite', 'postgres://postgres@127.0.0.1:1/nothing-listens-here']) {
+      const unopenable = run(['users', 'list'], { DATABASE_URL: url });
+      assert.equal(unopenable.code, 1, url);
+      assert.match(unopenable.stderr, /^fib-auth: [^\n]+\n$/, url);
+    }
   });
 
   test('serve: sign in, log out, drain on SIGTERM, and keep the logout across a restart', async () => {
     assert.equal(run(addAlice).code, 0);
-    const serve = async () => {
-      const child = spawn(process.execPath, [...CLI, 'serve'], { cwd: packageRoot, env, stdio: ['ignore', 'pipe', 'inherit'] });
-      const lines: string[] = [];
-      const port = await new Promise<number>((resolve, reject) => {
-        child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${lines.join('\n')}`)));
-        createInterface({ input: child.stdout! }).on('line', (line) => {
-          lines.push(line);
-          const entry = JSON.parse(line);
-          if (entry.msg === 'fib-auth listening') resolve(entry.port);
-        });
-      });
-      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-      return { url: `http://127.0.0.1:${port}`, lines, stop: () => (child.kill('SIGTERM'), exited) };
-    };
-
-    const first = await serve();
+    const first = await serveChild(env);
     assert.equal(statSync(env.FIB_AUTH_SIGNING_KEY_FILE!).mode & 0o777, 0o600);
     const signIn = await rawCall(first.url, 'POST', `${BASE}/session`, {
       body: { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex },
@@ -128,7 +123,7 @@ describe('the fib-auth command', () => {
     assert.equal(await first.stop(), 0);
     assert.ok(first.lines.some((line) => line.includes('draining')));
 
-    const second = await serve();
+    const second = await serveChild(env);
     const again = await rawCall(second.url, 'POST', `${BASE}/logout`, { headers: { authorization: `Bearer ${accessToken}` } });
     assert.equal(again.status, 401);
     assert.equal(again.body.status.message, 'The access token has already been logged out.');

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { keyPaths } from '../src/domain/key-ring.js';
 import { packageRoot } from '../src/package-root.js';
+import { loadConfig } from '../src/config.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/store.js';
 import { assertExample, BASE, bearer, rawCall, startTestServer, type TestServer } from './support/harness.js';
@@ -25,7 +26,7 @@ function sample(text: string, series: string): number | undefined {
 describe('health', () => {
   test('live and ready answer 200 in the envelope; ready is 503 when the store does not answer', async () => {
     let stalled = false;
-    const real = await openStore('sqlite::memory:');
+    const real = await openStore(loadConfig({ DATABASE_URL: 'sqlite::memory:' }));
     const store: Store = Object.assign(Object.create(real), {
       ping: () => (stalled ? new Promise<void>(() => {}) : real.ping()),
     });

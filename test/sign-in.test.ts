@@ -40,9 +40,10 @@ describe('sign-in', () => {
     await assertExample(await t.signIn({ email: ALICE.email, authPublicKeyHex: ALICE.publicKeyHex }), 'BodyFieldMissing');
     await assertExample(await t.signIn({ ...alice, email: 7 }), 'BodyFieldNotString');
     await assertExample(await t.signIn({ ...alice, password: 'hunter2' }), 'BodyFieldUnexpected');
-    for (const body of ['[]', 'null', '"alice"', '42']) {
+    // Decoded once: a JSON string holding a valid request is a string, not a request.
+    for (const body of ['[]', 'null', '"alice"', '42', 'true', JSON.stringify(JSON.stringify(alice))]) {
       const reply = await t.call('POST', `${BASE}/session`, { body });
-      assert.equal(reply.status, 400, body);
+      assert.deepEqual(reply.body.status, { code: 400, name: 'Bad Request', message: 'The request body must be object.' }, body);
     }
   });
 

@@ -1,27 +1,14 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test as testOn } from 'node:test';
+import { promisify } from 'node:util';
+import { loadConfig } from '../src/config.js';
+import { packageRoot } from '../src/package-root.js';
 import { openStore } from '../src/store/open.js';
 import type { SessionRecord, Store } from '../src/store/store.js';
-
-interface Backend {
-  name: string;
-  /** Opens a store on this backend's one test database; every call opens the same data. */
-  open(): Promise<Store>;
-  cleanUp(): Promise<void>;
-}
-
-function sqliteBackend(): Backend {
-  const dir = mkdtempSync(join(tmpdir(), 'fib-auth-store-'));
-  return {
-    name: 'SQLite',
-    open: () => openStore(`sqlite:${join(dir, 'store.sqlite')}`),
-    cleanUp: async () => rmSync(dir, { recursive: true, force: true }),
-  };
-}
+import { DATABASES, type TestDatabase } from './support/databases.js';
 
 const NOW = 1_800_000_000;
 
@@ -40,15 +27,24 @@ function session(overrides: Partial<SessionRecord> = {}): SessionRecord {
   };
 }
 
-for (const backend of [sqliteBackend()]) {
+const openOn = (database: TestDatabase) => openStore(loadConfig({ DATABASE_URL: database.url }));
+
+for (const backend of DATABASES) {
   describe(`store behaviour on ${backend.name}`, () => {
+    const test = (name: string, fn: () => Promise<void>) => testOn(name, { skip: backend.skip }, fn);
+    let database: TestDatabase;
     let store: Store;
     before(async () => {
-      store = await backend.open();
+      if (backend.skip) return;
+      database = await backend.create();
+      store = await openOn(database);
+      // Sessions are stored only for a registered user; session() belongs to Alice.
+      await store.addUser({ email: 'alice@wonderland.space', accountId: randomUUID(), authPublicKeyHex: 'ef'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
     });
     after(async () => {
-      await store.close();
-      await backend.cleanUp();
+      if (backend.skip) return;
+      await store?.close();
+      await database?.drop();
     });
 
     test('users: unique by email, matched case-insensitively', async () => {
@@ -62,9 +58,18 @@ for (const backend of [sqliteBackend()]) {
 
     test('a session is stored and read back whole', async () => {
       const s = session();
-      await store.createSession(s);
+      assert.equal(await store.createSession(s), true);
       assert.deepEqual(await store.findSession(s.id), s);
       assert.equal(await store.findSession(randomUUID()), undefined);
+    });
+
+    test('createSession stores nothing for a user who is not registered, matching the email case-insensitively', async () => {
+      const orphan = session({ userEmail: 'nobody@example.test' });
+      assert.equal(await store.createSession(orphan), false);
+      assert.equal(await store.findSession(orphan.id), undefined);
+      const shouted = session({ userEmail: 'ALICE@Wonderland.Space' });
+      assert.equal(await store.createSession(shouted), true);
+      assert.equal((await store.findSession(shouted.id))?.userEmail, 'alice@wonderland.space');
     });
 
     test('endSession succeeds once, and only with the current access id', async () => {
@@ -95,6 +100,30 @@ for (const backend of [sqliteBackend()]) {
       assert.equal(await store.endSession(s.id, s.accessJti, NOW), false, 'the old access id is retired');
       assert.equal(await store.endSession(s.id, next.accessJti, NOW), true);
       assert.equal(await store.rotateSession(s.id, next.refreshJti, next), false, 'an ended session does not rotate');
+    });
+
+    test("endSession for every session of the user ends them all at once, and only with a current token", async () => {
+      const email = `erin-${randomUUID()}@example.test`;
+      await store.addUser({ email, accountId: randomUUID(), authPublicKeyHex: 'ab'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
+      const mine = [session({ userEmail: email }), session({ userEmail: email }), session({ userEmail: email })];
+      const other = session();
+      for (const s of [...mine, other]) await store.createSession(s);
+      assert.equal(await store.endSession(mine[0].id, randomUUID(), NOW, true), false);
+      assert.equal((await store.findSession(mine[1].id))?.revokedAt, null, 'a stale token ends nothing');
+      const racing = await Promise.all([store.endSession(mine[0].id, mine[0].accessJti, NOW, true), store.endSession(mine[1].id, mine[1].accessJti, NOW, true)]);
+      assert.ok(racing.includes(true));
+      for (const s of mine) assert.equal((await store.findSession(s.id))?.revokedReason, 'logout');
+      assert.equal((await store.findSession(other.id))?.revokedAt, null);
+    });
+
+    test('countLiveSessions counts sessions neither revoked nor past their refresh expiry', async () => {
+      const before = await store.countLiveSessions(NOW);
+      const live = session();
+      const revoked = session();
+      const expired = session({ refreshExpiresAt: NOW });
+      for (const s of [live, revoked, expired]) await store.createSession(s);
+      await store.revokeSession(revoked.id, 'logout', NOW);
+      assert.equal(await store.countLiveSessions(NOW), before + 1);
     });
 
     test('revokeSession revokes a live session once and records why', async () => {
@@ -134,12 +163,36 @@ for (const backend of [sqliteBackend()]) {
     test('reopening runs the migrations again without losing a row', async () => {
       const s = session();
       await store.createSession(s);
-      const again = await backend.open();
+      const again = await openOn(database);
       try {
         assert.deepEqual(await again.findSession(s.id), s);
         await again.ping();
       } finally {
         await again.close();
+      }
+    });
+
+    test('several processes opening a fresh database at the same moment migrate it once', async () => {
+      const fresh = await backend.create();
+      try {
+        // Each process (on dist/, which npm test builds first) loads, then all open the store
+        // at one agreed instant.
+        const at = Date.now() + 1500;
+        const script = `
+          import { loadConfig } from ${JSON.stringify(join(packageRoot, 'dist/src/config.js'))};
+          import { openStore } from ${JSON.stringify(join(packageRoot, 'dist/src/store/open.js'))};
+          await new Promise((resolve) => setTimeout(resolve, ${at} - Date.now()));
+          await (await openStore(loadConfig())).close();`;
+        const env = { ...process.env, DATABASE_URL: fresh.url };
+        await Promise.all([1, 2, 3].map(() => promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { env, timeout: 30_000 })));
+        const migrated = await openOn(fresh);
+        try {
+          assert.equal(await migrated.addUser({ email: 'erin@example.test', accountId: randomUUID(), authPublicKeyHex: 'ef'.repeat(32), role: 'ROLE_PEER', createdAt: NOW }), true);
+        } finally {
+          await migrated.close();
+        }
+      } finally {
+        await fresh.drop();
       }
     });
   });

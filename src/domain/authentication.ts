@@ -37,7 +37,7 @@ export class Authentication {
 
     const id = randomUUID();
     const pair = await this.tokens.issuePair(user, id);
-    await this.store.createSession({
+    const created = await this.store.createSession({
       id,
       userEmail: user.email,
       ...pair.credentials,
@@ -45,6 +45,8 @@ export class Authentication {
       revokedAt: null,
       revokedReason: null,
     });
+    // The user was removed since the lookup above: the pair was never stored, so it never works.
+    if (!created) throw new AuthFailure('user-not-found', 'userNotFound');
     return pair;
   }
 

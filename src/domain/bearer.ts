@@ -44,8 +44,11 @@ export function parseBearer(values: readonly string[] | undefined): BearerToken 
     token = words[1];
   }
   if (token.length > MAX_TOKEN_LENGTH) throw unreadable('tokenTooLong');
-  if (!COMPACT_JWS.test(token)) throw unreadable('tokenNotCompactJws');
-  const [headerSegment, payloadSegment, signature] = token.split('.');
+  const segments = token.split('.');
+  // A segment of 4n+1 characters is no base64url encoding of any bytes. Node's decoder would
+  // drop the last character where jose refuses the token, so both readings must agree here.
+  if (!COMPACT_JWS.test(token) || segments.some((segment) => segment.length % 4 === 1)) throw unreadable('tokenNotCompactJws');
+  const [headerSegment, payloadSegment, signature] = segments;
   const header = jsonObject(headerSegment);
   const payload = jsonObject(payloadSegment);
   if (!header || !payload) throw unreadable('tokenPartsNotJson');

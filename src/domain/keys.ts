@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, importJWK, type CryptoKey } from 'jose';
 
@@ -23,13 +23,13 @@ export async function signingKeyFrom(privateKey: KeyObject): Promise<SigningKey>
 export interface KeyFileResult {
   key: KeyObject;
   created: boolean;
-  /** Set when the file can be read by other users than its owner. */
-  tooOpen: boolean;
 }
 
 /**
  * Reads the PKCS#8 PEM signing key, creating it with mode 0600 when absent. Several instances
  * starting at once race safely: only one creation succeeds (`wx`), the others read its key.
+ * A key file that other users may read or write is refused, not warned about: whoever can
+ * read it can mint a token for any user, and a warning in a log is easily missed.
  */
 export function loadOrCreateKeyFile(path: string): KeyFileResult {
   let created = false;
@@ -41,6 +41,14 @@ export function loadOrCreateKeyFile(path: string): KeyFileResult {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-  const key = createPrivateKey(readFileSync(path));
-  return { key, created, tooOpen: (statSync(path).mode & 0o077) !== 0 };
+  const fd = openSync(path, 'r'); // stat and read the same file, whatever happens to the path meanwhile
+  try {
+    const mode = fstatSync(fd).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      throw new Error(`the signing key file ${path} has mode ${mode.toString(8).padStart(4, '0')}: other users can read or change it; chmod 600 it`);
+    }
+    return { key: createPrivateKey(readFileSync(fd)), created };
+  } finally {
+    closeSync(fd);
+  }
 }

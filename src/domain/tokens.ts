@@ -13,6 +13,12 @@ const REQUIRED_CLAIMS: Record<TokenType, string[]> = {
   refresh: ['sub', 'sid', 'acjti', 'iat', 'exp', 'jti'],
 };
 const ED25519_SIGNATURE_BYTES = 64;
+/**
+ * The protected-header parameters of the tokens this server issues. A token with any other
+ * (`jku`, `jwk`, `x5u`, `x5c`, `crit`, `b64`, or one nobody has defined) is not one it issued,
+ * so it is refused rather than ignored; none of them is ever used to find a key (RFC 8725 §3.10).
+ */
+const HEADER_PARAMETERS = new Set(['alg', 'typ', 'kid']);
 
 export interface AccessClaims {
   acc: string;
@@ -102,6 +108,7 @@ export class Tokens {
       throw untrusted('tokenSignatureMalformed');
     }
     if (token.header.alg !== 'EdDSA') throw untrusted('tokenAlgorithmRejected');
+    if (Object.keys(token.header).some((name) => !HEADER_PARAMETERS.has(name))) throw untrusted('tokenHeaderUnsupported');
     if (typeof token.header.kid !== 'string') throw untrusted('tokenKeyIdMissing');
     const key = this.keys.verifier(token.header.kid);
     if (!key) throw untrusted('tokenKeyIdUnknown');
@@ -115,24 +122,29 @@ export class Tokens {
         currentDate: new Date(this.now()),
       }));
     } catch (error) {
-      throw this.failureOf(error, type);
+      throw failureOfJoseError(error, type);
     }
     if (!REQUIRED_CLAIMS[type].every((claim) => typeof payload[claim] === (claim === 'iat' || claim === 'exp' ? 'number' : 'string'))) {
       throw unacceptable('tokenClaimsMissing');
     }
     return payload as unknown as ClaimsOf[T];
   }
+}
 
-  private failureOf(error: unknown, type: TokenType): unknown {
-    if (error instanceof errors.JWSSignatureVerificationFailed) return untrusted('tokenSignatureInvalid');
-    if (error instanceof errors.JOSEAlgNotAllowed) return untrusted('tokenAlgorithmRejected');
-    // An unknown `crit` parameter, `b64: false` and the like: the token is not one we issue.
-    if (error instanceof errors.JWSInvalid || error instanceof errors.JOSENotSupported) return untrusted('tokenHeaderUnsupported');
-    if (error instanceof errors.JWTExpired) return unacceptable(type === 'access' ? 'accessTokenExpired' : 'refreshTokenExpired');
-    if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'typ') {
-      return unacceptable(type === 'access' ? 'notAnAccessToken' : 'notARefreshToken');
-    }
-    if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTInvalid) return unacceptable('tokenClaimsMissing');
-    return error;
+/**
+ * What a refusal by `jwtVerify` means for the client. Every jose error class maps to a 401 or
+ * a 422; anything else is a fault of this server and stays a 500.
+ */
+export function failureOfJoseError(error: unknown, type: TokenType): unknown {
+  // jose validates claims only after the signature verified: these tokens are authentic.
+  if (error instanceof errors.JWTExpired) return unacceptable(type === 'access' ? 'accessTokenExpired' : 'refreshTokenExpired');
+  if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'typ') {
+    return unacceptable(type === 'access' ? 'notAnAccessToken' : 'notARefreshToken');
   }
+  if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTInvalid) return unacceptable('tokenClaimsMissing');
+  if (error instanceof errors.JOSEAlgNotAllowed) return untrusted('tokenAlgorithmRejected');
+  if (error instanceof errors.JOSENotSupported) return untrusted('tokenHeaderUnsupported');
+  // A signature that does not verify, a malformed JWS, and any class a later jose adds: not trusted.
+  if (error instanceof errors.JOSEError) return untrusted('tokenSignatureInvalid');
+  return error;
 }

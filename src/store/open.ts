@@ -1,21 +1,89 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { SqliteDialect } from 'kysely';
+import { PostgresDialect, SqliteAdapter, SqliteDialect, sql, type Kysely } from 'kysely';
+import pg from 'pg';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
 import { SqlStore } from './sql-store.js';
 import { withStatementCache } from './statement-cache.js';
 import type { Store } from './store.js';
 
+/**
+ * Kysely's SQLite adapter takes no lock while migrating: it expects one connection per
+ * database. Several processes on one file (two servers, or the CLI beside a server) may start
+ * together, so here the migrations run in an immediate transaction: the first process takes
+ * the write lock, the others wait for it (busy_timeout) and then find the schema current.
+ */
+class SqliteAdapterLockingMigrations extends SqliteAdapter {
+  override async acquireMigrationLock(db: Kysely<any>): Promise<void> {
+    await sql`begin immediate`.execute(db);
+  }
+  override async releaseMigrationLock(db: Kysely<any>): Promise<void> {
+    await sql`commit`.execute(db);
+  }
+}
+
+class SqliteDialectLockingMigrations extends SqliteDialect {
+  override createAdapter() {
+    return new SqliteAdapterLockingMigrations();
+  }
+}
+
+/**
+ * Switching a new file to WAL answers SQLITE_BUSY at once, without waiting for busy_timeout,
+ * while another process opening the same new file switches it too: try again until it is done.
+ */
+async function switchToWal(database: Database.Database, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      database.pragma('journal_mode = WAL');
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw error;
+      await sleep(10);
+    }
+  }
+}
+
+export type StoreConfig = Pick<Config, 'databaseUrl' | 'databasePoolSize' | 'databaseTimeout'>;
+
 /** Opens the store that `DATABASE_URL` names (DESIGN §7). */
-export async function openStore(databaseUrl: string): Promise<Store> {
+export async function openStore(config: StoreConfig, logger?: Logger): Promise<Store> {
+  const { databaseUrl } = config;
+  const timeoutMs = config.databaseTimeout * 1000;
   if (databaseUrl.startsWith('sqlite:')) {
     const path = databaseUrl.slice('sqlite:'.length);
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const database = new Database(path);
-    database.pragma('journal_mode = WAL');
     // Another process (the CLI, a second server) may hold the write lock for a moment.
-    database.pragma('busy_timeout = 5000');
-    return SqlStore.open(new SqliteDialect({ database: withStatementCache(database) }));
+    database.pragma(`busy_timeout = ${timeoutMs}`);
+    await switchToWal(database, timeoutMs);
+    return SqlStore.open(new SqliteDialectLockingMigrations({ database: withStatementCache(database) }));
+  }
+  if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    const pool = new pg.Pool({
+      connectionString: databaseUrl,
+      max: config.databasePoolSize,
+      application_name: 'fib-auth',
+      // Every wait is bounded, so an unreachable or stuck database gives a 500 instead of a
+      // hang. Getting a connection, from the pool or a new one:
+      connectionTimeoutMillis: timeoutMs,
+      // A statement (waiting for a lock, say) is cancelled by the server, so nothing of it
+      // runs on after the 500; the client's own timer, a little later, catches a silent network.
+      statement_timeout: timeoutMs,
+      query_timeout: timeoutMs + 500,
+      // A transaction left open by an instance that lost its network would hold its row
+      // locks against every other instance.
+      idle_in_transaction_session_timeout: timeoutMs,
+      keepAlive: true,
+    });
+    // An idle connection that breaks is dropped by the pool and replaced on the next query;
+    // without a listener the error would end the process.
+    pool.on('error', (err) => logger?.warn({ err }, 'an idle database connection failed; it will be replaced'));
+    return SqlStore.open(new PostgresDialect({ pool }), { migrationsInCurrentSchema: true, concurrentWriters: true });
   }
   throw new Error(`DATABASE_URL names a store this build does not support: ${databaseUrl.split(':')[0]}`);
 }

@@ -1,4 +1,8 @@
-import type { Kysely, Migration } from 'kysely';
+import type { ColumnType, Kysely, Migration } from 'kysely';
+
+/** Epoch seconds in an int8 column: better-sqlite3 reads it as a number, pg as a string. */
+type Instant = ColumnType<number | string, number, number>;
+type OptionalInstant = ColumnType<number | string | null, number | null, number | null>;
 
 export interface Database {
   users: {
@@ -6,17 +10,17 @@ export interface Database {
     account_id: string;
     auth_public_key_hex: string;
     role: string;
-    created_at: number;
+    created_at: Instant;
   };
   sessions: {
     id: string;
     user_email: string;
     access_jti: string;
     refresh_jti: string;
-    access_expires_at: number;
-    refresh_expires_at: number;
-    created_at: number;
-    revoked_at: number | null;
+    access_expires_at: Instant;
+    refresh_expires_at: Instant;
+    created_at: Instant;
+    revoked_at: OptionalInstant;
     revoked_reason: string | null;
   };
 }

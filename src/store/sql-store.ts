@@ -5,7 +5,6 @@ import type { RevokeReason, Role, SessionCredentials, SessionRecord, Store, User
 type UserRow = Selectable<Database['users']>;
 type SessionRow = Selectable<Database['sessions']>;
 
-// Drivers return 64-bit integers as numbers (SQLite) or strings (PostgreSQL): normalise here.
 const instant = (value: number | string) => Number(value);
 
 function userOf(row: UserRow): UserRecord {
@@ -32,22 +31,49 @@ function sessionOf(row: SessionRow): SessionRecord {
   };
 }
 
+async function currentSchema(db: Kysely<Database>): Promise<string> {
+  const { rows } = await sql<{ name: string | null }>`select current_schema() as name`.execute(db);
+  const name = rows[0]?.name;
+  if (!name) throw new Error('DATABASE_URL names no existing schema: create the schema its search_path names first');
+  return name;
+}
+
+const POSTGRES_DEADLOCK_DETECTED = '40P01';
+
 const changed = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint }) =>
   (result.numUpdatedRows ?? result.numDeletedRows ?? 0n) > 0n;
 
 /** The store on any SQL database Kysely speaks to; the dialect picks the backend. */
 export class SqlStore implements Store {
-  private constructor(private readonly db: Kysely<Database>) {}
+  private constructor(
+    private readonly db: Kysely<Database>,
+    private readonly concurrentWriters: boolean,
+  ) {}
 
-  /** Opens the database and brings its schema up to date. */
-  static async open(dialect: Dialect): Promise<SqlStore> {
+  /**
+   * Opens the database and brings its schema up to date. Several instances may start at once:
+   * Kysely's Migrator holds a lock while it migrates (a PostgreSQL advisory lock, or SQLite's
+   * write lock, see open.ts), so the first one migrates and the others find the schema current.
+   *
+   * `migrationsInCurrentSchema` (PostgreSQL): keep Kysely's own bookkeeping tables in the
+   * connection's current schema, beside the store's tables. Without it Kysely would take a
+   * bookkeeping table in any other schema of the database as its own and never create one here.
+   *
+   * `concurrentWriters` (PostgreSQL): transactions write at the same time, so a statement that
+   * depends on a row it only reads must lock it. SQLite runs one writer at a time.
+   */
+  static async open(dialect: Dialect, options: { migrationsInCurrentSchema?: boolean; concurrentWriters?: boolean } = {}): Promise<SqlStore> {
     const db = new Kysely<Database>({ dialect });
-    const { error } = await new Migrator({ db, provider: { getMigrations: async () => migrations } }).migrateToLatest();
-    if (error) {
+    try {
+      const migrationTableSchema = options.migrationsInCurrentSchema ? await currentSchema(db) : undefined;
+      const migrator = new Migrator({ db, migrationTableSchema, provider: { getMigrations: async () => migrations } });
+      const { error } = await migrator.migrateToLatest();
+      if (error) throw error;
+    } catch (error) {
       await db.destroy();
       throw error;
     }
-    return new SqlStore(db);
+    return new SqlStore(db, options.concurrentWriters ?? false);
   }
 
   async addUser(user: UserRecord): Promise<boolean> {
@@ -88,21 +114,37 @@ export class SqlStore implements Store {
     return (await this.db.selectFrom('users').selectAll().orderBy('email').execute()).map(userOf);
   }
 
-  async createSession(session: SessionRecord): Promise<void> {
-    await this.db
+  async createSession(session: SessionRecord): Promise<boolean> {
+    // One statement that copies the user's row into the session: while the user is registered
+    // it stores the session, and after `users remove` it stores nothing. A sign-in racing the
+    // removal thus either lands before it (and the removal revokes it) or has no session.
+    // With concurrent writers the user's row is share-locked, so that the removal waits for
+    // this insert and then revokes the session, or this insert waits and finds no user.
+    // The casts type the parameters for databases that do not infer them in a select list.
+    const bigint = (value: number | null) => sql<number>`cast(${value} as bigint)`;
+    const text = (value: string | null) => sql<string>`cast(${value} as text)`;
+    const result = await this.db
       .insertInto('sessions')
-      .values({
-        id: session.id,
-        user_email: session.userEmail.toLowerCase(),
-        access_jti: session.accessJti,
-        refresh_jti: session.refreshJti,
-        access_expires_at: session.accessExpiresAt,
-        refresh_expires_at: session.refreshExpiresAt,
-        created_at: session.createdAt,
-        revoked_at: session.revokedAt,
-        revoked_reason: session.revokedReason,
-      })
-      .execute();
+      .columns(['id', 'user_email', 'access_jti', 'refresh_jti', 'access_expires_at', 'refresh_expires_at', 'created_at', 'revoked_at', 'revoked_reason'])
+      .expression(
+        this.db
+          .selectFrom('users')
+          .select([
+            text(session.id).as('id'),
+            'email',
+            text(session.accessJti).as('access_jti'),
+            text(session.refreshJti).as('refresh_jti'),
+            bigint(session.accessExpiresAt).as('access_expires_at'),
+            bigint(session.refreshExpiresAt).as('refresh_expires_at'),
+            bigint(session.createdAt).as('created_at'),
+            bigint(session.revokedAt).as('revoked_at'),
+            text(session.revokedReason).as('revoked_reason'),
+          ])
+          .where('email', '=', session.userEmail.toLowerCase())
+          .$if(this.concurrentWriters, (select) => select.forShare()),
+      )
+      .executeTakeFirst();
+    return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
   async findSession(id: string): Promise<SessionRecord | undefined> {
@@ -115,13 +157,23 @@ export class SqlStore implements Store {
     const endThis = (db: Kysely<Database>) =>
       db.updateTable('sessions').set(logout).where('id', '=', id).where('access_jti', '=', accessJti).where('revoked_at', 'is', null);
     if (!everySessionOfUser) return changed(await endThis(this.db).executeTakeFirst());
-    return this.db.transaction().execute(async (trx) => {
-      const ended = await endThis(trx).returning('user_email').executeTakeFirst();
-      if (ended) {
-        await trx.updateTable('sessions').set(logout).where('user_email', '=', ended.user_email).where('revoked_at', 'is', null).execute();
+    const endAll = () =>
+      this.db.transaction().execute(async (trx) => {
+        const ended = await endThis(trx).returning('user_email').executeTakeFirst();
+        if (ended) {
+          await trx.updateTable('sessions').set(logout).where('user_email', '=', ended.user_email).where('revoked_at', 'is', null).execute();
+        }
+        return ended !== undefined;
+      });
+    // Two global logouts of one user lock its sessions in opposite orders; PostgreSQL aborts one
+    // of them, and running it again finds its own session ended (a 401), as it should.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await endAll();
+      } catch (error) {
+        if ((error as { code?: string }).code !== POSTGRES_DEADLOCK_DETECTED || attempt === 3) throw error;
       }
-      return ended !== undefined;
-    });
+    }
   }
 
   async rotateSession(id: string, refreshJti: string, next: SessionCredentials): Promise<boolean> {

@@ -45,7 +45,11 @@ export interface Store {
   findUser(email: string): Promise<UserRecord | undefined>;
   listUsers(): Promise<UserRecord[]>;
 
-  createSession(session: SessionRecord): Promise<void>;
+  /**
+   * Stores a session of a registered user, in one statement with the check that the user is
+   * registered; false, and nothing stored, when the user is not (removed while signing in).
+   */
+  createSession(session: SessionRecord): Promise<boolean>;
   findSession(id: string): Promise<SessionRecord | undefined>;
   /**
    * Ends a live session whose current access id is `accessJti` (logout); with `everySessionOfUser`,

@@ -1,0 +1,225 @@
+/**
+ * Dredd against the real server, from the bundled contract.
+ *
+ * Dredd makes one transaction per response status and reads only the first named example of
+ * each. So that every named example (each 401, 422 and 400 cause) is a transaction of its own,
+ * Dredd gets one description per example: the operation with that one response and that one
+ * example, titled with the example's name. Dredd names the transaction
+ * `EXAMPLE > PATH > SUMMARY > STATUS > MEDIA TYPE`.
+ *
+ * Dredd checks a response only against the example's shape; the hooks give it the response's
+ * schema, so types and constraints are checked, and then compare the body with the example.
+ */
+import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import { packageRoot } from '../src/package-root.js';
+import { startServerWithStoreHooks, type StoreHooks } from '../test/support/store-hooks.js';
+import { resolvedContract, type TestServer } from '../test/support/harness.js';
+import { scenarios, type Scenario } from './scenarios.js';
+
+const require = createRequire(import.meta.url);
+const Dredd = require('dredd');
+
+const HOOK_FILE = join(packageRoot, 'contract-tests', 'hooks.cjs');
+
+interface Envelope {
+  status: { code: number; name: string; message: string };
+  data: Record<string, unknown>;
+}
+
+/** One transaction Dredd will run, and how to make its response happen. */
+interface Planned {
+  status: number;
+  example: string;
+  value: Envelope;
+  /** As JSON text, which Dredd also prints when a transaction fails. */
+  schema: string;
+  scenario: Scenario;
+}
+
+export interface TransactionResult {
+  name: string;
+  status: number;
+  example: string;
+  result: 'pass' | 'fail' | 'skip' | 'error';
+  message: string;
+}
+
+export interface ContractReport {
+  stats: { tests: number; passes: number; failures: number; errors: number; skipped: number; duration: number };
+  transactions: TransactionResult[];
+}
+
+/**
+ * Splits the contract into one Dredd description per named example, and plans each transaction
+ * by its name. Throws unless every example has a scenario and every scenario an example.
+ */
+function plan(contract: any): { descriptions: string[]; planned: Map<string, Planned> } {
+  const descriptions: string[] = [];
+  const planned = new Map<string, Planned>();
+  const scenarioNames = new Set(Object.entries(scenarios).flatMap(([op, byExample]) => Object.keys(byExample).map((ex) => `${op} ${ex}`)));
+  const missing: string[] = [];
+  for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
+    for (const [method, operation] of Object.entries<any>(pathItem)) {
+      for (const [status, response] of Object.entries<any>(operation.responses)) {
+        const [[mediaType, media]] = Object.entries<any>(response.content);
+        for (const [example, { value }] of Object.entries<any>(media.examples)) {
+          const single = { ...response, content: { [mediaType]: { ...media, examples: { [example]: media.examples[example] } } } };
+          descriptions.push(
+            JSON.stringify({
+              openapi: contract.openapi,
+              info: { title: example, version: contract.info.version },
+              paths: { [path]: { [method]: { ...operation, responses: { [status]: single } } } },
+              components: { securitySchemes: contract.components.securitySchemes },
+            }),
+          );
+          const name = [example, path, operation.summary, status, mediaType].join(' > ');
+          const scenario = scenarios[operation.operationId]?.[example];
+          scenarioNames.delete(`${operation.operationId} ${example}`);
+          if (!scenario) missing.push(`${operation.operationId} ${status} ${example}`);
+          else planned.set(name, { status: Number(status), example, value, schema: JSON.stringify(asJsonSchema(media.schema)), scenario });
+        }
+      }
+    }
+  }
+  if (missing.length > 0) throw new Error(`no scenario makes these documented responses happen: ${missing.join(', ')}`);
+  if (scenarioNames.size > 0) throw new Error(`scenarios for examples the contract does not have: ${[...scenarioNames].join(', ')}`);
+  return { descriptions, planned };
+}
+
+/** An OpenAPI 3.0 schema as the JSON Schema Dredd's validator reads: it knows no `format: int32`, so the range says it. */
+function asJsonSchema(schema: object): object {
+  return JSON.parse(JSON.stringify(schema), (_key, value) => {
+    if (value?.format !== 'int32') return value;
+    const { format: _format, ...rest } = value;
+    return { minimum: -(2 ** 31), maximum: 2 ** 31 - 1, ...rest };
+  });
+}
+
+/**
+ * Why a real body is not the example's: status exact (a 500 quotes its own request id), data
+ * exact unless it carries tokens. Bodies outside the envelope (metrics, the key set) change
+ * with every run: their schema alone is checked.
+ */
+function exampleMismatch(expected: Planned, realBody: string, requestId: string | undefined): string | undefined {
+  if (!expected.value?.status) return undefined;
+  const body = JSON.parse(realBody) as Envelope;
+  const status = { ...expected.value.status };
+  if (expected.status === 500) status.message = status.message.replace(/[0-9a-f-]{36}/, String(requestId));
+  const dataIsFixed = Object.keys(expected.value.data).length === 0;
+  if (!isDeepStrictEqual(body.status, status) || (dataIsFixed && !isDeepStrictEqual(body.data, expected.value.data))) {
+    return `the body is not the example ${expected.example}: expected ${JSON.stringify({ ...expected.value, status })}, got ${realBody}`;
+  }
+  return undefined;
+}
+
+/**
+ * Runs Dredd against `endpoint` (the server's own URL by default) while the hooks prepare each
+ * transaction on the server `t`, whose store `store` can be made to fail. Throws when the run itself is broken:
+ * a transaction without a scenario, a scenario without a transaction, hooks that did not load.
+ */
+export async function verifyContract(
+  t: TestServer,
+  store: StoreHooks,
+  { endpoint = t.url }: { endpoint?: string } = {},
+): Promise<ContractReport> {
+  const { descriptions, planned } = plan(await resolvedContract());
+
+  const results = new Map<string, TransactionResult>();
+  const nameOfOrigin = new WeakMap<object, string>();
+  let hooksRegistered = false;
+
+  function registerHooks(hooks: any): void {
+    hooksRegistered = true;
+    hooks.beforeEach((transaction: any, done: () => void) => {
+      nameOfOrigin.set(transaction.origin, transaction.name);
+      const expected = planned.get(transaction.name);
+      if (!expected) {
+        // A name this plan does not know would otherwise run unprepared: fail it, loudly.
+        transaction.fail = 'no scenario prepares this transaction';
+        return done();
+      }
+      // Dredd reports `METHOD (STATUS) PATH`; add the example so each line names its cause.
+      transaction.id = `${transaction.id} ${expected.example}`;
+      // A text example (the metrics) is one sample of a body that changes: Dredd would compare it
+      // byte for byte and cannot apply a schema to text, so status and headers are checked, and
+      // test/operations.test.ts reads the metrics themselves.
+      if (typeof expected.value === 'string') delete transaction.expected.body;
+      else transaction.expected.bodySchema = expected.schema;
+      expected.scenario({ t, store }).then(
+        (change) => {
+          if (change.query !== undefined) {
+            // Dredd already filled the query from the parameters' defaults: replace it.
+            transaction.request.uri = `${transaction.request.uri.split('?')[0]}?${change.query}`;
+            transaction.fullPath = `${transaction.fullPath.split('?')[0]}?${change.query}`;
+          }
+          Object.assign(transaction.request.headers, change.headers);
+          if (change.body !== undefined) transaction.request.body = change.body;
+          store.failing = change.storeFails === true;
+        },
+        (error: Error) => {
+          transaction.fail = `preparing ${expected.example} failed: ${error.message}`;
+        },
+      ).finally(done);
+    });
+    hooks.afterEach((transaction: any) => {
+      store.failing = false;
+      const expected = planned.get(transaction.name);
+      if (!expected || !transaction.real || transaction.fail) return;
+      const mismatch = exampleMismatch(expected, transaction.real.body, transaction.real.headers['x-request-id']);
+      if (mismatch) transaction.fail = mismatch;
+    });
+  }
+
+  const emitter = new EventEmitter();
+  const record = (result: TransactionResult['result']) => (test: any) => {
+    const name = nameOfOrigin.get(test.origin) ?? test.title;
+    const expected = planned.get(name);
+    results.set(name, { name, status: expected?.status ?? 0, example: expected?.example ?? '', result, message: test.message ?? '' });
+  };
+  emitter.on('test pass', record('pass'));
+  emitter.on('test fail', record('fail'));
+  emitter.on('test skip', record('skip'));
+  emitter.on('test error', (_error: unknown, test: any) => record('error')(test));
+
+  const dredd = new Dredd({
+    endpoint,
+    apiDescriptions: descriptions,
+    hookfiles: [HOOK_FILE],
+    custom: { registerHooks },
+    emitter,
+    color: process.stdout.isTTY === true,
+    // Dredd's description parser warns about every OpenAPI keyword it does not model (schema
+    // keywords, tags, summaries), once per description. The hooks hand it the full schema
+    // instead, so those warnings say nothing about this check; errors still show.
+    loglevel: 'error',
+  });
+  const stats = await new Promise<ContractReport['stats']>((resolve, reject) =>
+    dredd.run((error: Error | null, runStats: ContractReport['stats']) => (error ? reject(error) : resolve(runStats))),
+  );
+
+  if (!hooksRegistered) throw new Error(`Dredd did not load the hooks from ${HOOK_FILE}`);
+  const unreported = [...planned.keys()].filter((name) => !results.has(name));
+  if (unreported.length > 0) throw new Error(`Dredd did not run these planned transactions: ${unreported.join('; ')}`);
+  return { stats, transactions: [...results.values()] };
+}
+
+export interface ContractServer {
+  t: TestServer;
+  store: StoreHooks;
+}
+
+/** The real server on a temporary SQLite file, with a store that fails on demand for the 500s. */
+export async function startContractServer(): Promise<ContractServer> {
+  const { t, hooks } = await startServerWithStoreHooks();
+  return { t, store: hooks };
+}
+
+export function summarize({ stats, transactions }: ContractReport): string {
+  const byStatus = new Map<number, number>();
+  for (const { status } of transactions) byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
+  const counts = [...byStatus].sort(([a], [b]) => a - b).map(([status, count]) => `${status}: ${count}`);
+  return `Dredd ran ${transactions.length} transactions (${counts.join(', ')}): ${stats.passes} passed, ${stats.failures} failed, ${stats.errors} errors, ${stats.skipped} skipped`;
+}

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { packageRoot } from '../src/package-root.js';
+
+const PAGE = join(packageRoot, 'dist', 'docs', 'index.html');
+const SCREENSHOT = join(packageRoot, 'test-output', 'docs-logout.png');
+/** Debian's chromium; .ci/run installs it and sets REQUIRE_CHROMIUM=1 so that this test must run. */
+const CHROMIUM = '/usr/bin/chromium';
+const required = process.env.REQUIRE_CHROMIUM === '1';
+const browserMissing = existsSync(CHROMIUM)
+  ? undefined
+  : `${CHROMIUM} is missing, so the docs page was NOT opened in a browser (apt-get install chromium, or run .ci/run)`;
+if (browserMissing && !required) console.warn(`WARNING: ${browserMissing}`);
+
+before(() => {
+  // Redocly's messages are in the error if the build fails.
+  execFileSync('npm', ['run', 'docs'], { cwd: packageRoot, stdio: 'pipe' });
+});
+
+test('npm run docs writes one HTML file that loads no script or style from elsewhere', () => {
+  const html = readFileSync(PAGE, 'utf8');
+  assert.doesNotMatch(html, /<script[^>]+src=|<link[^>]+href=["']?https?:/);
+  assert.ok(!html.includes('cdn.redoc.ly'), 'the footer logo is inlined');
+});
+
+test('the docs page works offline and shows the logout operation', { skip: required ? false : browserMissing, timeout: 120_000 }, async () => {
+  assert.ok(!browserMissing, browserMissing);
+  const profile = mkdtempSync(join(tmpdir(), 'fib-auth-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    // Everything but the file itself is blocked, and counted.
+    const blocked: string[] = [];
+    await context.route('**', (route) => {
+      if (route.request().url().startsWith('file:')) return route.continue();
+      blocked.push(route.request().url());
+      return route.abort();
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    const consoleErrors: string[] = [];
+    page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
+    page.on('pageerror', (error) => consoleErrors.push(String(error)));
+
+    await page.goto(`${pathToFileURL(PAGE)}#/authentication-management/logout`);
+    await page.getByRole('heading', { name: 'Log a user out' }).waitFor();
+    await page.waitForLoadState('networkidle');
+    const logout = page.locator('[id="authentication-management/logout"]');
+    assert.match(await logout.innerText(), /POST\s+\/auth\/api\/v1\/authentication-management\/logout/);
+    assert.deepEqual(await logout.getByRole('tablist', { name: 'Response status' }).getByRole('tab').allInnerTexts(), ['200', '400', '401', '404', '422', '500']);
+
+    // The seed's example body, shown for the 200.
+    const samples = await logout.locator('pre').allInnerTexts();
+    const bodies = samples.flatMap((text) => {
+      try {
+        return [JSON.parse(text)];
+      } catch {
+        return [];
+      }
+    });
+    assert.deepEqual(bodies, [{ status: { code: 200, name: 'OK', message: 'User has been successfully logged out.' }, data: {} }]);
+
+    mkdirSync(join(packageRoot, 'test-output'), { recursive: true });
+    await logout.screenshot({ path: SCREENSHOT });
+    console.log(`screenshot: ${SCREENSHOT}`);
+    assert.deepEqual(blocked, []);
+    assert.deepEqual(consoleErrors, []);
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+});

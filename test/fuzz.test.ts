@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import type { KeyObject } from 'node:crypto';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import fc from 'fast-check';
+import { assertExample, BASE, signInAlice, startTestServer, type TestServer } from './support/harness.js';
+import { b64, decodePart, forge, otherKey, respellings, serverKey } from './support/tokens.js';
+import { ALICE } from './support/vectors.js';
+
+// Property-based fuzzing over what a client controls: the Authorization header of logout and
+// the body of sign-in. Every answer must be one the contract documents, in the envelope (the
+// harness checks each reply against the contract), never a 500, and the server keeps serving.
+// Each property stops after RUNS runs or TIME_LIMIT_MS, whichever comes first; FUZZ_SEED=n
+// repeats a run (the seed is printed with every run and in every failure).
+
+const RUNS = 400;
+const MIN_RUNS = 100;
+const TIME_LIMIT_MS = 4000;
+const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : (Math.random() * 2 ** 31) | 0;
+
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const HEX = '0123456789abcdefABCDEF';
+
+/** Runs a property within the bounds above; fails with fast-check's report, which names the seed. */
+async function fuzz<T>(ctx: TestContext, arbitrary: fc.Arbitrary<T>, check: (value: T) => Promise<void>): Promise<void> {
+  let runs = 0;
+  ctx.diagnostic(`seed ${seed} (FUZZ_SEED=${seed} repeats this run)`);
+  await fc.assert(
+    fc.asyncProperty(arbitrary, async (value) => {
+      runs += 1;
+      await check(value);
+    }),
+    { seed, numRuns: RUNS, interruptAfterTimeLimit: TIME_LIMIT_MS, markInterruptAsFailure: false },
+  );
+  ctx.diagnostic(`${runs} runs`);
+  assert.ok(runs >= MIN_RUNS, `only ${runs} runs in ${TIME_LIMIT_MS} ms (seed ${seed})`);
+}
+
+/** Mostly the value that passes a check, sometimes one that does not: so runs reach the later checks. */
+const mostly = <T>(good: T, bad: fc.Arbitrary<unknown>) => fc.oneof({ weight: 3, arbitrary: fc.constant(good) }, { weight: 1, arbitrary: bad });
+const json = fc.jsonValue({ maxDepth: 2 });
+const hexText = (lengths: number[]) => fc.constantFrom(...lengths).chain((length) => fc.string({ unit: fc.constantFrom(...HEX), minLength: length, maxLength: length }));
+/** Characters Node's client can put in a header value (it refuses the rest before sending). */
+const headerText = fc.string({
+  unit: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)) }, { weight: 1, arbitrary: fc.constantFrom('\t', '\xa0', '\xe9', '\xff') }),
+  maxLength: 200,
+});
+
+describe('fuzzing', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ LOG_LEVEL: 'warn' });
+  });
+  after(() => t.stop());
+
+  test('the logout Authorization header: 401, 404 or 422 for anything but a live token', async (ctx) => {
+    // The base token is logged out, so no variation of it may get a 200.
+    const { accessToken } = await t.newSession();
+    await assertExample(await t.logout(accessToken), 'LoggedOut');
+    const header = decodePart(accessToken, 0);
+    const claims = decodePart(accessToken, 1);
+    const keys: KeyObject[] = [serverKey(t), otherKey()];
+
+    const forgedHeader = fc
+      .tuple(
+        fc.record({
+          alg: mostly('EdDSA', fc.oneof(fc.constantFrom('none', 'None', 'HS256', 'RS256', 'ES256', 'Ed25519', undefined), json)),
+          typ: mostly('at+jwt', fc.oneof(fc.constantFrom('refresh+jwt', 'JWT', 'application/at+jwt', undefined), json)),
+          kid: mostly(header.kid, fc.oneof(fc.string(), json, fc.constant(undefined))),
+        }),
+        mostly({}, fc.dictionary(fc.constantFrom('jku', 'jwk', 'x5u', 'x5c', 'crit', 'b64', 'zip', 'cty', 'x-tenant'), json, { minKeys: 1, maxKeys: 2 })),
+      )
+      .map(([known, extra]) => ({ ...known, ...(extra as object) }));
+    const forgedClaims = fc.record({
+      acc: mostly(claims.acc, json),
+      sub: mostly(claims.sub, fc.oneof(fc.emailAddress(), json)),
+      role: mostly(claims.role, json),
+      sid: mostly(claims.sid, fc.oneof(fc.uuid(), json)),
+      jti: mostly(claims.jti, fc.oneof(fc.uuid(), json)),
+      iat: mostly(claims.iat, fc.oneof(fc.integer(), json)),
+      exp: mostly(claims.exp, fc.oneof(fc.integer(), fc.double(), json)),
+    });
+    const forged = fc
+      .tuple(forgedHeader, fc.oneof({ weight: 5, arbitrary: forgedClaims }, { weight: 1, arbitrary: json }), fc.constantFrom(...keys))
+      .map(([h, p, key]) => forge(h, p, key));
+    const edited = fc
+      .tuple(fc.nat({ max: accessToken.length }), fc.constantFrom(...`${BASE64URL}.=+/ `), fc.constantFrom('replace', 'insert', 'delete', 'cut'))
+      .map(([at, char, edit]) => {
+        if (edit === 'cut') return accessToken.slice(0, at);
+        return accessToken.slice(0, at) + (edit === 'delete' ? '' : char) + accessToken.slice(at + (edit === 'insert' ? 0 : 1));
+      });
+    const segment = fc.string({ unit: fc.constantFrom(...BASE64URL), maxLength: 120 });
+    const token = fc.oneof(
+      { weight: 4, arbitrary: forged },
+      { weight: 2, arbitrary: edited },
+      { weight: 1, arbitrary: fc.constantFrom(accessToken, ...respellings(accessToken, 2)) },
+      { weight: 1, arbitrary: fc.tuple(segment, segment, segment).map((parts) => parts.join('.')) },
+      { weight: 1, arbitrary: fc.tuple(json, json, segment).map(([h, p, s]) => `${b64(h)}.${b64(p)}.${s}`) },
+      { weight: 1, arbitrary: headerText },
+    );
+    const value = fc.oneof(
+      { weight: 4, arbitrary: token.map((text) => `Bearer ${text}`) },
+      { weight: 1, arbitrary: token },
+      {
+        weight: 1,
+        arbitrary: fc
+          .tuple(fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'Bearer,', ''), fc.constantFrom(' ', '  ', '\t'), token, fc.constantFrom('', ' ', '\t', ' x'))
+          .map((parts) => parts.join('')),
+      },
+      { weight: 1, arbitrary: headerText },
+    );
+    const authorization = fc.oneof(
+      { weight: 8, arbitrary: value },
+      { weight: 1, arbitrary: fc.constant(undefined) },
+      { weight: 1, arbitrary: fc.array(value, { minLength: 2, maxLength: 3 }) },
+    );
+
+    await fuzz(ctx, authorization, async (values) => {
+      const reply = await t.call('POST', `${BASE}/logout`, { headers: values === undefined ? {} : { authorization: values } });
+      assert.ok([401, 404, 422].includes(reply.status), `${reply.status} ${reply.body.status.message}`);
+    });
+    // Still serving: a live token logs out.
+    await assertExample(await t.logout((await t.newSession()).accessToken), 'LoggedOut');
+  });
+
+  test('the sign-in body: a documented status, and a 200 only for a valid proof', async (ctx) => {
+    await signInAlice(t);
+    const alice = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
+    const proof = fc
+      .tuple(
+        fc.record(
+          {
+            email: mostly(ALICE.email, fc.oneof(fc.emailAddress(), fc.constant(ALICE.email.toUpperCase()), fc.string(), json)),
+            signature: mostly(ALICE.signature, fc.oneof(hexText([0, 2, 126, 128, 130]), fc.constant(ALICE.signature.toUpperCase()), fc.string(), json)),
+            authPublicKeyHex: mostly(ALICE.publicKeyHex, fc.oneof(hexText([0, 62, 64, 66]), fc.constant(ALICE.publicKeyHex.toUpperCase()), fc.string(), json)),
+          },
+          { requiredKeys: [] },
+        ),
+        mostly({}, fc.dictionary(fc.string({ maxLength: 10 }), json, { minKeys: 1, maxKeys: 2 })),
+      )
+      .map(([fields, extra]) => JSON.stringify({ ...fields, ...(extra as object) }));
+    const aliceText = JSON.stringify(alice);
+    const body = fc.oneof(
+      { weight: 6, arbitrary: proof },
+      { weight: 1, arbitrary: json.map((value) => JSON.stringify(value)) },
+      { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 300 }) },
+      {
+        weight: 1,
+        arbitrary: fc.tuple(fc.nat({ max: aliceText.length - 1 }), fc.string({ minLength: 1, maxLength: 3 })).map(([at, text]) => aliceText.slice(0, at) + text + aliceText.slice(at + 1)),
+      },
+      { weight: 1, arbitrary: fc.integer({ min: 16 * 1024 - 200, max: 16 * 1024 + 50 }).map((length) => JSON.stringify({ ...alice, email: 'a'.repeat(length) })) },
+    );
+    const contentType = mostly(
+      'application/json',
+      fc.constantFrom('application/json; charset=utf-8', 'APPLICATION/JSON', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/jwt'),
+    );
+
+    await fuzz(ctx, fc.tuple(body, contentType), async ([text, type]) => {
+      const reply = await t.call('POST', `${BASE}/session`, { body: text, headers: { 'content-type': type as string } });
+      assert.ok([200, 400, 404, 413, 415, 422].includes(reply.status), `${reply.status} ${reply.body.status.message}`);
+      // A 400 names what is wrong with the body in the contract's words, never a parser's.
+      if (reply.status === 400) assert.match(reply.body.status.message, /^The request body (is not valid JSON|is required|(field '.*' )?must .*)\.$/s);
+      if (reply.status === 200) {
+        const sent = JSON.parse(text);
+        assert.deepEqual(
+          { email: sent.email, signature: sent.signature.toLowerCase(), authPublicKeyHex: sent.authPublicKeyHex.toLowerCase(), fields: Object.keys(sent).length },
+          { ...alice, fields: 3 },
+          'only a valid proof signs in',
+        );
+      }
+    });
+    assert.equal((await t.signIn(alice)).status, 200, 'still serving');
+  });
+});

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test as testOn } from 'node:test';
+import { DATABASES, type TestDatabase } from './support/databases.js';
+import { assertExample, startTestServer, type TestServer } from './support/harness.js';
+
+// Two servers behind one load balancer: one database, one signing key file (README,
+// "Running several instances"). Whatever one instance decides, the other sees at once.
+for (const backend of DATABASES) {
+  describe(`two instances on one ${backend.name} database`, () => {
+    const test = (name: string, fn: () => Promise<void>) => testOn(name, { skip: backend.skip }, fn);
+    let database: TestDatabase;
+    let keyDir: string;
+    let a: TestServer;
+    let b: TestServer;
+    before(async () => {
+      if (backend.skip) return;
+      database = await backend.create();
+      keyDir = mkdtempSync(join(tmpdir(), 'fib-auth-shared-key-'));
+      const env = { DATABASE_URL: database.url, FIB_AUTH_SIGNING_KEY_FILE: join(keyDir, 'signing-key.pem') };
+      a = await startTestServer(env);
+      b = await startTestServer(env);
+    });
+    after(async () => {
+      if (backend.skip) return;
+      await a?.stop();
+      await b?.stop();
+      await database?.drop();
+      rmSync(keyDir, { recursive: true, force: true });
+    });
+
+    test('sign in on A, log out on B: the token is refused on A', async () => {
+      const s = await a.newSession();
+      await assertExample(await b.logout(s.accessToken), 'LoggedOut');
+      await assertExample(await a.logout(s.accessToken), 'AccessTokenLoggedOut');
+      await assertExample(await a.refresh(s.refreshToken), 'SessionLoggedOut');
+    });
+
+    test('50 concurrent logouts of one token, spread over A and B: exactly one 200', async () => {
+      const s = await a.newSession();
+      const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? a : b).logout(s.accessToken)));
+      const statuses = replies.map((reply) => reply.status);
+      assert.equal(statuses.filter((status) => status === 200).length, 1, statuses.join(' '));
+      assert.equal(statuses.filter((status) => status === 401).length, 49, statuses.join(' '));
+    });
+
+    test('a refresh on A retires the old pair on B', async () => {
+      const s = await a.newSession();
+      const refreshed = await a.refresh(s.refreshToken);
+      assert.equal(refreshed.status, 200);
+      await assertExample(await b.logout(s.accessToken), 'AccessTokenRetired');
+      // The old refresh token a second time, on B: reuse, so the session is revoked on A too.
+      await assertExample(await b.refresh(s.refreshToken), 'RefreshTokenReused');
+      await assertExample(await a.logout(refreshed.body.data.accessToken), 'SessionRevokedAfterReuse');
+    });
+  });
+}

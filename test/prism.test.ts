@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { bundledSpecPath, packageRoot } from '../src/package-root.js';
+import { BASE, bearer, example, rawCall, resolvedContract, startTestServer, type CallOptions, type Reply, type TestServer } from './support/harness.js';
+import { freePort, startProcess, type StartedProcess } from './support/processes.js';
+import { ALICE, BOB_SIGNATURE } from './support/vectors.js';
+import { startWrongLogoutBody } from './support/wrong-logout-body.js';
+
+const PRISM = join(packageRoot, 'node_modules', '.bin', 'prism');
+const LISTENING = /Prism is listening on (http:\/\/\S+)/;
+const aliceBody = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
+
+/** Contract violations Prism found, from its `sl-violations` header. */
+const violations = (reply: Reply): { message: string; location: string[] }[] => JSON.parse(String(reply.headers['sl-violations'] ?? '[]'));
+
+describe('the Prism mock (npm run mock)', () => {
+  let mock: StartedProcess;
+  let url: string;
+  // A request each operation accepts: the mock answers it with the contract's examples.
+  let valid: Record<string, CallOptions>;
+  const operations: { operationId: string; method: string; path: string; responses: Record<string, any> }[] = [];
+
+  before(async () => {
+    const contract = await resolvedContract();
+    const { data: tokens } = example('SignedIn');
+    valid = {
+      authorizeUser: { body: aliceBody },
+      refreshTokens: { headers: bearer(tokens.refreshToken) },
+      logout: { headers: bearer(tokens.accessToken) },
+      getLiveness: {},
+      getReadiness: {},
+      getMetrics: {},
+      getJwks: {},
+    };
+    const port = await freePort();
+    mock = await startProcess('npm', ['run', 'mock'], { env: { MOCK_PORT: String(port), MOCK_HOST: '127.0.0.1' }, ready: LISTENING });
+    url = mock.readyMatch[1];
+    assert.equal(url, `http://127.0.0.1:${port}`);
+    for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
+      for (const [method, operation] of Object.entries<any>(pathItem)) {
+        operations.push({ operationId: operation.operationId, method: method.toUpperCase(), path, responses: operation.responses });
+      }
+    }
+    assert.deepEqual(operations.map((o) => o.operationId).sort(), Object.keys(valid).sort());
+  });
+  after(() => mock?.stop());
+
+  const call = (operation: (typeof operations)[number], headers: Record<string, string> = {}) =>
+    rawCall(url, operation.method, operation.path, { ...valid[operation.operationId], headers: { ...valid[operation.operationId].headers, ...headers } });
+  /** The one media type of a response, and its named examples. */
+  const mediaOf = (operation: (typeof operations)[number], status: string) => Object.entries<any>(operation.responses[status].content)[0];
+  const firstExample = (operation: (typeof operations)[number], status: string) => Object.values<any>(mediaOf(operation, status)[1].examples)[0].value;
+
+  test('each operation answers its 200 example', async () => {
+    for (const operation of operations) {
+      const reply = await call(operation);
+      assert.equal(reply.status, 200, operation.operationId);
+      assert.equal(reply.headers['content-type'], mediaOf(operation, '200')[0], operation.operationId);
+      assert.deepEqual(reply.body, firstExample(operation, '200'), operation.operationId);
+      assert.deepEqual(violations(reply), [], operation.operationId);
+    }
+  });
+
+  test('Prefer: code=N answers that code, and example=NAME each of its named examples', async () => {
+    let answered = 0;
+    for (const operation of operations) {
+      for (const status of Object.keys(operation.responses)) {
+        const where = `${operation.operationId} ${status}`;
+        const byCode = await call(operation, { prefer: `code=${status}` });
+        assert.equal(byCode.status, Number(status), where);
+        assert.deepEqual(byCode.body, firstExample(operation, status), where);
+        if (status === '401') assert.equal(byCode.headers['www-authenticate'], 'Bearer error="invalid_token"', where);
+        for (const [name, { value }] of Object.entries<any>(mediaOf(operation, status)[1].examples)) {
+          const byName = await call(operation, { prefer: `code=${status}, example=${name}` });
+          assert.deepEqual({ status: byName.status, body: byName.body }, { status: Number(status), body: value }, `${where} ${name}`);
+          answered++;
+        }
+      }
+    }
+    assert.ok(answered >= 60, `${answered} named examples answered`);
+  });
+
+  test("a request that breaks the contract gets Prism's validation answer", async () => {
+    const logout = operations.find((o) => o.operationId === 'logout')!;
+    const noAuthorization = await rawCall(url, logout.method, logout.path);
+    assert.equal(noAuthorization.status, 401);
+    assert.deepEqual(noAuthorization.body, example('AuthorizationMissing'));
+    assert.deepEqual(violations(noAuthorization).map((v) => v.message), ['Invalid security scheme used']);
+
+    // Prism answers a body that breaks the schema with the operation's first 422 example; the
+    // real server answers 400. The violations header says what is wrong.
+    const signIn = operations.find((o) => o.operationId === 'authorizeUser')!;
+    const badBody = await rawCall(url, signIn.method, signIn.path, { body: { email: 42, signature: ALICE.signature } });
+    assert.equal(badBody.status, 422);
+    assert.deepEqual(badBody.body, firstExample(signIn, '422'));
+    assert.deepEqual(violations(badBody).map((v) => v.message).sort(), [
+      "Request body must have required property 'authPublicKeyHex'",
+      'Request body property email must be string',
+    ]);
+  });
+});
+
+describe('prism proxy --errors in front of the real server', () => {
+  let t: TestServer;
+  const proxies: StartedProcess[] = [];
+  const startProxy = async (upstream: string) => {
+    const proxy = await startProcess(PRISM, ['proxy', bundledSpecPath, upstream, '--errors', '--port', String(await freePort()), '--host', '127.0.0.1'], {
+      ready: LISTENING,
+    });
+    proxies.push(proxy);
+    return proxy.readyMatch[1];
+  };
+  before(async () => {
+    t = await startTestServer();
+  });
+  after(async () => {
+    await Promise.all(proxies.map((proxy) => proxy.stop()));
+    await t.stop();
+  });
+
+  test('sign-in, refresh and logout pass through with no contract violation', async () => {
+    const url = await startProxy(t.url);
+    const through = async (status: number, method: string, path: string, options?: CallOptions) => {
+      const reply = await rawCall(url, method, path, options);
+      const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body)} ${reply.headers['sl-violations'] ?? ''}`;
+      assert.deepEqual(violations(reply), [], where);
+      assert.equal(reply.status, status, where);
+      assert.equal(reply.body.status.code, status, where);
+      return reply.body.data;
+    };
+    const signIn = (body: object) => through(200, 'POST', `${BASE}/session`, { body });
+
+    await t.addUser(ALICE.email, ALICE.publicKeyHex);
+    const first = await signIn(aliceBody);
+    await through(404, 'POST', `${BASE}/session`, { body: { ...aliceBody, email: 'bob@wonderland.space', signature: BOB_SIGNATURE } });
+    await through(422, 'POST', `${BASE}/session`, { body: { ...aliceBody, signature: BOB_SIGNATURE } });
+
+    const second = await through(200, 'PATCH', `${BASE}/session`, { headers: bearer(first.refreshToken) });
+    await through(401, 'POST', `${BASE}/logout`, { headers: bearer(first.accessToken) }); // retired by the refresh
+    await through(200, 'POST', `${BASE}/logout`, { headers: bearer(second.accessToken) });
+    await through(401, 'POST', `${BASE}/logout`, { headers: bearer(second.accessToken) }); // already logged out
+    await through(401, 'PATCH', `${BASE}/session`, { headers: bearer(second.refreshToken) }); // session logged out
+
+    const third = await signIn(aliceBody);
+    await through(200, 'PATCH', `${BASE}/session`, { headers: bearer(third.refreshToken) });
+    await through(401, 'PATCH', `${BASE}/session`, { headers: bearer(third.refreshToken) }); // reuse revokes the session
+    await through(422, 'POST', `${BASE}/logout`, { headers: bearer(`${third.accessToken.slice(0, -4)}AAAA`) }); // signature altered
+    assert.ok(await t.server.store.removeUser(ALICE.email, Math.floor(Date.now() / 1000)));
+    await through(404, 'POST', `${BASE}/logout`, { headers: bearer(third.accessToken) }); // the user is gone
+  });
+
+  test('reports a logout body that breaks the contract', async () => {
+    const fixture = await startWrongLogoutBody(t.url);
+    try {
+      const url = await startProxy(fixture.url);
+      const { accessToken } = await t.newSession();
+      const reply = await rawCall(url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) });
+      assert.equal(reply.status, 500);
+      assert.match(String(reply.headers['content-type']), /^application\/problem\+json/);
+      assert.ok(violations(reply).some((v) => v.location.join('.') === 'response.body.status.code'), String(reply.headers['sl-violations']));
+    } finally {
+      await fixture.stop();
+    }
+  });
+});
