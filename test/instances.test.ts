@@ -3,30 +3,37 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test as testOn } from 'node:test';
+import { serveChild, type ChildServer } from './support/child-server.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
-import { assertExample, startTestServer, type TestServer } from './support/harness.js';
+import { assertExample, BASE, bearer, rawCall, startTestServer, type TestServer } from './support/harness.js';
 
 // Two servers behind one load balancer: one database, one signing key file (README,
 // "Running several instances"). Whatever one instance decides, the other sees at once.
+// B is a process of its own, as in production: two SQLite connections to one file inside one
+// process block each other, since better-sqlite3 waits for a lock synchronously.
 for (const backend of DATABASES) {
   describe(`two instances on one ${backend.name} database`, () => {
     const test = (name: string, fn: () => Promise<void>) => testOn(name, { skip: backend.skip }, fn);
     let database: TestDatabase;
     let keyDir: string;
     let a: TestServer;
-    let b: TestServer;
+    let child: ChildServer;
+    const b = {
+      logout: (token: string) => rawCall(child.url, 'POST', `${BASE}/logout`, { headers: bearer(token) }),
+      refresh: (token: string) => rawCall(child.url, 'PATCH', `${BASE}/session`, { headers: bearer(token) }),
+    };
     before(async () => {
       if (backend.skip) return;
       database = await backend.create();
       keyDir = mkdtempSync(join(tmpdir(), 'fib-auth-shared-key-'));
       const env = { DATABASE_URL: database.url, FIB_AUTH_SIGNING_KEY_FILE: join(keyDir, 'signing-key.pem') };
       a = await startTestServer(env);
-      b = await startTestServer(env);
+      child = await serveChild({ PATH: process.env.PATH, ...env, HOST: '127.0.0.1', PORT: '0' });
     });
     after(async () => {
       if (backend.skip) return;
       await a?.stop();
-      await b?.stop();
+      await child?.stop();
       await database?.drop();
       rmSync(keyDir, { recursive: true, force: true });
     });
