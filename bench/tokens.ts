@@ -1,19 +1,12 @@
 import { createPrivateKey, createPublicKey, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
+import type { SessionRecord } from '../src/store/store.js';
 
 const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
 
 /** A session row as the server stores it at sign-in, with the tokens of its current pair. */
-export interface BenchSession {
-  id: string;
-  userEmail: string;
-  accessJti: string;
-  refreshJti: string;
-  accessExpiresAt: number;
-  refreshExpiresAt: number;
-  createdAt: number;
-}
+export type BenchSession = Omit<SessionRecord, 'revokedAt' | 'revokedReason'>;
 
 /**
  * Mints tokens byte for byte as the server issues them (same header and claims, in jose's
