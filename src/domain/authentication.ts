@@ -68,8 +68,10 @@ export class Authentication {
   /** Ends the token's session, or with scope `user` every session of its user. */
   async logout(token: BearerToken, scope: 'session' | 'user'): Promise<void> {
     const claims = await this.tokens.verify(token, 'access'); // 422, then 401
-    await this.registeredUser(claims.sub); // 404
+    // Removing a user revokes their sessions in the same step (Store.removeUser), so a session
+    // that ends here belongs to a registered user: the 404 check is needed only when none did.
     if (await this.store.endSession(claims.sid, claims.jti, epochSeconds(this.now()), scope === 'user')) return;
+    await this.registeredUser(claims.sub); // 404
     throw over(this.whyOver(await this.store.findSession(claims.sid), 'access')); // 401
   }
 
