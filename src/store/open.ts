@@ -61,7 +61,7 @@ export async function openStore(config: StoreConfig, logger?: Logger): Promise<S
     // Another process (the CLI, a second server) may hold the write lock for a moment.
     database.pragma(`busy_timeout = ${timeoutMs}`);
     await switchToWal(database, timeoutMs);
-    return SqlStore.open(new SqliteDialectLockingMigrations({ database: withStatementCache(database) }));
+    return SqlStore.open(new SqliteDialectLockingMigrations({ database: withStatementCache(database) }), { groupCommit: true });
   }
   if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
     const pool = new pg.Pool({

@@ -1,4 +1,5 @@
 import { Kysely, Migrator, sql, type Dialect, type Selectable } from 'kysely';
+import { GroupCommit } from './group-commit.js';
 import { migrations, type Database } from './schema.js';
 import type { RevokeReason, Role, SessionCredentials, SessionRecord, Store, UserRecord } from './store.js';
 
@@ -45,10 +46,15 @@ const changed = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint }) =
 
 /** The store on any SQL database Kysely speaks to; the dialect picks the backend. */
 export class SqlStore implements Store {
+  private readonly groupCommit?: GroupCommit<Database>;
+
   private constructor(
     private readonly db: Kysely<Database>,
     private readonly concurrentWriters: boolean,
-  ) {}
+    groupCommit: boolean,
+  ) {
+    if (groupCommit) this.groupCommit = new GroupCommit(db);
+  }
 
   /**
    * Opens the database and brings its schema up to date. Several instances may start at once:
@@ -61,8 +67,13 @@ export class SqlStore implements Store {
    *
    * `concurrentWriters` (PostgreSQL): transactions write at the same time, so a statement that
    * depends on a row it only reads must lock it. SQLite runs one writer at a time.
+   *
+   * `groupCommit` (SQLite): writes that arrive together share one transaction (group-commit.ts).
    */
-  static async open(dialect: Dialect, options: { migrationsInCurrentSchema?: boolean; concurrentWriters?: boolean } = {}): Promise<SqlStore> {
+  static async open(
+    dialect: Dialect,
+    options: { migrationsInCurrentSchema?: boolean; concurrentWriters?: boolean; groupCommit?: boolean } = {},
+  ): Promise<SqlStore> {
     const db = new Kysely<Database>({ dialect });
     try {
       const migrationTableSchema = options.migrationsInCurrentSchema ? await currentSchema(db) : undefined;
@@ -73,26 +84,38 @@ export class SqlStore implements Store {
       await db.destroy();
       throw error;
     }
-    return new SqlStore(db, options.concurrentWriters ?? false);
+    return new SqlStore(db, options.concurrentWriters ?? false, options.groupCommit ?? false);
+  }
+
+  /**
+   * Runs a write of one or several statements as one atomic step: on SQLite in the group
+   * commit; on PostgreSQL, whose pool runs writes side by side, a single statement as it is and
+   * several in a transaction of their own.
+   */
+  private write<T>(work: (db: Kysely<Database>) => Promise<T>, statements: 'one' | 'several' = 'one'): Promise<T> {
+    if (this.groupCommit) return this.groupCommit.run(work);
+    return statements === 'one' ? work(this.db) : this.db.transaction().execute(work);
   }
 
   async addUser(user: UserRecord): Promise<boolean> {
-    const result = await this.db
-      .insertInto('users')
-      .values({
-        email: user.email.toLowerCase(),
-        account_id: user.accountId,
-        auth_public_key_hex: user.authPublicKeyHex.toLowerCase(),
-        role: user.role,
-        created_at: user.createdAt,
-      })
-      .onConflict((oc) => oc.doNothing())
-      .executeTakeFirst();
+    const result = await this.write((db) =>
+      db
+        .insertInto('users')
+        .values({
+          email: user.email.toLowerCase(),
+          account_id: user.accountId,
+          auth_public_key_hex: user.authPublicKeyHex.toLowerCase(),
+          role: user.role,
+          created_at: user.createdAt,
+        })
+        .onConflict((oc) => oc.doNothing())
+        .executeTakeFirst(),
+    );
     return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
   removeUser(email: string, now: number): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
+    return this.write(async (trx) => {
       const key = email.toLowerCase();
       const removed = changed(await trx.deleteFrom('users').where('email', '=', key).executeTakeFirst());
       await trx
@@ -102,7 +125,7 @@ export class SqlStore implements Store {
         .where('revoked_at', 'is', null)
         .execute();
       return removed;
-    });
+    }, 'several');
   }
 
   async findUser(email: string): Promise<UserRecord | undefined> {
@@ -123,27 +146,29 @@ export class SqlStore implements Store {
     // The casts type the parameters for databases that do not infer them in a select list.
     const bigint = (value: number | null) => sql<number>`cast(${value} as bigint)`;
     const text = (value: string | null) => sql<string>`cast(${value} as text)`;
-    const result = await this.db
-      .insertInto('sessions')
-      .columns(['id', 'user_email', 'access_jti', 'refresh_jti', 'access_expires_at', 'refresh_expires_at', 'created_at', 'revoked_at', 'revoked_reason'])
-      .expression(
-        this.db
-          .selectFrom('users')
-          .select([
-            text(session.id).as('id'),
-            'email',
-            text(session.accessJti).as('access_jti'),
-            text(session.refreshJti).as('refresh_jti'),
-            bigint(session.accessExpiresAt).as('access_expires_at'),
-            bigint(session.refreshExpiresAt).as('refresh_expires_at'),
-            bigint(session.createdAt).as('created_at'),
-            bigint(session.revokedAt).as('revoked_at'),
-            text(session.revokedReason).as('revoked_reason'),
-          ])
-          .where('email', '=', session.userEmail.toLowerCase())
-          .$if(this.concurrentWriters, (select) => select.forShare()),
-      )
-      .executeTakeFirst();
+    const result = await this.write((db) =>
+      db
+        .insertInto('sessions')
+        .columns(['id', 'user_email', 'access_jti', 'refresh_jti', 'access_expires_at', 'refresh_expires_at', 'created_at', 'revoked_at', 'revoked_reason'])
+        .expression(
+          db
+            .selectFrom('users')
+            .select([
+              text(session.id).as('id'),
+              'email',
+              text(session.accessJti).as('access_jti'),
+              text(session.refreshJti).as('refresh_jti'),
+              bigint(session.accessExpiresAt).as('access_expires_at'),
+              bigint(session.refreshExpiresAt).as('refresh_expires_at'),
+              bigint(session.createdAt).as('created_at'),
+              bigint(session.revokedAt).as('revoked_at'),
+              text(session.revokedReason).as('revoked_reason'),
+            ])
+            .where('email', '=', session.userEmail.toLowerCase())
+            .$if(this.concurrentWriters, (select) => select.forShare()),
+        )
+        .executeTakeFirst(),
+    );
     return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
@@ -156,15 +181,15 @@ export class SqlStore implements Store {
     const logout = { revoked_at: now, revoked_reason: 'logout' satisfies RevokeReason };
     const endThis = (db: Kysely<Database>) =>
       db.updateTable('sessions').set(logout).where('id', '=', id).where('access_jti', '=', accessJti).where('revoked_at', 'is', null);
-    if (!everySessionOfUser) return changed(await endThis(this.db).executeTakeFirst());
+    if (!everySessionOfUser) return changed(await this.write((db) => endThis(db).executeTakeFirst()));
     const endAll = () =>
-      this.db.transaction().execute(async (trx) => {
+      this.write(async (trx) => {
         const ended = await endThis(trx).returning('user_email').executeTakeFirst();
         if (ended) {
           await trx.updateTable('sessions').set(logout).where('user_email', '=', ended.user_email).where('revoked_at', 'is', null).execute();
         }
         return ended !== undefined;
-      });
+      }, 'several');
     // Two global logouts of one user lock its sessions in opposite orders; PostgreSQL aborts one
     // of them, and running it again finds its own session ended (a 401), as it should.
     for (let attempt = 1; ; attempt++) {
@@ -177,28 +202,27 @@ export class SqlStore implements Store {
   }
 
   async rotateSession(id: string, refreshJti: string, next: SessionCredentials): Promise<boolean> {
-    const result = await this.db
-      .updateTable('sessions')
-      .set({
-        access_jti: next.accessJti,
-        refresh_jti: next.refreshJti,
-        access_expires_at: next.accessExpiresAt,
-        refresh_expires_at: next.refreshExpiresAt,
-      })
-      .where('id', '=', id)
-      .where('refresh_jti', '=', refreshJti)
-      .where('revoked_at', 'is', null)
-      .executeTakeFirst();
+    const result = await this.write((db) =>
+      db
+        .updateTable('sessions')
+        .set({
+          access_jti: next.accessJti,
+          refresh_jti: next.refreshJti,
+          access_expires_at: next.accessExpiresAt,
+          refresh_expires_at: next.refreshExpiresAt,
+        })
+        .where('id', '=', id)
+        .where('refresh_jti', '=', refreshJti)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst(),
+    );
     return changed(result);
   }
 
   async revokeSession(id: string, reason: RevokeReason, now: number): Promise<boolean> {
-    const result = await this.db
-      .updateTable('sessions')
-      .set({ revoked_at: now, revoked_reason: reason })
-      .where('id', '=', id)
-      .where('revoked_at', 'is', null)
-      .executeTakeFirst();
+    const result = await this.write((db) =>
+      db.updateTable('sessions').set({ revoked_at: now, revoked_reason: reason }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst(),
+    );
     return changed(result);
   }
 
@@ -213,11 +237,9 @@ export class SqlStore implements Store {
   }
 
   async purgeExpiredSessions(now: number): Promise<number> {
-    const result = await this.db
-      .deleteFrom('sessions')
-      .where('refresh_expires_at', '<=', now)
-      .where('access_expires_at', '<=', now)
-      .executeTakeFirst();
+    const result = await this.write((db) =>
+      db.deleteFrom('sessions').where('refresh_expires_at', '<=', now).where('access_expires_at', '<=', now).executeTakeFirst(),
+    );
     return Number(result.numDeletedRows);
   }
 
