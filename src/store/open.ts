@@ -61,6 +61,10 @@ export async function openStore(config: StoreConfig, logger?: Logger): Promise<S
     // Another process (the CLI, a second server) may hold the write lock for a moment.
     database.pragma(`busy_timeout = ${timeoutMs}`);
     await switchToWal(database, timeoutMs);
+    // A write that was answered survives a power failure, as on PostgreSQL: each commit waits
+    // for its fsync (better-sqlite3's build would otherwise skip it in WAL mode). The group
+    // commit (group-commit.ts) lets writes that arrive together share one fsync.
+    database.pragma('synchronous = FULL');
     return SqlStore.open(new SqliteDialectLockingMigrations({ database: withStatementCache(database) }), { groupCommit: true });
   }
   if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
