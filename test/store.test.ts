@@ -90,6 +90,35 @@ for (const backend of DATABASES) {
       assert.equal(results.filter(Boolean).length, 1);
     });
 
+    // On SQLite, writes sent together share one transaction (group commit): each must still get
+    // its own answer, and a failing one must not undo or fail the others.
+    test('writes sent together: each gets its own answer, and one that fails takes no other with it', async () => {
+      const bob = `bob-${randomUUID()}@example.test`;
+      await store.addUser({ email: bob, accountId: randomUUID(), authPublicKeyHex: 'cd'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
+      const [ending, rotating, bobs, existing] = [session(), session(), session({ userEmail: bob }), session()];
+      for (const s of [ending, rotating, bobs, existing]) assert.equal(await store.createSession(s), true);
+      const next = { accessJti: randomUUID(), refreshJti: randomUUID(), accessExpiresAt: NOW + 600, refreshExpiresAt: NOW + 90000 };
+      const fresh = session();
+
+      const [duplicate, ended, rotated, removed, created, endedTwice] = await Promise.allSettled([
+        store.createSession({ ...session(), id: existing.id }), // the id is taken: a constraint error
+        store.endSession(ending.id, ending.accessJti, NOW + 1),
+        store.rotateSession(rotating.id, rotating.refreshJti, next),
+        store.removeUser(bob, NOW + 1), // several statements
+        store.createSession(fresh),
+        store.endSession(ending.id, ending.accessJti, NOW + 1),
+      ]);
+
+      assert.equal(duplicate.status, 'rejected');
+      assert.deepEqual([ended, rotated, removed, created, endedTwice], [true, true, true, true, false].map((value) => ({ status: 'fulfilled', value })));
+      assert.equal((await store.findSession(ending.id))?.revokedReason, 'logout');
+      assert.equal((await store.findSession(rotating.id))?.refreshJti, next.refreshJti);
+      assert.equal(await store.findUser(bob), undefined);
+      assert.equal((await store.findSession(bobs.id))?.revokedReason, 'user-removed');
+      assert.deepEqual(await store.findSession(fresh.id), fresh);
+      assert.deepEqual(await store.findSession(existing.id), existing, 'the failed insert changed nothing');
+    });
+
     test('rotateSession is a compare-and-swap of the refresh id', async () => {
       const s = session();
       await store.createSession(s);

@@ -2,8 +2,12 @@ import { sql, type Kysely } from 'kysely';
 
 type Write<DB, T> = (db: Kysely<DB>) => Promise<T>;
 
+/** How many statements a write runs: SQLite undoes a single statement that fails by itself. */
+export type Statements = 'one' | 'several';
+
 interface Queued<DB> {
   write: Write<DB, unknown>;
+  statements: Statements;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -15,8 +19,9 @@ interface Queued<DB> {
  * another in a single immediate transaction and share its fsync. Each is answered only after
  * that commit, so a write that was answered is on disk, as with a commit of its own.
  *
- * Each write runs under a savepoint: one that fails is rolled back alone and answered with its
- * error, and the others still commit. When the transaction cannot start (another process holds
+ * A write that fails is undone alone and answered with its error, and the others still commit:
+ * SQLite undoes a failed statement by itself, and a write of several statements runs under a
+ * savepoint. When the transaction cannot start (another process holds
  * the write lock past busy_timeout) or cannot commit, every write of the batch fails and none
  * took effect.
  */
@@ -25,10 +30,10 @@ export class GroupCommit<DB> {
 
   constructor(private readonly db: Kysely<DB>) {}
 
-  run<T>(write: Write<DB, T>): Promise<T> {
+  run<T>(write: Write<DB, T>, statements: Statements): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.queue.length === 0) setImmediate(() => void this.commit());
-      this.queue.push({ write, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ write, statements, resolve: resolve as (value: unknown) => void, reject });
     });
   }
 
@@ -40,15 +45,18 @@ export class GroupCommit<DB> {
       await this.db.connection().execute(async (connection) => {
         await sql`begin immediate`.execute(connection);
         try {
-          for (const { write, resolve, reject } of batch) {
-            await sql`savepoint write`.execute(connection);
+          for (const { write, statements, resolve, reject } of batch) {
+            const atomic = statements === 'several';
+            if (atomic) await sql`savepoint write`.execute(connection);
             try {
               const value = await write(connection);
-              await sql`release write`.execute(connection);
+              if (atomic) await sql`release write`.execute(connection);
               answers.push(() => resolve(value));
             } catch (error) {
-              await sql`rollback to write`.execute(connection);
-              await sql`release write`.execute(connection);
+              if (atomic) {
+                await sql`rollback to write`.execute(connection);
+                await sql`release write`.execute(connection);
+              }
               answers.push(() => reject(error));
             }
           }

@@ -1,5 +1,5 @@
 import { Kysely, Migrator, sql, type Dialect, type Selectable } from 'kysely';
-import { GroupCommit } from './group-commit.js';
+import { GroupCommit, type Statements } from './group-commit.js';
 import { migrations, type Database } from './schema.js';
 import type { RevokeReason, Role, SessionCredentials, SessionRecord, Store, UserRecord } from './store.js';
 
@@ -92,8 +92,8 @@ export class SqlStore implements Store {
    * commit; on PostgreSQL, whose pool runs writes side by side, a single statement as it is and
    * several in a transaction of their own.
    */
-  private write<T>(work: (db: Kysely<Database>) => Promise<T>, statements: 'one' | 'several' = 'one'): Promise<T> {
-    if (this.groupCommit) return this.groupCommit.run(work);
+  private write<T>(work: (db: Kysely<Database>) => Promise<T>, statements: Statements = 'one'): Promise<T> {
+    if (this.groupCommit) return this.groupCommit.run(work, statements);
     return statements === 'one' ? work(this.db) : this.db.transaction().execute(work);
   }
 
