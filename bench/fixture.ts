@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { emailDigest } from '../src/domain/signature.js';
 import { packageRoot } from '../src/package-root.js';
@@ -70,10 +71,11 @@ export interface ServerOptions {
   name?: string;
 }
 
-/** The real server, `fib-auth serve` from dist/, as its own process. */
+/** The real server, `fib-auth serve` as the package's bin runs it, as its own process. */
 export function startFibAuth(databaseUrl: string, keyFile: string, port: number, options: ServerOptions = {}): Promise<Service> {
   const { nodeOptions = [], root = packageRoot, name = 'fib-auth' } = options;
-  return startService(name, process.execPath, [...nodeOptions, join(root, 'dist/src/cli.js'), 'serve'], port, {
+  const bin = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin['fib-auth'];
+  return startService(name, process.execPath, [...nodeOptions, join(root, bin), 'serve'], port, {
     PORT: String(port),
     HOST: '127.0.0.1',
     DATABASE_URL: databaseUrl,
