@@ -21,9 +21,8 @@ interface Queued<DB> {
  *
  * A write that fails is undone alone and answered with its error, and the others still commit:
  * SQLite undoes a failed statement by itself, and a write of several statements runs under a
- * savepoint. When the transaction cannot start (another process holds
- * the write lock past busy_timeout) or cannot commit, every write of the batch fails and none
- * took effect.
+ * savepoint. When the transaction cannot start (another process holds the write lock past
+ * busy_timeout) or cannot commit, every write of the batch fails and none took effect.
  */
 export class GroupCommit<DB> {
   private queue: Queued<DB>[] = [];

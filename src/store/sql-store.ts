@@ -46,15 +46,11 @@ const changed = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint }) =
 
 /** The store on any SQL database Kysely speaks to; the dialect picks the backend. */
 export class SqlStore implements Store {
-  private readonly groupCommit?: GroupCommit<Database>;
-
   private constructor(
     private readonly db: Kysely<Database>,
     private readonly concurrentWriters: boolean,
-    groupCommit: boolean,
-  ) {
-    if (groupCommit) this.groupCommit = new GroupCommit(db);
-  }
+    private readonly groupCommit: GroupCommit<Database> | undefined,
+  ) {}
 
   /**
    * Opens the database and brings its schema up to date. Several instances may start at once:
@@ -84,7 +80,7 @@ export class SqlStore implements Store {
       await db.destroy();
       throw error;
     }
-    return new SqlStore(db, options.concurrentWriters ?? false, options.groupCommit ?? false);
+    return new SqlStore(db, options.concurrentWriters ?? false, options.groupCommit ? new GroupCommit(db) : undefined);
   }
 
   /**
