@@ -9,6 +9,7 @@ export const CLI = join(packageRoot, JSON.parse(readFileSync(join(packageRoot, '
 
 export interface ChildServer {
   url: string;
+  pid: number;
   /** Every line the server wrote on standard output. */
   lines: string[];
   /** Sends the signal (SIGTERM by default); resolves with the exit code, null when the signal killed it. */
@@ -28,5 +29,5 @@ export async function serveChild(env: NodeJS.ProcessEnv): Promise<ChildServer> {
     });
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { url: `http://127.0.0.1:${port}`, lines, stop: (signal = 'SIGTERM') => (child.kill(signal), exited) };
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid!, lines, stop: (signal = 'SIGTERM') => (child.kill(signal), exited) };
 }
