@@ -32,25 +32,12 @@ function validationMessage(c: Context): string {
 }
 
 /**
- * Whether validating a request can find anything to refuse: only what it sends (a query string,
- * a body) or what its operation requires can break the contract. A logout usually sends neither,
- * and validating it would parse the request once more for nothing (about a tenth of the server's
- * time per logout, BENCHMARKS.md).
- */
-function hasSomethingToValidate(c: Context): boolean {
-  const { query, requestBody } = c.request;
-  if (requestBody !== undefined || Object.keys(query ?? {}).length > 0) return true;
-  const parameters = (c.operation.parameters ?? []) as { required?: boolean }[];
-  return c.operation.requestBody !== undefined || parameters.some((parameter) => parameter.required === true);
-}
-
-/**
  * The contract's router: it dispatches each request to the handler of its operationId, and
  * sends every refusal (unknown path, wrong method, failed security, failed validation) to the
  * one error layer by throwing.
  */
 export async function createApi(services: Services): Promise<OpenAPIBackend> {
-  const api = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, validate: hasSomethingToValidate });
+  const api = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, validate: true });
   api.register({
     ...operationHandlers(services),
     notFound: () => {
