@@ -208,10 +208,8 @@ export interface components {
         /** @description The FIB response envelope that every response of this API uses. */
         Envelope: {
             status: components["schemas"]["Status"];
-            /** @description The payload; `{}` on errors and on logout. */
-            data: {
-                [key: string]: unknown;
-            };
+            /** @description The payload; each response names its shape (`{}` on errors and on logout). */
+            data: unknown;
         };
         /** @description A new token pair. Keep both tokens secret; send them only to this service. */
         TokenPair: {
