@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { after, before, describe, test as testOn } from 'node:test';
 import { promisify } from 'node:util';
 import { loadConfig } from '../src/config.js';
@@ -226,3 +227,44 @@ for (const backend of DATABASES) {
     });
   });
 }
+
+// SQLite's group commit (src/store/group-commit.ts): writes that arrive together share one
+// transaction, so when that transaction cannot start, all of them fail and none takes effect.
+describe('SQLite group commit when the write lock stays taken', () => {
+  testOn('the writes sent together all fail with the lock error, change nothing, and work once the lock is free', async () => {
+    const database = await DATABASES.find((backend) => backend.name === 'SQLite')!.create();
+    const store = await openStore(loadConfig({ DATABASE_URL: database.url, DATABASE_TIMEOUT: '1' }));
+    // Another process (as the CLI or a second server would be) holds the write lock until told.
+    const holder = spawn(
+      process.execPath,
+      ['-e', `const db = new (require('better-sqlite3'))(${JSON.stringify(database.url.slice('sqlite:'.length))});
+        db.exec('begin immediate'); console.log('locked');
+        process.stdin.once('data', () => { db.exec('commit'); db.close(); });`],
+      { cwd: packageRoot, stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    try {
+      await store.addUser({ email: 'alice@wonderland.space', accountId: randomUUID(), authPublicKeyHex: 'ef'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
+      const live = session();
+      await store.createSession(live);
+      await new Promise((resolve) => createInterface({ input: holder.stdout! }).once('line', resolve));
+
+      const fresh = session();
+      const outcomes = await Promise.allSettled([store.endSession(live.id, live.accessJti, NOW + 1), store.createSession(fresh)]);
+      for (const outcome of outcomes) {
+        assert.equal(outcome.status, 'rejected');
+        assert.equal((outcome as PromiseRejectedResult).reason.code, 'SQLITE_BUSY');
+      }
+
+      holder.stdin!.end('release\n');
+      await new Promise((resolve) => holder.once('exit', resolve));
+      assert.equal((await store.findSession(live.id))?.revokedAt, null, 'the failed logout changed nothing');
+      assert.equal(await store.findSession(fresh.id), undefined, 'the failed insert stored nothing');
+      assert.equal(await store.endSession(live.id, live.accessJti, NOW + 1), true);
+      assert.equal(await store.createSession(fresh), true);
+    } finally {
+      holder.kill();
+      await store.close();
+      await database.drop();
+    }
+  });
+});
