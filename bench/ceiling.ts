@@ -27,7 +27,12 @@ function perSecond(seconds: number, step: () => void): number {
  * The ceiling for logout: Ed25519 verifications per second of an access token as the server
  * issues it, in this process, with nothing else to do.
  */
-export async function measureCeiling(token: string, publicKey: KeyObject, seconds: number, inFlight: number): Promise<CeilingSample> {
+export async function measureCeiling(
+  token: string,
+  publicKey: KeyObject,
+  seconds: number,
+  inFlight: number,
+): Promise<CeilingSample> {
   const [header, payload, signature] = token.split('.');
   const signingInput = Buffer.from(`${header}.${payload}`);
   const signatureBytes = Buffer.from(signature, 'base64url');

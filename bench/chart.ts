@@ -18,7 +18,15 @@ const text = (x: number, y: number, content: string, attributes = '') =>
 const format = (value: number) => (value >= 1000 ? `${(value / 1000).toFixed(1)}k` : String(value));
 
 /** One panel of grouped bars; `marks` draws one short line per group (the ceiling). */
-function barPanel(left: number, width: number, title: string, unit: string, groups: string[], series: Series[], marks?: Series): string {
+function barPanel(
+  left: number,
+  width: number,
+  title: string,
+  unit: string,
+  groups: string[],
+  series: Series[],
+  marks?: Series,
+): string {
   const plotHeight = PANEL_HEIGHT - TOP - BOTTOM;
   const max = Math.max(...series.flatMap((s) => s.values), ...(marks?.values ?? [])) * 1.15 || 1;
   const y = (value: number) => TOP + plotHeight - (value / max) * plotHeight;
@@ -34,12 +42,16 @@ function barPanel(left: number, width: number, title: string, unit: string, grou
     series.forEach((s, i) => {
       const value = s.values[g];
       const x = groupLeft + i * barWidth;
-      parts.push(`<rect x="${x.toFixed(1)}" y="${y(value).toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(y(0) - y(value)).toFixed(1)}" fill="${s.color}"/>`);
+      parts.push(
+        `<rect x="${x.toFixed(1)}" y="${y(value).toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(y(0) - y(value)).toFixed(1)}" fill="${s.color}"/>`,
+      );
       parts.push(text(x + barWidth / 2 - 1, y(value) - 4, format(value), 'text-anchor="middle" font-size="10"'));
     });
     if (marks) {
       const markY = y(marks.values[g]);
-      parts.push(`<line x1="${groupLeft}" y1="${markY}" x2="${groupLeft + barWidth * series.length}" y2="${markY}" stroke="${marks.color}" stroke-width="2" stroke-dasharray="5,3"/>`);
+      parts.push(
+        `<line x1="${groupLeft}" y1="${markY}" x2="${groupLeft + barWidth * series.length}" y2="${markY}" stroke="${marks.color}" stroke-width="2" stroke-dasharray="5,3"/>`,
+      );
     }
     parts.push(text(groupLeft + (barWidth * series.length) / 2, y(0) + 16, group, 'text-anchor="middle"'));
   });

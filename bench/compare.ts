@@ -47,7 +47,11 @@ try {
     execFileSync('git', ['clone', '--quiet', packageRoot, root]);
     execFileSync('git', ['-C', root, 'checkout', '--quiet', revision]);
     symlinkSync(join(packageRoot, 'node_modules'), join(root, 'node_modules'));
-    execFileSync(process.execPath, [join(packageRoot, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')]);
+    execFileSync(process.execPath, [
+      join(packageRoot, 'node_modules/typescript/bin/tsc'),
+      '-p',
+      join(root, 'tsconfig.build.json'),
+    ]);
     const databasePath = join(dir, `${contenders.length}.sqlite`);
     const service = await startFibAuth(`sqlite:${databasePath}`, keyFile, await freePort(), { root, name: revision });
     const db = openSqlite(databasePath);
@@ -59,7 +63,11 @@ try {
     for (const c of contenders) await load(c.service.origin, await c.sessions.logouts(3000), { concurrency, seconds: 1 }); // warm up
     for (let round = 0; round < ROUNDS; round++) {
       for (const c of contenders) {
-        const result = await load(c.service.origin, await c.sessions.logouts(20_000), { concurrency, seconds: SECONDS, pid: c.service.pid });
+        const result = await load(c.service.origin, await c.sessions.logouts(20_000), {
+          concurrency,
+          seconds: SECONDS,
+          pid: c.service.pid,
+        });
         assert.deepEqual(result.statuses, { 200: result.requests }, `${c.revision}: every logout must succeed`);
         const of = runs.get(c)!;
         of.rps.push(result.rps);
@@ -69,7 +77,9 @@ try {
     }
     console.log(`\nconcurrency ${concurrency}, medians of ${ROUNDS} interleaved runs of ${SECONDS} s:`);
     for (const [c, of] of runs) {
-      console.log(`  ${c.revision.padEnd(12)} ${String(median(of.rps)).padStart(6)} logouts/s  ${String(median(of.cpu)).padStart(5)} µs CPU per logout  p99 ${median(of.p99)} ms`);
+      console.log(
+        `  ${c.revision.padEnd(12)} ${String(median(of.rps)).padStart(6)} logouts/s  ${String(median(of.cpu)).padStart(5)} µs CPU per logout  p99 ${median(of.p99)} ms`,
+      );
     }
   }
 } finally {

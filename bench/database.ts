@@ -27,14 +27,24 @@ export interface BenchDatabase {
 }
 
 const SESSION_COLUMNS = 'id, user_email, access_jti, refresh_jti, access_expires_at, refresh_expires_at, created_at';
-const sessionValues = (s: BenchSession) => [s.id, s.userEmail, s.accessJti, s.refreshJti, s.accessExpiresAt, s.refreshExpiresAt, s.createdAt];
+const sessionValues = (s: BenchSession) => [
+  s.id,
+  s.userEmail,
+  s.accessJti,
+  s.refreshJti,
+  s.accessExpiresAt,
+  s.refreshExpiresAt,
+  s.createdAt,
+];
 const now = () => Math.floor(Date.now() / 1000);
 
 export function openSqlite(path: string): BenchDatabase {
   const db = new Database(path);
   db.pragma('busy_timeout = 5000');
   db.pragma('cache_size = -262144'); // 256 MiB: random-key inserts of a million rows stay in memory
-  const insertUser = db.prepare('insert into users (email, account_id, auth_public_key_hex, role, created_at) values (?, ?, ?, ?, ?)');
+  const insertUser = db.prepare(
+    'insert into users (email, account_id, auth_public_key_hex, role, created_at) values (?, ?, ?, ?, ?)',
+  );
   const insertSession = db.prepare(`insert into sessions (${SESSION_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?)`);
   const rearmSession = db.prepare('update sessions set access_jti = ?, revoked_at = null, revoked_reason = null where id = ?');
   // A UUID-shaped text id, as randomUUID() gives, so that filler rows are as large as real ones.
@@ -63,7 +73,11 @@ export function openSqlite(path: string): BenchDatabase {
       return (db.prepare('select count(*) as n from sessions').get() as { n: number }).n;
     },
     async sessionBytes() {
-      const row = db.prepare(`select sum(pgsize) as bytes from dbstat where name in (select name from sqlite_schema where tbl_name = 'sessions')`).get();
+      const row = db
+        .prepare(
+          `select sum(pgsize) as bytes from dbstat where name in (select name from sqlite_schema where tbl_name = 'sessions')`,
+        )
+        .get();
       return (row as { bytes: number }).bytes;
     },
     async close() {

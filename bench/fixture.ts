@@ -23,7 +23,12 @@ export function makeUsers(count: number): SignInUser[] {
     const email = `bench-user-${i}@example.test`;
     const authPublicKeyHex = Buffer.from(privateKey.export({ format: 'jwk' }).x!, 'base64url').toString('hex');
     const signature = sign(null, emailDigest(email), privateKey).toString('hex');
-    return { email, accountId: randomUUID(), authPublicKeyHex, signInBody: JSON.stringify({ email, signature, authPublicKeyHex }) };
+    return {
+      email,
+      accountId: randomUUID(),
+      authPublicKeyHex,
+      signInBody: JSON.stringify({ email, signature, authPublicKeyHex }),
+    };
   });
 }
 

@@ -66,7 +66,13 @@ export interface Service {
  * `port`, and stops the whole group (SIGTERM, then SIGKILL after 5 s). Its standard output
  * goes nowhere: logs are written, as in production, but nobody reads them.
  */
-export async function startService(name: string, command: string, args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<Service> {
+export async function startService(
+  name: string,
+  command: string,
+  args: string[],
+  port: number,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Service> {
   const child: ChildProcess = spawn(command, args, {
     detached: true,
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -46,7 +46,9 @@ const window = { start: 0, end: 0 };
 const dir = mkdtempSync(join(tmpdir(), 'fib-auth-profile-'));
 const keyFile = join(dir, 'signing-key.pem');
 const sqlitePath = join(dir, 'fib-auth.sqlite');
-const server = await startFibAuth(`sqlite:${sqlitePath}`, keyFile, await freePort(), { nodeOptions: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+const server = await startFibAuth(`sqlite:${sqlitePath}`, keyFile, await freePort(), {
+  nodeOptions: ['--cpu-prof', `--cpu-prof-dir=${dir}`],
+});
 try {
   const db = openSqlite(sqlitePath);
   const users = makeUsers(100);
@@ -59,7 +61,9 @@ try {
   window.end = monotonicMicroseconds();
   assert.deepEqual(result.statuses, { 200: result.requests });
   const cpuPerLogout = Math.round((result.server!.cores * 1e6) / result.rps);
-  console.log(`${result.rps} logouts/s at c=${CONCURRENCY}, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, ${result.server!.cores} cores: ${cpuPerLogout} µs of CPU per logout`);
+  console.log(
+    `${result.rps} logouts/s at c=${CONCURRENCY}, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, ${result.server!.cores} cores: ${cpuPerLogout} µs of CPU per logout`,
+  );
   await db.close();
 } finally {
   await server.stop(); // the profile is written as the server exits
@@ -67,8 +71,16 @@ try {
 
 // Keep the profile, for Chrome DevTools; not the database and key it was taken with.
 for (const name of readdirSync(dir)) if (!name.endsWith('.cpuprofile')) rmSync(join(dir, name), { recursive: true, force: true });
-const file = join(dir, readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))!);
-const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; startTime: number; samples: number[]; timeDeltas: number[] };
+const file = join(
+  dir,
+  readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))!,
+);
+const profile = JSON.parse(readFileSync(file, 'utf8')) as {
+  nodes: ProfileNode[];
+  startTime: number;
+  samples: number[];
+  timeDeltas: number[];
+};
 const nodeById = new Map(profile.nodes.map((node) => [node.id, node]));
 const byFunction = new Map<string, number>();
 const byOwner = new Map<string, number>();

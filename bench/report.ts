@@ -99,19 +99,31 @@ export function summarize(r: Results) {
     const points = r.growth[backend];
     if (!Array.isArray(points) || points.length === 0) return [];
     const growth = points[points.length - 1].p50Ms / points[0].p50Ms;
-    return [{
-      goal: `${backend === 'sqlite' ? 'SQLite' : 'PostgreSQL'}: median at ${points[points.length - 1].sessions.toExponential(0)} sessions ≤ 1.2 × at ${points[0].sessions.toExponential(0)}`,
-      value: `× ${ratio(growth)}`,
-      met: growth <= 1.2,
-    }];
+    return [
+      {
+        goal: `${backend === 'sqlite' ? 'SQLite' : 'PostgreSQL'}: median at ${points[points.length - 1].sessions.toExponential(0)} sessions ≤ 1.2 × at ${points[0].sessions.toExponential(0)}`,
+        value: `× ${ratio(growth)}`,
+        met: growth <= 1.2,
+      },
+    ];
   });
   const targets: Target[] = [
-    { goal: `logout at c=${busiest.concurrency} ≥ 0.8 × ceiling × cores used`, value: `× ${busiest.vsCeiling}`, met: busiest.vsCeiling >= 0.8 },
+    {
+      goal: `logout at c=${busiest.concurrency} ≥ 0.8 × ceiling × cores used`,
+      value: `× ${busiest.vsCeiling}`,
+      met: busiest.vsCeiling >= 0.8,
+    },
     { goal: `logout at c=${busiest.concurrency} ≥ 5 × Prism`, value: `× ${busiest.vsPrism}`, met: busiest.vsPrism >= 5 },
     { goal: `p99 at c=${busiest.concurrency} < 10 ms`, value: `${busiest.p99Ms} ms`, met: busiest.p99Ms < 10 },
     ...growthTargets,
   ];
-  return { ceiling: { nodeCrypto, jose, joseCores, perCore: Math.round(perCore) }, logout, signIn: of(r.signIn), refresh: of(r.refresh), targets };
+  return {
+    ceiling: { nodeCrypto, jose, joseCores, perCore: Math.round(perCore) },
+    logout,
+    signIn: of(r.signIn),
+    refresh: of(r.refresh),
+    targets,
+  };
 }
 
 export type Summary = ReturnType<typeof summarize>;
@@ -187,7 +199,15 @@ export function writeReport(r: Results): void {
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const dir = join(packageRoot, 'bench/results');
-  const file = process.argv[2] ?? join(dir, readdirSync(dir).filter((name) => name.endsWith('.json')).sort().at(-1)!);
+  const file =
+    process.argv[2] ??
+    join(
+      dir,
+      readdirSync(dir)
+        .filter((name) => name.endsWith('.json'))
+        .sort()
+        .at(-1)!,
+    );
   writeReport(JSON.parse(readFileSync(file, 'utf8')) as Results);
   console.log(`redrew bench/chart.svg and the table in BENCHMARKS.md from ${file}`);
 }

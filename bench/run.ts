@@ -31,15 +31,34 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
 
 /** Every request of a run against the real server must have been answered 200. */
 function assertAllOk(what: string, result: LoadResult): void {
-  assert.deepEqual(result.statuses, { 200: result.requests }, `${what}: every request must succeed, got ${JSON.stringify(result.statuses)}`);
+  assert.deepEqual(
+    result.statuses,
+    { 200: result.requests },
+    `${what}: every request must succeed, got ${JSON.stringify(result.statuses)}`,
+  );
 }
 
-const decode = (token: string, part: 0 | 1) => JSON.parse(Buffer.from(token.split('.')[part], 'base64url').toString()) as Record<string, unknown>;
-const shape = (token: string) => [0, 1].map((part) => Object.entries(decode(token, part as 0 | 1)).map(([k, v]) => `${k}:${typeof v}`).join(','));
+const decode = (token: string, part: 0 | 1) =>
+  JSON.parse(Buffer.from(token.split('.')[part], 'base64url').toString()) as Record<string, unknown>;
+const shape = (token: string) =>
+  [0, 1].map((part) =>
+    Object.entries(decode(token, part as 0 | 1))
+      .map(([k, v]) => `${k}:${typeof v}`)
+      .join(','),
+  );
 
 /** The minted tokens must look exactly like the server's own, and log out like them. */
-async function checkMintedTokens(server: Service, sessions: SessionFactory, minter: TokenMinter, user: SignInUser): Promise<string> {
-  const signedIn = await fetch(`${server.origin}${BASE}/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: user.signInBody });
+async function checkMintedTokens(
+  server: Service,
+  sessions: SessionFactory,
+  minter: TokenMinter,
+  user: SignInUser,
+): Promise<string> {
+  const signedIn = await fetch(`${server.origin}${BASE}/session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: user.signInBody,
+  });
   assert.equal(signedIn.status, 200, await signedIn.clone().text());
   const issued = ((await signedIn.json()) as { data: { accessToken: string; refreshToken: string } }).data;
   const [{ session }] = await sessions.create(1);
@@ -48,13 +67,21 @@ async function checkMintedTokens(server: Service, sessions: SessionFactory, mint
     assert.deepEqual(shape(minted[kind]), shape(issued[kind]), `minted ${kind} has the server's header and claims`);
     assert.equal(minted[kind].length, issued[kind].length, `minted ${kind} is as long as the server's`);
   }
-  const loggedOut = await fetch(`${server.origin}${BASE}/logout`, { method: 'POST', headers: { authorization: `Bearer ${minted.accessToken}` } });
+  const loggedOut = await fetch(`${server.origin}${BASE}/logout`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${minted.accessToken}` },
+  });
   assert.equal(loggedOut.status, 200, 'a minted access token logs out');
   return minted.accessToken;
 }
 
 /** Logout latency as the store grows: the same 1000 real sessions, logged out again and again, among filler rows. */
-async function growth(server: Service, db: BenchDatabase, minter: TokenMinter, users: readonly BenchUser[]): Promise<GrowthPoint[]> {
+async function growth(
+  server: Service,
+  db: BenchDatabase,
+  minter: TokenMinter,
+  users: readonly BenchUser[],
+): Promise<GrowthPoint[]> {
   const real = await new SessionFactory(db, minter, users).create(GROWTH_SIZES[0]);
   const points: GrowthPoint[] = [];
   for (const size of GROWTH_SIZES) {
@@ -66,7 +93,11 @@ async function growth(server: Service, db: BenchDatabase, minter: TokenMinter, u
       for (const { session } of real) session.accessJti = randomUUID();
       await db.rearm(real.map((r) => r.session));
       const requests = real.map(({ session, user }) => logoutRequest(minter.accessToken(session, user.accountId)));
-      const round = await load(server.origin, requests, { concurrency: GROWTH_CONCURRENCY, seconds: GROWTH_SECONDS, pid: server.pid });
+      const round = await load(server.origin, requests, {
+        concurrency: GROWTH_CONCURRENCY,
+        seconds: GROWTH_SECONDS,
+        pid: server.pid,
+      });
       assertAllOk(`growth at ${size} sessions`, round);
       return round;
     };
@@ -83,14 +114,20 @@ async function growth(server: Service, db: BenchDatabase, minter: TokenMinter, u
       bytesPerSession: Math.round((await db.sessionBytes()) / size),
       fillSeconds: Math.round(fillSeconds * 10) / 10,
     };
-    log(`growth ${point.sessions} sessions: p50 ${point.p50Ms} ms, p99 ${point.p99Ms} ms, ${point.bytesPerSession} B/session (filled in ${point.fillSeconds} s)`);
+    log(
+      `growth ${point.sessions} sessions: p50 ${point.p50Ms} ms, p99 ${point.p99Ms} ms, ${point.bytesPerSession} B/session (filled in ${point.fillSeconds} s)`,
+    );
     points.push(point);
   }
   return points;
 }
 
 /** PostgreSQL is measured when TEST_DATABASE_URL names one and this build's store speaks to it. */
-async function postgresGrowth(keyFile: string, minter: TokenMinter, users: readonly BenchUser[]): Promise<GrowthPoint[] | { skipped: string }> {
+async function postgresGrowth(
+  keyFile: string,
+  minter: TokenMinter,
+  users: readonly BenchUser[],
+): Promise<GrowthPoint[] | { skipped: string }> {
   const adminUrl = process.env.TEST_DATABASE_URL;
   if (!adminUrl) return { skipped: 'TEST_DATABASE_URL is not set' };
   let schema: Awaited<ReturnType<typeof createPostgresSchema>>;
@@ -104,7 +141,8 @@ async function postgresGrowth(keyFile: string, minter: TokenMinter, users: reado
     try {
       server = await startFibAuth(schema.url, keyFile, await freePort());
     } catch (error) {
-      if (/does not support/.test((error as Error).message)) return { skipped: 'this build of the server has no PostgreSQL store' };
+      if (/does not support/.test((error as Error).message))
+        return { skipped: 'this build of the server has no PostgreSQL store' };
       throw error;
     }
     const db = await openPostgres(schema.url);
@@ -130,17 +168,26 @@ async function main(): Promise<void> {
   const stopAll = () => Promise.all(services.splice(0).map((s) => s.stop()));
   process.once('SIGINT', () => void stopAll().finally(() => process.exit(130)));
   try {
-    log(`${cpus().length} cores (load average ${loadAverageAtStart}), ${SECONDS} s per run, ${REPS} runs each, server LOG_LEVEL=${LOG_LEVEL}`);
+    log(
+      `${cpus().length} cores (load average ${loadAverageAtStart}), ${SECONDS} s per run, ${REPS} runs each, server LOG_LEVEL=${LOG_LEVEL}`,
+    );
     const sqlitePath = join(dir, 'fib-auth.sqlite');
     const server = await startFibAuth(`sqlite:${sqlitePath}`, keyFile, await freePort());
     services.push(server);
     const rssAtRest = rssMiB(server.pid);
     const koaPort = await freePort();
-    const koa = await startService('bare koa', process.execPath, [join(packageRoot, 'bench/bare-koa.mjs')], koaPort, { PORT: String(koaPort) });
+    const koa = await startService('bare koa', process.execPath, [join(packageRoot, 'bench/bare-koa.mjs')], koaPort, {
+      PORT: String(koaPort),
+    });
     services.push(koa);
     const prismPort = await freePort();
     const prismBin = join(packageRoot, 'node_modules/.bin/prism');
-    const prism = await startService('prism', prismBin, ['mock', '-p', String(prismPort), '-v', 'warn', bundledSpecPath], prismPort);
+    const prism = await startService(
+      'prism',
+      prismBin,
+      ['mock', '-p', String(prismPort), '-v', 'warn', bundledSpecPath],
+      prismPort,
+    );
     services.push(prism);
 
     const minter = await TokenMinter.fromKeyFile(keyFile);
@@ -164,15 +211,23 @@ async function main(): Promise<void> {
       return result;
     };
     const targets = {
-      koa: (concurrency: number, seconds: number) => load(koa.origin, fixedRequests, { concurrency, seconds, cycle: true, pid: koa.pid }),
-      prism: (concurrency: number, seconds: number) => load(prism.origin, fixedRequests, { concurrency, seconds, cycle: true, pid: prism.pid }),
+      koa: (concurrency: number, seconds: number) =>
+        load(koa.origin, fixedRequests, { concurrency, seconds, cycle: true, pid: koa.pid }),
+      prism: (concurrency: number, seconds: number) =>
+        load(prism.origin, fixedRequests, { concurrency, seconds, cycle: true, pid: prism.pid }),
       server: serverRun,
     };
 
     const results: Results = {
       date: new Date().toISOString(),
       machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, loadAverageAtStart },
-      settings: { secondsPerRun: SECONDS, runs: REPS, serverLogLevel: LOG_LEVEL, tokenCharacters: sampleToken.length, users: USERS },
+      settings: {
+        secondsPerRun: SECONDS,
+        runs: REPS,
+        serverLogLevel: LOG_LEVEL,
+        tokenCharacters: sampleToken.length,
+        users: USERS,
+      },
       ceiling: [],
       logout: {},
       signIn: [],
@@ -187,7 +242,10 @@ async function main(): Promise<void> {
       for (let rep = 0; rep < REPS; rep++) {
         // Interleaved, so that other work on this shared machine weighs on every column alike.
         results.ceiling.push(await measureCeiling(sampleToken, minter.publicKey, 1, 50));
-        for (const [name, run] of Object.entries(targets) as [keyof typeof targets, (c: number, s: number) => Promise<LoadResult>][]) {
+        for (const [name, run] of Object.entries(targets) as [
+          keyof typeof targets,
+          (c: number, s: number) => Promise<LoadResult>,
+        ][]) {
           const result = await run(concurrency, SECONDS);
           results.logout[concurrency][name].push(result);
           log(
@@ -206,7 +264,12 @@ async function main(): Promise<void> {
     }));
     const heaviest = CONCURRENCIES[CONCURRENCIES.length - 1];
     for (let rep = 0; rep < REPS; rep++) {
-      const signIn = await load(server.origin, signInRequests, { concurrency: heaviest, seconds: SECONDS, cycle: true, pid: server.pid });
+      const signIn = await load(server.origin, signInRequests, {
+        concurrency: heaviest,
+        seconds: SECONDS,
+        cycle: true,
+        pid: server.pid,
+      });
       assertAllOk('sign-in', signIn);
       results.signIn.push(signIn);
       // A refresh verifies one token like a logout, and signs two more: it is not faster.
@@ -216,7 +279,11 @@ async function main(): Promise<void> {
       results.refresh.push(refresh);
       log(`sign-in ${signIn.rps} req/s, refresh ${refresh.rps} req/s`);
     }
-    const serverRuns = [...Object.values(results.logout).flatMap((byTarget) => byTarget.server), ...results.signIn, ...results.refresh];
+    const serverRuns = [
+      ...Object.values(results.logout).flatMap((byTarget) => byTarget.server),
+      ...results.signIn,
+      ...results.refresh,
+    ];
     results.rss.underLoadMiB = Math.max(...serverRuns.map((r) => r.server?.rssMaxMiB ?? 0));
     await db.close();
     await stopAll();

@@ -40,12 +40,27 @@ export class TokenMinter {
   }
 
   accessToken(s: BenchSession, accountId: string): string {
-    const claims = { acc: accountId, sub: s.userEmail, role: 'ROLE_PEER', sid: s.id, iat: s.createdAt, exp: s.accessExpiresAt, jti: s.accessJti };
+    const claims = {
+      acc: accountId,
+      sub: s.userEmail,
+      role: 'ROLE_PEER',
+      sid: s.id,
+      iat: s.createdAt,
+      exp: s.accessExpiresAt,
+      jti: s.accessJti,
+    };
     return this.sign({ alg: 'EdDSA', typ: 'at+jwt', kid: this.kid }, claims);
   }
 
   refreshToken(s: BenchSession): string {
-    const claims = { sub: s.userEmail, sid: s.id, acjti: s.accessJti, iat: s.createdAt, exp: s.refreshExpiresAt, jti: s.refreshJti };
+    const claims = {
+      sub: s.userEmail,
+      sid: s.id,
+      acjti: s.accessJti,
+      iat: s.createdAt,
+      exp: s.refreshExpiresAt,
+      jti: s.refreshJti,
+    };
     return this.sign({ alg: 'EdDSA', typ: 'refresh+jwt', kid: this.kid }, claims);
   }
 

@@ -59,14 +59,19 @@ export interface ContractReport {
 function plan(contract: any): { descriptions: string[]; planned: Map<string, Planned> } {
   const descriptions: string[] = [];
   const planned = new Map<string, Planned>();
-  const scenarioNames = new Set(Object.entries(scenarios).flatMap(([op, byExample]) => Object.keys(byExample).map((ex) => `${op} ${ex}`)));
+  const scenarioNames = new Set(
+    Object.entries(scenarios).flatMap(([op, byExample]) => Object.keys(byExample).map((ex) => `${op} ${ex}`)),
+  );
   const missing: string[] = [];
   for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
     for (const [method, operation] of Object.entries<any>(pathItem)) {
       for (const [status, response] of Object.entries<any>(operation.responses)) {
         const [[mediaType, media]] = Object.entries<any>(response.content);
         for (const [example, { value }] of Object.entries<any>(media.examples)) {
-          const single = { ...response, content: { [mediaType]: { ...media, examples: { [example]: media.examples[example] } } } };
+          const single = {
+            ...response,
+            content: { [mediaType]: { ...media, examples: { [example]: media.examples[example] } } },
+          };
           descriptions.push(
             JSON.stringify({
               openapi: contract.openapi,
@@ -79,13 +84,21 @@ function plan(contract: any): { descriptions: string[]; planned: Map<string, Pla
           const scenario = scenarios[operation.operationId]?.[example];
           scenarioNames.delete(`${operation.operationId} ${example}`);
           if (!scenario) missing.push(`${operation.operationId} ${status} ${example}`);
-          else planned.set(name, { status: Number(status), example, value, schema: JSON.stringify(asJsonSchema(media.schema)), scenario });
+          else
+            planned.set(name, {
+              status: Number(status),
+              example,
+              value,
+              schema: JSON.stringify(asJsonSchema(media.schema)),
+              scenario,
+            });
         }
       }
     }
   }
   if (missing.length > 0) throw new Error(`no scenario makes these documented responses happen: ${missing.join(', ')}`);
-  if (scenarioNames.size > 0) throw new Error(`scenarios for examples the contract does not have: ${[...scenarioNames].join(', ')}`);
+  if (scenarioNames.size > 0)
+    throw new Error(`scenarios for examples the contract does not have: ${[...scenarioNames].join(', ')}`);
   return { descriptions, planned };
 }
 
@@ -148,21 +161,24 @@ export async function verifyContract(
       // test/operations.test.ts reads the metrics themselves.
       if (typeof expected.value === 'string') delete transaction.expected.body;
       else transaction.expected.bodySchema = expected.schema;
-      expected.scenario({ t, store }).then(
-        (change) => {
-          if (change.query !== undefined) {
-            // Dredd already filled the query from the parameters' defaults: replace it.
-            transaction.request.uri = `${transaction.request.uri.split('?')[0]}?${change.query}`;
-            transaction.fullPath = `${transaction.fullPath.split('?')[0]}?${change.query}`;
-          }
-          Object.assign(transaction.request.headers, change.headers);
-          if (change.body !== undefined) transaction.request.body = change.body;
-          store.failing = change.storeFails === true;
-        },
-        (error: Error) => {
-          transaction.fail = `preparing ${expected.example} failed: ${error.message}`;
-        },
-      ).finally(done);
+      expected
+        .scenario({ t, store })
+        .then(
+          (change) => {
+            if (change.query !== undefined) {
+              // Dredd already filled the query from the parameters' defaults: replace it.
+              transaction.request.uri = `${transaction.request.uri.split('?')[0]}?${change.query}`;
+              transaction.fullPath = `${transaction.fullPath.split('?')[0]}?${change.query}`;
+            }
+            Object.assign(transaction.request.headers, change.headers);
+            if (change.body !== undefined) transaction.request.body = change.body;
+            store.failing = change.storeFails === true;
+          },
+          (error: Error) => {
+            transaction.fail = `preparing ${expected.example} failed: ${error.message}`;
+          },
+        )
+        .finally(done);
     });
     hooks.afterEach((transaction: any) => {
       store.failing = false;
@@ -177,7 +193,13 @@ export async function verifyContract(
   const record = (result: TransactionResult['result']) => (test: any) => {
     const name = nameOfOrigin.get(test.origin) ?? test.title;
     const expected = planned.get(name);
-    results.set(name, { name, status: expected?.status ?? 0, example: expected?.example ?? '', result, message: test.message ?? '' });
+    results.set(name, {
+      name,
+      status: expected?.status ?? 0,
+      example: expected?.example ?? '',
+      result,
+      message: test.message ?? '',
+    });
   };
   emitter.on('test pass', record('pass'));
   emitter.on('test fail', record('fail'));

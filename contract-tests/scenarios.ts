@@ -47,7 +47,11 @@ async function refreshed(t: TestServer, refreshToken: string): Promise<Session> 
 function bearerScenarios(kind: TokenKind): Record<string, Scenario> {
   const live = async ({ t }: ScenarioContext) => tokenOf(await t.newSession(), kind);
   /** A live token's header and claims, changed, then signed by `key` (the server's by default). */
-  const reSigned = async (c: ScenarioContext, change: (header: Claims, claims: Claims) => [Claims, Claims], key = serverKey(c.t)) => {
+  const reSigned = async (
+    c: ScenarioContext,
+    change: (header: Claims, claims: Claims) => [Claims, Claims],
+    key = serverKey(c.t),
+  ) => {
     const token = await live(c);
     return bearer(forge(...change(decodePart(token, 0), decodePart(token, 1)), key));
   };
@@ -84,7 +88,8 @@ function bearerScenarios(kind: TokenKind): Record<string, Scenario> {
       return reSigned(c, (header, claims) => [{ ...header, kid }, claims], stranger);
     },
     TokenSignatureInvalid: (c) => reSigned(c, (header, claims) => [header, claims], otherKey()),
-    TokenHeaderUnsupported: (c) => reSigned(c, (header, claims) => [{ ...header, crit: ['exp-policy'], 'exp-policy': 1 }, claims]),
+    TokenHeaderUnsupported: (c) =>
+      reSigned(c, (header, claims) => [{ ...header, crit: ['exp-policy'], 'exp-policy': 1 }, claims]),
     TokenClaimsMissing: (c) => reSigned(c, (header, { jti: _jti, ...claims }) => [header, claims]),
     [kind === 'access' ? 'AccessTokenExpired' : 'RefreshTokenExpired']: (c) =>
       reSigned(c, (header, claims) => [header, { ...claims, exp: Math.floor(Date.now() / 1000) }]),

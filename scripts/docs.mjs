@@ -8,9 +8,13 @@ const DEFAULT_OUTPUT = join('dist', 'docs', 'index.html');
 const output = process.argv[2] ?? DEFAULT_OUTPUT;
 
 mkdirSync(dirname(output), { recursive: true });
-execFileSync(join('node_modules', '.bin', 'redocly'), ['build-docs', 'generated/openapi.yaml', '--output', output, '--inlineBundle'], {
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
+execFileSync(
+  join('node_modules', '.bin', 'redocly'),
+  ['build-docs', 'generated/openapi.yaml', '--output', output, '--inlineBundle'],
+  {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  },
+);
 
 // --inlineBundle embeds Redoc's scripts, but its "API docs by Redocly" footer still loads the
 // logo from Redocly's CDN. Draw the name instead, so the page works offline.

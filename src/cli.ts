@@ -53,7 +53,8 @@ async function users(args: string[]): Promise<void> {
     const email = required(values.email, '--email');
     if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new UsageError('--email must be an email address');
     const authPublicKeyHex = required(values['auth-public-key'], '--auth-public-key');
-    if (!parsePublicKeyHex(authPublicKeyHex)) throw new UsageError('--auth-public-key must be 64 hex characters naming an Ed25519 public key');
+    if (!parsePublicKeyHex(authPublicKeyHex))
+      throw new UsageError('--auth-public-key must be 64 hex characters naming an Ed25519 public key');
     const role = (values.role ?? 'ROLE_PEER') as Role;
     if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
     const accountId = values['account-id'] ?? randomUUID();
@@ -71,7 +72,13 @@ async function users(args: string[]): Promise<void> {
     const { json } = options(rest, { json: { type: 'boolean' } });
     const list = await withStore((store) => store.listUsers());
     if (json) {
-      console.log(JSON.stringify(list.map((u) => ({ ...u, createdAt: new Date(u.createdAt * 1000).toISOString() })), null, 2));
+      console.log(
+        JSON.stringify(
+          list.map((u) => ({ ...u, createdAt: new Date(u.createdAt * 1000).toISOString() })),
+          null,
+          2,
+        ),
+      );
     } else {
       for (const u of list) console.log([u.email, u.accountId, u.role, u.authPublicKeyHex].join('\t'));
     }

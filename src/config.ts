@@ -39,10 +39,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!/^(sqlite:.+|postgres(ql)?:\/\/.+)$/.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must be sqlite:PATH, sqlite::memory: or postgres://...');
   }
-  const corsOrigins = (env.CORS_ORIGINS ?? '').split(',').map((origin) => origin.trim()).filter(Boolean);
+  const corsOrigins = (env.CORS_ORIGINS ?? '')
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean);
   for (const origin of corsOrigins) {
     if (!URL.canParse(origin) || new URL(origin).origin !== origin) {
-      throw new ConfigError(`CORS_ORIGINS must list origins such as https://app.example.com, separated by commas; got ${JSON.stringify(origin)}`);
+      throw new ConfigError(
+        `CORS_ORIGINS must list origins such as https://app.example.com, separated by commas; got ${JSON.stringify(origin)}`,
+      );
     }
   }
   return {

@@ -9,7 +9,10 @@ export type { Logger };
  * event loop; lines written while a write is in flight go out together with the next one,
  * and pino flushes what is left when the process exits.
  */
-export function createLogger(level: string, destination: pino.DestinationStream = pino.destination({ dest: 1, sync: false })): Logger {
+export function createLogger(
+  level: string,
+  destination: pino.DestinationStream = pino.destination({ dest: 1, sync: false }),
+): Logger {
   return pino(
     {
       level,

@@ -60,70 +60,177 @@ describe('RFC 8725 attacks on the bearer token', () => {
   type Case = [name: string, token: (type: TokenType) => string | Promise<string>, example: string | Record<TokenType, string>];
   const cases: Case[] = [
     // The signature cannot be trusted: 422.
-    ['alg none with 64 zero bytes as signature', (type) => `${unsigned({ ...headerOf(type), alg: 'none' }, claimsOf(type))}.${Buffer.alloc(64).toString('base64url')}`, 'TokenAlgorithmRejected'],
-    ['HS256 keyed with the raw server public key (a 32-byte MAC)', (type) =>
-      signedWith({ ...headerOf(type), alg: 'HS256' }, claimsOf(type), (input) =>
-        createHmac('sha256', Buffer.from(serverPublicKey.export({ format: 'jwk' }).x!, 'base64url')).update(input).digest()), 'TokenSignatureMalformed'],
-    ['HS512 keyed with the server public key PEM (a 64-byte MAC)', (type) =>
-      signedWith({ ...headerOf(type), alg: 'HS512' }, claimsOf(type), (input) =>
-        createHmac('sha512', serverPublicKey.export({ type: 'spki', format: 'pem' })).update(input).digest()), 'TokenAlgorithmRejected'],
-    ['RS256 signed with an RSA key', (type) =>
-      signedWith({ ...headerOf(type), alg: 'RS256' }, claimsOf(type), (input) => sign('sha256', input, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey)), 'TokenSignatureMalformed'],
-    ['ES256 signed with a P-256 key (64 bytes, like Ed25519)', (type) =>
-      signedWith({ ...headerOf(type), alg: 'ES256' }, claimsOf(type), (input) =>
-        sign('sha256', input, { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, dsaEncoding: 'ieee-p1363' })), 'TokenAlgorithmRejected'],
+    [
+      'alg none with 64 zero bytes as signature',
+      (type) => `${unsigned({ ...headerOf(type), alg: 'none' }, claimsOf(type))}.${Buffer.alloc(64).toString('base64url')}`,
+      'TokenAlgorithmRejected',
+    ],
+    [
+      'HS256 keyed with the raw server public key (a 32-byte MAC)',
+      (type) =>
+        signedWith({ ...headerOf(type), alg: 'HS256' }, claimsOf(type), (input) =>
+          createHmac('sha256', Buffer.from(serverPublicKey.export({ format: 'jwk' }).x!, 'base64url'))
+            .update(input)
+            .digest(),
+        ),
+      'TokenSignatureMalformed',
+    ],
+    [
+      'HS512 keyed with the server public key PEM (a 64-byte MAC)',
+      (type) =>
+        signedWith({ ...headerOf(type), alg: 'HS512' }, claimsOf(type), (input) =>
+          createHmac('sha512', serverPublicKey.export({ type: 'spki', format: 'pem' }))
+            .update(input)
+            .digest(),
+        ),
+      'TokenAlgorithmRejected',
+    ],
+    [
+      'RS256 signed with an RSA key',
+      (type) =>
+        signedWith({ ...headerOf(type), alg: 'RS256' }, claimsOf(type), (input) =>
+          sign('sha256', input, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey),
+        ),
+      'TokenSignatureMalformed',
+    ],
+    [
+      'ES256 signed with a P-256 key (64 bytes, like Ed25519)',
+      (type) =>
+        signedWith({ ...headerOf(type), alg: 'ES256' }, claimsOf(type), (input) =>
+          sign('sha256', input, {
+            key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+            dsaEncoding: 'ieee-p1363',
+          }),
+        ),
+      'TokenAlgorithmRejected',
+    ],
     ['alg spelled eddsa', (type) => forge({ ...headerOf(type), alg: 'eddsa' }, claimsOf(type), key), 'TokenAlgorithmRejected'],
     ['alg as a list', (type) => forge({ ...headerOf(type), alg: ['EdDSA'] }, claimsOf(type), key), 'TokenAlgorithmRejected'],
-    ['jwk: the attacker key embedded, under the server kid', (type) => {
-      const attacker = otherKey();
-      return forge({ ...headerOf(type), jwk: createPublicKey(attacker).export({ format: 'jwk' }) }, claimsOf(type), attacker);
-    }, 'TokenHeaderUnsupported'],
-    ['jku naming a key set URL, signed by the server', (type) => forge({ ...headerOf(type), jku: keyUrl }, claimsOf(type), key), 'TokenHeaderUnsupported'],
-    ['x5u naming a certificate URL, signed by the server', (type) => forge({ ...headerOf(type), x5u: keyUrl }, claimsOf(type), key), 'TokenHeaderUnsupported'],
-    ['x5c and x5t, signed by the server', (type) => forge({ ...headerOf(type), x5c: ['MIIB'], x5t: 'abc' }, claimsOf(type), key), 'TokenHeaderUnsupported'],
-    ['an unknown non-critical header, signed by the server', (type) => forge({ ...headerOf(type), 'x-tenant': 'acme' }, claimsOf(type), key), 'TokenHeaderUnsupported'],
-    ['a __proto__ header, signed by the server', (type) => signedWith(`{"__proto__":{"alg":"none"},${JSON.stringify(headerOf(type)).slice(1)}`, claimsOf(type), (input) => sign(null, input, key)), 'TokenHeaderUnsupported'],
-    ['cty, zip and b64 headers, signed by the server', (type) => forge({ ...headerOf(type), cty: 'JWT', zip: 'DEF', b64: false }, claimsOf(type), key), 'TokenHeaderUnsupported'],
-    ['crit naming b64, signed by the server', (type) => forge({ ...headerOf(type), b64: false, crit: ['b64'] }, claimsOf(type), key), 'TokenHeaderUnsupported'],
-    ['an empty crit list, signed by the server', (type) => forge({ ...headerOf(type), crit: [] }, claimsOf(type), key), 'TokenHeaderUnsupported'],
-    ['kid that is a path', (type) => forge({ ...headerOf(type), kid: '../../../../etc/passwd' }, claimsOf(type), key), 'TokenKeyIdUnknown'],
-    ['kid that is a file URL', (type) => forge({ ...headerOf(type), kid: 'file:///dev/null' }, claimsOf(type), key), 'TokenKeyIdUnknown'],
+    [
+      'jwk: the attacker key embedded, under the server kid',
+      (type) => {
+        const attacker = otherKey();
+        return forge({ ...headerOf(type), jwk: createPublicKey(attacker).export({ format: 'jwk' }) }, claimsOf(type), attacker);
+      },
+      'TokenHeaderUnsupported',
+    ],
+    [
+      'jku naming a key set URL, signed by the server',
+      (type) => forge({ ...headerOf(type), jku: keyUrl }, claimsOf(type), key),
+      'TokenHeaderUnsupported',
+    ],
+    [
+      'x5u naming a certificate URL, signed by the server',
+      (type) => forge({ ...headerOf(type), x5u: keyUrl }, claimsOf(type), key),
+      'TokenHeaderUnsupported',
+    ],
+    [
+      'x5c and x5t, signed by the server',
+      (type) => forge({ ...headerOf(type), x5c: ['MIIB'], x5t: 'abc' }, claimsOf(type), key),
+      'TokenHeaderUnsupported',
+    ],
+    [
+      'an unknown non-critical header, signed by the server',
+      (type) => forge({ ...headerOf(type), 'x-tenant': 'acme' }, claimsOf(type), key),
+      'TokenHeaderUnsupported',
+    ],
+    [
+      'a __proto__ header, signed by the server',
+      (type) =>
+        signedWith(`{"__proto__":{"alg":"none"},${JSON.stringify(headerOf(type)).slice(1)}`, claimsOf(type), (input) =>
+          sign(null, input, key),
+        ),
+      'TokenHeaderUnsupported',
+    ],
+    [
+      'cty, zip and b64 headers, signed by the server',
+      (type) => forge({ ...headerOf(type), cty: 'JWT', zip: 'DEF', b64: false }, claimsOf(type), key),
+      'TokenHeaderUnsupported',
+    ],
+    [
+      'crit naming b64, signed by the server',
+      (type) => forge({ ...headerOf(type), b64: false, crit: ['b64'] }, claimsOf(type), key),
+      'TokenHeaderUnsupported',
+    ],
+    [
+      'an empty crit list, signed by the server',
+      (type) => forge({ ...headerOf(type), crit: [] }, claimsOf(type), key),
+      'TokenHeaderUnsupported',
+    ],
+    [
+      'kid that is a path',
+      (type) => forge({ ...headerOf(type), kid: '../../../../etc/passwd' }, claimsOf(type), key),
+      'TokenKeyIdUnknown',
+    ],
+    [
+      'kid that is a file URL',
+      (type) => forge({ ...headerOf(type), kid: 'file:///dev/null' }, claimsOf(type), key),
+      'TokenKeyIdUnknown',
+    ],
     ['kid that is SQL', (type) => forge({ ...headerOf(type), kid: "x' OR '1'='1" }, claimsOf(type), key), 'TokenKeyIdUnknown'],
     ['kid that is empty', (type) => forge({ ...headerOf(type), kid: '' }, claimsOf(type), key), 'TokenKeyIdUnknown'],
-    ['the server kid in upper case', (type) => forge({ ...headerOf(type), kid: String(headerOf(type).kid).toUpperCase() }, claimsOf(type), key), 'TokenKeyIdUnknown'],
+    [
+      'the server kid in upper case',
+      (type) => forge({ ...headerOf(type), kid: String(headerOf(type).kid).toUpperCase() }, claimsOf(type), key),
+      'TokenKeyIdUnknown',
+    ],
     ['kid that is an object', (type) => forge({ ...headerOf(type), kid: { $ne: '' } }, claimsOf(type), key), 'TokenKeyIdMissing'],
     ['kid that is null', (type) => forge({ ...headerOf(type), kid: null }, claimsOf(type), key), 'TokenKeyIdMissing'],
-    ['the signature of another token of this server', (type) => withSignature(forge(headerOf(type), claimsOf(type), key), Buffer.from(issued[type].split('.')[2], 'base64url')), 'TokenSignatureInvalid'],
-    ['the header of one issued token with the payload of another', async (type) => {
-      const other = await t.newSession();
-      const [h, , sig] = issued[type].split('.');
-      return `${h}.${(type === 'access' ? other.accessToken : other.refreshToken).split('.')[1]}.${sig}`;
-    }, 'TokenSignatureInvalid'],
-    ['a malleated signature: S + L instead of S', (type) => {
-      const signature = Buffer.from(issued[type].split('.')[2], 'base64url');
-      const s = BigInt(`0x${Buffer.from(signature.subarray(32)).reverse().toString('hex')}`) + ED25519_ORDER;
-      const malleated = Buffer.from(s.toString(16).padStart(64, '0'), 'hex').reverse();
-      return withSignature(issued[type], Buffer.concat([signature.subarray(0, 32), malleated]));
-    }, 'TokenSignatureInvalid'],
+    [
+      'the signature of another token of this server',
+      (type) => withSignature(forge(headerOf(type), claimsOf(type), key), Buffer.from(issued[type].split('.')[2], 'base64url')),
+      'TokenSignatureInvalid',
+    ],
+    [
+      'the header of one issued token with the payload of another',
+      async (type) => {
+        const other = await t.newSession();
+        const [h, , sig] = issued[type].split('.');
+        return `${h}.${(type === 'access' ? other.accessToken : other.refreshToken).split('.')[1]}.${sig}`;
+      },
+      'TokenSignatureInvalid',
+    ],
+    [
+      'a malleated signature: S + L instead of S',
+      (type) => {
+        const signature = Buffer.from(issued[type].split('.')[2], 'base64url');
+        const s = BigInt(`0x${Buffer.from(signature.subarray(32)).reverse().toString('hex')}`) + ED25519_ORDER;
+        const malleated = Buffer.from(s.toString(16).padStart(64, '0'), 'hex').reverse();
+        return withSignature(issued[type], Buffer.concat([signature.subarray(0, 32), malleated]));
+      },
+      'TokenSignatureInvalid',
+    ],
     ['a signature of 88 characters', (type) => `${issued[type]}AA`, 'TokenSignatureMalformed'],
     // The token is authentic but not acceptable: 401.
     ['typ JWT', (type) => forge({ ...headerOf(type), typ: 'JWT' }, claimsOf(type), key), wrongType],
     ['typ missing', (type) => forge({ alg: 'EdDSA', kid: headerOf(type).kid }, claimsOf(type), key), wrongType],
     ['typ that is a number', (type) => forge({ ...headerOf(type), typ: 7 }, claimsOf(type), key), wrongType],
-    ['exp that is a string', (type) => forge(headerOf(type), { ...claimsOf(type), exp: '9999999999' }, key), 'TokenClaimsMissing'],
+    [
+      'exp that is a string',
+      (type) => forge(headerOf(type), { ...claimsOf(type), exp: '9999999999' }, key),
+      'TokenClaimsMissing',
+    ],
     ['sub that is a number', (type) => forge(headerOf(type), { ...claimsOf(type), sub: 42 }, key), 'TokenClaimsMissing'],
     // The token cannot be parsed: 401.
-    ['alg none with an empty signature segment', (type) => `${unsigned({ ...headerOf(type), alg: 'none' }, claimsOf(type))}.`, 'TokenNotCompactJws'],
+    [
+      'alg none with an empty signature segment',
+      (type) => `${unsigned({ ...headerOf(type), alg: 'none' }, claimsOf(type))}.`,
+      'TokenNotCompactJws',
+    ],
     ['a payload that is a JSON string', (type) => forge(headerOf(type), JSON.stringify('admin'), key), 'TokenPartsNotJson'],
     ['a payload that is a JSON number', (type) => forge(headerOf(type), '42', key), 'TokenPartsNotJson'],
     ['a payload that is JSON true', (type) => forge(headerOf(type), 'true', key), 'TokenPartsNotJson'],
     ['a payload that is empty', (type) => forge(headerOf(type), '', key), 'TokenNotCompactJws'],
     ['a header that is a JSON array', (type) => forge([headerOf(type)], claimsOf(type), key), 'TokenPartsNotJson'],
-    ['a header of 4n+1 characters, which Node would decode and jose would not', (type) => {
-      let json = JSON.stringify(headerOf(type));
-      while (b64(json).length % 4 !== 0) json += ' ';
-      return forge(json, claimsOf(type), key).replace('.', 'A.');
-    }, 'TokenNotCompactJws'],
+    [
+      'a header of 4n+1 characters, which Node would decode and jose would not',
+      (type) => {
+        let json = JSON.stringify(headerOf(type));
+        while (b64(json).length % 4 !== 0) json += ' ';
+        return forge(json, claimsOf(type), key).replace('.', 'A.');
+      },
+      'TokenNotCompactJws',
+    ],
     ['a signature of 85 characters', (type) => issued[type].slice(0, -1), 'TokenNotCompactJws'],
     ['padding inside the header segment', (type) => issued[type].replace('.', '==.'), 'TokenNotCompactJws'],
     ['a slash in the signature', (type) => `${issued[type].slice(0, -1)}/`, 'TokenNotCompactJws'],
@@ -159,22 +266,40 @@ describe('RFC 8725 attacks on the bearer token', () => {
   describe('the Authorization header itself', () => {
     test('one header listing two credentials, or a second header that is empty', async () => {
       const token = issued.access;
-      await assertExample(await t.call('POST', `${BASE}/logout`, { headers: { authorization: `Bearer ${token}, Bearer ${token}` } }), 'AuthorizationCredentialCount');
-      await assertExample(await t.call('POST', `${BASE}/logout`, { headers: { authorization: [`Bearer ${token}`, ''] } }), 'AuthorizationRepeated');
-      await assertExample(await t.call('POST', `${BASE}/logout`, { headers: { authorization: [`Bearer ${token}`, 'Basic YTpi'] } }), 'AuthorizationRepeated');
+      await assertExample(
+        await t.call('POST', `${BASE}/logout`, { headers: { authorization: `Bearer ${token}, Bearer ${token}` } }),
+        'AuthorizationCredentialCount',
+      );
+      await assertExample(
+        await t.call('POST', `${BASE}/logout`, { headers: { authorization: [`Bearer ${token}`, ''] } }),
+        'AuthorizationRepeated',
+      );
+      await assertExample(
+        await t.call('POST', `${BASE}/logout`, { headers: { authorization: [`Bearer ${token}`, 'Basic YTpi'] } }),
+        'AuthorizationRepeated',
+      );
     });
 
     test('a control character is refused by the HTTP parser: 400 in the envelope, never a 200', async () => {
       for (const control of ['\x00', '\x01', '\x1b', '\x7f', '\r', '\x0b']) {
-        const reply = await t.send(`POST ${BASE}/logout HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${issued.access}${control}\r\nConnection: close\r\n\r\n`);
-        assert.deepEqual(reply.body.status, { code: 400, name: 'Bad Request', message: 'The request is not valid HTTP/1.1.' }, JSON.stringify(control));
+        const reply = await t.send(
+          `POST ${BASE}/logout HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${issued.access}${control}\r\nConnection: close\r\n\r\n`,
+        );
+        assert.deepEqual(
+          reply.body.status,
+          { code: 400, name: 'Bad Request', message: 'The request is not valid HTTP/1.1.' },
+          JSON.stringify(control),
+        );
       }
     });
 
     test('a tab or a byte over 0x7f inside the token reaches the parser of the token: 401', async () => {
       const [h, p, s] = issued.access.split('.');
       for (const token of [`${h}.${p}\t.${s}`, `${h}.${p}.${s}\xe9`]) {
-        await assertExample(await t.send(`POST ${BASE}/logout HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`), 'TokenNotCompactJws');
+        await assertExample(
+          await t.send(`POST ${BASE}/logout HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`),
+          'TokenNotCompactJws',
+        );
       }
     });
   });
@@ -191,7 +316,8 @@ test('every error class of jose answers 401 or 422; any other error stays a 500'
   assert.ok(classes.length >= 15, `${classes.length} classes`);
   for (const [name, JoseError] of classes) {
     for (const type of ['access', 'refresh'] as const) {
-      const { code } = errorResponse(failureOfJoseError(new (JoseError as new (message: string) => Error)('refused'), type), 'id').body.status;
+      const { code } = errorResponse(failureOfJoseError(new (JoseError as new (message: string) => Error)('refused'), type), 'id')
+        .body.status;
       assert.ok(code === 401 || code === 422, `${name} for a ${type} token: ${code}`);
     }
   }

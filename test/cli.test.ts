@@ -14,7 +14,11 @@ describe('the fib-auth command', () => {
   let dir: string;
   let env: NodeJS.ProcessEnv;
   const run = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
-    const result = spawnSync(process.execPath, [CLI, ...args], { cwd: packageRoot, env: { ...env, ...extraEnv }, encoding: 'utf8' });
+    const result = spawnSync(process.execPath, [CLI, ...args], {
+      cwd: packageRoot,
+      env: { ...env, ...extraEnv },
+      encoding: 'utf8',
+    });
     return { code: result.status, stdout: result.stdout, stderr: result.stderr };
   };
   const addAlice = ['users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex];
@@ -47,13 +51,16 @@ describe('the fib-auth command', () => {
         const listed = runOn(['users', 'list', '--json']);
         assert.equal(listed.code, 0);
         const [user] = JSON.parse(listed.stdout);
-        assert.deepEqual({ ...user, createdAt: undefined }, {
-          email: ALICE.email,
-          accountId: 'acc-1',
-          authPublicKeyHex: ALICE.publicKeyHex,
-          role: 'ROLE_ADMIN',
-          createdAt: undefined,
-        });
+        assert.deepEqual(
+          { ...user, createdAt: undefined },
+          {
+            email: ALICE.email,
+            accountId: 'acc-1',
+            authPublicKeyHex: ALICE.publicKeyHex,
+            role: 'ROLE_ADMIN',
+            createdAt: undefined,
+          },
+        );
         assert.match(runOn(['users', 'list']).stdout, /^alice@wonderland.space\tacc-1\tROLE_ADMIN\t7fbedb/);
 
         assert.equal(runOn(['users', 'remove', '--email', 'ALICE@wonderland.space']).code, 0);

@@ -44,7 +44,9 @@ describe('Dredd against the real server', () => {
       const failed = report.transactions.filter((transaction) => transaction.result !== 'pass');
       assert.deepEqual(
         failed.map(({ name }) => name),
-        ['LoggedOut', 'LoggedOutEverywhere'].map((example) => `${example} > /auth/api/v1/authentication-management/logout > Log a user out > 200 > application/json`),
+        ['LoggedOut', 'LoggedOutEverywhere'].map(
+          (example) => `${example} > /auth/api/v1/authentication-management/logout > Log a user out > 200 > application/json`,
+        ),
       );
       for (const { message } of failed) assert.match(message, /status\/code.*integer/);
       assert.equal(report.stats.failures, 2);

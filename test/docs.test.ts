@@ -29,51 +29,72 @@ test('npm run docs writes one HTML file that loads no script or style from elsew
   assert.ok(!html.includes('cdn.redoc.ly'), 'the footer logo is inlined');
 });
 
-test('the docs page works offline and shows the logout operation', { skip: required ? false : browserMissing, timeout: 120_000 }, async () => {
-  assert.ok(!browserMissing, browserMissing);
-  const profile = mkdtempSync(join(tmpdir(), 'fib-auth-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  try {
-    // Everything but the file itself is blocked, and counted.
-    const blocked: string[] = [];
-    await context.route('**', (route) => {
-      if (route.request().url().startsWith('file:')) return route.continue();
-      blocked.push(route.request().url());
-      return route.abort();
+test(
+  'the docs page works offline and shows the logout operation',
+  { skip: required ? false : browserMissing, timeout: 120_000 },
+  async () => {
+    assert.ok(!browserMissing, browserMissing);
+    const profile = mkdtempSync(join(tmpdir(), 'fib-auth-chromium-'));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
-    const page = context.pages()[0] ?? (await context.newPage());
-    const consoleErrors: string[] = [];
-    page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
-    page.on('pageerror', (error) => consoleErrors.push(String(error)));
+    try {
+      // Everything but the file itself is blocked, and counted.
+      const blocked: string[] = [];
+      await context.route('**', (route) => {
+        if (route.request().url().startsWith('file:')) return route.continue();
+        blocked.push(route.request().url());
+        return route.abort();
+      });
+      const page = context.pages()[0] ?? (await context.newPage());
+      const consoleErrors: string[] = [];
+      page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
+      page.on('pageerror', (error) => consoleErrors.push(String(error)));
 
-    await page.goto(`${pathToFileURL(PAGE)}#/authentication-management/logout`);
-    await page.getByRole('heading', { name: 'Log a user out' }).waitFor();
-    await page.waitForLoadState('networkidle');
-    const logout = page.locator('[id="authentication-management/logout"]');
-    assert.match(await logout.innerText(), /POST\s+\/auth\/api\/v1\/authentication-management\/logout/);
-    assert.deepEqual(await logout.getByRole('tablist', { name: 'Response status' }).getByRole('tab').allInnerTexts(), ['200', '400', '401', '404', '422', '500']);
+      await page.goto(`${pathToFileURL(PAGE)}#/authentication-management/logout`);
+      await page.getByRole('heading', { name: 'Log a user out' }).waitFor();
+      await page.waitForLoadState('networkidle');
+      const logout = page.locator('[id="authentication-management/logout"]');
+      assert.match(await logout.innerText(), /POST\s+\/auth\/api\/v1\/authentication-management\/logout/);
+      assert.deepEqual(await logout.getByRole('tablist', { name: 'Response status' }).getByRole('tab').allInnerTexts(), [
+        '200',
+        '400',
+        '401',
+        '404',
+        '422',
+        '500',
+      ]);
 
-    // The seed's example body, shown for the 200.
-    const samples = await logout.locator('pre').allInnerTexts();
-    const bodies = samples.flatMap((text) => {
-      try {
-        return [JSON.parse(text)];
-      } catch {
-        return [];
-      }
-    });
-    assert.deepEqual(bodies, [{ status: { code: 200, name: 'OK', message: 'User has been successfully logged out.' }, data: {} }]);
+      // The seed's example body, shown for the 200.
+      const samples = await logout.locator('pre').allInnerTexts();
+      const bodies = samples.flatMap((text) => {
+        try {
+          return [JSON.parse(text)];
+        } catch {
+          return [];
+        }
+      });
+      assert.deepEqual(bodies, [
+        { status: { code: 200, name: 'OK', message: 'User has been successfully logged out.' }, data: {} },
+      ]);
 
-    mkdirSync(join(packageRoot, 'test-output'), { recursive: true });
-    await logout.screenshot({ path: SCREENSHOT });
-    console.log(`screenshot: ${SCREENSHOT}`);
-    assert.deepEqual(blocked, []);
-    assert.deepEqual(consoleErrors, []);
-  } finally {
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
-  }
-});
+      mkdirSync(join(packageRoot, 'test-output'), { recursive: true });
+      await logout.screenshot({ path: SCREENSHOT });
+      console.log(`screenshot: ${SCREENSHOT}`);
+      assert.deepEqual(blocked, []);
+      assert.deepEqual(consoleErrors, []);
+    } finally {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    }
+  },
+);

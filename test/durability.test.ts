@@ -15,7 +15,9 @@ import { ALICE } from './support/vectors.js';
 // so the server is watched with strace. .ci/run installs strace and sets REQUIRE_STRACE=1.
 const STRACE = '/usr/bin/strace';
 const required = process.env.REQUIRE_STRACE === '1';
-const straceMissing = existsSync(STRACE) ? undefined : `${STRACE} is missing, so SQLite's fsync on commit was NOT checked (apt-get install strace, or run .ci/run)`;
+const straceMissing = existsSync(STRACE)
+  ? undefined
+  : `${STRACE} is missing, so SQLite's fsync on commit was NOT checked (apt-get install strace, or run .ci/run)`;
 if (straceMissing && !required) console.warn(`WARNING: ${straceMissing}`);
 
 let dir: string;
@@ -29,7 +31,11 @@ before(async () => {
     HOST: '127.0.0.1',
     PORT: '0',
   };
-  const added = spawnSync(process.execPath, [CLI, 'users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex], { cwd: packageRoot, env, encoding: 'utf8' });
+  const added = spawnSync(
+    process.execPath,
+    [CLI, 'users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex],
+    { cwd: packageRoot, env, encoding: 'utf8' },
+  );
   assert.equal(added.status, 0, added.stderr);
   server = await serveChild(env);
 });
@@ -41,7 +47,9 @@ after(async () => {
 /** Runs `action` while strace records the server's fsync calls; returns the recorded lines. */
 async function fsyncsDuring(pid: number, action: () => Promise<void>): Promise<string[]> {
   const traceFile = join(dir, 'fsync.trace');
-  const tracer = spawn(STRACE, ['-f', '-e', 'trace=fsync,fdatasync', '-o', traceFile, '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const tracer = spawn(STRACE, ['-f', '-e', 'trace=fsync,fdatasync', '-o', traceFile, '-p', String(pid)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const exited = new Promise<number | null>((resolve) => tracer.once('exit', resolve));
   // strace names each thread it attached to on standard error; the main thread commits.
   await new Promise<void>((resolve, reject) => {
@@ -61,18 +69,22 @@ async function fsyncsDuring(pid: number, action: () => Promise<void>): Promise<s
     .filter((line) => /\b(fsync|fdatasync)\(/.test(line));
 }
 
-test('SQLite: a logout is on disk before its 200 (the commit waits for fsync)', { skip: required ? false : straceMissing }, async () => {
-  assert.ok(!straceMissing, straceMissing);
-  const signIn = await rawCall(server.url, 'POST', `${BASE}/session`, {
-    body: { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex },
-  });
-  assert.equal(signIn.status, 200);
-  const { accessToken } = signIn.body.data;
+test(
+  'SQLite: a logout is on disk before its 200 (the commit waits for fsync)',
+  { skip: required ? false : straceMissing },
+  async () => {
+    assert.ok(!straceMissing, straceMissing);
+    const signIn = await rawCall(server.url, 'POST', `${BASE}/session`, {
+      body: { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex },
+    });
+    assert.equal(signIn.status, 200);
+    const { accessToken } = signIn.body.data;
 
-  const fsyncs = await fsyncsDuring(server.pid, async () => {
-    const logout = await rawCall(server.url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) });
-    assert.equal(logout.status, 200);
-  });
-  // Without synchronous = FULL, better-sqlite3's build commits in WAL mode without any fsync.
-  assert.ok(fsyncs.length >= 1, 'the logout commit called fsync');
-});
+    const fsyncs = await fsyncsDuring(server.pid, async () => {
+      const logout = await rawCall(server.url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) });
+      assert.equal(logout.status, 200);
+    });
+    // Without synchronous = FULL, better-sqlite3's build commits in WAL mode without any fsync.
+    assert.ok(fsyncs.length >= 1, 'the logout commit called fsync');
+  },
+);

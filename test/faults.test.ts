@@ -124,12 +124,19 @@ describe('the server process dying', () => {
       PORT: '0',
     };
     const store = await openStore(loadConfig(env));
-    await store.addUser({ email: ALICE.email, accountId: 'acc-alice', authPublicKeyHex: ALICE.publicKeyHex, role: 'ROLE_PEER', createdAt: 0 });
+    await store.addUser({
+      email: ALICE.email,
+      accountId: 'acc-alice',
+      authPublicKeyHex: ALICE.publicKeyHex,
+      role: 'ROLE_PEER',
+      createdAt: 0,
+    });
     await store.close();
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  const logout = (server: ChildServer, token: string) => rawCall(server.url, 'POST', `${BASE}/logout`, { headers: bearer(token) });
+  const logout = (server: ChildServer, token: string) =>
+    rawCall(server.url, 'POST', `${BASE}/logout`, { headers: bearer(token) });
 
   test('kill -9 under a load of logouts: every logout answered 200 is in force after the restart', async (ctx) => {
     const SESSIONS = 200;
@@ -208,7 +215,9 @@ describe('the server process dying', () => {
     socket.on('data', (chunk: Buffer) => (received += chunk.toString('utf8')));
     const closed = new Promise((resolve) => socket.on('close', resolve));
     // Expect: 100-continue makes the server say when it has read the head and begun the request.
-    socket.write(`POST ${BASE}/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`);
+    socket.write(
+      `POST ${BASE}/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`,
+    );
     while (!received.includes('100 Continue')) await sleep(5);
 
     const exited = server.stop('SIGTERM');
@@ -220,7 +229,11 @@ describe('the server process dying', () => {
     await closed;
     const answer = received.slice(received.lastIndexOf('HTTP/1.1 '));
     assert.match(answer, /^HTTP\/1\.1 200 OK\r\n/);
-    assert.match(answer, /\r\nConnection: close\r\n/i, 'the connection closes after the answer, so the drain does not wait for it');
+    assert.match(
+      answer,
+      /\r\nConnection: close\r\n/i,
+      'the connection closes after the answer, so the drain does not wait for it',
+    );
     const envelope = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
     assert.equal(envelope.status.message, 'User has been successfully authorized.');
     assert.match(envelope.data.accessToken, /^eyJ/);

@@ -36,12 +36,19 @@ async function fuzz<T>(ctx: TestContext, arbitrary: fc.Arbitrary<T>, check: (val
 }
 
 /** Mostly the value that passes a check, sometimes one that does not: so runs reach the later checks. */
-const mostly = <T>(good: T, bad: fc.Arbitrary<unknown>) => fc.oneof({ weight: 3, arbitrary: fc.constant(good) }, { weight: 1, arbitrary: bad });
+const mostly = <T>(good: T, bad: fc.Arbitrary<unknown>) =>
+  fc.oneof({ weight: 3, arbitrary: fc.constant(good) }, { weight: 1, arbitrary: bad });
 const json = fc.jsonValue({ maxDepth: 2 });
-const hexText = (lengths: number[]) => fc.constantFrom(...lengths).chain((length) => fc.string({ unit: fc.constantFrom(...HEX), minLength: length, maxLength: length }));
+const hexText = (lengths: number[]) =>
+  fc
+    .constantFrom(...lengths)
+    .chain((length) => fc.string({ unit: fc.constantFrom(...HEX), minLength: length, maxLength: length }));
 /** Characters Node's client can put in a header value (it refuses the rest before sending). */
 const headerText = fc.string({
-  unit: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)) }, { weight: 1, arbitrary: fc.constantFrom('\t', '\xa0', '\xe9', '\xff') }),
+  unit: fc.oneof(
+    { weight: 9, arbitrary: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)) },
+    { weight: 1, arbitrary: fc.constantFrom('\t', '\xa0', '\xe9', '\xff') },
+  ),
   maxLength: 200,
 });
 
@@ -67,7 +74,13 @@ describe('fuzzing', () => {
           typ: mostly('at+jwt', fc.oneof(fc.constantFrom('refresh+jwt', 'JWT', 'application/at+jwt', undefined), json)),
           kid: mostly(header.kid, fc.oneof(fc.string(), json, fc.constant(undefined))),
         }),
-        mostly({}, fc.dictionary(fc.constantFrom('jku', 'jwk', 'x5u', 'x5c', 'crit', 'b64', 'zip', 'cty', 'x-tenant'), json, { minKeys: 1, maxKeys: 2 })),
+        mostly(
+          {},
+          fc.dictionary(fc.constantFrom('jku', 'jwk', 'x5u', 'x5c', 'crit', 'b64', 'zip', 'cty', 'x-tenant'), json, {
+            minKeys: 1,
+            maxKeys: 2,
+          }),
+        ),
       )
       .map(([known, extra]) => ({ ...known, ...(extra as object) }));
     const forgedClaims = fc.record({
@@ -80,10 +93,18 @@ describe('fuzzing', () => {
       exp: mostly(claims.exp, fc.oneof(fc.integer(), fc.double(), json)),
     });
     const forged = fc
-      .tuple(forgedHeader, fc.oneof({ weight: 5, arbitrary: forgedClaims }, { weight: 1, arbitrary: json }), fc.constantFrom(...keys))
+      .tuple(
+        forgedHeader,
+        fc.oneof({ weight: 5, arbitrary: forgedClaims }, { weight: 1, arbitrary: json }),
+        fc.constantFrom(...keys),
+      )
       .map(([h, p, key]) => forge(h, p, key));
     const edited = fc
-      .tuple(fc.nat({ max: accessToken.length }), fc.constantFrom(...`${BASE64URL}.=+/ `), fc.constantFrom('replace', 'insert', 'delete', 'cut'))
+      .tuple(
+        fc.nat({ max: accessToken.length }),
+        fc.constantFrom(...`${BASE64URL}.=+/ `),
+        fc.constantFrom('replace', 'insert', 'delete', 'cut'),
+      )
       .map(([at, char, edit]) => {
         if (edit === 'cut') return accessToken.slice(0, at);
         return accessToken.slice(0, at) + (edit === 'delete' ? '' : char) + accessToken.slice(at + (edit === 'insert' ? 0 : 1));
@@ -103,7 +124,12 @@ describe('fuzzing', () => {
       {
         weight: 1,
         arbitrary: fc
-          .tuple(fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'Bearer,', ''), fc.constantFrom(' ', '  ', '\t'), token, fc.constantFrom('', ' ', '\t', ' x'))
+          .tuple(
+            fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'Bearer,', ''),
+            fc.constantFrom(' ', '  ', '\t'),
+            token,
+            fc.constantFrom('', ' ', '\t', ' x'),
+          )
           .map((parts) => parts.join('')),
       },
       { weight: 1, arbitrary: headerText },
@@ -130,8 +156,14 @@ describe('fuzzing', () => {
         fc.record(
           {
             email: mostly(ALICE.email, fc.oneof(fc.emailAddress(), fc.constant(ALICE.email.toUpperCase()), fc.string(), json)),
-            signature: mostly(ALICE.signature, fc.oneof(hexText([0, 2, 126, 128, 130]), fc.constant(ALICE.signature.toUpperCase()), fc.string(), json)),
-            authPublicKeyHex: mostly(ALICE.publicKeyHex, fc.oneof(hexText([0, 62, 64, 66]), fc.constant(ALICE.publicKeyHex.toUpperCase()), fc.string(), json)),
+            signature: mostly(
+              ALICE.signature,
+              fc.oneof(hexText([0, 2, 126, 128, 130]), fc.constant(ALICE.signature.toUpperCase()), fc.string(), json),
+            ),
+            authPublicKeyHex: mostly(
+              ALICE.publicKeyHex,
+              fc.oneof(hexText([0, 62, 64, 66]), fc.constant(ALICE.publicKeyHex.toUpperCase()), fc.string(), json),
+            ),
           },
           { requiredKeys: [] },
         ),
@@ -145,24 +177,44 @@ describe('fuzzing', () => {
       { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 300 }) },
       {
         weight: 1,
-        arbitrary: fc.tuple(fc.nat({ max: aliceText.length - 1 }), fc.string({ minLength: 1, maxLength: 3 })).map(([at, text]) => aliceText.slice(0, at) + text + aliceText.slice(at + 1)),
+        arbitrary: fc
+          .tuple(fc.nat({ max: aliceText.length - 1 }), fc.string({ minLength: 1, maxLength: 3 }))
+          .map(([at, text]) => aliceText.slice(0, at) + text + aliceText.slice(at + 1)),
       },
-      { weight: 1, arbitrary: fc.integer({ min: 16 * 1024 - 200, max: 16 * 1024 + 50 }).map((length) => JSON.stringify({ ...alice, email: 'a'.repeat(length) })) },
+      {
+        weight: 1,
+        arbitrary: fc
+          .integer({ min: 16 * 1024 - 200, max: 16 * 1024 + 50 })
+          .map((length) => JSON.stringify({ ...alice, email: 'a'.repeat(length) })),
+      },
     );
     const contentType = mostly(
       'application/json',
-      fc.constantFrom('application/json; charset=utf-8', 'APPLICATION/JSON', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/jwt'),
+      fc.constantFrom(
+        'application/json; charset=utf-8',
+        'APPLICATION/JSON',
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        'multipart/form-data; boundary=x',
+        'application/jwt',
+      ),
     );
 
     await fuzz(ctx, fc.tuple(body, contentType), async ([text, type]) => {
       const reply = await t.call('POST', `${BASE}/session`, { body: text, headers: { 'content-type': type as string } });
       assert.ok([200, 400, 404, 413, 415, 422].includes(reply.status), `${reply.status} ${reply.body.status.message}`);
       // A 400 names what is wrong with the body in the contract's words, never a parser's.
-      if (reply.status === 400) assert.match(reply.body.status.message, /^The request body (is not valid JSON|is required|(field '.*' )?must .*)\.$/s);
+      if (reply.status === 400)
+        assert.match(reply.body.status.message, /^The request body (is not valid JSON|is required|(field '.*' )?must .*)\.$/s);
       if (reply.status === 200) {
         const sent = JSON.parse(text);
         assert.deepEqual(
-          { email: sent.email, signature: sent.signature.toLowerCase(), authPublicKeyHex: sent.authPublicKeyHex.toLowerCase(), fields: Object.keys(sent).length },
+          {
+            email: sent.email,
+            signature: sent.signature.toLowerCase(),
+            authPublicKeyHex: sent.authPublicKeyHex.toLowerCase(),
+            fields: Object.keys(sent).length,
+          },
           { ...alice, fields: 3 },
           'only a valid proof signs in',
         );

@@ -34,9 +34,16 @@ describe('no secret in any log line', () => {
       try {
         const secrets = await everyKindOfRequest(t, () => hooks.failNext('endSession'));
         assert.ok(t.logs.length >= 12, `${t.logs.length} lines logged`);
-        assert.ok(t.logs.some((line) => line.includes('"level":50')), 'the 500 was logged');
+        assert.ok(
+          t.logs.some((line) => line.includes('"level":50')),
+          'the 500 was logged',
+        );
         // Not even a piece: every 16 characters of a secret, starting every 4, so that any 19 in a row are caught.
-        const pieces = secrets.flatMap((secret) => Array.from({ length: Math.floor((secret.length - 16) / 4) + 1 }, (_, i) => secret.slice(4 * i, 4 * i + 16).toLowerCase()));
+        const pieces = secrets.flatMap((secret) =>
+          Array.from({ length: Math.floor((secret.length - 16) / 4) + 1 }, (_, i) =>
+            secret.slice(4 * i, 4 * i + 16).toLowerCase(),
+          ),
+        );
         for (const line of t.logs.map((text) => text.toLowerCase())) {
           const piece = pieces.find((p) => line.includes(p));
           assert.equal(piece, undefined, `a piece of a secret (${piece}) in: ${line}`);
@@ -58,7 +65,9 @@ describe('no secret in any log line', () => {
     failNextLogout();
     assert.equal((await t.logout(next.accessToken)).status, 500);
     await t.call('POST', `${BASE}/logout`, { headers: { ...bearer(next.accessToken), 'x-padding': 'p'.repeat(17 * 1024) } }); // 431
-    await t.send(`POST ${BASE}/logout HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${next.accessToken}\x01\r\nConnection: close\r\n\r\n`); // 400
+    await t.send(
+      `POST ${BASE}/logout HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${next.accessToken}\x01\r\nConnection: close\r\n\r\n`,
+    ); // 400
     await t.call('POST', `${BASE}/session`, { body: { ...alice, email: `${'a'.repeat(17 * 1024)}` } }); // 413
     await t.logout(next.accessToken);
 
@@ -99,12 +108,21 @@ describe('the signing key file', () => {
         chmodSync(keyFile, mode);
         const result = spawnSync(process.execPath, [CLI, 'serve'], {
           cwd: packageRoot,
-          env: { PATH: process.env.PATH, DATABASE_URL: `sqlite:${join(dir, 'db.sqlite')}`, FIB_AUTH_SIGNING_KEY_FILE: keyFile, HOST: '127.0.0.1', PORT: '0' },
+          env: {
+            PATH: process.env.PATH,
+            DATABASE_URL: `sqlite:${join(dir, 'db.sqlite')}`,
+            FIB_AUTH_SIGNING_KEY_FILE: keyFile,
+            HOST: '127.0.0.1',
+            PORT: '0',
+          },
           encoding: 'utf8',
         });
         const octal = mode.toString(8).padStart(4, '0');
         assert.equal(result.status, 1, result.stderr);
-        assert.equal(result.stderr, `fib-auth: the signing key file ${keyFile} has mode ${octal}: other users can read or change it; chmod 600 it\n`);
+        assert.equal(
+          result.stderr,
+          `fib-auth: the signing key file ${keyFile} has mode ${octal}: other users can read or change it; chmod 600 it\n`,
+        );
         assert.doesNotMatch(result.stdout, /listening/);
       }
     } finally {
@@ -114,7 +132,11 @@ describe('the signing key file', () => {
 });
 
 describe('limits on the request', () => {
-  const headerOverflow = { code: 431, name: 'Request Header Fields Too Large', message: 'The request line and headers are larger than 16384 bytes.' };
+  const headerOverflow = {
+    code: 431,
+    name: 'Request Header Fields Too Large',
+    message: 'The request line and headers are larger than 16384 bytes.',
+  };
 
   test('headers over 16 KiB: 431 in the envelope, whichever header or path is too long', async () => {
     const { accessToken } = await t.newSession();
@@ -122,7 +144,10 @@ describe('limits on the request', () => {
       await t.call('POST', `${BASE}/logout`, { headers: { ...bearer(accessToken), 'x-padding': 'p'.repeat(17 * 1024) } }),
       await t.call('POST', `${BASE}/logout`, { headers: bearer(`${accessToken}${'A'.repeat(17 * 1024)}`) }),
       await t.call('POST', `${BASE}/logout?${'q'.repeat(17 * 1024)}`, { headers: bearer(accessToken) }),
-      await t.call('POST', `${BASE}/session`, { body: alice, headers: Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`x-h${i}`, 'v'.repeat(40)])) }),
+      await t.call('POST', `${BASE}/session`, {
+        body: alice,
+        headers: Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`x-h${i}`, 'v'.repeat(40)])),
+      }),
     ];
     for (const reply of replies) assert.deepEqual(reply.body.status, headerOverflow);
     // None of them reached logout: the token still works.
@@ -135,6 +160,10 @@ describe('limits on the request', () => {
       `POST ${BASE}/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n` +
         `${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`,
     );
-    assert.deepEqual(reply.body.status, { code: 413, name: 'Payload Too Large', message: 'The request body is larger than 16384 bytes.' });
+    assert.deepEqual(reply.body.status, {
+      code: 413,
+      name: 'Payload Too Large',
+      message: 'The request body is larger than 16384 bytes.',
+    });
   });
 });

@@ -55,9 +55,21 @@ describe('logout', () => {
       ['two segments', () => bearer(token.split('.').slice(0, 2).join('.')), 'TokenNotCompactJws'],
       ['four segments', () => bearer(`${token}.AAAA`), 'TokenNotCompactJws'],
       ['base64 padding', () => bearer(`${token}==`), 'TokenNotCompactJws'],
-      ['the standard base64 alphabet', () => bearer(token.replace(/-|_/g, (c) => (c === '-' ? '+' : '/')) + '+/'), 'TokenNotCompactJws'],
-      ['a header that is not JSON', () => bearer(`bm90IGpzb24.${token.split('.')[1]}.${token.split('.')[2]}`), 'TokenPartsNotJson'],
-      ['a payload that is a JSON array', () => bearer(`${token.split('.')[0]}.WzEsMl0.${token.split('.')[2]}`), 'TokenPartsNotJson'],
+      [
+        'the standard base64 alphabet',
+        () => bearer(token.replace(/-|_/g, (c) => (c === '-' ? '+' : '/')) + '+/'),
+        'TokenNotCompactJws',
+      ],
+      [
+        'a header that is not JSON',
+        () => bearer(`bm90IGpzb24.${token.split('.')[1]}.${token.split('.')[2]}`),
+        'TokenPartsNotJson',
+      ],
+      [
+        'a payload that is a JSON array',
+        () => bearer(`${token.split('.')[0]}.WzEsMl0.${token.split('.')[2]}`),
+        'TokenPartsNotJson',
+      ],
       ['a payload that is JSON null', () => bearer(`${token.split('.')[0]}.bnVsbA.${token.split('.')[2]}`), 'TokenPartsNotJson'],
     ];
     for (const [name, headers, exampleName] of cases) {
@@ -75,7 +87,10 @@ describe('logout', () => {
     assert.equal((await t.call('POST', `${BASE}/logout`, { headers: { authorization: `bEaReR ${a.accessToken}` } })).status, 200);
     const b = await t.newSession();
     await assertExample(await t.call('POST', `${BASE}/logout`, { headers: { authorization: b.accessToken } }), 'LoggedOut');
-    await assertExample(await t.call('POST', `${BASE}/logout`, { headers: { authorization: b.accessToken } }), 'AccessTokenLoggedOut');
+    await assertExample(
+      await t.call('POST', `${BASE}/logout`, { headers: { authorization: b.accessToken } }),
+      'AccessTokenLoggedOut',
+    );
   });
 
   describe('422 when the signature cannot be trusted', () => {
@@ -106,7 +121,10 @@ describe('logout', () => {
         await t.logout(forge({ ...header, kid: await kidOf(stranger) }, accessClaims(email), stranger)),
         'TokenKeyIdUnknown',
       );
-      await assertExample(await t.logout(forge({ ...header, kid: '../signing-key.pem' }, accessClaims(email), serverKey(t))), 'TokenKeyIdUnknown');
+      await assertExample(
+        await t.logout(forge({ ...header, kid: '../signing-key.pem' }, accessClaims(email), serverKey(t))),
+        'TokenKeyIdUnknown',
+      );
     });
 
     test('a signature by another key under the server kid, or over altered claims', async () => {
@@ -189,12 +207,14 @@ describe('logout', () => {
   test('revocation is keyed on the token, not its text: no other spelling of a logged-out token gets a 200', async () => {
     // Whether the payload segment has spare bits depends on its length, which follows the email's.
     let s = await t.newSession();
-    for (let pad = 'x'; respellings(s.accessToken, 1).length === 0; pad += 'x') s = await t.newSession(`${pad}-${randomUUID()}@example.test`);
+    for (let pad = 'x'; respellings(s.accessToken, 1).length === 0; pad += 'x')
+      s = await t.newSession(`${pad}-${randomUUID()}@example.test`);
     const signatureSpellings = respellings(s.accessToken, 2);
     assert.equal(signatureSpellings.length, 15);
     // One spelling logs the session out; the original and every other spelling are that same token.
     await assertExample(await t.logout(signatureSpellings[0]), 'LoggedOut');
-    for (const token of [s.accessToken, ...signatureSpellings]) await assertExample(await t.logout(token), 'AccessTokenLoggedOut');
+    for (const token of [s.accessToken, ...signatureSpellings])
+      await assertExample(await t.logout(token), 'AccessTokenLoggedOut');
     for (const authorization of [s.accessToken, `bEaReR   ${signatureSpellings[7]}  `]) {
       await assertExample(await t.call('POST', `${BASE}/logout`, { headers: { authorization } }), 'AccessTokenLoggedOut');
     }

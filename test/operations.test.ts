@@ -15,7 +15,8 @@ import { accessClaims, decodePart, forge, otherKey, serverKey } from './support/
 import { publicKeyHexOf, signEmail } from './support/vectors.js';
 
 const CLI = join(packageRoot, JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).bin['fib-auth']);
-const fibAuth = (args: string[], env: NodeJS.ProcessEnv) => promisify(execFile)(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
+const fibAuth = (args: string[], env: NodeJS.ProcessEnv) =>
+  promisify(execFile)(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
 
 /** The value of one sample of a Prometheus text exposition, or undefined. */
 function sample(text: string, series: string): number | undefined {
@@ -108,7 +109,10 @@ describe('key rotation', () => {
     const after = await t.newSession();
     assert.equal(decodePart(after.accessToken, 0).kid, nextKid);
     const jwks = (await t.call('GET', '/.well-known/jwks.json')).body;
-    assert.deepEqual(jwks.keys.map((k: { kid: string }) => k.kid), [nextKid, oldKid]);
+    assert.deepEqual(
+      jwks.keys.map((k: { kid: string }) => k.kid),
+      [nextKid, oldKid],
+    );
     // A resource server verifies both generations of tokens with the published set alone.
     for (const token of [before.accessToken, after.accessToken]) {
       await jwtVerify(token, createLocalJWKSet(jwks), { algorithms: ['EdDSA'], typ: 'at+jwt' });
@@ -137,7 +141,10 @@ describe('key rotation', () => {
 
   test('keys commands: usage errors exit 2', async () => {
     for (const args of [['keys'], ['keys', 'burn'], ['keys', 'rotate', '--now']]) {
-      await assert.rejects(fibAuth(args, env), (error: { code: number; stderr: string }) => error.code === 2 && /^fib-auth: [^\n]+\n$/.test(error.stderr));
+      await assert.rejects(
+        fibAuth(args, env),
+        (error: { code: number; stderr: string }) => error.code === 2 && /^fib-auth: [^\n]+\n$/.test(error.stderr),
+      );
     }
   });
 });
@@ -151,11 +158,15 @@ describe('logout scope', () => {
 
   test('scope=global ends every session of the user and no other', async () => {
     const first = await t.newSession();
-    const signInAgain = () => t.signIn({ email: first.email, signature: signEmail(first.email, first.key), authPublicKeyHex: publicKeyHexOf(first.key) });
+    const signInAgain = () =>
+      t.signIn({ email: first.email, signature: signEmail(first.email, first.key), authPublicKeyHex: publicKeyHexOf(first.key) });
     const second = (await signInAgain()).body.data;
     const third = (await signInAgain()).body.data;
     const stranger = await t.newSession();
-    await assertExample(await t.call('POST', `${BASE}/logout?scope=global`, { headers: bearer(second.accessToken) }), 'LoggedOutEverywhere');
+    await assertExample(
+      await t.call('POST', `${BASE}/logout?scope=global`, { headers: bearer(second.accessToken) }),
+      'LoggedOutEverywhere',
+    );
     for (const token of [first.accessToken, second.accessToken, third.accessToken]) {
       await assertExample(await t.logout(token), 'AccessTokenLoggedOut');
     }
@@ -173,7 +184,10 @@ describe('logout scope', () => {
   test('a global logout with a token whose session is over changes nothing', async () => {
     const a = await t.newSession();
     const refreshed = (await t.refresh(a.refreshToken)).body.data;
-    await assertExample(await t.call('POST', `${BASE}/logout?scope=global`, { headers: bearer(a.accessToken) }), 'AccessTokenRetired');
+    await assertExample(
+      await t.call('POST', `${BASE}/logout?scope=global`, { headers: bearer(a.accessToken) }),
+      'AccessTokenRetired',
+    );
     await assertExample(await t.logout(refreshed.accessToken), 'LoggedOut');
   });
 });
@@ -203,7 +217,9 @@ describe('CORS', () => {
     const allowed = await t.call('POST', `${BASE}/logout`, { headers: { ...bearer(accessToken), origin: app } });
     assert.equal(allowed.headers['access-control-allow-origin'], app);
     assert.match(String(allowed.headers['access-control-expose-headers']), /X-Request-Id/);
-    const other = await rawCall(t.url, 'OPTIONS', `${BASE}/logout`, { headers: { origin: 'https://evil.example.test', 'access-control-request-method': 'POST' } });
+    const other = await rawCall(t.url, 'OPTIONS', `${BASE}/logout`, {
+      headers: { origin: 'https://evil.example.test', 'access-control-request-method': 'POST' },
+    });
     assert.equal(other.status, 405);
     assert.equal(other.headers['access-control-allow-origin'], undefined);
   });
@@ -211,7 +227,9 @@ describe('CORS', () => {
   test('allows no origin unless configured', async () => {
     const plain = await startTestServer();
     try {
-      const reply = await rawCall(plain.url, 'OPTIONS', `${BASE}/logout`, { headers: { origin: app, 'access-control-request-method': 'POST' } });
+      const reply = await rawCall(plain.url, 'OPTIONS', `${BASE}/logout`, {
+        headers: { origin: app, 'access-control-request-method': 'POST' },
+      });
       assert.equal(reply.status, 405);
       assert.equal(reply.headers['access-control-allow-origin'], undefined);
     } finally {

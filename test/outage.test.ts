@@ -133,7 +133,10 @@ describe('a PostgreSQL outage', () => {
     // Had the update only been abandoned by the client, it would have run once the lock was gone.
     await sleep(200);
     assert.equal((await t.server.store.findSession(decodePart(s.accessToken, 1).sid as string))?.revokedAt, null);
-    assert.ok(t.logs.some((line) => line.includes('canceling statement due to statement timeout')), 'the database cancelled it');
+    assert.ok(
+      t.logs.some((line) => line.includes('canceling statement due to statement timeout')),
+      'the database cancelled it',
+    );
   });
 
   test('a network gone quiet: every request is a 500 within the timeouts, none hangs', async () => {
@@ -161,6 +164,9 @@ describe('a PostgreSQL outage', () => {
     await assertExample(reply, 'LoggedOut');
     await assertExample(await t.logout(s.accessToken), 'AccessTokenLoggedOut');
     assert.equal((await t.refresh(other.refreshToken)).status, 200);
-    assert.ok(t.logs.some((line) => line.includes('"level":50') && line.includes('request failed')), 'the 500s were logged with their cause');
+    assert.ok(
+      t.logs.some((line) => line.includes('"level":50') && line.includes('request failed')),
+      'the 500s were logged with their cause',
+    );
   });
 });

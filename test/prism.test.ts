@@ -2,7 +2,17 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bundledSpecPath, packageRoot } from '../src/package-root.js';
-import { BASE, bearer, example, rawCall, resolvedContract, startTestServer, type CallOptions, type Reply, type TestServer } from './support/harness.js';
+import {
+  BASE,
+  bearer,
+  example,
+  rawCall,
+  resolvedContract,
+  startTestServer,
+  type CallOptions,
+  type Reply,
+  type TestServer,
+} from './support/harness.js';
 import { freePort, startProcess, type StartedProcess } from './support/processes.js';
 import { ALICE, BOB_SIGNATURE } from './support/vectors.js';
 import { startWrongLogoutBody } from './support/wrong-logout-body.js';
@@ -12,7 +22,8 @@ const LISTENING = /Prism is listening on (http:\/\/\S+)/;
 const aliceBody = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
 
 /** Contract violations Prism found, from its `sl-violations` header. */
-const violations = (reply: Reply): { message: string; location: string[] }[] => JSON.parse(String(reply.headers['sl-violations'] ?? '[]'));
+const violations = (reply: Reply): { message: string; location: string[] }[] =>
+  JSON.parse(String(reply.headers['sl-violations'] ?? '[]'));
 
 describe('the Prism mock (npm run mock)', () => {
   let mock: StartedProcess;
@@ -34,12 +45,20 @@ describe('the Prism mock (npm run mock)', () => {
       getJwks: {},
     };
     const port = await freePort();
-    mock = await startProcess('npm', ['run', 'mock'], { env: { MOCK_PORT: String(port), MOCK_HOST: '127.0.0.1' }, ready: LISTENING });
+    mock = await startProcess('npm', ['run', 'mock'], {
+      env: { MOCK_PORT: String(port), MOCK_HOST: '127.0.0.1' },
+      ready: LISTENING,
+    });
     url = mock.readyMatch[1];
     assert.equal(url, `http://127.0.0.1:${port}`);
     for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
       for (const [method, operation] of Object.entries<any>(pathItem)) {
-        operations.push({ operationId: operation.operationId, method: method.toUpperCase(), path, responses: operation.responses });
+        operations.push({
+          operationId: operation.operationId,
+          method: method.toUpperCase(),
+          path,
+          responses: operation.responses,
+        });
       }
     }
     assert.deepEqual(operations.map((o) => o.operationId).sort(), Object.keys(valid).sort());
@@ -47,10 +66,15 @@ describe('the Prism mock (npm run mock)', () => {
   after(() => mock?.stop());
 
   const call = (operation: (typeof operations)[number], headers: Record<string, string> = {}) =>
-    rawCall(url, operation.method, operation.path, { ...valid[operation.operationId], headers: { ...valid[operation.operationId].headers, ...headers } });
+    rawCall(url, operation.method, operation.path, {
+      ...valid[operation.operationId],
+      headers: { ...valid[operation.operationId].headers, ...headers },
+    });
   /** The one media type of a response, and its named examples. */
-  const mediaOf = (operation: (typeof operations)[number], status: string) => Object.entries<any>(operation.responses[status].content)[0];
-  const firstExample = (operation: (typeof operations)[number], status: string) => Object.values<any>(mediaOf(operation, status)[1].examples)[0].value;
+  const mediaOf = (operation: (typeof operations)[number], status: string) =>
+    Object.entries<any>(operation.responses[status].content)[0];
+  const firstExample = (operation: (typeof operations)[number], status: string) =>
+    Object.values<any>(mediaOf(operation, status)[1].examples)[0].value;
 
   test('each operation answers its 200 example', async () => {
     for (const operation of operations) {
@@ -73,7 +97,11 @@ describe('the Prism mock (npm run mock)', () => {
         if (status === '401') assert.equal(byCode.headers['www-authenticate'], 'Bearer error="invalid_token"', where);
         for (const [name, { value }] of Object.entries<any>(mediaOf(operation, status)[1].examples)) {
           const byName = await call(operation, { prefer: `code=${status}, example=${name}` });
-          assert.deepEqual({ status: byName.status, body: byName.body }, { status: Number(status), body: value }, `${where} ${name}`);
+          assert.deepEqual(
+            { status: byName.status, body: byName.body },
+            { status: Number(status), body: value },
+            `${where} ${name}`,
+          );
           answered++;
         }
       }
@@ -86,7 +114,10 @@ describe('the Prism mock (npm run mock)', () => {
     const noAuthorization = await rawCall(url, logout.method, logout.path);
     assert.equal(noAuthorization.status, 401);
     assert.deepEqual(noAuthorization.body, example('AuthorizationMissing'));
-    assert.deepEqual(violations(noAuthorization).map((v) => v.message), ['Invalid security scheme used']);
+    assert.deepEqual(
+      violations(noAuthorization).map((v) => v.message),
+      ['Invalid security scheme used'],
+    );
 
     // Prism answers a body that breaks the schema with the operation's first 422 example; the
     // real server answers 400. The violations header says what is wrong.
@@ -94,10 +125,12 @@ describe('the Prism mock (npm run mock)', () => {
     const badBody = await rawCall(url, signIn.method, signIn.path, { body: { email: 42, signature: ALICE.signature } });
     assert.equal(badBody.status, 422);
     assert.deepEqual(badBody.body, firstExample(signIn, '422'));
-    assert.deepEqual(violations(badBody).map((v) => v.message).sort(), [
-      "Request body must have required property 'authPublicKeyHex'",
-      'Request body property email must be string',
-    ]);
+    assert.deepEqual(
+      violations(badBody)
+        .map((v) => v.message)
+        .sort(),
+      ["Request body must have required property 'authPublicKeyHex'", 'Request body property email must be string'],
+    );
   });
 });
 
@@ -105,9 +138,13 @@ describe('prism proxy --errors in front of the real server', () => {
   let t: TestServer;
   const proxies: StartedProcess[] = [];
   const startProxy = async (upstream: string) => {
-    const proxy = await startProcess(PRISM, ['proxy', bundledSpecPath, upstream, '--errors', '--port', String(await freePort()), '--host', '127.0.0.1'], {
-      ready: LISTENING,
-    });
+    const proxy = await startProcess(
+      PRISM,
+      ['proxy', bundledSpecPath, upstream, '--errors', '--port', String(await freePort()), '--host', '127.0.0.1'],
+      {
+        ready: LISTENING,
+      },
+    );
     proxies.push(proxy);
     return proxy.readyMatch[1];
   };
@@ -133,7 +170,9 @@ describe('prism proxy --errors in front of the real server', () => {
 
     await t.addUser(ALICE.email, ALICE.publicKeyHex);
     const first = await signIn(aliceBody);
-    await through(404, 'POST', `${BASE}/session`, { body: { ...aliceBody, email: 'bob@wonderland.space', signature: BOB_SIGNATURE } });
+    await through(404, 'POST', `${BASE}/session`, {
+      body: { ...aliceBody, email: 'bob@wonderland.space', signature: BOB_SIGNATURE },
+    });
     await through(422, 'POST', `${BASE}/session`, { body: { ...aliceBody, signature: BOB_SIGNATURE } });
 
     const second = await through(200, 'PATCH', `${BASE}/session`, { headers: bearer(first.refreshToken) });
@@ -158,7 +197,10 @@ describe('prism proxy --errors in front of the real server', () => {
       const reply = await rawCall(url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) });
       assert.equal(reply.status, 500);
       assert.match(String(reply.headers['content-type']), /^application\/problem\+json/);
-      assert.ok(violations(reply).some((v) => v.location.join('.') === 'response.body.status.code'), String(reply.headers['sl-violations']));
+      assert.ok(
+        violations(reply).some((v) => v.location.join('.') === 'response.body.status.code'),
+        String(reply.headers['sl-violations']),
+      );
     } finally {
       await fixture.stop();
     }

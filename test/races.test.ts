@@ -117,7 +117,7 @@ describe('races', () => {
       // Two clients sign in over and over, paced, until the removal is done, and once more after.
       await Promise.all(
         Array.from({ length: 2 }, async () => {
-          for (let last = false; !last; ) {
+          for (let last = false; !last;) {
             last = removed;
             const reply = await t.signIn(proof);
             await sleep(10);

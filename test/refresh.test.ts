@@ -62,7 +62,10 @@ describe('refresh', () => {
     const losers = replies.filter((r) => r.status !== 200).map((r) => r.body.status.message);
     assert.ok(losers.includes(example('RefreshTokenReused').status.message), losers.join(' | '));
     for (const message of losers) {
-      assert.ok([example('RefreshTokenReused'), example('SessionRevokedAfterReuse')].some((e) => e.status.message === message), message);
+      assert.ok(
+        [example('RefreshTokenReused'), example('SessionRevokedAfterReuse')].some((e) => e.status.message === message),
+        message,
+      );
     }
     const next = winners[0].body.data;
     await assertExample(await t.logout(next.accessToken), 'SessionRevokedAfterReuse');
@@ -79,14 +82,20 @@ describe('refresh', () => {
   test('the parse, signature and claim checks answer as for logout', async () => {
     const s = await t.newSession();
     await assertExample(await t.call('PATCH', `${BASE}/session`), 'AuthorizationMissing');
-    await assertExample(await t.call('PATCH', `${BASE}/session`, { headers: { authorization: [`Bearer ${s.refreshToken}`, 'Bearer x.y.z'] } }), 'AuthorizationRepeated');
+    await assertExample(
+      await t.call('PATCH', `${BASE}/session`, { headers: { authorization: [`Bearer ${s.refreshToken}`, 'Bearer x.y.z'] } }),
+      'AuthorizationRepeated',
+    );
     const header = decodePart(s.refreshToken, 0);
     const claims = decodePart(s.refreshToken, 1);
     await assertExample(await t.refresh(forge(header, claims, otherKey())), 'TokenSignatureInvalid');
     await assertExample(await t.refresh(forge({ ...header, alg: 'none' }, claims, serverKey(t))), 'TokenAlgorithmRejected');
     const { acjti: _acjti, ...withoutAcjti } = claims;
     await assertExample(await t.refresh(forge(header, withoutAcjti, serverKey(t))), 'TokenClaimsMissing');
-    await assertExample(await t.refresh(forge(header, { ...claims, exp: Math.floor(Date.now() / 1000) }, serverKey(t))), 'RefreshTokenExpired');
+    await assertExample(
+      await t.refresh(forge(header, { ...claims, exp: Math.floor(Date.now() / 1000) }, serverKey(t))),
+      'RefreshTokenExpired',
+    );
   });
 
   test('404 when the user was removed', async () => {

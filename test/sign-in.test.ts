@@ -26,7 +26,11 @@ describe('sign-in', () => {
   test('matches the email case-insensitively; the signature covers the email as sent', async () => {
     const shouted = 'ALICE@Wonderland.Space';
     const key = ed25519FromSeed(ALICE.privateKeyHex);
-    const reply = await t.signIn({ email: shouted, signature: signEmail(shouted, key), authPublicKeyHex: ALICE.publicKeyHex.toUpperCase() });
+    const reply = await t.signIn({
+      email: shouted,
+      signature: signEmail(shouted, key),
+      authPublicKeyHex: ALICE.publicKeyHex.toUpperCase(),
+    });
     assert.equal(reply.status, 200);
     assert.equal(decodePart(reply.body.data.accessToken, 1).sub, ALICE.email);
     await assertExample(await t.signIn({ ...alice, email: shouted }), 'SignatureNotVerified');
@@ -35,7 +39,10 @@ describe('sign-in', () => {
   test('400 for a body that is not JSON or breaks the schema', async () => {
     await assertExample(await t.call('POST', `${BASE}/session`, { body: '{"email":' }), 'BodyNotJson');
     await assertExample(await t.call('POST', `${BASE}/session`, { body: '' }), 'BodyMissing');
-    await assertExample(await t.call('POST', `${BASE}/session`, { headers: { 'content-type': 'application/json' } }), 'BodyMissing');
+    await assertExample(
+      await t.call('POST', `${BASE}/session`, { headers: { 'content-type': 'application/json' } }),
+      'BodyMissing',
+    );
     await assertExample(await t.call('POST', `${BASE}/session`), 'BodyMissing');
     await assertExample(await t.signIn({ email: ALICE.email, authPublicKeyHex: ALICE.publicKeyHex }), 'BodyFieldMissing');
     await assertExample(await t.signIn({ ...alice, email: 7 }), 'BodyFieldNotString');
@@ -50,12 +57,21 @@ describe('sign-in', () => {
   test('413 for a body over 16 KiB, 415 for another media type', async () => {
     const big = { ...alice, email: 'a'.repeat(17 * 1024) };
     await assertExample(await t.call('POST', `${BASE}/session`, { body: big }), 'PayloadTooLarge');
-    await assertExample(await t.call('POST', `${BASE}/session`, { body: JSON.stringify(alice), headers: { 'content-type': 'text/plain' } }), 'UnsupportedMediaType');
     await assertExample(
-      await t.call('POST', `${BASE}/session`, { body: 'email=a', headers: { 'content-type': 'application/x-www-form-urlencoded' } }),
+      await t.call('POST', `${BASE}/session`, { body: JSON.stringify(alice), headers: { 'content-type': 'text/plain' } }),
       'UnsupportedMediaType',
     );
-    const charset = await t.call('POST', `${BASE}/session`, { body: alice, headers: { 'content-type': 'application/json; charset=utf-8' } });
+    await assertExample(
+      await t.call('POST', `${BASE}/session`, {
+        body: 'email=a',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      }),
+      'UnsupportedMediaType',
+    );
+    const charset = await t.call('POST', `${BASE}/session`, {
+      body: alice,
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+    });
     assert.equal(charset.status, 200);
   });
 
@@ -67,7 +83,10 @@ describe('sign-in', () => {
   test('422 for a public key that is not 64 hex characters of a valid Ed25519 key, before looking up the user', async () => {
     await assertExample(await t.signIn({ ...alice, authPublicKeyHex: ALICE.publicKeyHex.slice(2) }), 'PublicKeyInvalid');
     await assertExample(await t.signIn({ ...alice, authPublicKeyHex: '02' + '00'.repeat(31) }), 'PublicKeyInvalid');
-    await assertExample(await t.signIn({ ...alice, email: 'nobody@wonderland.space', authPublicKeyHex: 'xx' }), 'PublicKeyInvalid');
+    await assertExample(
+      await t.signIn({ ...alice, email: 'nobody@wonderland.space', authPublicKeyHex: 'xx' }),
+      'PublicKeyInvalid',
+    );
   });
 
   test('404 when no user is registered under the email', async () => {
@@ -78,7 +97,11 @@ describe('sign-in', () => {
     const { generateKeyPairSync } = await import('node:crypto');
     const stranger = generateKeyPairSync('ed25519').privateKey;
     await assertExample(
-      await t.signIn({ email: ALICE.email, signature: signEmail(ALICE.email, stranger), authPublicKeyHex: publicKeyHexOf(stranger) }),
+      await t.signIn({
+        email: ALICE.email,
+        signature: signEmail(ALICE.email, stranger),
+        authPublicKeyHex: publicKeyHexOf(stranger),
+      }),
       'PublicKeyNotRegistered',
     );
     await assertExample(await t.signIn({ ...alice, signature: BOB_SIGNATURE }), 'SignatureNotVerified');

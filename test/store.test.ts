@@ -40,7 +40,13 @@ for (const backend of DATABASES) {
       database = await backend.create();
       store = await openOn(database);
       // Sessions are stored only for a registered user; session() belongs to Alice.
-      await store.addUser({ email: 'alice@wonderland.space', accountId: randomUUID(), authPublicKeyHex: 'ef'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
+      await store.addUser({
+        email: 'alice@wonderland.space',
+        accountId: randomUUID(),
+        authPublicKeyHex: 'ef'.repeat(32),
+        role: 'ROLE_PEER',
+        createdAt: NOW,
+      });
     });
     after(async () => {
       if (backend.skip) return;
@@ -49,10 +55,20 @@ for (const backend of DATABASES) {
     });
 
     test('users: unique by email, matched case-insensitively', async () => {
-      const user = { email: 'Carol@Example.TEST', accountId: randomUUID(), authPublicKeyHex: 'AB'.repeat(32), role: 'ROLE_PEER' as const, createdAt: NOW };
+      const user = {
+        email: 'Carol@Example.TEST',
+        accountId: randomUUID(),
+        authPublicKeyHex: 'AB'.repeat(32),
+        role: 'ROLE_PEER' as const,
+        createdAt: NOW,
+      };
       assert.equal(await store.addUser(user), true);
       assert.equal(await store.addUser({ ...user, accountId: randomUUID(), email: 'carol@example.test' }), false);
-      assert.deepEqual(await store.findUser('CAROL@example.test'), { ...user, email: 'carol@example.test', authPublicKeyHex: 'ab'.repeat(32) });
+      assert.deepEqual(await store.findUser('CAROL@example.test'), {
+        ...user,
+        email: 'carol@example.test',
+        authPublicKeyHex: 'ab'.repeat(32),
+      });
       assert.ok((await store.listUsers()).some((u) => u.email === 'carol@example.test'));
       assert.equal(await store.findUser('nobody@example.test'), undefined);
     });
@@ -95,10 +111,21 @@ for (const backend of DATABASES) {
     // its own answer, and a failing one must not undo or fail the others.
     test('writes sent together: each gets its own answer, and one that fails takes no other with it', async () => {
       const bob = `bob-${randomUUID()}@example.test`;
-      await store.addUser({ email: bob, accountId: randomUUID(), authPublicKeyHex: 'cd'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
+      await store.addUser({
+        email: bob,
+        accountId: randomUUID(),
+        authPublicKeyHex: 'cd'.repeat(32),
+        role: 'ROLE_PEER',
+        createdAt: NOW,
+      });
       const [ending, rotating, bobs, existing] = [session(), session(), session({ userEmail: bob }), session()];
       for (const s of [ending, rotating, bobs, existing]) assert.equal(await store.createSession(s), true);
-      const next = { accessJti: randomUUID(), refreshJti: randomUUID(), accessExpiresAt: NOW + 600, refreshExpiresAt: NOW + 90000 };
+      const next = {
+        accessJti: randomUUID(),
+        refreshJti: randomUUID(),
+        accessExpiresAt: NOW + 600,
+        refreshExpiresAt: NOW + 90000,
+      };
       const fresh = session();
 
       const [duplicate, ended, rotated, removed, created, endedTwice] = await Promise.allSettled([
@@ -111,7 +138,10 @@ for (const backend of DATABASES) {
       ]);
 
       assert.equal(duplicate.status, 'rejected');
-      assert.deepEqual([ended, rotated, removed, created, endedTwice], [true, true, true, true, false].map((value) => ({ status: 'fulfilled', value })));
+      assert.deepEqual(
+        [ended, rotated, removed, created, endedTwice],
+        [true, true, true, true, false].map((value) => ({ status: 'fulfilled', value })),
+      );
       assert.equal((await store.findSession(ending.id))?.revokedReason, 'logout');
       assert.equal((await store.findSession(rotating.id))?.refreshJti, next.refreshJti);
       assert.equal(await store.findUser(bob), undefined);
@@ -123,8 +153,16 @@ for (const backend of DATABASES) {
     test('rotateSession is a compare-and-swap of the refresh id', async () => {
       const s = session();
       await store.createSession(s);
-      const next = { accessJti: randomUUID(), refreshJti: randomUUID(), accessExpiresAt: NOW + 600, refreshExpiresAt: NOW + 90000 };
-      const results = await Promise.all([store.rotateSession(s.id, s.refreshJti, next), store.rotateSession(s.id, s.refreshJti, next)]);
+      const next = {
+        accessJti: randomUUID(),
+        refreshJti: randomUUID(),
+        accessExpiresAt: NOW + 600,
+        refreshExpiresAt: NOW + 90000,
+      };
+      const results = await Promise.all([
+        store.rotateSession(s.id, s.refreshJti, next),
+        store.rotateSession(s.id, s.refreshJti, next),
+      ]);
       assert.deepEqual(results.sort(), [false, true]);
       assert.deepEqual(await store.findSession(s.id), { ...s, ...next });
       assert.equal(await store.endSession(s.id, s.accessJti, NOW), false, 'the old access id is retired');
@@ -132,15 +170,24 @@ for (const backend of DATABASES) {
       assert.equal(await store.rotateSession(s.id, next.refreshJti, next), false, 'an ended session does not rotate');
     });
 
-    test("endSession for every session of the user ends them all at once, and only with a current token", async () => {
+    test('endSession for every session of the user ends them all at once, and only with a current token', async () => {
       const email = `erin-${randomUUID()}@example.test`;
-      await store.addUser({ email, accountId: randomUUID(), authPublicKeyHex: 'ab'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
+      await store.addUser({
+        email,
+        accountId: randomUUID(),
+        authPublicKeyHex: 'ab'.repeat(32),
+        role: 'ROLE_PEER',
+        createdAt: NOW,
+      });
       const mine = [session({ userEmail: email }), session({ userEmail: email }), session({ userEmail: email })];
       const other = session();
       for (const s of [...mine, other]) await store.createSession(s);
       assert.equal(await store.endSession(mine[0].id, randomUUID(), NOW, true), false);
       assert.equal((await store.findSession(mine[1].id))?.revokedAt, null, 'a stale token ends nothing');
-      const racing = await Promise.all([store.endSession(mine[0].id, mine[0].accessJti, NOW, true), store.endSession(mine[1].id, mine[1].accessJti, NOW, true)]);
+      const racing = await Promise.all([
+        store.endSession(mine[0].id, mine[0].accessJti, NOW, true),
+        store.endSession(mine[1].id, mine[1].accessJti, NOW, true),
+      ]);
       assert.ok(racing.includes(true));
       for (const s of mine) assert.equal((await store.findSession(s.id))?.revokedReason, 'logout');
       assert.equal((await store.findSession(other.id))?.revokedAt, null);
@@ -166,7 +213,13 @@ for (const backend of DATABASES) {
 
     test("removeUser deletes the user and revokes the user's live sessions", async () => {
       const email = `dave-${randomUUID()}@example.test`;
-      await store.addUser({ email, accountId: randomUUID(), authPublicKeyHex: 'cd'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
+      await store.addUser({
+        email,
+        accountId: randomUUID(),
+        authPublicKeyHex: 'cd'.repeat(32),
+        role: 'ROLE_PEER',
+        createdAt: NOW,
+      });
       const live = session({ userEmail: email });
       const loggedOut = session({ userEmail: email });
       const other = session();
@@ -214,10 +267,23 @@ for (const backend of DATABASES) {
           await new Promise((resolve) => setTimeout(resolve, ${at} - Date.now()));
           await (await openStore(loadConfig())).close();`;
         const env = { ...process.env, DATABASE_URL: fresh.url };
-        await Promise.all([1, 2, 3].map(() => promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { env, timeout: 30_000 })));
+        await Promise.all(
+          [1, 2, 3].map(() =>
+            promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { env, timeout: 30_000 }),
+          ),
+        );
         const migrated = await openOn(fresh);
         try {
-          assert.equal(await migrated.addUser({ email: 'erin@example.test', accountId: randomUUID(), authPublicKeyHex: 'ef'.repeat(32), role: 'ROLE_PEER', createdAt: NOW }), true);
+          assert.equal(
+            await migrated.addUser({
+              email: 'erin@example.test',
+              accountId: randomUUID(),
+              authPublicKeyHex: 'ef'.repeat(32),
+              role: 'ROLE_PEER',
+              createdAt: NOW,
+            }),
+            true,
+          );
         } finally {
           await migrated.close();
         }
@@ -237,13 +303,22 @@ describe('SQLite group commit when the write lock stays taken', () => {
     // Another process (as the CLI or a second server would be) holds the write lock until told.
     const holder = spawn(
       process.execPath,
-      ['-e', `const db = new (require('better-sqlite3'))(${JSON.stringify(database.url.slice('sqlite:'.length))});
+      [
+        '-e',
+        `const db = new (require('better-sqlite3'))(${JSON.stringify(database.url.slice('sqlite:'.length))});
         db.exec('begin immediate'); console.log('locked');
-        process.stdin.once('data', () => { db.exec('commit'); db.close(); });`],
+        process.stdin.once('data', () => { db.exec('commit'); db.close(); });`,
+      ],
       { cwd: packageRoot, stdio: ['pipe', 'pipe', 'inherit'] },
     );
     try {
-      await store.addUser({ email: 'alice@wonderland.space', accountId: randomUUID(), authPublicKeyHex: 'ef'.repeat(32), role: 'ROLE_PEER', createdAt: NOW });
+      await store.addUser({
+        email: 'alice@wonderland.space',
+        accountId: randomUUID(),
+        authPublicKeyHex: 'ef'.repeat(32),
+        role: 'ROLE_PEER',
+        createdAt: NOW,
+      });
       const live = session();
       await store.createSession(live);
       await new Promise((resolve) => createInterface({ input: holder.stdout! }).once('line', resolve));

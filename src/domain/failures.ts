@@ -26,8 +26,7 @@ export const messages = {
   tokenSignatureInvalid: 'The token signature does not verify.',
   tokenHeaderUnsupported: 'The token carries a header parameter this server does not accept.',
 
-  accessTokenExpired:
-    'The access token has expired; refresh the token pair, then log out with the new access token.',
+  accessTokenExpired: 'The access token has expired; refresh the token pair, then log out with the new access token.',
   refreshTokenExpired: 'The refresh token has expired; sign in again.',
   notAnAccessToken: 'The bearer token is not an access token.',
   notARefreshToken: 'The bearer token is not a refresh token.',

@@ -77,7 +77,14 @@ export class KeyRing {
 
   /** The public keys, signer first, as a JWKS lists them. */
   jwks(): PublicJwk[] {
-    return [...this.verifiers].map(([kid, { jwk }]) => ({ kty: 'OKP', crv: 'Ed25519', x: jwk.x!, kid, alg: 'EdDSA', use: 'sig' }));
+    return [...this.verifiers].map(([kid, { jwk }]) => ({
+      kty: 'OKP',
+      crv: 'Ed25519',
+      x: jwk.x!,
+      kid,
+      alg: 'EdDSA',
+      use: 'sig',
+    }));
   }
 }
 

@@ -45,7 +45,9 @@ export function loadOrCreateKeyFile(path: string): KeyFileResult {
   try {
     const mode = fstatSync(fd).mode & 0o777;
     if ((mode & 0o077) !== 0) {
-      throw new Error(`the signing key file ${path} has mode ${mode.toString(8).padStart(4, '0')}: other users can read or change it; chmod 600 it`);
+      throw new Error(
+        `the signing key file ${path} has mode ${mode.toString(8).padStart(4, '0')}: other users can read or change it; chmod 600 it`,
+      );
     }
     return { key: createPrivateKey(readFileSync(fd)), created };
   } finally {

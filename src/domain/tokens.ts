@@ -78,7 +78,13 @@ export class Tokens {
     const accessExpiresAt = iat + this.lifetimes.accessTtl;
     const refreshExpiresAt = iat + this.lifetimes.refreshTtl;
     const [accessToken, refreshToken] = await Promise.all([
-      this.sign({ acc: subject.accountId, sub: subject.email, role: subject.role, sid }, 'access', iat, accessExpiresAt, accessJti),
+      this.sign(
+        { acc: subject.accountId, sub: subject.email, role: subject.role, sid },
+        'access',
+        iat,
+        accessExpiresAt,
+        accessJti,
+      ),
       this.sign({ sub: subject.email, sid, acjti: accessJti }, 'refresh', iat, refreshExpiresAt, refreshJti),
     ]);
     return {
@@ -124,7 +130,11 @@ export class Tokens {
     } catch (error) {
       throw failureOfJoseError(error, type);
     }
-    if (!REQUIRED_CLAIMS[type].every((claim) => typeof payload[claim] === (claim === 'iat' || claim === 'exp' ? 'number' : 'string'))) {
+    if (
+      !REQUIRED_CLAIMS[type].every(
+        (claim) => typeof payload[claim] === (claim === 'iat' || claim === 'exp' ? 'number' : 'string'),
+      )
+    ) {
       throw unacceptable('tokenClaimsMissing');
     }
     return payload as unknown as ClaimsOf[T];
@@ -141,7 +151,8 @@ export function failureOfJoseError(error: unknown, type: TokenType): unknown {
   if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'typ') {
     return unacceptable(type === 'access' ? 'notAnAccessToken' : 'notARefreshToken');
   }
-  if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTInvalid) return unacceptable('tokenClaimsMissing');
+  if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTInvalid)
+    return unacceptable('tokenClaimsMissing');
   if (error instanceof errors.JOSEAlgNotAllowed) return untrusted('tokenAlgorithmRejected');
   if (error instanceof errors.JOSENotSupported) return untrusted('tokenHeaderUnsupported');
   // A signature that does not verify, a malformed JWS, and any class a later jose adds: not trusted.

@@ -45,7 +45,9 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
     },
     methodNotAllowed: (c: Context) => {
       const allowed = allowedMethods(api, c.request.path);
-      throw new RequestRefused(405, `This path does not accept the ${c.request.method.toUpperCase()} method.`, { Allow: allowed.join(', ') });
+      throw new RequestRefused(405, `This path does not accept the ${c.request.method.toUpperCase()} method.`, {
+        Allow: allowed.join(', '),
+      });
     },
     unauthorizedHandler: (c: Context) => {
       // Each operation has one security scheme; its handler threw the reason.

@@ -13,7 +13,11 @@ import { PlainReply } from './handlers.js';
 const MAX_BODY_BYTES = 16 * 1024;
 
 /** Headers of every response, whoever answers it. */
-const responseHeaders = (requestId: string) => ({ 'X-Request-Id': requestId, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
+const responseHeaders = (requestId: string) => ({
+  'X-Request-Id': requestId,
+  'Cache-Control': 'no-store',
+  'X-Content-Type-Options': 'nosniff',
+});
 
 interface State {
   /** The contract operation the request addresses, once routed. */
@@ -102,7 +106,13 @@ async function readJsonText(ctx: KoaContext): Promise<string | undefined> {
 /** Hands each request to the contract's router and writes what its handler returns. */
 function dispatch(api: OpenAPIBackend) {
   return async (ctx: KoaContext & { state: State }) => {
-    const request = { method: ctx.method, path: ctx.path, query: ctx.querystring, headers: ctx.headers as Record<string, string | string[]>, body: undefined as unknown };
+    const request = {
+      method: ctx.method,
+      path: ctx.path,
+      query: ctx.querystring,
+      headers: ctx.headers as Record<string, string | string[]>,
+      body: undefined as unknown,
+    };
     const operation = api.matchOperation(request);
     ctx.state.operationId = operation?.operationId;
     if (operation?.requestBody) request.body = await readJsonText(ctx);
@@ -159,11 +169,21 @@ export function answerUnparsedRequest(logger: Logger) {
     }
     const requestId = randomUUID();
     const [status, message] =
-      error.code === 'HPE_HEADER_OVERFLOW' || error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? UNPARSED_REQUEST_ANSWERS[error.code] : UNPARSED_REQUEST_ANSWERS.other;
+      error.code === 'HPE_HEADER_OVERFLOW' || error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? UNPARSED_REQUEST_ANSWERS[error.code]
+        : UNPARSED_REQUEST_ANSWERS.other;
     const body = envelope(status, message, {});
     const text = JSON.stringify(body);
-    const headers = { ...responseHeaders(requestId), 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), Connection: 'close' };
-    const head = [`HTTP/1.1 ${status} ${body.status.name}`, ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)];
+    const headers = {
+      ...responseHeaders(requestId),
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(text),
+      Connection: 'close',
+    };
+    const head = [
+      `HTTP/1.1 ${status} ${body.status.name}`,
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    ];
     socket.end(`${head.join('\r\n')}\r\n\r\n${text}`, () => socket.destroy());
     // The refused bytes may hold a token: log the parser's code, never the request.
     logger.info({ requestId, status, code: error.code }, 'request refused before parsing');

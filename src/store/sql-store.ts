@@ -145,7 +145,17 @@ export class SqlStore implements Store {
     const result = await this.write((db) =>
       db
         .insertInto('sessions')
-        .columns(['id', 'user_email', 'access_jti', 'refresh_jti', 'access_expires_at', 'refresh_expires_at', 'created_at', 'revoked_at', 'revoked_reason'])
+        .columns([
+          'id',
+          'user_email',
+          'access_jti',
+          'refresh_jti',
+          'access_expires_at',
+          'refresh_expires_at',
+          'created_at',
+          'revoked_at',
+          'revoked_reason',
+        ])
         .expression(
           db
             .selectFrom('users')
@@ -176,13 +186,23 @@ export class SqlStore implements Store {
   async endSession(id: string, accessJti: string, now: number, everySessionOfUser = false): Promise<boolean> {
     const logout = { revoked_at: now, revoked_reason: 'logout' satisfies RevokeReason };
     const endThis = (db: Kysely<Database>) =>
-      db.updateTable('sessions').set(logout).where('id', '=', id).where('access_jti', '=', accessJti).where('revoked_at', 'is', null);
+      db
+        .updateTable('sessions')
+        .set(logout)
+        .where('id', '=', id)
+        .where('access_jti', '=', accessJti)
+        .where('revoked_at', 'is', null);
     if (!everySessionOfUser) return changed(await this.write((db) => endThis(db).executeTakeFirst()));
     const endAll = () =>
       this.write(async (trx) => {
         const ended = await endThis(trx).returning('user_email').executeTakeFirst();
         if (ended) {
-          await trx.updateTable('sessions').set(logout).where('user_email', '=', ended.user_email).where('revoked_at', 'is', null).execute();
+          await trx
+            .updateTable('sessions')
+            .set(logout)
+            .where('user_email', '=', ended.user_email)
+            .where('revoked_at', 'is', null)
+            .execute();
         }
         return ended !== undefined;
       }, 'several');
@@ -217,7 +237,12 @@ export class SqlStore implements Store {
 
   async revokeSession(id: string, reason: RevokeReason, now: number): Promise<boolean> {
     const result = await this.write((db) =>
-      db.updateTable('sessions').set({ revoked_at: now, revoked_reason: reason }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst(),
+      db
+        .updateTable('sessions')
+        .set({ revoked_at: now, revoked_reason: reason })
+        .where('id', '=', id)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst(),
     );
     return changed(result);
   }

@@ -56,7 +56,8 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
   const mediaType = String(reply.headers['content-type']);
   assert.ok(mediaType in documented.content, `${where}: ${mediaType} not documented`);
   // Everything in JSON is the envelope but the key set, which JOSE libraries read as it is.
-  if (mediaType === 'application/json' && operation.operationId !== 'getJwks') assert.equal(reply.body.status.code, reply.status, where);
+  if (mediaType === 'application/json' && operation.operationId !== 'getJwks')
+    assert.equal(reply.body.status.code, reply.status, where);
   const result = contract.validator.validateResponse(reply.body, operation, reply.status);
   assert.equal(result.errors, null, `${where}: ${JSON.stringify(result.errors)}`);
 }
@@ -70,7 +71,8 @@ export interface CallOptions {
 /** One HTTP request over a fresh connection, with full control over the headers sent. */
 export function rawCall(baseUrl: string, method: string, path: string, options: CallOptions = {}): Promise<Reply> {
   const url = new URL(path, baseUrl);
-  const body = options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+  const body =
+    options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
   const headers: OutgoingHttpHeaders = { ...options.headers };
   if (body !== undefined) {
     headers['content-type'] ??= 'application/json';
@@ -106,7 +108,9 @@ export function rawRequest(baseUrl: string, request: string): Promise<Reply> {
       const text = Buffer.concat(chunks).toString('utf8');
       const [head, ...body] = text.split('\r\n\r\n');
       const [statusLine, ...headerLines] = head.split('\r\n');
-      const headers = Object.fromEntries(headerLines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+      const headers = Object.fromEntries(
+        headerLines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
+      );
       resolve({ status: Number(statusLine.split(' ')[1]), headers, body: JSON.parse(body.join('\r\n\r\n')) });
     });
     socket.end(Buffer.from(request, 'latin1'));

@@ -31,7 +31,12 @@ export async function startProcess(
   args: string[],
   { env = {}, ready, timeoutMs = 60_000 }: { env?: NodeJS.ProcessEnv; ready: RegExp; timeoutMs?: number },
 ): Promise<StartedProcess> {
-  const child = spawn(command, args, { cwd: packageRoot, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, {
+    cwd: packageRoot,
+    env: { ...process.env, ...env },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const killGroup = (signal: NodeJS.Signals) => {
     try {
       process.kill(-child.pid!, signal);

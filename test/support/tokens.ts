@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import type { TestServer } from './harness.js';
 
-export const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+export const b64 = (value: unknown) =>
+  Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 
 export function decodePart(token: string, index: 0 | 1): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[index], 'base64url').toString('utf8'));
@@ -52,7 +53,7 @@ export function respellings(token: string, segment: 0 | 1 | 2): string[] {
   const last = BASE64URL.indexOf(text[text.length - 1]);
   const variants: string[] = [];
   for (let spare = 0; spare < 1 << spareBits; spare++) {
-    const char = BASE64URL[(last >> spareBits << spareBits) | spare];
+    const char = BASE64URL[((last >> spareBits) << spareBits) | spare];
     if (char === text[text.length - 1]) continue;
     variants.push(parts.map((part, i) => (i === segment ? part.slice(0, -1) + char : part)).join('.'));
   }
