@@ -219,7 +219,7 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
   return t;
 }
 
-/** Signs Alice in with the DESIGN §4 vector, registering her first. */
+/** Signs Alice in with the docs/design.md §4 vector, registering her first. */
 export async function signInAlice(t: TestServer): Promise<Session> {
   await t.addUser(ALICE.email, ALICE.publicKeyHex);
   const reply = await t.signIn({ email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex });
