@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { StoreHooks } from '../test/support/store-hooks.js';
 import type { Session, TestServer } from '../test/support/harness.js';
+import { Clients } from '../src/domain/clients.js';
 import { decodePart, forge, kidOf, otherKey, serverKey, withSignature } from '../test/support/tokens.js';
 import { ALICE, BOB_SIGNATURE, publicKeyHexOf } from '../test/support/vectors.js';
 
@@ -119,6 +120,42 @@ async function registerAlice({ t }: ScenarioContext): Promise<void> {
   if (!(await t.server.store.findUser(alice.email))) await t.addUser(alice.email, alice.authPublicKeyHex);
 }
 
+/** HTTP Basic credentials of a resource-server client registered for this request. */
+async function clientCredentials({ t }: ScenarioContext): Promise<RequestChange> {
+  const id = `rs-${randomUUID()}`;
+  const secret = await new Clients(t.server.store, Date.now).add(id);
+  return authorization(`Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`);
+}
+
+/** The scenarios every operation for resource servers shares. */
+const clientScenarios: Record<string, Scenario> = {
+  ClientCredentialsMissing: async () => ({}),
+  // A registered id with another secret.
+  ClientCredentialsInvalid: async ({ t }) => {
+    const id = `rs-${randomUUID()}`;
+    await new Clients(t.server.store, Date.now).add(id);
+    return authorization(`Basic ${Buffer.from(`${id}:${randomUUID()}`).toString('base64')}`);
+  },
+};
+
+/** A form body for introspection, sent with the client's credentials. */
+async function introspecting(c: ScenarioContext, fields: Record<string, string>): Promise<RequestChange> {
+  const { headers } = await clientCredentials(c);
+  return {
+    headers: { ...headers, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(fields).toString(),
+  };
+}
+
+/** A feed request with the client's credentials; never `wait`, which Dredd would fill from the example. */
+async function following(c: ScenarioContext, query: string): Promise<RequestChange> {
+  return { ...(await clientCredentials(c)), query };
+}
+
+async function newestCursor(c: ScenarioContext): Promise<string> {
+  return String((await c.t.server.store.revocationsAfter(undefined, 1_000_000)).cursor);
+}
+
 /** Every named example of every operation's responses, by operationId. */
 export const scenarios: Record<string, Record<string, Scenario>> = {
   authorizeUser: {
@@ -182,6 +219,35 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     },
     LoggedOutEverywhere: async ({ t }) => ({ ...bearer((await t.newSession()).accessToken), query: 'scope=global' }),
     ScopeInvalid: async ({ t }) => ({ ...bearer((await t.newSession()).accessToken), query: 'scope=everywhere' }),
+  },
+  introspectToken: {
+    ...clientScenarios,
+    TokenActive: async (c) => introspecting(c, { token: (await c.t.newSession()).accessToken }),
+    TokenInactive: async (c) => {
+      const session = await c.t.newSession();
+      assert.equal((await c.t.logout(session.accessToken)).status, 200);
+      return introspecting(c, { token: session.accessToken, token_type_hint: 'access_token' });
+    },
+    IntrospectionTokenMissing: (c) => introspecting(c, { token_type_hint: 'access_token' }),
+    PayloadTooLarge: (c) => introspecting(c, { token: 'x'.repeat(16 * 1024) }),
+    FormRequired: async (c) => {
+      const { headers } = await introspecting(c, {});
+      return { headers: { ...headers, 'Content-Type': 'application/json' }, body: '{"token": "x"}' };
+    },
+    InternalServerError: async (c) => ({ ...(await introspecting(c, { token: 'x.y.z' })), storeFails: true }),
+  },
+  listRevocations: {
+    ...clientScenarios,
+    RevocationsSnapshot: (c) => following(c, 'wait=0'),
+    RevocationsAfterCursor: async (c) => {
+      const cursor = await newestCursor(c);
+      assert.equal((await c.t.logout((await c.t.newSession()).accessToken)).status, 200);
+      return following(c, `after=${cursor}&wait=5`);
+    },
+    RevocationsNone: async (c) => following(c, `after=${await newestCursor(c)}&wait=0`),
+    RevocationCursorInvalid: (c) => following(c, 'after=-1'),
+    RevocationWaitInvalid: (c) => following(c, 'wait=31'),
+    InternalServerError: async (c) => ({ ...(await following(c, 'wait=0')), storeFails: true }),
   },
   getLiveness: {
     ServiceLive: async () => ({}),
