@@ -35,10 +35,17 @@ describe('the Prism mock (npm run mock)', () => {
   before(async () => {
     const contract = await resolvedContract();
     const { data: tokens } = example('SignedIn');
+    // The mock checks that credentials are sent, not whose they are.
+    const basic = { authorization: `Basic ${Buffer.from('resource-server:secret').toString('base64')}` };
     valid = {
       authorizeUser: { body: aliceBody },
       refreshTokens: { headers: bearer(tokens.refreshToken) },
       logout: { headers: bearer(tokens.accessToken) },
+      introspectToken: {
+        headers: { ...basic, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token: tokens.accessToken }).toString(),
+      },
+      listRevocations: { headers: basic },
       getLiveness: {},
       getReadiness: {},
       getMetrics: {},
@@ -94,7 +101,10 @@ describe('the Prism mock (npm run mock)', () => {
         const byCode = await call(operation, { prefer: `code=${status}` });
         assert.equal(byCode.status, Number(status), where);
         assert.deepEqual(byCode.body, firstExample(operation, status), where);
-        if (status === '401') assert.equal(byCode.headers['www-authenticate'], 'Bearer error="invalid_token"', where);
+        if (status === '401') {
+          const challenge = operation.responses['401'].headers['WWW-Authenticate'].schema.example;
+          assert.equal(byCode.headers['www-authenticate'], challenge, where);
+        }
         for (const [name, { value }] of Object.entries<any>(mediaOf(operation, status)[1].examples)) {
           const byName = await call(operation, { prefer: `code=${status}, example=${name}` });
           assert.deepEqual(
