@@ -37,8 +37,11 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
   assert.equal(reply.headers['cache-control'], 'no-store', where);
   assert.equal(reply.headers['x-content-type-options'], 'nosniff', where);
   assert.match(String(reply.headers['x-request-id']), /^[0-9a-f-]{36}$/, where);
-  // RFC 6750 §3.1: no error code when no bearer token was sent (docs/design.md §2).
-  if (reply.status === 401) assert.match(String(reply.headers['www-authenticate']), /^Bearer( error="invalid_token")?$/, where);
+  // RFC 6750 §3.1: no error code when no bearer token was sent (docs/design.md §2); Basic for
+  // the resource servers' operations (§11).
+  if (reply.status === 401) {
+    assert.match(String(reply.headers['www-authenticate']), /^(Bearer( error="invalid_token")?|Basic realm="fib-auth")$/, where);
+  }
   if (PARSER_ANSWERS.some(({ status, message }) => status === reply.status && message === reply.body?.status?.message)) {
     // Refused by the HTTP parser before any operation was matched, as info.description says.
     assert.equal(reply.headers.connection, 'close', where);
@@ -56,8 +59,8 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
   assert.ok(documented, `${where}: status not documented for ${operation.operationId}`);
   const mediaType = String(reply.headers['content-type']);
   assert.ok(mediaType in documented.content, `${where}: ${mediaType} not documented`);
-  // Everything in JSON is the envelope but the key set, which JOSE libraries read as it is.
-  if (mediaType === 'application/json' && operation.operationId !== 'getJwks')
+  // Everything in JSON is the envelope but what standards define: the key set, introspection.
+  if (mediaType === 'application/json' && !['getJwks', 'introspectToken'].includes(operation.operationId!))
     assert.equal(reply.body.status.code, reply.status, where);
   const result = contract.validator.validateResponse(reply.body, operation, reply.status);
   assert.equal(result.errors, null, `${where}: ${JSON.stringify(result.errors)}`);
@@ -243,4 +246,13 @@ export function example(name: string): any {
 export async function assertExample(reply: Reply, name: string): Promise<void> {
   await contractReady;
   assert.deepEqual({ status: reply.status, body: reply.body }, { status: example(name).status.code, body: example(name) });
+}
+
+/** Asserts a reply's envelope status against a named example whose `data` changes with every run. */
+export async function assertExampleStatus(reply: Reply, name: string): Promise<void> {
+  await contractReady;
+  assert.deepEqual(
+    { status: reply.status, envelope: reply.body.status },
+    { status: example(name).status.code, envelope: example(name).status },
+  );
 }
