@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startContractServer, summarize, verifyContract, type ContractServer } from '../contract-tests/dredd.js';
-import { resolvedContract } from './support/harness.js';
+import { messages } from '../src/domain/failures.js';
+import { example, resolvedContract } from './support/harness.js';
 import { startWrongLogoutBody } from './support/wrong-logout-body.js';
 
 describe('Dredd against the real server', () => {
@@ -34,6 +35,14 @@ describe('Dredd against the real server', () => {
     assert.deepEqual(ran, expected);
     assert.equal(report.stats.passes, report.transactions.length);
     assert.equal(report.stats.skipped, 0);
+
+    // Every failure the domain can name was answered for real: its message is that of an example Dredd just saw.
+    const answered = new Set(report.transactions.map(({ example: name }) => example(name).status?.message));
+    assert.deepEqual(
+      Object.values(messages).filter((message) => !answered.has(message)),
+      [],
+      'messages of the domain that no example of the contract shows',
+    );
   });
 
   test('fails when the logout answers a body the contract forbids', { timeout: 120_000 }, async () => {
