@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../src/package-root.js';
 import { CLI, serveChild, type ChildServer } from './support/child-server.js';
 import { BASE, bearer, rawCall } from './support/harness.js';
-import { ALICE } from './support/vectors.js';
+import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
 // A logout answered 200 must survive a power failure (README, "Durability"): on SQLite the
 // commit waits for fsync before the answer. Whether it did is seen only in the system calls,
@@ -104,7 +104,7 @@ test(
   async (ctx) => {
     assert.ok(!straceMissing, straceMissing);
     const signIn = await rawCall(server.url, 'POST', `${BASE}/session`, {
-      body: { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex },
+      body: ALICE_SIGN_IN,
     });
     assert.equal(signIn.status, 200);
     const { accessToken } = signIn.body.data;

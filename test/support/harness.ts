@@ -13,7 +13,7 @@ import { createLogger } from '../../src/logger.js';
 import { bundledSpecPath } from '../../src/package-root.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import type { Role, Store } from '../../src/store/store.js';
-import { ALICE, publicKeyHexOf, signEmail } from './vectors.js';
+import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody } from './vectors.js';
 
 export const BASE = '/auth/api/v1/authentication-management';
 
@@ -199,7 +199,7 @@ export async function startTestServer(env: Record<string, string> = {}, store?: 
     async newSession(email = `user-${randomUUID()}@example.test`) {
       const { privateKey: key } = generateKeyPairSync('ed25519');
       await t.addUser(email, publicKeyHexOf(key));
-      const reply = await t.signIn({ email, signature: signEmail(email, key), authPublicKeyHex: publicKeyHexOf(key) });
+      const reply = await t.signIn(signInBody(email, key));
       assert.equal(reply.status, 200, JSON.stringify(reply.body));
       return { ...reply.body.data, email, key };
     },
@@ -220,7 +220,7 @@ export async function startTestServer(env: Record<string, string> = {}, store?: 
 /** Signs Alice in with the DESIGN §4 vector, registering her first. */
 export async function signInAlice(t: TestServer): Promise<Session> {
   await t.addUser(ALICE.email, ALICE.publicKeyHex);
-  const reply = await t.signIn({ email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex });
+  const reply = await t.signIn(ALICE_SIGN_IN);
   assert.equal(reply.status, 200, JSON.stringify(reply.body));
   return reply.body.data;
 }
