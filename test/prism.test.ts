@@ -45,10 +45,10 @@ describe('the Prism mock (npm run mock)', () => {
     };
     const port = await freePort();
     mock = await startProcess('npm', ['run', 'mock'], {
-      env: { MOCK_PORT: String(port), MOCK_HOST: '127.0.0.1' },
+      env: { ...process.env, MOCK_PORT: String(port), MOCK_HOST: '127.0.0.1' },
       ready: LISTENING,
     });
-    url = mock.readyMatch[1];
+    url = mock.readyMatch![1];
     assert.equal(url, `http://127.0.0.1:${port}`);
     for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
       for (const [method, operation] of Object.entries<any>(pathItem)) {
@@ -145,7 +145,7 @@ describe('prism proxy --errors in front of the real server', () => {
       },
     );
     proxies.push(proxy);
-    return proxy.readyMatch[1];
+    return proxy.readyMatch![1];
   };
   before(async () => {
     t = await startTestServer();
