@@ -13,9 +13,10 @@ import { createLogger } from '../../src/logger.js';
 import { bundledSpecPath } from '../../src/package-root.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import type { Role, Store } from '../../src/store/store.js';
+import { BASE, bearer } from './api.js';
 import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody } from './vectors.js';
 
-export const BASE = '/auth/api/v1/authentication-management';
+export { BASE, bearer };
 
 export interface Reply {
   status: number;
@@ -141,8 +142,6 @@ export interface TestServer {
   restart(): Promise<void>;
   stop(): Promise<void>;
 }
-
-export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 /**
  * Starts the real server in this process on a temporary SQLite file and a temporary key,
