@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { packageRoot } from '../src/package-root.js';
 import { openStore } from '../src/store/open.js';
-import type { SessionRecord, Store } from '../src/store/store.js';
+import type { SessionRecord, Store, UserRecord } from '../src/store/store.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 
 const NOW = 1_800_000_000;
@@ -28,6 +28,15 @@ function session(overrides: Partial<SessionRecord> = {}): SessionRecord {
   };
 }
 
+/** A user to register as `email`; no test here reads its key. */
+const newUser = (email: string): UserRecord => ({
+  email,
+  accountId: randomUUID(),
+  authPublicKeyHex: 'ef'.repeat(32),
+  role: 'ROLE_PEER',
+  createdAt: NOW,
+});
+
 const openOn = (database: TestDatabase) => openStore(loadConfig({ DATABASE_URL: database.url }));
 
 for (const backend of DATABASES) {
@@ -40,13 +49,7 @@ for (const backend of DATABASES) {
       database = await backend.create();
       store = await openOn(database);
       // Sessions are stored only for a registered user; session() belongs to Alice.
-      await store.addUser({
-        email: 'alice@wonderland.space',
-        accountId: randomUUID(),
-        authPublicKeyHex: 'ef'.repeat(32),
-        role: 'ROLE_PEER',
-        createdAt: NOW,
-      });
+      await store.addUser(newUser('alice@wonderland.space'));
     });
     after(async () => {
       if (backend.skip) return;
@@ -111,13 +114,7 @@ for (const backend of DATABASES) {
     // its own answer, and a failing one must not undo or fail the others.
     test('writes sent together: each gets its own answer, and one that fails takes no other with it', async () => {
       const bob = `bob-${randomUUID()}@example.test`;
-      await store.addUser({
-        email: bob,
-        accountId: randomUUID(),
-        authPublicKeyHex: 'cd'.repeat(32),
-        role: 'ROLE_PEER',
-        createdAt: NOW,
-      });
+      await store.addUser(newUser(bob));
       const [ending, rotating, bobs, existing] = [session(), session(), session({ userEmail: bob }), session()];
       for (const s of [ending, rotating, bobs, existing]) assert.equal(await store.createSession(s), true);
       const next = {
@@ -172,13 +169,7 @@ for (const backend of DATABASES) {
 
     test('endSession for every session of the user ends them all at once, and only with a current token', async () => {
       const email = `erin-${randomUUID()}@example.test`;
-      await store.addUser({
-        email,
-        accountId: randomUUID(),
-        authPublicKeyHex: 'ab'.repeat(32),
-        role: 'ROLE_PEER',
-        createdAt: NOW,
-      });
+      await store.addUser(newUser(email));
       const mine = [session({ userEmail: email }), session({ userEmail: email }), session({ userEmail: email })];
       const other = session();
       for (const s of [...mine, other]) await store.createSession(s);
@@ -214,13 +205,7 @@ for (const backend of DATABASES) {
 
     test("removeUser deletes the user and revokes the user's live sessions", async () => {
       const email = `dave-${randomUUID()}@example.test`;
-      await store.addUser({
-        email,
-        accountId: randomUUID(),
-        authPublicKeyHex: 'cd'.repeat(32),
-        role: 'ROLE_PEER',
-        createdAt: NOW,
-      });
+      await store.addUser(newUser(email));
       const live = session({ userEmail: email });
       const loggedOut = session({ userEmail: email });
       const other = session();
@@ -275,16 +260,7 @@ for (const backend of DATABASES) {
         );
         const migrated = await openOn(fresh);
         try {
-          assert.equal(
-            await migrated.addUser({
-              email: 'erin@example.test',
-              accountId: randomUUID(),
-              authPublicKeyHex: 'ef'.repeat(32),
-              role: 'ROLE_PEER',
-              createdAt: NOW,
-            }),
-            true,
-          );
+          assert.equal(await migrated.addUser(newUser('erin@example.test')), true);
         } finally {
           await migrated.close();
         }
@@ -313,13 +289,7 @@ describe('SQLite group commit when the write lock stays taken', () => {
       { cwd: packageRoot, stdio: ['pipe', 'pipe', 'inherit'] },
     );
     try {
-      await store.addUser({
-        email: 'alice@wonderland.space',
-        accountId: randomUUID(),
-        authPublicKeyHex: 'ef'.repeat(32),
-        role: 'ROLE_PEER',
-        createdAt: NOW,
-      });
+      await store.addUser(newUser('alice@wonderland.space'));
       const live = session();
       await store.createSession(live);
       await new Promise((resolve) => createInterface({ input: holder.stdout! }).once('line', resolve));
