@@ -135,10 +135,13 @@ for (const backend of DATABASES) {
       ]);
 
       assert.equal(duplicate.status, 'rejected');
-      assert.deepEqual(
-        [ended, rotated, removed, created, endedTwice],
-        [true, true, true, true, false].map((value) => ({ status: 'fulfilled', value })),
-      );
+      const value = (answer: PromiseSettledResult<boolean>) => (answer.status === 'fulfilled' ? answer.value : answer.reason);
+      assert.deepEqual([rotated, removed, created].map(value), [true, true, true]);
+      // The same logout sent twice: exactly one wins. A group commit runs the two in the order
+      // sent; PostgreSQL runs them on two connections at once, and either may come first.
+      const logouts = [ended, endedTwice].map(value);
+      if (backend.name === 'SQLite') assert.deepEqual(logouts, [true, false], 'the first sent wins');
+      else assert.deepEqual(logouts.sort(), [false, true], 'one of the two wins');
       assert.equal((await store.findSession(ending.id))?.revokedReason, 'logout');
       assert.equal((await store.findSession(rotating.id))?.refreshJti, next.refreshJti);
       assert.equal(await store.findUser(bob), undefined);
