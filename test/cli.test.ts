@@ -8,7 +8,7 @@ import { packageRoot } from '../src/package-root.js';
 import { CLI, serveChild } from './support/child-server.js';
 import { DATABASES } from './support/databases.js';
 import { BASE, rawCall } from './support/harness.js';
-import { ALICE } from './support/vectors.js';
+import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
 describe('the fib-auth command', () => {
   let dir: string;
@@ -176,7 +176,7 @@ describe('the fib-auth command', () => {
     const first = await serveChild(env);
     assert.equal(statSync(env.FIB_AUTH_SIGNING_KEY_FILE!).mode & 0o777, 0o600);
     const signIn = await rawCall(first.url, 'POST', `${BASE}/session`, {
-      body: { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex },
+      body: ALICE_SIGN_IN,
     });
     assert.equal(signIn.status, 200);
     const { accessToken } = signIn.body.data;
