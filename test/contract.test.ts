@@ -42,7 +42,9 @@ describe('Dredd against the real server', () => {
     const answered = new Set(report.transactions.map(({ example: name }) => example(name).status?.message));
     assert.deepEqual(
       Object.entries(FAILURES)
-        .filter(([reason, { message }]) => typeof message === 'string' && !outsideOperations.has(reason) && !answered.has(message))
+        .filter(
+          ([reason, { message }]) => typeof message === 'string' && !outsideOperations.has(reason) && !answered.has(message),
+        )
         .map(([reason]) => reason),
       [],
       'failures that no example of the contract shows',
