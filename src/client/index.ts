@@ -109,11 +109,11 @@ function signedOut<Op extends AuthOperation>(operation: Op): { error: AuthError<
 /** One call of an operation, its outcome made a value: the envelope's `data`, or an `AuthError`. */
 async function settle<Op extends AuthOperation, T>(
   operation: Op,
-  send: () => Promise<{ data?: { data: T }; error?: unknown; response: Response }>,
+  call: () => Promise<{ data?: { data: T }; error?: unknown; response: Response }>,
 ): Promise<AuthResult<T, Op>> {
-  let outcome: Awaited<ReturnType<typeof send>>;
+  let outcome: Awaited<ReturnType<typeof call>>;
   try {
-    outcome = await send();
+    outcome = await call();
   } catch (cause) {
     const status = { code: 0, name: 'Network Error', message: `The service did not answer: ${String(cause)}` };
     return { error: { kind: 'unreachable', operation, status, requestId: null, cause } as AuthError<Op> };
