@@ -2,8 +2,8 @@ import createClient from 'openapi-fetch';
 import type { components, operations, paths } from '../../generated/openapi.js';
 import { memoryStorage, type StoredTokens, type TokenPair, type TokenStorage } from './storage.js';
 
-export { localStorageAdapter, memoryStorage } from './storage.js';
-export type { LocalStorageAdapterOptions, StoredTokens, TokenPair, TokenStorage } from './storage.js';
+export { indexedDbStorage, memoryStorage } from './storage.js';
+export type { IndexedDbStorageOptions, StoredTokens, TokenPair, TokenStorage } from './storage.js';
 
 export type SignInRequest = components['schemas']['SignInRequest'];
 export type LogoutScope = components['parameters']['LogoutScope'];
@@ -46,7 +46,7 @@ export interface AuthClientOptions {
   baseUrl: string;
   /** The `fetch` to send with; the global one at the time of each call by default. */
   fetch?: typeof fetch;
-  /** Where the pair is kept: memory by default; see `localStorageAdapter` to share it between tabs. */
+  /** Where the pair is kept: memory by default; see `indexedDbStorage` to share it between tabs. */
   storage?: TokenStorage;
   /**
    * Seconds before the access token expires from which `accessToken()` refreshes first (30 by
@@ -139,9 +139,9 @@ export function createAuthClient({
   refreshMargin = 30,
 }: AuthClientOptions): AuthClient {
   const api = createClient<paths>({ baseUrl, fetch: (request) => send(request) });
-  const store = (pair: TokenPair): StoredTokens => {
+  const store = async (pair: TokenPair): Promise<StoredTokens> => {
     const tokens = { ...pair, receivedAt: Date.now() };
-    storage.save(tokens);
+    await storage.save(tokens);
     return tokens;
   };
   const isDue = ({ receivedAt, expirationTime }: StoredTokens) =>
@@ -156,12 +156,12 @@ export function createAuthClient({
   function refreshOnce(seen: StoredTokens): Promise<AuthResult<StoredTokens, 'refreshTokens'>> {
     refreshing ??= storage
       .exclusive(async (): Promise<AuthResult<StoredTokens, 'refreshTokens'>> => {
-        const current = storage.load();
+        const current = await storage.load();
         if (!current) return signedOut('refreshTokens');
         if (current.refreshToken !== seen.refreshToken && !isDue(current)) return { data: current };
         const result = await settle('refreshTokens', () => api.PATCH(SESSION, { headers: bearer(current.refreshToken) }));
-        if (!result.error) return { data: store(result.data) };
-        if (isRefused(result.error)) storage.save(undefined);
+        if (!result.error) return { data: await store(result.data) };
+        if (isRefused(result.error)) await storage.save(undefined);
         return result;
       })
       .finally(() => {
@@ -172,7 +172,7 @@ export function createAuthClient({
 
   /** The stored pair, refreshed first when its access token is due. */
   async function freshTokens(): Promise<AuthResult<StoredTokens, 'refreshTokens'>> {
-    const tokens = storage.load();
+    const tokens = await storage.load();
     if (!tokens) return signedOut('refreshTokens');
     return isDue(tokens) ? refreshOnce(tokens) : { data: tokens };
   }
@@ -185,12 +185,12 @@ export function createAuthClient({
   return {
     async signIn(body) {
       const result = await settle('authorizeUser', () => api.POST(SESSION, { body }));
-      if (!result.error) store(result.data);
+      if (!result.error) await store(result.data);
       return result;
     },
 
     async refresh() {
-      const tokens = storage.load();
+      const tokens = await storage.load();
       if (!tokens) return signedOut('refreshTokens');
       const result = await refreshOnce(tokens);
       return result.error ? result : { data: pairOf(result.data) };
@@ -214,7 +214,7 @@ export function createAuthClient({
         const next = await refreshOnce(tokens.data);
         if (!next.error) result = await logoutWith(next.data);
       }
-      if (!result.error || isRefused(result.error)) storage.save(undefined);
+      if (!result.error || isRefused(result.error)) await storage.save(undefined);
       return result;
     },
 

@@ -9,12 +9,13 @@ export type StoredTokens = TokenPair & { receivedAt: number };
 /**
  * Where a client keeps its token pair. Clients that share one storage share the pair, and
  * `exclusive` lets only one of them refresh it at a time: a refresh token works once, and a
- * second use of it revokes the session.
+ * second use of it revokes the session. What `save` stored must be what `load` reads next, in
+ * every client of the storage, once `save` has resolved.
  */
 export interface TokenStorage {
-  load(): StoredTokens | undefined;
+  load(): StoredTokens | undefined | Promise<StoredTokens | undefined>;
   /** `undefined` forgets the pair. */
-  save(tokens: StoredTokens | undefined): void;
+  save(tokens: StoredTokens | undefined): void | Promise<void>;
   /** Runs `task` once no task of another client of this storage runs, and resolves with its result. */
   exclusive<T>(task: () => Promise<T>): Promise<T>;
 }
@@ -41,52 +42,74 @@ export function memoryStorage(): TokenStorage {
   };
 }
 
-export interface LocalStorageAdapterOptions {
-  /** The item the pair is kept under, and the name of the lock its refreshes take. */
-  key?: string;
-  /** `localStorage` by default; `sessionStorage` keeps the pair per tab. */
-  storage?: Storage;
+export interface IndexedDbStorageOptions {
+  /** The database the pair is kept in, and the name of the lock its refreshes take. */
+  name?: string;
+  /** `indexedDB` by default. */
+  indexedDB?: IDBFactory;
   /** The Web Locks API (`navigator.locks`) by default. */
   locks?: LockManager;
 }
 
+const STORE = 'tokens';
+const KEY = 'pair';
+
 /**
- * Keeps the pair in `localStorage`, shared by every tab of the origin, so that a sign-in in one
- * tab signs them all in. Refreshes take a Web Lock, so that of several tabs finding the access
- * token expired at once, one refreshes and the others use its new pair. Where the Web Locks API
- * is missing, refreshes are serialised within the tab only.
+ * Keeps the pair in IndexedDB, shared by every tab of the origin and kept across reloads, so
+ * that a sign-in in one tab signs them all in. Refreshes take a Web Lock, so that of several
+ * tabs finding the access token expired at once, one refreshes and the others read its new pair.
+ * Not localStorage: another tab may read localStorage's old value after the lock has passed to
+ * it (Chromium propagates it between tab processes asynchronously), and would then present a
+ * used refresh token; a committed IndexedDB write is what every tab reads next. Where the Web
+ * Locks API is missing, refreshes take turns within the tab only.
  *
- * Any script running on the origin can read `localStorage`: an XSS flaw leaks the refresh
- * token, which outlives the page. The memory default leaks nothing after the page is gone, at
- * the cost of a sign-in per tab and per reload.
+ * Any script running on the origin can read IndexedDB: an XSS flaw leaks the refresh token,
+ * which outlives the page. The memory default leaks nothing after the page is gone, at the cost
+ * of a sign-in per tab and per reload.
  */
-export function localStorageAdapter({
-  key = 'fib-auth.tokens',
-  storage = globalThis.localStorage,
+export function indexedDbStorage({
+  name = 'fib-auth',
+  indexedDB = globalThis.indexedDB,
   locks = globalThis.navigator?.locks,
-}: LocalStorageAdapterOptions = {}): TokenStorage {
-  if (!storage) throw new TypeError('localStorageAdapter: there is no localStorage here; pass { storage }');
+}: IndexedDbStorageOptions = {}): TokenStorage {
+  if (!indexedDB) throw new TypeError('indexedDbStorage: there is no IndexedDB here; pass { indexedDB }');
+  let opened: Promise<IDBDatabase> | undefined;
+  const database = () =>
+    (opened ??= new Promise((resolve, reject) => {
+      const request = indexedDB.open(name, 1);
+      request.onupgradeneeded = () => request.result.createObjectStore(STORE);
+      request.onerror = () => reject(request.error ?? new Error(`indexedDB.open(${name}) failed`));
+      request.onsuccess = () => {
+        const db = request.result;
+        // Closed by the browser (site data cleared) or by a newer version elsewhere: open again next time.
+        db.onclose = () => (opened = undefined);
+        db.onversionchange = () => (db.close(), (opened = undefined));
+        resolve(db);
+      };
+    }));
+  /** One request in its own transaction; resolves once the transaction has committed. */
+  const transact = async (mode: IDBTransactionMode, act: (store: IDBObjectStore) => IDBRequest): Promise<unknown> => {
+    const transaction = (await database()).transaction(STORE, mode);
+    const request = act(transaction.objectStore(STORE));
+    return new Promise((resolve, reject) => {
+      transaction.oncomplete = () => resolve(request.result);
+      transaction.onerror = transaction.onabort = () => reject(transaction.error ?? new Error('IndexedDB transaction aborted'));
+    });
+  };
   return {
-    load() {
-      const text = storage.getItem(key);
-      if (text === null) return undefined;
-      try {
-        const tokens: unknown = JSON.parse(text);
-        return isStoredTokens(tokens) ? tokens : undefined;
-      } catch {
-        return undefined;
-      }
+    async load() {
+      const tokens: unknown = await transact('readonly', (store) => store.get(KEY));
+      return isStoredTokens(tokens) ? tokens : undefined;
     },
-    save(tokens) {
-      if (tokens === undefined) storage.removeItem(key);
-      else storage.setItem(key, JSON.stringify(tokens));
+    async save(tokens) {
+      await transact('readwrite', (store) => (tokens === undefined ? store.delete(KEY) : store.put(tokens, KEY)));
     },
     // The lock is held until the task's promise settles, and request() resolves with its result.
-    exclusive: locks ? <T>(task: () => Promise<T>) => locks.request(`fib-auth:${key}`, task) as Promise<T> : queue(),
+    exclusive: locks ? <T>(task: () => Promise<T>) => locks.request(`fib-auth:${name}`, task) as Promise<T> : queue(),
   };
 }
 
-/** Whether an item someone else may have written is a pair this client stored. */
+/** Whether a stored value is a pair this client stored. */
 function isStoredTokens(value: unknown): value is StoredTokens {
   const tokens = value as Partial<StoredTokens> | null;
   return (

@@ -1,8 +1,8 @@
 // Compiles without an error: how the client and the mocks are meant to be used (see client-types.test.ts).
-import { createAuthClient, localStorageAdapter, type AuthError } from 'fib-auth/client';
+import { createAuthClient, indexedDbStorage, type AuthError } from 'fib-auth/client';
 import { authHandlers, createAuthHttp, exampleHandler } from 'fib-auth/msw';
 
-const client = createAuthClient({ baseUrl: 'http://localhost:8080', storage: localStorageAdapter({ key: 'app.tokens' }) });
+const client = createAuthClient({ baseUrl: 'http://localhost:8080', storage: indexedDbStorage({ name: 'app.tokens' }) });
 
 export async function signInAndOut(signature: string): Promise<string> {
   const signIn = await client.signIn({ email: 'alice@wonderland.space', signature, authPublicKeyHex: '7fbe' });
