@@ -14,11 +14,11 @@ import {
   type TestServer,
 } from './support/harness.js';
 import { freePort, startProcess, type StartedProcess } from './support/processes.js';
+import { PRISM_LISTENING, startMock } from './support/prism.js';
 import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE } from './support/vectors.js';
 import { startWrongLogoutBody } from './support/wrong-logout-body.js';
 
 const PRISM = join(packageRoot, 'node_modules', '.bin', 'prism');
-const LISTENING = /Prism is listening on (http:\/\/\S+)/;
 
 /** Contract violations Prism found, from its `sl-violations` header. */
 const violations = (reply: Reply): { message: string; location: string[] }[] =>
@@ -50,13 +50,9 @@ describe('the Prism mock (npm run mock)', () => {
       getMetrics: {},
       getJwks: {},
     };
-    const port = await freePort();
-    mock = await startProcess('npm', ['run', 'mock'], {
-      env: { ...process.env, MOCK_PORT: String(port), MOCK_HOST: '127.0.0.1' },
-      ready: LISTENING,
-    });
-    url = mock.readyMatch![1];
-    assert.equal(url, `http://127.0.0.1:${port}`);
+    const started = await startMock();
+    ({ mock, url } = started);
+    assert.equal(url, `http://127.0.0.1:${started.port}`);
     for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
       for (const [method, operation] of Object.entries<any>(pathItem)) {
         operations.push({
@@ -151,7 +147,7 @@ describe('prism proxy --errors in front of the real server', () => {
       PRISM,
       ['proxy', bundledSpecPath, upstream, '--errors', '--port', String(await freePort()), '--host', '127.0.0.1'],
       {
-        ready: LISTENING,
+        ready: PRISM_LISTENING,
       },
     );
     proxies.push(proxy);
