@@ -13,6 +13,13 @@ export default tseslint.config(
         tsconfigRootDir: import.meta.dirname,
       },
     },
+    rules: {
+      // node:test awaits what describe and test return; a test file never awaits them itself.
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'suite', 'test'] }] },
+      ],
+    },
   },
   {
     files: ['**/*.cjs', '**/*.mjs', '**/*.js'],

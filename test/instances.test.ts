@@ -15,7 +15,9 @@ import { decodePart } from './support/tokens.js';
 // process block each other, since better-sqlite3 waits for a lock synchronously.
 for (const backend of DATABASES) {
   describe(`two instances on one ${backend.name} database`, () => {
-    const test = (name: string, fn: () => Promise<void>) => testOn(name, { skip: backend.skip }, fn);
+    const test = (name: string, fn: () => Promise<void>): void => {
+      testOn(name, { skip: backend.skip }, fn);
+    };
     let database: TestDatabase;
     let keyDir: string;
     let a: TestServer;

@@ -61,7 +61,9 @@ const BOUND_MS = 2 * TIMEOUT_SECONDS * 1000 + 500 + 1000;
 
 describe('a PostgreSQL outage', () => {
   // A hang is the failure this suite exists to catch: fail it instead of waiting forever.
-  const test = (name: string, fn: () => Promise<void>) => testOn(name, { skip: postgres.skip, timeout: 20_000 }, fn);
+  const test = (name: string, fn: () => Promise<void>): void => {
+    testOn(name, { skip: postgres.skip, timeout: 20_000 }, fn);
+  };
   let database: TestDatabase;
   let proxy: DatabaseProxy;
   let t: TestServer;

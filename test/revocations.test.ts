@@ -39,7 +39,9 @@ function calledWithin(store: Store, ms: number, action: () => Promise<unknown>):
 
 for (const backend of DATABASES) {
   describe(`the revocation feed in the store on ${backend.name}`, () => {
-    const test = (name: string, fn: () => Promise<void>) => testOn(name, { skip: backend.skip }, fn);
+    const test = (name: string, fn: () => Promise<void>): void => {
+      testOn(name, { skip: backend.skip }, fn);
+    };
     let database: TestDatabase;
     let store: Store;
     const newest = async () => (await store.revocationsAfter(undefined, 1_000_000)).cursor;

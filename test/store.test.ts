@@ -19,7 +19,9 @@ const openOn = (database: TestDatabase) => openStore(loadConfig({ DATABASE_URL: 
 
 for (const backend of DATABASES) {
   describe(`store behaviour on ${backend.name}`, () => {
-    const test = (name: string, fn: () => Promise<void>) => testOn(name, { skip: backend.skip }, fn);
+    const test = (name: string, fn: () => Promise<void>): void => {
+      testOn(name, { skip: backend.skip }, fn);
+    };
     let database: TestDatabase;
     let store: Store;
     before(async () => {
