@@ -80,7 +80,9 @@ export async function generateNextKey(signingKeyFile: string): Promise<string> {
     writeFileSync(next, newKeyPem(), { mode: 0o600, flag: 'wx' });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    throw new Error(`a next signing key is already waiting in ${next}; run fib-auth keys rotate to make it the signer`);
+    throw new Error(`a next signing key is already waiting in ${next}; run fib-auth keys rotate to make it the signer`, {
+      cause: error,
+    });
   }
   const key = await signingKeyFrom(loadOrCreateKeyFile(next).key);
   writeVerificationKey(verificationDir, { kid: key.kid, jwk: await exportJWK(key.publicKey), notAfter: null });

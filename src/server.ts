@@ -70,7 +70,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
         (sessions > 0 || revocations > 0) && logger.info({ sessions, revocations }, 'purged expired entries'),
       (err: unknown) => logger.error({ err }, 'purging expired entries failed'),
     );
-  const purgeTimer = setInterval(purge, PURGE_INTERVAL_MS).unref();
+  const purgeTimer = setInterval(() => void purge(), PURGE_INTERVAL_MS).unref();
   await purge();
 
   logger.info({ port, host: config.host, keyId: keys.signer.kid }, 'fib-auth listening');

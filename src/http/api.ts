@@ -76,7 +76,9 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
     },
     unauthorizedHandler: (c: Context) => {
       // Each operation has one security scheme; its handler threw the reason.
-      const [result] = Object.values(c.security).filter((value) => typeof value === 'object' && value?.error);
+      const [result] = Object.values<unknown>(c.security).filter(
+        (value) => typeof value === 'object' && value !== null && 'error' in value && value.error,
+      );
       throw (result as { error: unknown }).error;
     },
     validationFail: (c: Context) => {

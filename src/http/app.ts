@@ -81,7 +81,7 @@ function answerErrors(logger: Logger) {
  * request id. Other origins get no CORS headers, so browsers keep them out.
  */
 function cors(allowedOrigins: ReadonlySet<string>, api: OpenAPIBackend) {
-  return async (ctx: KoaContext, next: Next) => {
+  return (ctx: KoaContext, next: Next) => {
     const origin = ctx.get('Origin');
     if (!allowedOrigins.has(origin)) return next();
     ctx.vary('Origin');
@@ -150,7 +150,7 @@ function dispatch(api: OpenAPIBackend) {
     ctx.state.operationId = operation?.operationId;
     const [mediaType] = Object.keys((operation?.requestBody as { content?: object } | undefined)?.content ?? {});
     if (mediaType) request.body = await readBody(ctx, mediaType);
-    const response: Envelope<object> | PlainReply<unknown> = await api.handleRequest(request, ctx);
+    const response = (await api.handleRequest(request, ctx)) as Envelope<object> | PlainReply<unknown>;
     if (response instanceof PlainReply) {
       ctx.status = 200;
       ctx.type = response.contentType;

@@ -18,6 +18,7 @@ type Responses<Op extends OperationId> = operations[Op]['responses'];
 type Body<Op extends OperationId> = {
   [Code in keyof Responses<Op>]: Responses<Op>[Code] extends { content: infer C } ? C[keyof C] : never;
 }[keyof Responses<Op>];
+type Reply<Op extends OperationId> = Body<Op> | PlainReply<Body<Op>>;
 
 type SignInRequest = components['schemas']['SignInRequest'];
 type LogoutQuery = NonNullable<operations['logout']['parameters']['query']>;
@@ -65,7 +66,7 @@ export interface Services {
 
 /** One handler per operationId; each returns a body its operation documents. */
 export function operationHandlers({ auth, store, keys, metrics, feed }: Services): {
-  [Op in OperationId]: (c: Context, ctx: KoaContext) => Promise<Body<Op> | PlainReply<Body<Op>>>;
+  [Op in OperationId]: (c: Context, ctx: KoaContext) => Reply<Op> | Promise<Reply<Op>>;
 } {
   return {
     async authorizeUser(c) {
@@ -96,7 +97,7 @@ export function operationHandlers({ auth, store, keys, metrics, feed }: Services
       const message = page.snapshot ? 'Revocations still in force.' : 'Revocations after the cursor.';
       return envelope(200, message, { ...page, cursor: String(page.cursor) });
     },
-    async getLiveness() {
+    getLiveness() {
       return envelope(200, 'The service is live.', {});
     },
     async getReadiness() {
@@ -106,7 +107,7 @@ export function operationHandlers({ auth, store, keys, metrics, feed }: Services
     async getMetrics() {
       return new PlainReply(await metrics.text(), metrics.registry.contentType);
     },
-    async getJwks() {
+    getJwks() {
       return new PlainReply({ keys: keys.jwks() }, 'application/json');
     },
   };

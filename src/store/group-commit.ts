@@ -8,8 +8,8 @@ export type Statements = 'one' | 'several';
 interface Queued<DB> {
   write: Write<DB, unknown>;
   statements: Statements;
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
 }
 
 /**

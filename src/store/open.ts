@@ -18,10 +18,10 @@ import type { Store } from '../domain/store.js';
  * the write lock, the others wait for it (busy_timeout) and then find the schema current.
  */
 class SqliteAdapterLockingMigrations extends SqliteAdapter {
-  override async acquireMigrationLock(db: Kysely<any>): Promise<void> {
+  override async acquireMigrationLock(db: Kysely<unknown>): Promise<void> {
     await sql`begin immediate`.execute(db);
   }
-  override async releaseMigrationLock(db: Kysely<any>): Promise<void> {
+  override async releaseMigrationLock(db: Kysely<unknown>): Promise<void> {
     await sql`commit`.execute(db);
   }
 }

@@ -93,7 +93,7 @@ const revocationTriggers: Record<Backend, string[]> = {
 /** Schema changes, in order. Append new ones; never edit or drop one that has shipped. */
 export const migrations = (backend: Backend): Record<string, Migration> => ({
   '0001_users_and_sessions': {
-    async up(db: Kysely<any>) {
+    async up(db: Kysely<unknown>) {
       await db.schema
         .createTable('users')
         .addColumn('email', 'text', (c) => c.primaryKey())
@@ -119,7 +119,7 @@ export const migrations = (backend: Backend): Record<string, Migration> => ({
     },
   },
   '0002_clients_and_revocations': {
-    async up(db: Kysely<any>) {
+    async up(db: Kysely<unknown>) {
       await db.schema
         .createTable('clients')
         .addColumn('id', 'text', (c) => c.primaryKey())
