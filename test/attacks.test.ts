@@ -6,7 +6,16 @@ import { after, before, describe, test } from 'node:test';
 import { errors } from 'jose';
 import { failureOfJoseError, type TokenType } from '../src/domain/tokens.js';
 import { refusal } from '../src/http/failures.js';
-import { assertExample, BASE, bearer, startTestServer, type Reply, type TestServer } from './support/harness.js';
+import {
+  assertExample,
+  BASE,
+  bearer,
+  envelopeOf,
+  startTestServer,
+  type EnvelopeExampleName,
+  type Reply,
+  type TestServer,
+} from './support/harness.js';
 import { accessClaims, b64, decodePart, forge, otherKey, refreshClaims, serverKey, withSignature } from './support/tokens.js';
 
 // RFC 8725 attacks that test/logout.test.ts does not already make (alg none/HS256/RS256 with
@@ -55,9 +64,13 @@ describe('RFC 8725 attacks on the bearer token', () => {
   const headerOf = (type: TokenType) => decodePart(issued[type], 0);
   const claimsOf = (type: TokenType) => (type === 'access' ? accessClaims(email) : refreshClaims(email));
   const send = (type: TokenType, token: string): Promise<Reply> => (type === 'access' ? t.logout(token) : t.refresh(token));
-  const wrongType = { access: 'NotAnAccessToken', refresh: 'NotARefreshToken' };
+  const wrongType = { access: 'NotAnAccessToken', refresh: 'NotARefreshToken' } as const;
 
-  type Case = [name: string, token: (type: TokenType) => string | Promise<string>, example: string | Record<TokenType, string>];
+  type Case = [
+    name: string,
+    token: (type: TokenType) => string | Promise<string>,
+    example: EnvelopeExampleName | Record<TokenType, EnvelopeExampleName>,
+  ];
   const cases: Case[] = [
     // The signature cannot be trusted: 422.
     [
@@ -286,7 +299,7 @@ describe('RFC 8725 attacks on the bearer token', () => {
           `POST ${BASE}/logout HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${issued.access}${control}\r\nConnection: close\r\n\r\n`,
         );
         assert.deepEqual(
-          reply.body.status,
+          envelopeOf(reply).status,
           { code: 400, name: 'Bad Request', message: 'The request is not valid HTTP/1.1.' },
           JSON.stringify(control),
         );

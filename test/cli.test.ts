@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { packageRoot } from '../src/package-root.js';
 import { CLI, serveChild } from './support/child-server.js';
 import { DATABASES } from './support/databases.js';
-import { BASE, rawCall } from './support/harness.js';
+import { BASE, bodyOf, rawCall } from './support/harness.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
 describe('the fib-auth command', () => {
@@ -178,8 +178,7 @@ describe('the fib-auth command', () => {
     const signIn = await rawCall(first.url, 'POST', `${BASE}/session`, {
       body: ALICE_SIGN_IN,
     });
-    assert.equal(signIn.status, 200);
-    const { accessToken } = signIn.body.data;
+    const { accessToken } = (await bodyOf(signIn, 'authorizeUser', 200)).data;
     const logout = () => rawCall(first.url, 'POST', `${BASE}/logout`, { headers: { authorization: `Bearer ${accessToken}` } });
     assert.equal((await logout()).status, 200);
     assert.equal(await first.stop(), 0);
@@ -187,8 +186,7 @@ describe('the fib-auth command', () => {
 
     const second = await serveChild(env);
     const again = await rawCall(second.url, 'POST', `${BASE}/logout`, { headers: { authorization: `Bearer ${accessToken}` } });
-    assert.equal(again.status, 401);
-    assert.equal(again.body.status.message, 'The access token has already been logged out.');
+    assert.equal((await bodyOf(again, 'logout', 401)).status.message, 'The access token has already been logged out.');
     assert.equal(await second.stop(), 0);
     assert.ok(!second.lines.some((line) => line.includes('created a new signing key')), 'the key was reused');
   });

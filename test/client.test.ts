@@ -13,7 +13,7 @@ import {
 } from 'fib-auth/client';
 import { refreshesSeen } from './support/client.js';
 import { ALICE_SIGN_IN } from './support/vectors.js';
-import { example, startTestServer, type TestServer } from './support/harness.js';
+import { example, startTestServer, type EnvelopeExampleName, type TestServer } from './support/harness.js';
 import { freePort } from './support/processes.js';
 import { ALICE, BOB_SIGNATURE } from './support/vectors.js';
 
@@ -33,7 +33,7 @@ const accessTokenOf = async (client: AuthClient) => {
 };
 
 /** The envelope status of a named example of the contract. */
-const statusOf = (name: string) => example(name).status;
+const statusOf = (name: EnvelopeExampleName) => example(name).status;
 
 describe('the client against the real server', () => {
   let t: TestServer;

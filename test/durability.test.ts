@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../src/package-root.js';
 import { CLI, serveChild, type ChildServer } from './support/child-server.js';
-import { BASE, bearer, rawCall } from './support/harness.js';
+import { BASE, bearer, bodyOf, rawCall } from './support/harness.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
 // A logout answered 200 must survive a power failure (README, "Durability"): on SQLite the
@@ -106,8 +106,7 @@ test(
     const signIn = await rawCall(server.url, 'POST', `${BASE}/session`, {
       body: ALICE_SIGN_IN,
     });
-    assert.equal(signIn.status, 200);
-    const { accessToken } = signIn.body.data;
+    const { accessToken } = (await bodyOf(signIn, 'authorizeUser', 200)).data;
 
     const calls = await syscallsDuring(server.pid, async () => {
       const logout = await rawCall(server.url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) });

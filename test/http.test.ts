@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { assertExample, BASE, startTestServer, type TestServer } from './support/harness.js';
+import { assertExample, BASE, envelopeOf, startTestServer, type TestServer } from './support/harness.js';
 
 describe('outside the operations', () => {
   let t: TestServer;
@@ -13,7 +13,7 @@ describe('outside the operations', () => {
     for (const path of ['/', '/auth/api/v1/authentication-management', `${BASE}/logout/extra`, '/metrics.php?x=1']) {
       const reply = await t.call('GET', path);
       assert.equal(reply.status, 404, path);
-      assert.deepEqual(reply.body.status, { code: 404, name: 'Not Found', message: 'No operation exists at this path.' });
+      assert.deepEqual(envelopeOf(reply).status, { code: 404, name: 'Not Found', message: 'No operation exists at this path.' });
     }
   });
 
@@ -21,7 +21,7 @@ describe('outside the operations', () => {
     const logout = await t.call('GET', `${BASE}/logout`);
     assert.equal(logout.status, 405);
     assert.equal(logout.headers.allow, 'POST');
-    assert.equal(logout.body.status.name, 'Method Not Allowed');
+    assert.equal(envelopeOf(logout).status.name, 'Method Not Allowed');
     const session = await t.call('DELETE', `${BASE}/session`);
     assert.equal(session.status, 405);
     assert.equal(session.headers.allow, 'POST, PATCH');

@@ -7,7 +7,16 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { packageRoot } from '../src/package-root.js';
 import { CLI } from './support/child-server.js';
-import { BASE, bearer, signInAlice, startTestServer, type Session, type TestServer } from './support/harness.js';
+import {
+  BASE,
+  bearer,
+  bodyOf,
+  envelopeOf,
+  signInAlice,
+  startTestServer,
+  type Session,
+  type TestServer,
+} from './support/harness.js';
 import { startServerWithStoreHooks } from './support/store-hooks.js';
 import { forge, decodePart, otherKey, serverKey, accessClaims } from './support/tokens.js';
 import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE } from './support/vectors.js';
@@ -55,7 +64,7 @@ describe('no secret in any log line', () => {
   /** Sends one of every kind of request, each carrying secrets; returns every secret sent or received. */
   async function everyKindOfRequest(t: TestServer, failNextLogout: () => void): Promise<string[]> {
     const first: Session = await signInAlice(t);
-    const next: Session = (await t.refresh(first.refreshToken)).body.data;
+    const next: Session = (await bodyOf(await t.refresh(first.refreshToken), 'refreshTokens', 200)).data;
     const forged = forge(decodePart(first.accessToken, 0), accessClaims(ALICE.email), otherKey());
     await t.refresh(first.refreshToken); // reuse
     await t.logout(forged);
@@ -147,7 +156,7 @@ describe('limits on the request', () => {
         headers: Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`x-h${i}`, 'v'.repeat(40)])),
       }),
     ];
-    for (const reply of replies) assert.deepEqual(reply.body.status, headerOverflow);
+    for (const reply of replies) assert.deepEqual(envelopeOf(reply).status, headerOverflow);
     // None of them reached logout: the token still works.
     assert.equal((await t.logout(accessToken)).status, 200);
   });
@@ -158,7 +167,7 @@ describe('limits on the request', () => {
       `POST ${BASE}/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n` +
         `${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`,
     );
-    assert.deepEqual(reply.body.status, {
+    assert.deepEqual(envelopeOf(reply).status, {
       code: 413,
       name: 'Payload Too Large',
       message: 'The request body is larger than 16384 bytes.',

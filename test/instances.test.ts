@@ -6,7 +6,7 @@ import { after, before, describe, test as testOn } from 'node:test';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 import { Clients } from '../src/domain/clients.js';
-import { assertExample, BASE, bearer, rawCall, startTestServer, type TestServer } from './support/harness.js';
+import { assertExample, BASE, bearer, bodyOf, rawCall, startTestServer, type TestServer } from './support/harness.js';
 import { decodePart } from './support/tokens.js';
 
 // Two servers behind one load balancer: one database, one signing key file (README,
@@ -71,7 +71,8 @@ for (const backend of DATABASES) {
       const s = await a.newSession();
       const secret = await new Clients(a.server.store, Date.now).add(`rs-${backend.name}`);
       const headers = { authorization: `Basic ${Buffer.from(`rs-${backend.name}:${secret}`).toString('base64')}` };
-      const { cursor } = (await a.call('GET', `${BASE}/revocations?wait=0`, { headers })).body.data;
+      const { cursor } = (await bodyOf(await a.call('GET', `${BASE}/revocations?wait=0`, { headers }), 'listRevocations', 200))
+        .data;
       const waiting = a.call('GET', `${BASE}/revocations?after=${cursor}&wait=20`, { headers });
       await new Promise((resolve) => setTimeout(resolve, 300)); // the poll waits on A
       await assertExample(await b.logout(s.accessToken), 'LoggedOut');
@@ -79,7 +80,7 @@ for (const backend of DATABASES) {
       const reply = await waiting;
       const delay = performance.now() - loggedOutAt;
       assert.deepEqual(
-        reply.body.data.revocations.map((r: { sid: string }) => r.sid),
+        (await bodyOf(reply, 'listRevocations', 200)).data.revocations.map((r) => r.sid),
         [decodePart(s.accessToken, 1).sid],
       );
       assert.ok(delay < 1000, `A answered ${Math.round(delay)} ms after B's logout`);

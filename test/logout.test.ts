@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { manualClock } from './support/clock.js';
-import { assertExample, BASE, bearer, signInAlice, startTestServer, type TestServer } from './support/harness.js';
+import {
+  assertExample,
+  BASE,
+  bearer,
+  signInAlice,
+  startTestServer,
+  type EnvelopeExampleName,
+  type TestServer,
+} from './support/harness.js';
 import { accessClaims, decodePart, forge, kidOf, otherKey, respellings, serverKey, withSignature } from './support/tokens.js';
 
 describe('logout', () => {
@@ -43,7 +51,7 @@ describe('logout', () => {
     before(async () => {
       token = (await t.newSession()).accessToken;
     });
-    const cases: [string, () => Record<string, string | string[]>, string][] = [
+    const cases: [string, () => Record<string, string | string[]>, EnvelopeExampleName][] = [
       ['no Authorization header', () => ({}), 'AuthorizationMissing'],
       ['an empty Authorization header', () => ({ authorization: '' }), 'AuthorizationMissing'],
       ['two Authorization headers', () => ({ authorization: [`Bearer ${token}`, `Bearer ${token}`] }), 'AuthorizationRepeated'],
@@ -73,7 +81,7 @@ describe('logout', () => {
       ['a payload that is JSON null', () => bearer(`${token.split('.')[0]}.bnVsbA.${token.split('.')[2]}`), 'TokenPartsNotJson'],
     ];
     // RFC 6750 §3.1: no error code for a request that sent no bearer token.
-    const sentNoBearerToken = new Set(['AuthorizationMissing', 'AuthorizationSchemeNotBearer']);
+    const sentNoBearerToken = new Set<EnvelopeExampleName>(['AuthorizationMissing', 'AuthorizationSchemeNotBearer']);
     for (const [name, headers, exampleName] of cases) {
       test(name, async () => {
         const reply = await t.call('POST', `${BASE}/logout`, { headers: headers() });

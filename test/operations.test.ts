@@ -10,7 +10,7 @@ import { packageRoot } from '../src/package-root.js';
 import { loadConfig } from '../src/config.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/domain/store.js';
-import { assertExample, BASE, bearer, rawCall, startTestServer, type TestServer } from './support/harness.js';
+import { assertExample, BASE, bearer, bodyOf, rawCall, startTestServer, type TestServer } from './support/harness.js';
 import { accessClaims, decodePart, forge, otherKey, serverKey } from './support/tokens.js';
 import { signInBody } from './support/vectors.js';
 
@@ -63,7 +63,7 @@ describe('metrics', () => {
 
       const reply = await t.call('GET', '/metrics');
       assert.match(String(reply.headers['content-type']), /^text\/plain/);
-      const text: string = reply.body;
+      const text = await bodyOf(reply, 'getMetrics', 200);
       const outcome = (name: string) => sample(text, `fib_auth_logout_outcomes_total{outcome="${name}"}`);
       assert.deepEqual(
         ['logged_out', 'already_over', 'unreadable', 'bad_signature', 'expired', 'unknown_user', 'error'].map(outcome),
@@ -98,7 +98,7 @@ describe('key rotation', () => {
     const generated = await fibAuth(['keys', 'generate'], env);
     const nextKid = generated.stdout.match(/generated the next signing key (\S+);/)![1];
     await t.server.reloadKeys();
-    const published = (await t.call('GET', '/.well-known/jwks.json')).body.keys.map((k: { kid: string }) => k.kid);
+    const published = (await bodyOf(await t.call('GET', '/.well-known/jwks.json'), 'getJwks', 200)).keys.map((k) => k.kid);
     assert.deepEqual(published, [oldKid, nextKid], 'the next key verifies before it signs');
     await assert.rejects(fibAuth(['keys', 'generate'], env), /already waiting/);
 
@@ -108,9 +108,9 @@ describe('key rotation', () => {
 
     const after = await t.newSession();
     assert.equal(decodePart(after.accessToken, 0).kid, nextKid);
-    const jwks = (await t.call('GET', '/.well-known/jwks.json')).body;
+    const jwks = await bodyOf(await t.call('GET', '/.well-known/jwks.json'), 'getJwks', 200);
     assert.deepEqual(
-      jwks.keys.map((k: { kid: string }) => k.kid),
+      jwks.keys.map((k) => k.kid),
       [nextKid, oldKid],
     );
     // A resource server verifies both generations of tokens with the published set alone.
@@ -136,7 +136,7 @@ describe('key rotation', () => {
     }
     await t.server.reloadKeys();
     await assertExample(await t.logout(session.accessToken), 'TokenKeyIdUnknown');
-    assert.equal((await t.call('GET', '/.well-known/jwks.json')).body.keys.length, 1);
+    assert.equal((await bodyOf(await t.call('GET', '/.well-known/jwks.json'), 'getJwks', 200)).keys.length, 1);
   });
 
   test('keys commands: usage errors exit 2', async () => {

@@ -5,6 +5,8 @@ import { bundledSpecPath, packageRoot } from '../src/package-root.js';
 import {
   BASE,
   bearer,
+  bodyOf,
+  envelopeOf,
   example,
   rawCall,
   resolvedContract,
@@ -168,10 +170,11 @@ describe('prism proxy --errors in front of the real server', () => {
       const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body)} ${reply.headers['sl-violations'] ?? ''}`;
       assert.deepEqual(violations(reply), [], where);
       assert.equal(reply.status, status, where);
-      assert.equal(reply.body.status.code, status, where);
-      return reply.body.data;
+      assert.equal(envelopeOf(reply).status.code, status, where);
+      return reply;
     };
-    const signIn = (body: object) => through(200, 'POST', `${BASE}/session`, { body });
+    const signIn = async (body: object) =>
+      (await bodyOf(await through(200, 'POST', `${BASE}/session`, { body }), 'authorizeUser', 200)).data;
 
     await t.addUser(ALICE.email, ALICE.publicKeyHex);
     const first = await signIn(ALICE_SIGN_IN);
@@ -180,7 +183,8 @@ describe('prism proxy --errors in front of the real server', () => {
     });
     await through(422, 'POST', `${BASE}/session`, { body: { ...ALICE_SIGN_IN, signature: BOB_SIGNATURE } });
 
-    const second = await through(200, 'PATCH', `${BASE}/session`, { headers: bearer(first.refreshToken) });
+    const refreshed = await through(200, 'PATCH', `${BASE}/session`, { headers: bearer(first.refreshToken) });
+    const second = (await bodyOf(refreshed, 'refreshTokens', 200)).data;
     await through(401, 'POST', `${BASE}/logout`, { headers: bearer(first.accessToken) }); // retired by the refresh
     await through(200, 'POST', `${BASE}/logout`, { headers: bearer(second.accessToken) });
     await through(401, 'POST', `${BASE}/logout`, { headers: bearer(second.accessToken) }); // already logged out

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { packageRoot } from '../src/package-root.js';
 import { CLI } from './support/child-server.js';
-import { assertExample, type Reply, type Session, type TestServer } from './support/harness.js';
+import { assertExample, bodyOf, type Reply, type Session, type TestServer } from './support/harness.js';
 import { startServerWithStoreHooks, type StoreHooks } from './support/store-hooks.js';
 import { publicKeyHexOf, signInBody } from './support/vectors.js';
 
@@ -47,7 +47,7 @@ describe('races', () => {
         winner = 'refresh';
         assert.equal(refresh.status, 200);
         await assertExample(logout, 'AccessTokenRetired');
-        const next: Session = refresh.body.data;
+        const next: Session = (await bodyOf(refresh, 'refreshTokens', 200)).data;
         await assertExample(await t.logout(next.accessToken), 'LoggedOut');
         sessions.push(next);
       }

@@ -3,7 +3,16 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Clients } from '../src/domain/clients.js';
 import { manualClock } from './support/clock.js';
-import { assertExample, assertExampleStatus, BASE, type Session, startTestServer, type TestServer } from './support/harness.js';
+import {
+  assertExample,
+  assertExampleStatus,
+  BASE,
+  bodyOf,
+  type EnvelopeExampleName,
+  type Session,
+  startTestServer,
+  type TestServer,
+} from './support/harness.js';
 import { accessClaims, decodePart, forge, otherKey, serverKey } from './support/tokens.js';
 
 // What resource servers ask this service (docs/design.md §11): RFC 7662 introspection and the
@@ -71,12 +80,12 @@ describe('introspection and the revocation feed', () => {
       await inactive(retired.accessToken, 'retired by a refresh');
 
       const reused = await t.newSession();
-      const next: Session = (await t.refresh(reused.refreshToken)).body.data;
+      const next: Session = (await bodyOf(await t.refresh(reused.refreshToken), 'refreshTokens', 200)).data;
       assert.equal((await t.refresh(reused.refreshToken)).status, 401);
       await inactive(next.accessToken, 'revoked after refresh-token reuse');
 
       const loggedOut = await t.newSession();
-      assert.equal((await introspect(loggedOut.accessToken)).body.active, true);
+      assert.equal((await bodyOf(await introspect(loggedOut.accessToken), 'introspectToken', 200)).active, true);
       assert.equal((await t.logout(loggedOut.accessToken)).status, 200);
       await inactive(loggedOut.accessToken, 'logged out');
 
@@ -92,9 +101,10 @@ describe('introspection and the revocation feed', () => {
     test('401 with the Basic challenge without credentials, with a wrong secret, an unknown or a removed client', async () => {
       const { accessToken } = await t.newSession();
       const secret = (await new Clients(t.server.store, clock).add('leaving-service'))!;
-      assert.equal((await introspect(accessToken, basic('leaving-service', secret))).body.active, true);
+      const introspected = await introspect(accessToken, basic('leaving-service', secret));
+      assert.equal((await bodyOf(introspected, 'introspectToken', 200)).active, true);
       assert.ok(await t.server.store.removeClient('leaving-service'));
-      const cases: [string, Record<string, string>, string][] = [
+      const cases: [string, Record<string, string>, EnvelopeExampleName][] = [
         ['no credentials', {}, 'ClientCredentialsMissing'],
         ['a bearer token instead', { authorization: `Bearer ${accessToken}` }, 'ClientCredentialsMissing'],
         ['a wrong secret', basic('orders-service', secret), 'ClientCredentialsInvalid'],
@@ -125,15 +135,16 @@ describe('introspection and the revocation feed', () => {
   });
 
   describe('GET /revocations', () => {
-    const newestCursor = async () => (await feed('wait=0')).body.data.cursor as string;
+    const newestCursor = async () => (await bodyOf(await feed('wait=0'), 'listRevocations', 200)).data.cursor;
 
     test('without a cursor: a snapshot of what is still in force', async () => {
       const s = await t.newSession();
       assert.equal((await t.logout(s.accessToken)).status, 200);
       const reply = await feed('');
       await assertExampleStatus(reply, 'RevocationsSnapshot');
-      assert.equal(reply.body.data.snapshot, true);
-      assert.ok(reply.body.data.revocations.some((r: { sid: string }) => r.sid === decodePart(s.accessToken, 1).sid));
+      const page = (await bodyOf(reply, 'listRevocations', 200)).data;
+      assert.equal(page.snapshot, true);
+      assert.ok(page.revocations.some((r) => r.sid === decodePart(s.accessToken, 1).sid));
     });
 
     test('a long poll answers as soon as a logout commits, with that revocation', async () => {
@@ -147,9 +158,10 @@ describe('introspection and the revocation feed', () => {
       const waited = performance.now() - started;
       await assertExampleStatus(reply, 'RevocationsAfterCursor');
       const { sid, exp } = decodePart(s.accessToken, 1);
-      assert.deepEqual(reply.body.data.revocations, [{ sid, reason: 'logout', until: exp }]);
+      const page = (await bodyOf(reply, 'listRevocations', 200)).data;
+      assert.deepEqual(page.revocations, [{ sid, reason: 'logout', until: exp }]);
       assert.ok(waited < 5000, `answered after ${Math.round(waited)} ms, not at the end of the wait`);
-      assert.notEqual(reply.body.data.cursor, cursor);
+      assert.notEqual(page.cursor, cursor);
     });
 
     test('a refresh lists the access token it retired', async () => {
@@ -157,7 +169,8 @@ describe('introspection and the revocation feed', () => {
       const cursor = await newestCursor();
       assert.equal((await t.refresh(s.refreshToken)).status, 200);
       const { sid, jti, exp } = decodePart(s.accessToken, 1);
-      assert.deepEqual((await feed(`after=${cursor}`)).body.data.revocations, [{ sid, jti, reason: 'refresh', until: exp }]);
+      const page = (await bodyOf(await feed(`after=${cursor}`), 'listRevocations', 200)).data;
+      assert.deepEqual(page.revocations, [{ sid, jti, reason: 'refresh', until: exp }]);
     });
 
     test('when nothing comes within the wait: no entries, the same cursor', async () => {
@@ -166,7 +179,12 @@ describe('introspection and the revocation feed', () => {
       const reply = await feed(`after=${cursor}&wait=1`);
       assert.ok(performance.now() - started >= 900, 'it waited');
       await assertExampleStatus(reply, 'RevocationsNone');
-      assert.deepEqual(reply.body.data, { cursor, snapshot: false, more: false, revocations: [] });
+      assert.deepEqual((await bodyOf(reply, 'listRevocations', 200)).data, {
+        cursor,
+        snapshot: false,
+        more: false,
+        revocations: [],
+      });
     });
 
     test('400 for a bad cursor or wait, 401 without credentials', async () => {
@@ -186,8 +204,7 @@ describe('shutting down with long polls open', () => {
     const started = performance.now();
     await t.stop();
     const reply = await waiting;
-    assert.equal(reply.status, 200);
-    assert.deepEqual(reply.body.data.revocations, []);
+    assert.deepEqual((await bodyOf(reply, 'listRevocations', 200)).data.revocations, []);
     assert.ok(performance.now() - started < 5000, `stopped in ${Math.round(performance.now() - started)} ms`);
   });
 });

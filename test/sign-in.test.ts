@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { assertExample, BASE, startTestServer, type TestServer } from './support/harness.js';
+import { assertExample, BASE, envelopeOf, startTestServer, type TestServer } from './support/harness.js';
 import { decodePart } from './support/tokens.js';
 import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE, ed25519FromSeed, signEmail, signInBody } from './support/vectors.js';
 
@@ -49,7 +49,11 @@ describe('sign-in', () => {
     // Decoded once: a JSON string holding a valid request is a string, not a request.
     for (const body of ['[]', 'null', '"alice"', '42', 'true', JSON.stringify(JSON.stringify(ALICE_SIGN_IN))]) {
       const reply = await t.call('POST', `${BASE}/session`, { body });
-      assert.deepEqual(reply.body.status, { code: 400, name: 'Bad Request', message: 'The request body must be object.' }, body);
+      assert.deepEqual(
+        envelopeOf(reply).status,
+        { code: 400, name: 'Bad Request', message: 'The request body must be object.' },
+        body,
+      );
     }
   });
 

@@ -13,15 +13,76 @@ import { createLogger } from '../../src/logger.js';
 import { bundledSpecPath } from '../../src/package-root.js';
 import { startServer, type RunningServer, type ServerParts } from '../../src/server.js';
 import type { Role } from '../../src/domain/store.js';
+import type { contractExamples } from '../../generated/examples.js';
+import type { components, operations } from '../../generated/openapi.js';
 import { BASE, bearer } from './api.js';
 import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody } from './vectors.js';
 
 export { BASE, bearer };
 
-export interface Reply {
+/** A reply as received: `body` is parsed JSON, text, or undefined when there is none. */
+export interface Reply<Body = unknown> {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: any;
+  body: Body;
+}
+
+export type Envelope = components['schemas']['Envelope'];
+
+export type OperationId = keyof operations;
+type Responses<Op extends OperationId> = operations[Op]['responses'];
+/** The body the contract documents for an operation's answer with `status`. */
+export type DocumentedBody<Op extends OperationId, Status extends keyof Responses<Op>> = Responses<Op>[Status] extends {
+  content: infer C;
+}
+  ? C[keyof C]
+  : undefined;
+/** A reply that the contract documents for an operation: asserting its status types its body. */
+export type OperationReply<Op extends OperationId> = {
+  [Status in keyof Responses<Op>]: Reply<DocumentedBody<Op, Status>> & { status: Status };
+}[keyof Responses<Op>];
+
+/** A reply of `call` to an operation, typed as the contract documents it: `call` checked it against the contract. */
+const documented = <Op extends keyof operations>(_operation: Op, reply: Promise<Reply>) => reply as Promise<OperationReply<Op>>;
+
+export const isEnvelope = (body: unknown): body is Envelope =>
+  typeof body === 'object' && body !== null && 'status' in body && 'data' in body;
+
+/** A reply's body, asserted to be the envelope (every JSON answer but the key set and introspection's). */
+export function envelopeOf(reply: Reply): Envelope {
+  assert.ok(isEnvelope(reply.body), `${reply.status} ${JSON.stringify(reply.body)}`);
+  return reply.body;
+}
+
+type Examples = {
+  [Op in keyof typeof contractExamples]: (typeof contractExamples)[Op]['examples'];
+}[keyof typeof contractExamples];
+type NamesOf<E> = E extends unknown ? keyof E & string : never;
+/** The name of an example of the contract (examples are named once, in components). */
+export type ExampleName = NamesOf<Examples>;
+type ValueOf<E, Name extends string> = E extends { readonly [N in Name]: { readonly value: infer V } } ? V : never;
+export type ExampleValue<Name extends ExampleName> = Name extends unknown ? ValueOf<Examples, Name> : never;
+/** The examples that are an envelope, which assertExample compares a reply with. */
+export type EnvelopeExampleName = {
+  [Name in ExampleName]: ExampleValue<Name> extends { readonly status: object } ? Name : never;
+}[ExampleName];
+
+/** What the tests read of the contract once every `$ref` is resolved. */
+export interface ResolvedContract {
+  openapi: string;
+  info: { title: string; version: string; description?: string };
+  paths: Record<string, Record<string, ResolvedOperation>>;
+  components: { securitySchemes: Record<string, object>; examples: Record<string, { value: unknown }> };
+}
+export interface ResolvedOperation {
+  operationId: keyof operations;
+  summary: string;
+  responses: Record<string, ResolvedResponse>;
+}
+export interface ResolvedResponse {
+  description: string;
+  headers?: Record<string, { schema: { example?: unknown } }>;
+  content: Record<string, { schema: object; examples: Record<string, { value: unknown }> }>;
 }
 
 /** The bundled contract, to check every answer the tests receive against it. */
@@ -43,17 +104,22 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
   if (reply.status === 401) {
     assert.match(String(reply.headers['www-authenticate']), /^(Bearer( error="invalid_token")?|Basic realm="fib-auth")$/, where);
   }
-  if (PARSER_ANSWERS.some(({ status, message }) => status === reply.status && message === reply.body?.status?.message)) {
+  const { body } = reply;
+  if (
+    isEnvelope(body) &&
+    PARSER_ANSWERS.some(({ status, message }) => status === reply.status && message === body.status.message)
+  ) {
     // Refused by the HTTP parser before any operation was matched, as info.description says.
     assert.equal(reply.headers.connection, 'close', where);
-    assert.deepEqual(reply.body.data, {}, where);
+    assert.deepEqual(body.data, {}, where);
     return;
   }
   const operation = contract.matchOperation({ method, path: path.split('?')[0], headers: {} });
   if (!operation) {
     // Outside the operations only 404 and 405 exist, in the envelope.
     assert.ok([404, 405].includes(reply.status), where);
-    assert.deepEqual(reply.body.data, {}, where);
+    assert.ok(isEnvelope(body), where);
+    assert.deepEqual(body.data, {}, where);
     return;
   }
   const documented = operation.responses?.[String(reply.status)] as { content: Record<string, unknown> } | undefined;
@@ -61,9 +127,11 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
   const mediaType = String(reply.headers['content-type']);
   assert.ok(mediaType in documented.content, `${where}: ${mediaType} not documented`);
   // Everything in JSON is the envelope but what standards define: the key set, introspection.
-  if (mediaType === 'application/json' && !['getJwks', 'introspectToken'].includes(operation.operationId!))
-    assert.equal(reply.body.status.code, reply.status, where);
-  const result = contract.validator.validateResponse(reply.body, operation, reply.status);
+  if (mediaType === 'application/json' && !['getJwks', 'introspectToken'].includes(operation.operationId!)) {
+    assert.ok(isEnvelope(body), where);
+    assert.equal(body.status.code, reply.status, where);
+  }
+  const result = contract.validator.validateResponse(body, operation, reply.status);
   assert.equal(result.errors, null, `${where}: ${JSON.stringify(result.errors)}`);
 }
 
@@ -137,9 +205,9 @@ export interface TestServer {
   call(method: string, path: string, options?: CallOptions): Promise<Reply>;
   /** A request written out in full (see rawRequest), its reply checked like call's. */
   send(request: string): Promise<Reply>;
-  logout(accessToken: string | undefined): Promise<Reply>;
-  refresh(refreshToken: string): Promise<Reply>;
-  signIn(body: object): Promise<Reply>;
+  logout(accessToken: string | undefined): Promise<OperationReply<'logout'>>;
+  refresh(refreshToken: string): Promise<OperationReply<'refreshTokens'>>;
+  signIn(body: object): Promise<OperationReply<'authorizeUser'>>;
   /** Registers a user with a fresh key and signs them in. */
   newSession(email?: string): Promise<Session & { email: string; key: KeyObject }>;
   addUser(email: string, publicKeyHex: string, role?: Role): Promise<void>;
@@ -187,9 +255,10 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
       await assertMatchesContract(method, path, reply);
       return reply;
     },
-    logout: (accessToken) => t.call('POST', `${BASE}/logout`, { headers: accessToken === undefined ? {} : bearer(accessToken) }),
-    refresh: (refreshToken) => t.call('PATCH', `${BASE}/session`, { headers: bearer(refreshToken) }),
-    signIn: (body) => t.call('POST', `${BASE}/session`, { body }),
+    logout: (accessToken) =>
+      documented('logout', t.call('POST', `${BASE}/logout`, { headers: accessToken === undefined ? {} : bearer(accessToken) })),
+    refresh: (refreshToken) => documented('refreshTokens', t.call('PATCH', `${BASE}/session`, { headers: bearer(refreshToken) })),
+    signIn: (body) => documented('authorizeUser', t.call('POST', `${BASE}/session`, { body })),
     async addUser(email, publicKeyHex, role = 'ROLE_PEER') {
       const added = await t.server.store.addUser({
         email,
@@ -221,6 +290,23 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
   return t;
 }
 
+/**
+ * The body of a reply to `operationId`, typed as the contract documents it for `status`, after
+ * asserting that status and checking the body against that response's schema.
+ */
+export async function bodyOf<Op extends OperationId, Status extends keyof Responses<Op> & number>(
+  reply: Reply,
+  operationId: Op,
+  status: Status,
+): Promise<DocumentedBody<Op, Status>> {
+  await contractReady;
+  const where = `${operationId} → ${reply.status} ${JSON.stringify(reply.body)?.slice(0, 300)}`;
+  assert.equal(reply.status, status, where);
+  const result = contract.validator.validateResponse(reply.body, operationId, status);
+  assert.equal(result.errors, null, `${where}: ${JSON.stringify(result.errors)}`);
+  return reply.body as DocumentedBody<Op, Status>;
+}
+
 /** Signs Alice in with the docs/design.md §4 vector, registering her first. */
 export async function signInAlice(t: TestServer): Promise<Session> {
   await t.addUser(ALICE.email, ALICE.publicKeyHex);
@@ -230,28 +316,30 @@ export async function signInAlice(t: TestServer): Promise<Session> {
 }
 
 /** The bundled contract with every `$ref` resolved, as the tests check replies against it. */
-export async function resolvedContract(): Promise<any> {
+export async function resolvedContract(): Promise<ResolvedContract> {
   await contractReady;
-  return contract.definition;
+  // openapi-backend types the definition as any document; this one passed `redocly lint`.
+  return contract.definition as unknown as ResolvedContract;
 }
 
 /** The value of a named example in the bundled contract. */
-export function example(name: string): any {
-  const found = contract.definition.components?.examples?.[name] as { value: unknown } | undefined;
+export function example<Name extends ExampleName>(name: Name): ExampleValue<Name> {
+  const found = contract.definition.components?.examples?.[name] as { value: ExampleValue<Name> } | undefined;
+  // generated/examples.ts, where the type comes from, holds the same examples (npm run gen:check).
   return found?.value ?? assert.fail(`the contract has no example ${name}`);
 }
 
 /** Asserts a reply's status and exact body against a named example of the contract. */
-export async function assertExample(reply: Reply, name: string): Promise<void> {
+export async function assertExample(reply: Reply, name: EnvelopeExampleName): Promise<void> {
   await contractReady;
   assert.deepEqual({ status: reply.status, body: reply.body }, { status: example(name).status.code, body: example(name) });
 }
 
 /** Asserts a reply's envelope status against a named example whose `data` changes with every run. */
-export async function assertExampleStatus(reply: Reply, name: string): Promise<void> {
+export async function assertExampleStatus(reply: Reply, name: EnvelopeExampleName): Promise<void> {
   await contractReady;
   assert.deepEqual(
-    { status: reply.status, envelope: reply.body.status },
+    { status: reply.status, envelope: envelopeOf(reply).status },
     { status: example(name).status.code, envelope: example(name).status },
   );
 }
