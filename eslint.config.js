@@ -19,6 +19,9 @@ export default tseslint.config(
         'error',
         { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'suite', 'test'] }] },
       ],
+      // As TypeScript's noUnusedParameters: `_` marks a parameter kept for its position; a
+      // property named beside a rest element is there to leave it out.
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', ignoreRestSiblings: true }],
     },
   },
   {
@@ -36,5 +39,10 @@ export default tseslint.config(
         URL: 'readonly',
       },
     },
+  },
+  {
+    // CommonJS imports with require(): Dredd require()s its hook files.
+    files: ['**/*.cjs'],
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );

@@ -16,24 +16,56 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { packageRoot } from '../src/package-root.js';
 import { startServerWithStoreHooks, type StoreHooks } from '../test/support/store-hooks.js';
-import { resolvedContract, type TestServer } from '../test/support/harness.js';
+import { isEnvelope, resolvedContract, type ResolvedContract, type TestServer } from '../test/support/harness.js';
 import { scenarios, type Scenario } from './scenarios.js';
 
+/** What the hooks read and change of a Dredd transaction. */
+interface Transaction {
+  name: string;
+  id: string;
+  origin: object;
+  fullPath: string;
+  fail?: string;
+  request: { uri: string; headers: Record<string, string | string[]>; body?: string };
+  expected: { body?: string; bodySchema?: string };
+  real?: { body: string; headers: Record<string, string | undefined> };
+}
+
+interface Hooks {
+  beforeEach(hook: (transaction: Transaction, done: () => void) => void): void;
+  afterEach(hook: (transaction: Transaction) => void): void;
+}
+
+/** A test as Dredd's reporter events carry it. */
+interface ReportedTest {
+  origin: object;
+  title: string;
+  message?: string;
+}
+
+interface DreddOptions {
+  endpoint: string;
+  apiDescriptions: string[];
+  hookfiles: string[];
+  custom: { registerHooks: (hooks: Hooks) => void };
+  emitter: EventEmitter;
+  color: boolean;
+  loglevel: string;
+}
+
 const require = createRequire(import.meta.url);
-const Dredd = require('dredd');
+// Dredd ships no types: these are the parts of its API used here.
+const Dredd = require('dredd') as new (options: DreddOptions) => {
+  run(callback: (error: Error | null, stats: ContractReport['stats']) => void): void;
+};
 
 const HOOK_FILE = join(packageRoot, 'contract-tests', 'hooks.cjs');
-
-interface Envelope {
-  status: { code: number; name: string; message: string };
-  data: Record<string, unknown>;
-}
 
 /** One transaction Dredd will run, and how to make its response happen. */
 interface Planned {
   status: number;
   example: string;
-  value: Envelope;
+  value: unknown;
   /** As JSON text, which Dredd also prints when a transaction fails. */
   schema: string;
   scenario: Scenario;
@@ -56,18 +88,18 @@ export interface ContractReport {
  * Splits the contract into one Dredd description per named example, and plans each transaction
  * by its name. Throws unless every example has a scenario and every scenario an example.
  */
-function plan(contract: any): { descriptions: string[]; planned: Map<string, Planned> } {
+function plan(contract: ResolvedContract): { descriptions: string[]; planned: Map<string, Planned> } {
   const descriptions: string[] = [];
   const planned = new Map<string, Planned>();
   const scenarioNames = new Set(
     Object.entries(scenarios).flatMap(([op, byExample]) => Object.keys(byExample).map((ex) => `${op} ${ex}`)),
   );
   const missing: string[] = [];
-  for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
-    for (const [method, operation] of Object.entries<any>(pathItem)) {
-      for (const [status, response] of Object.entries<any>(operation.responses)) {
-        const [[mediaType, media]] = Object.entries<any>(response.content);
-        for (const [example, { value }] of Object.entries<any>(media.examples)) {
+  for (const [path, pathItem] of Object.entries(contract.paths)) {
+    for (const [method, operation] of Object.entries(pathItem)) {
+      for (const [status, response] of Object.entries(operation.responses)) {
+        const [[mediaType, media]] = Object.entries(response.content);
+        for (const [example, { value }] of Object.entries(media.examples)) {
           const single = {
             ...response,
             content: { [mediaType]: { ...media, examples: { [example]: media.examples[example] } } },
@@ -111,12 +143,13 @@ const INTEGER_RANGES: Record<string, { minimum: number; maximum: number }> = {
 
 /** An OpenAPI 3.0 schema as the JSON Schema Dredd's validator reads: the range says what the format did. */
 function asJsonSchema(schema: object): object {
-  return JSON.parse(JSON.stringify(schema), (_key, value) => {
-    const range = INTEGER_RANGES[value?.format];
+  return JSON.parse(JSON.stringify(schema), (_key, value: unknown) => {
+    if (typeof value !== 'object' || value === null || !('format' in value) || typeof value.format !== 'string') return value;
+    const range = INTEGER_RANGES[value.format];
     if (!range) return value;
     const { format: _format, ...rest } = value;
     return { ...range, ...rest };
-  });
+  }) as object;
 }
 
 /**
@@ -125,13 +158,18 @@ function asJsonSchema(schema: object): object {
  * with every run: their schema alone is checked.
  */
 function exampleMismatch(expected: Planned, realBody: string, requestId: string | undefined): string | undefined {
-  if (!expected.value?.status) return undefined;
-  const body = JSON.parse(realBody) as Envelope;
-  const status = { ...expected.value.status };
+  const { value } = expected;
+  if (!isEnvelope(value)) return undefined;
+  const body = JSON.parse(realBody) as unknown;
+  const status = { ...value.status };
   if (expected.status === 500) status.message = status.message.replace(/[0-9a-f-]{36}/, String(requestId));
-  const dataIsFixed = Object.keys(expected.value.data).length === 0;
-  if (!isDeepStrictEqual(body.status, status) || (dataIsFixed && !isDeepStrictEqual(body.data, expected.value.data))) {
-    return `the body is not the example ${expected.example}: expected ${JSON.stringify({ ...expected.value, status })}, got ${realBody}`;
+  const dataIsFixed = isDeepStrictEqual(value.data, {});
+  if (
+    !isEnvelope(body) ||
+    !isDeepStrictEqual(body.status, status) ||
+    (dataIsFixed && !isDeepStrictEqual(body.data, value.data))
+  ) {
+    return `the body is not the example ${expected.example}: expected ${JSON.stringify({ ...value, status })}, got ${realBody}`;
   }
   return undefined;
 }
@@ -152,9 +190,9 @@ export async function verifyContract(
   const nameOfOrigin = new WeakMap<object, string>();
   let hooksRegistered = false;
 
-  function registerHooks(hooks: any): void {
+  function registerHooks(hooks: Hooks): void {
     hooksRegistered = true;
-    hooks.beforeEach((transaction: any, done: () => void) => {
+    hooks.beforeEach((transaction, done) => {
       nameOfOrigin.set(transaction.origin, transaction.name);
       const expected = planned.get(transaction.name);
       if (!expected) {
@@ -188,7 +226,7 @@ export async function verifyContract(
         )
         .finally(done);
     });
-    hooks.afterEach((transaction: any) => {
+    hooks.afterEach((transaction) => {
       store.failing = false;
       const expected = planned.get(transaction.name);
       if (!expected || !transaction.real || transaction.fail) return;
@@ -198,7 +236,7 @@ export async function verifyContract(
   }
 
   const emitter = new EventEmitter();
-  const record = (result: TransactionResult['result']) => (test: any) => {
+  const record = (result: TransactionResult['result']) => (test: ReportedTest) => {
     const name = nameOfOrigin.get(test.origin) ?? test.title;
     const expected = planned.get(name);
     results.set(name, {
@@ -212,7 +250,7 @@ export async function verifyContract(
   emitter.on('test pass', record('pass'));
   emitter.on('test fail', record('fail'));
   emitter.on('test skip', record('skip'));
-  emitter.on('test error', (_error: unknown, test: any) => record('error')(test));
+  emitter.on('test error', (_error: unknown, test: ReportedTest) => record('error')(test));
 
   const dredd = new Dredd({
     endpoint,
@@ -227,7 +265,7 @@ export async function verifyContract(
     loglevel: 'error',
   });
   const stats = await new Promise<ContractReport['stats']>((resolve, reject) =>
-    dredd.run((error: Error | null, runStats: ContractReport['stats']) => (error ? reject(error) : resolve(runStats))),
+    dredd.run((error, runStats) => (error ? reject(error) : resolve(runStats))),
   );
 
   if (!hooksRegistered) throw new Error(`Dredd did not load the hooks from ${HOOK_FILE}`);

@@ -58,7 +58,7 @@ function bearerScenarios(kind: TokenKind): Record<string, Scenario> {
   };
   return {
     // Dredd sends no Authorization header: it does not apply the contract's security schemes.
-    AuthorizationMissing: async () => ({}),
+    AuthorizationMissing: () => Promise.resolve({}),
     AuthorizationRepeated: async (c) => {
       const token = await live(c);
       return authorization([`Bearer ${token}`, `Bearer ${token}`]);
@@ -126,7 +126,7 @@ async function clientCredentials({ t }: ScenarioContext): Promise<RequestChange>
 
 /** The scenarios every operation for resource servers shares. */
 const clientScenarios: Record<string, Scenario> = {
-  ClientCredentialsMissing: async () => ({}),
+  ClientCredentialsMissing: () => Promise.resolve({}),
   // A registered id with another secret.
   ClientCredentialsInvalid: async ({ t }) => {
     const id = `rs-${randomUUID()}`;
@@ -161,18 +161,19 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
       await registerAlice(c);
       return {};
     },
-    BodyMissing: async () => ({ body: '' }),
-    BodyNotJson: async () => ({ body: '{"email": ' }),
-    BodyFieldMissing: async () => json({ email: ALICE_SIGN_IN.email, authPublicKeyHex: ALICE_SIGN_IN.authPublicKeyHex }),
-    BodyFieldNotString: async () => json({ ...ALICE_SIGN_IN, email: 42 }),
-    BodyFieldUnexpected: async () => json({ ...ALICE_SIGN_IN, password: 'secret' }),
-    PayloadTooLarge: async () => json({ ...ALICE_SIGN_IN, padding: 'x'.repeat(16 * 1024) }),
+    BodyMissing: () => Promise.resolve({ body: '' }),
+    BodyNotJson: () => Promise.resolve({ body: '{"email": ' }),
+    BodyFieldMissing: () =>
+      Promise.resolve(json({ email: ALICE_SIGN_IN.email, authPublicKeyHex: ALICE_SIGN_IN.authPublicKeyHex })),
+    BodyFieldNotString: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: 42 })),
+    BodyFieldUnexpected: () => Promise.resolve(json({ ...ALICE_SIGN_IN, password: 'secret' })),
+    PayloadTooLarge: () => Promise.resolve(json({ ...ALICE_SIGN_IN, padding: 'x'.repeat(16 * 1024) })),
     // The example body, declared as text.
-    UnsupportedMediaType: async () => ({ headers: { 'Content-Type': 'text/plain' } }),
-    SignatureNotHex: async () => json({ ...ALICE_SIGN_IN, signature: 'not hex' }),
-    PublicKeyInvalid: async () => json({ ...ALICE_SIGN_IN, authPublicKeyHex: 'abcd' }),
+    UnsupportedMediaType: () => Promise.resolve({ headers: { 'Content-Type': 'text/plain' } }),
+    SignatureNotHex: () => Promise.resolve(json({ ...ALICE_SIGN_IN, signature: 'not hex' })),
+    PublicKeyInvalid: () => Promise.resolve(json({ ...ALICE_SIGN_IN, authPublicKeyHex: 'abcd' })),
     // Bob is never registered.
-    UserNotFound: async () => json({ ...ALICE_SIGN_IN, email: 'bob@wonderland.space', signature: BOB_SIGNATURE }),
+    UserNotFound: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: 'bob@wonderland.space', signature: BOB_SIGNATURE })),
     PublicKeyNotRegistered: async (c) => {
       await registerAlice(c);
       return json({ ...ALICE_SIGN_IN, authPublicKeyHex: publicKeyHexOf(otherKey()) });
@@ -247,11 +248,11 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     InternalServerError: async (c) => ({ ...(await following(c, 'wait=0')), storeFails: true }),
   },
   getLiveness: {
-    ServiceLive: async () => ({}),
+    ServiceLive: () => Promise.resolve({}),
   },
   getReadiness: {
-    ServiceReady: async () => ({}),
-    StoreUnavailable: async () => ({ storeFails: true }),
+    ServiceReady: () => Promise.resolve({}),
+    StoreUnavailable: () => Promise.resolve({ storeFails: true }),
   },
   getMetrics: {
     // A scrape after a sign-in and a logout, so the counters have something to show.
@@ -261,6 +262,6 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     },
   },
   getJwks: {
-    JwksSample: async () => ({}),
+    JwksSample: () => Promise.resolve({}),
   },
 };

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createAuthClient, type AuthClient, type AuthOperation, type AuthResult } from 'fib-auth/client';
 import { ALICE_SIGN_IN } from './support/vectors.js';
-import { resolvedContract } from './support/harness.js';
+import { isEnvelope, resolvedContract } from './support/harness.js';
 import { startMock } from './support/prism.js';
 import type { StartedProcess } from './support/processes.js';
 
@@ -25,12 +25,12 @@ const calls: {
 test("every documented answer of sign-in, refresh and logout is decoded into the client's typed result", async () => {
   const contract = await resolvedContract();
   let decoded = 0;
-  for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
-    for (const [method, operation] of Object.entries<any>(pathItem)) {
+  for (const [path, pathItem] of Object.entries(contract.paths)) {
+    for (const [method, operation] of Object.entries(pathItem)) {
       const operationId = operation.operationId as AuthOperation;
       if (!(operationId in calls)) continue;
-      for (const [status, response] of Object.entries<any>(operation.responses)) {
-        for (const [name, { value }] of Object.entries<any>(response.content['application/json'].examples)) {
+      for (const [status, response] of Object.entries(operation.responses)) {
+        for (const [name, { value }] of Object.entries(response.content['application/json'].examples)) {
           // The mock answers this operation's requests with the example; every other request with its 200.
           const client = createAuthClient({
             baseUrl: url,
@@ -45,6 +45,7 @@ test("every documented answer of sign-in, refresh and logout is decoded into the
           if (signInFirst) assert.equal((await client.signIn(ALICE_SIGN_IN)).error, undefined);
           const result = await call(client);
           const where = `${operationId} ${status} ${name}`;
+          assert.ok(isEnvelope(value), where);
           if (status === '200') assert.deepEqual(result, { data: value.data }, where);
           else {
             assert.ok(result.error?.kind === 'answered', `${where}: ${JSON.stringify(result)}`);

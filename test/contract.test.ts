@@ -21,10 +21,10 @@ describe('Dredd against the real server', () => {
     // One transaction per named example of each response: the contract decides the count.
     const contract = await resolvedContract();
     const expected = new Map<number, number>();
-    for (const pathItem of Object.values<any>(contract.paths)) {
-      for (const operation of Object.values<any>(pathItem)) {
-        for (const [status, response] of Object.entries<any>(operation.responses)) {
-          const [media] = Object.values<any>(response.content);
+    for (const pathItem of Object.values(contract.paths)) {
+      for (const operation of Object.values(pathItem)) {
+        for (const [status, response] of Object.entries(operation.responses)) {
+          const [media] = Object.values(response.content);
           const examples = Object.keys(media.examples).length;
           expected.set(Number(status), (expected.get(Number(status)) ?? 0) + examples);
         }

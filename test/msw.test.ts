@@ -46,19 +46,17 @@ test('a test picks the example an operation answers', async () => {
 test('each handler answers its example as the contract writes it: status, media type, headers and body', async () => {
   const contract = await resolvedContract();
   let answered = 0;
-  for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
-    for (const [method, operation] of Object.entries<any>(pathItem)) {
-      for (const [status, response] of Object.entries<any>(operation.responses)) {
-        const [[contentType, media]] = Object.entries<any>(response.content);
-        for (const [name, { value }] of Object.entries<any>(media.examples)) {
+  for (const [path, pathItem] of Object.entries(contract.paths)) {
+    for (const [method, operation] of Object.entries(pathItem)) {
+      for (const [status, response] of Object.entries(operation.responses)) {
+        const [[contentType, media]] = Object.entries(response.content);
+        for (const [name, { value }] of Object.entries(media.examples)) {
           const where = `${operation.operationId} ${name}`;
-          server.use(
-            exampleHandler(operation.operationId as MockedOperation, name as ExampleName<MockedOperation>, { baseUrl: BASE_URL }),
-          );
+          server.use(exampleHandler(operation.operationId, name as ExampleName<MockedOperation>, { baseUrl: BASE_URL }));
           const reply = await fetch(`${BASE_URL}${path}`, { method: method.toUpperCase() });
           assert.equal(reply.status, Number(status), where);
           assert.equal(reply.headers.get('content-type'), contentType, where);
-          for (const [header, { schema }] of Object.entries<any>(response.headers ?? {}))
+          for (const [header, { schema }] of Object.entries(response.headers ?? {}))
             assert.equal(reply.headers.get(header), schema.example, `${where} ${header}`);
           assert.deepEqual(contentType === 'application/json' ? await reply.json() : await reply.text(), value, where);
           answered++;

@@ -13,6 +13,7 @@ import {
   startTestServer,
   type CallOptions,
   type Reply,
+  type ResolvedOperation,
   type TestServer,
 } from './support/harness.js';
 import { freePort, startProcess, type StartedProcess } from './support/processes.js';
@@ -23,15 +24,15 @@ import { startWrongLogoutBody } from './support/wrong-logout-body.js';
 const PRISM = join(packageRoot, 'node_modules', '.bin', 'prism');
 
 /** Contract violations Prism found, from its `sl-violations` header. */
-const violations = (reply: Reply): { message: string; location: string[] }[] =>
-  JSON.parse(String(reply.headers['sl-violations'] ?? '[]'));
+const violations = (reply: Reply) =>
+  JSON.parse(String(reply.headers['sl-violations'] ?? '[]')) as { message: string; location: string[] }[];
 
 describe('the Prism mock (npm run mock)', () => {
   let mock: StartedProcess;
   let url: string;
   // A request each operation accepts: the mock answers it with the contract's examples.
   let valid: Record<string, CallOptions>;
-  const operations: { operationId: string; method: string; path: string; responses: Record<string, any> }[] = [];
+  const operations: { operationId: string; method: string; path: string; responses: ResolvedOperation['responses'] }[] = [];
 
   before(async () => {
     const contract = await resolvedContract();
@@ -55,8 +56,8 @@ describe('the Prism mock (npm run mock)', () => {
     const started = await startMock();
     ({ mock, url } = started);
     assert.equal(url, `http://127.0.0.1:${started.port}`);
-    for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
-      for (const [method, operation] of Object.entries<any>(pathItem)) {
+    for (const [path, pathItem] of Object.entries(contract.paths)) {
+      for (const [method, operation] of Object.entries(pathItem)) {
         operations.push({
           operationId: operation.operationId,
           method: method.toUpperCase(),
@@ -76,9 +77,9 @@ describe('the Prism mock (npm run mock)', () => {
     });
   /** The one media type of a response, and its named examples. */
   const mediaOf = (operation: (typeof operations)[number], status: string) =>
-    Object.entries<any>(operation.responses[status].content)[0];
+    Object.entries(operation.responses[status].content)[0];
   const firstExample = (operation: (typeof operations)[number], status: string) =>
-    Object.values<any>(mediaOf(operation, status)[1].examples)[0].value;
+    Object.values(mediaOf(operation, status)[1].examples)[0].value;
 
   test('each operation answers its 200 example', async () => {
     for (const operation of operations) {
@@ -99,10 +100,10 @@ describe('the Prism mock (npm run mock)', () => {
         assert.equal(byCode.status, Number(status), where);
         assert.deepEqual(byCode.body, firstExample(operation, status), where);
         if (status === '401') {
-          const challenge = operation.responses['401'].headers['WWW-Authenticate'].schema.example;
+          const challenge = operation.responses['401'].headers!['WWW-Authenticate'].schema.example;
           assert.equal(byCode.headers['www-authenticate'], challenge, where);
         }
-        for (const [name, { value }] of Object.entries<any>(mediaOf(operation, status)[1].examples)) {
+        for (const [name, { value }] of Object.entries(mediaOf(operation, status)[1].examples)) {
           const byName = await call(operation, { prefer: `code=${status}, example=${name}` });
           assert.deepEqual(
             { status: byName.status, body: byName.body },
@@ -167,7 +168,7 @@ describe('prism proxy --errors in front of the real server', () => {
     const url = await startProxy(t.url);
     const through = async (status: number, method: string, path: string, options?: CallOptions) => {
       const reply = await rawCall(url, method, path, options);
-      const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body)} ${reply.headers['sl-violations'] ?? ''}`;
+      const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body)} ${String(reply.headers['sl-violations'] ?? '')}`;
       assert.deepEqual(violations(reply), [], where);
       assert.equal(reply.status, status, where);
       assert.equal(envelopeOf(reply).status.code, status, where);
