@@ -78,7 +78,7 @@ export function renderChart(r: Results, { logout, ceiling }: Summary): string {
     ],
     { name: 'ceiling × cores', color: '#c1121f', values: logout.map((l) => Math.round(ceiling.perCore * l.cores)) },
   );
-  const backends = (['sqlite', 'postgres'] as const).filter((b) => Array.isArray(r.growth[b])) as ('sqlite' | 'postgres')[];
+  const backends = (['sqlite', 'postgres'] as const).filter((b) => Array.isArray(r.growth[b]));
   const points = (b: 'sqlite' | 'postgres') => r.growth[b] as GrowthPoint[];
   const sizes = points('sqlite').map((p) => p.sessions.toExponential(0).replace('e+', 'e'));
   const colors = { sqlite: ['#2a9d8f', '#8ad1c7'], postgres: ['#6a4c93', '#b8a4d6'] };

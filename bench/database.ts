@@ -56,32 +56,38 @@ export function openSqlite(path: string): BenchDatabase {
     from n order by id`); // in key order, the primary-key index grows at its end: several times faster
   const userCount = () => (db.prepare('select count(*) as n from users').get() as { n: number }).n;
   return {
-    async addUsers(users) {
+    // better-sqlite3 is synchronous: each method has done its work when it returns its promise.
+    addUsers(users) {
       db.transaction(() => users.forEach((u) => insertUser.run(u.email, u.accountId, u.authPublicKeyHex, 'ROLE_PEER', now())))();
+      return Promise.resolve();
     },
-    async addSessions(sessions) {
+    addSessions(sessions) {
       db.transaction(() => sessions.forEach((s) => insertSession.run(...sessionValues(s))))();
+      return Promise.resolve();
     },
-    async rearm(sessions) {
+    rearm(sessions) {
       db.transaction(() => sessions.forEach((s) => rearmSession.run(s.accessJti, s.id)))();
+      return Promise.resolve();
     },
-    async addFiller(count) {
+    addFiller(count) {
       fill.run({ count, users: userCount(), now: now() });
       db.pragma('wal_checkpoint(TRUNCATE)');
+      return Promise.resolve();
     },
-    async countSessions() {
-      return (db.prepare('select count(*) as n from sessions').get() as { n: number }).n;
+    countSessions() {
+      return Promise.resolve((db.prepare('select count(*) as n from sessions').get() as { n: number }).n);
     },
-    async sessionBytes() {
+    sessionBytes() {
       const row = db
         .prepare(
           `select sum(pgsize) as bytes from dbstat where name in (select name from sqlite_schema where tbl_name = 'sessions')`,
         )
         .get();
-      return (row as { bytes: number }).bytes;
+      return Promise.resolve((row as { bytes: number }).bytes);
     },
-    async close() {
+    close() {
       db.close();
+      return Promise.resolve();
     },
   };
 }

@@ -50,7 +50,7 @@ describe('the fib-auth command', () => {
 
         const listed = runOn(['users', 'list', '--json']);
         assert.equal(listed.code, 0);
-        const [user] = JSON.parse(listed.stdout);
+        const [user] = JSON.parse(listed.stdout) as Record<string, unknown>[];
         assert.deepEqual(
           { ...user, createdAt: undefined },
           {
@@ -93,7 +93,7 @@ describe('the fib-auth command', () => {
 
           const listed = runOn(['clients', 'list', '--json']);
           assert.deepEqual(
-            JSON.parse(listed.stdout).map((c: { id: string }) => c.id),
+            (JSON.parse(listed.stdout) as { id: string }[]).map((c) => c.id),
             ['orders-service'],
           );
           assert.doesNotMatch(listed.stdout + runOn(['clients', 'list']).stdout, new RegExp(secret), 'never shown again');

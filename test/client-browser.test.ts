@@ -11,7 +11,7 @@ import { packageRoot } from '../src/package-root.js';
 import { chromiumMissing, chromiumRequired, launchChromium } from './support/chromium.js';
 import { refreshesSeen } from './support/client.js';
 import { ALICE_SIGN_IN } from './support/vectors.js';
-import { example, resolvedContract, type TestServer } from './support/harness.js';
+import { example, logEntries, resolvedContract, type TestServer } from './support/harness.js';
 import { startServerWithStoreHooks, type StoreHooks } from './support/store-hooks.js';
 import { ALICE } from './support/vectors.js';
 
@@ -114,20 +114,20 @@ describe(
       const tab = await openTab('memory');
       const signIn = await tab.evaluate((body) => window.client.signIn(body), ALICE_SIGN_IN);
       assert.equal(signIn.error, undefined, JSON.stringify(signIn.error));
-      assert.equal(signIn.data!.expirationTime, 2);
-      assert.deepEqual(await tab.evaluate(() => window.client.accessToken()), { data: signIn.data!.accessToken });
+      assert.equal(signIn.data.expirationTime, 2);
+      assert.deepEqual(await tab.evaluate(() => window.client.accessToken()), { data: signIn.data.accessToken });
 
       await sleep(2100);
-      assert.deepEqual((await t.logout(signIn.data!.accessToken)).body.status, example('AccessTokenExpired').status);
+      assert.deepEqual((await t.logout(signIn.data.accessToken)).body.status, example('AccessTokenExpired').status);
       const before = refreshesSeen(t).length;
       const results = await accessTokens(tab, 10);
       assert.deepEqual(refreshStatuses(before), [200], 'the server saw exactly one refresh');
       const tokens = new Set(results.map((r) => r.data));
       assert.equal(tokens.size, 1);
-      assert.notEqual([...tokens][0], signIn.data!.accessToken);
+      assert.notEqual([...tokens][0], signIn.data.accessToken);
 
       assert.deepEqual(await tab.evaluate(() => window.client.logout()), { data: {} });
-      assert.deepEqual((await t.logout([...tokens][0]!)).body.status, example('AccessTokenLoggedOut').status);
+      assert.deepEqual((await t.logout([...tokens][0])).body.status, example('AccessTokenLoggedOut').status);
       await tab.close();
     });
 
@@ -138,7 +138,7 @@ describe(
       assert.equal(signIn.error, undefined, JSON.stringify(signIn.error));
       assert.deepEqual(
         await second.evaluate(() => window.client.accessToken()),
-        { data: signIn.data!.accessToken },
+        { data: signIn.data.accessToken },
         'one sign-in for both tabs',
       );
 
@@ -157,20 +157,18 @@ describe(
       assert.deepEqual(refreshStatuses(before), [200], 'the server saw exactly one refresh');
       const tokens = new Set(results.map((r) => r.data));
       assert.equal(tokens.size, 1, JSON.stringify(results));
-      assert.notEqual([...tokens][0], signIn.data!.accessToken);
+      assert.notEqual([...tokens][0], signIn.data.accessToken);
 
       assert.deepEqual(await second.evaluate(() => window.client.logout()), { data: {} });
       assert.equal((await first.evaluate(() => window.client.accessToken())).error?.kind, 'signedOut', 'logged out in both tabs');
-      assert.deepEqual((await t.logout([...tokens][0]!)).body.status, example('AccessTokenLoggedOut').status);
+      assert.deepEqual((await t.logout([...tokens][0])).body.status, example('AccessTokenLoggedOut').status);
     });
 
     test('the pages fetched nothing from elsewhere, their preflights reached the server, and no console error occurred', () => {
       const elsewhere = requested.filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith(`${t.url}/`));
       assert.deepEqual(elsewhere, []);
       assert.ok(requested.includes(`${origin}/client.js`));
-      const preflights = t.logs
-        .map((line) => JSON.parse(line))
-        .filter((entry) => entry.msg === 'request' && entry.method === 'OPTIONS');
+      const preflights = logEntries(t).filter((entry) => entry.msg === 'request' && entry.method === 'OPTIONS');
       assert.ok(preflights.length > 0 && preflights.every((entry) => entry.status === 204), JSON.stringify(preflights));
       assert.deepEqual(consoleErrors, []);
     });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -241,7 +241,7 @@ describe("the client's fetch, for the caller's requests to other FIB services", 
   before(async () => {
     t = await startTestServer();
     await t.addUser(ALICE.email, ALICE.publicKeyHex);
-    service = createServer(async (request: IncomingMessage, response) => {
+    const answer = async (request: IncomingMessage, response: ServerResponse) => {
       let body = '';
       for await (const chunk of request) body += chunk;
       const authorization = request.headers.authorization;
@@ -249,7 +249,8 @@ describe("the client's fetch, for the caller's requests to other FIB services", 
       const token = authorization?.replace(/^Bearer /, '');
       if (!token || refuses(token)) response.writeHead(401).end();
       else response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ echo: body }));
-    });
+    };
+    service = createServer((request, response) => void answer(request, response));
     await once(service.listen(0, '127.0.0.1'), 'listening');
     serviceUrl = `http://127.0.0.1:${(service.address() as { port: number }).port}/reports`;
   });

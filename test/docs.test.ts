@@ -41,7 +41,7 @@ test(
       page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
       page.on('pageerror', (error) => consoleErrors.push(String(error)));
 
-      await page.goto(`${pathToFileURL(PAGE)}#/authentication-management/logout`);
+      await page.goto(`${pathToFileURL(PAGE).href}#/authentication-management/logout`);
       await page.getByRole('heading', { name: 'Log a user out' }).waitFor();
       await page.waitForLoadState('networkidle');
       const logout = page.locator('[id="authentication-management/logout"]');
@@ -59,7 +59,7 @@ test(
       const samples = await logout.locator('pre').allInnerTexts();
       const bodies = samples.flatMap((text) => {
         try {
-          return [JSON.parse(text)];
+          return [JSON.parse(text) as unknown];
         } catch {
           return [];
         }

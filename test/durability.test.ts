@@ -70,7 +70,7 @@ async function syscallsDuring(pid: number, action: () => Promise<void>): Promise
   const exited = new Promise<number | null>((resolve) => tracer.once('exit', resolve));
   await new Promise<void>((resolve, reject) => {
     tracer.once('exit', (code) => reject(new Error(`strace exited ${code} before attaching`)));
-    createInterface({ input: tracer.stderr! }).on('line', (line) => {
+    createInterface({ input: tracer.stderr }).on('line', (line) => {
       if (line.includes(`Process ${pid} attached`)) resolve();
     });
   });

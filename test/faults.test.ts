@@ -10,7 +10,17 @@ import Database from 'better-sqlite3';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/domain/store.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
-import { assertExample, BASE, bearer, bodyOf, rawCall, type Reply, type Session, type TestServer } from './support/harness.js';
+import {
+  assertExample,
+  BASE,
+  bearer,
+  bodyOf,
+  logEntries,
+  rawCall,
+  type Reply,
+  type Session,
+  type TestServer,
+} from './support/harness.js';
 import { startServerWithStoreHooks, type StoreHooks } from './support/store-hooks.js';
 import { ALICE, ALICE_SIGN_IN, signInBody } from './support/vectors.js';
 
@@ -27,10 +37,10 @@ describe('the store failing mid-request', () => {
     assert.equal(reply.status, 500, JSON.stringify(reply.body));
     const id = reply.headers['x-request-id'];
     assert.deepEqual(reply.body, {
-      status: { code: 500, name: 'Internal Server Error', message: `Internal server error; report request id ${id}.` },
+      status: { code: 500, name: 'Internal Server Error', message: `Internal server error; report request id ${String(id)}.` },
       data: {},
     });
-    const logged = t.logs.map((line) => JSON.parse(line)).find((entry) => entry.requestId === id && entry.level === 50);
+    const logged = logEntries(t).find((entry) => entry.requestId === id && entry.level === 50);
     assert.match(logged?.err?.message ?? '', new RegExp(`injected failure in ${method}`));
   }
 
@@ -231,7 +241,8 @@ describe('the server process dying', () => {
       /\r\nConnection: close\r\n/i,
       'the connection closes after the answer, so the drain does not wait for it',
     );
-    const envelope = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+    const reply = { status: 200, headers: {}, body: JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as unknown };
+    const envelope = await bodyOf(reply, 'authorizeUser', 200);
     assert.equal(envelope.status.message, 'User has been successfully authorized.');
     assert.match(envelope.data.accessToken, /^eyJ/);
     assert.equal(await exited, 0);

@@ -209,7 +209,7 @@ describe('fuzzing', () => {
           /^The request body (is not valid JSON|is required|(field '.*' )?must .*)\.$/s,
         );
       if (reply.status === 200) {
-        const sent = JSON.parse(text);
+        const sent = JSON.parse(text) as Record<string, string>;
         assert.deepEqual(
           {
             email: sent.email,

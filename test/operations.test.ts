@@ -10,11 +10,12 @@ import { packageRoot } from '../src/package-root.js';
 import { loadConfig } from '../src/config.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/domain/store.js';
-import { assertExample, BASE, bearer, bodyOf, rawCall, startTestServer, type TestServer } from './support/harness.js';
+import { assertExample, BASE, bearer, bodyOf, logEntries, rawCall, startTestServer, type TestServer } from './support/harness.js';
 import { accessClaims, decodePart, forge, otherKey, serverKey } from './support/tokens.js';
 import { signInBody } from './support/vectors.js';
 
-const CLI = join(packageRoot, JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).bin['fib-auth']);
+const { bin } = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+const CLI = join(packageRoot, bin['fib-auth']);
 const fibAuth = (args: string[], env: NodeJS.ProcessEnv) =>
   promisify(execFile)(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
 
@@ -28,7 +29,7 @@ describe('health', () => {
   test('live and ready answer 200 in the envelope; ready is 503 when the store does not answer', async () => {
     let stalled = false;
     const real = await openStore(loadConfig({ DATABASE_URL: 'sqlite::memory:' }));
-    const store: Store = Object.assign(Object.create(real), {
+    const store: Store = Object.assign(Object.create(real) as Store, {
       ping: () => (stalled ? new Promise<void>(() => {}) : real.ping()),
     });
     const t = await startTestServer({}, { store });
@@ -103,7 +104,7 @@ describe('key rotation', () => {
     await assert.rejects(fibAuth(['keys', 'generate'], env), /already waiting/);
 
     const rotated = await fibAuth(['keys', 'rotate'], env);
-    assert.match(rotated.stdout, new RegExp(`^${nextKid} signs new tokens; ${oldKid} verifies until \\d{4}-`));
+    assert.match(rotated.stdout, new RegExp(`^${nextKid} signs new tokens; ${String(oldKid)} verifies until \\d{4}-`));
     await t.server.reloadKeys();
 
     const after = await t.newSession();
@@ -131,7 +132,7 @@ describe('key rotation', () => {
     await fibAuth(['keys', 'rotate'], env);
     const { verificationDir } = keyPaths(t.config.signingKeyFile);
     for (const name of readdirSync(verificationDir)) {
-      const entry = JSON.parse(readFileSync(join(verificationDir, name), 'utf8'));
+      const entry = JSON.parse(readFileSync(join(verificationDir, name), 'utf8')) as object;
       writeFileSync(join(verificationDir, name), JSON.stringify({ ...entry, notAfter: Math.floor(Date.now() / 1000) - 1 }));
     }
     await t.server.reloadKeys();
@@ -243,7 +244,8 @@ describe('access log', () => {
     try {
       const { accessToken } = await t.newSession();
       const reply = await t.logout(accessToken);
-      const line = t.logs.map((l) => JSON.parse(l)).find((entry) => entry.requestId === reply.headers['x-request-id']);
+      const line = logEntries(t).find((entry) => entry.requestId === reply.headers['x-request-id']);
+      assert.ok(line, 'the request was logged');
       assert.deepEqual(
         { method: line.method, path: line.path, operation: line.operation, status: line.status, msg: line.msg },
         { method: 'POST', path: `${BASE}/logout`, operation: 'logout', status: 200, msg: 'request' },

@@ -115,7 +115,8 @@ for (const backend of DATABASES) {
       ]);
 
       assert.equal(duplicate.status, 'rejected');
-      const value = (answer: PromiseSettledResult<boolean>) => (answer.status === 'fulfilled' ? answer.value : answer.reason);
+      const value = (answer: PromiseSettledResult<boolean>): unknown =>
+        answer.status === 'fulfilled' ? answer.value : answer.reason;
       assert.deepEqual([rotated, removed, created].map(value), [true, true, true]);
       // The same logout sent twice: exactly one wins. A group commit runs the two in the order
       // sent; PostgreSQL runs them on two connections at once, and either may come first.
@@ -275,16 +276,16 @@ describe('SQLite group commit when the write lock stays taken', () => {
       await store.addUser(newUser('alice@wonderland.space'));
       const live = session();
       await store.createSession(live);
-      await new Promise((resolve) => createInterface({ input: holder.stdout! }).once('line', resolve));
+      await new Promise((resolve) => createInterface({ input: holder.stdout }).once('line', resolve));
 
       const fresh = session();
       const outcomes = await Promise.allSettled([store.endSession(live.id, live.accessJti, NOW + 1), store.createSession(fresh)]);
       for (const outcome of outcomes) {
         assert.equal(outcome.status, 'rejected');
-        assert.equal((outcome as PromiseRejectedResult).reason.code, 'SQLITE_BUSY');
+        assert.equal((outcome.reason as { code?: string }).code, 'SQLITE_BUSY');
       }
 
-      holder.stdin!.end('release\n');
+      holder.stdin.end('release\n');
       await new Promise((resolve) => holder.once('exit', resolve));
       assert.equal((await store.findSession(live.id))?.revokedAt, null, 'the failed logout changed nothing');
       assert.equal(await store.findSession(fresh.id), undefined, 'the failed insert stored nothing');

@@ -16,7 +16,7 @@ export function chromiumMissing(consequence: string): string | undefined {
 }
 
 /** Chromium on a fresh profile, headless and quiet; `close` also deletes the profile. */
-export async function launchChromium(): Promise<{ context: BrowserContext; close(): Promise<void> }> {
+export async function launchChromium(): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
   const profile = mkdtempSync(join(tmpdir(), 'fib-auth-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,

@@ -21,9 +21,10 @@ export interface DatabaseBackend {
 const sqlite: DatabaseBackend = {
   name: 'SQLite',
   skip: undefined,
-  async create() {
+  create() {
     const dir = mkdtempSync(join(tmpdir(), 'fib-auth-db-'));
-    return { url: `sqlite:${join(dir, 'fib-auth.sqlite')}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
+    const drop = () => Promise.resolve(rmSync(dir, { recursive: true, force: true }));
+    return Promise.resolve({ url: `sqlite:${join(dir, 'fib-auth.sqlite')}`, drop });
   },
 };
 

@@ -212,8 +212,24 @@ export interface TestServer {
   newSession(email?: string): Promise<Session & { email: string; key: KeyObject }>;
   addUser(email: string, publicKeyHex: string, role?: Role): Promise<void>;
   restart(): Promise<void>;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
+
+/** A line the server logged (pino writes JSON), with the fields the tests read. */
+export interface LogEntry {
+  level: number;
+  msg: string;
+  requestId?: string;
+  method?: string;
+  path?: string;
+  operation?: string;
+  status?: number;
+  ms?: number;
+  err?: { message: string };
+}
+
+/** Every line the server has logged so far. */
+export const logEntries = (t: TestServer): LogEntry[] => t.logs.map((line) => JSON.parse(line) as LogEntry);
 
 /**
  * Starts the real server in this process on a temporary SQLite file and a temporary key,

@@ -14,7 +14,7 @@ export interface StartedProcess {
    * Sends `signal` (SIGTERM by default) to the process group, and SIGKILL if it still runs 5 s
    * later; resolves with the exit code, null when a signal ended it.
    */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
 export interface StartOptions {

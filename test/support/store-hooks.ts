@@ -39,14 +39,15 @@ export async function startServerWithStoreHooks(env: Record<string, string> = {}
     get(target, name) {
       const value: unknown = Reflect.get(target, name);
       if (typeof value !== 'function') return value;
+      const method = value as (...args: unknown[]) => unknown;
       // Subscribing is synchronous and reaches no database; what it wakes (reads) is hooked.
-      if (name === 'watchRevocations') return value.bind(target);
+      if (name === 'watchRevocations') return method.bind(target);
       return async (...args: unknown[]) => {
         if (hooks.failing && name !== 'close') throw injected(name);
         const action = before.get(name);
         before.delete(name);
         await action?.();
-        const result: unknown = await value.apply(target, args);
+        const result = await method.apply(target, args);
         if (failAfter.delete(name)) throw injected(name);
         return result;
       };

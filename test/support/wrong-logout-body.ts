@@ -15,7 +15,7 @@ export async function startWrongLogoutBody(upstream: string): Promise<{ url: str
       answer.on('end', () => {
         let body = Buffer.concat(chunks);
         if (req.method === 'POST' && new URL(req.url!, upstream).pathname === `${BASE}/logout` && answer.statusCode === 200) {
-          const envelope = JSON.parse(body.toString('utf8'));
+          const envelope = JSON.parse(body.toString('utf8')) as { status: object };
           body = Buffer.from(JSON.stringify({ ...envelope, status: { ...envelope.status, code: '200' } }));
         }
         res.writeHead(answer.statusCode!, { ...answer.headers, 'content-length': body.length });
