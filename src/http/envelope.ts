@@ -22,7 +22,7 @@ const REASON_PHRASES: Record<number, string> = {
 };
 
 /** The HTTP status of each domain failure (DESIGN §3, §4). */
-const FAILURE_STATUS: Record<FailureKind, number> = {
+export const FAILURE_STATUS: Record<FailureKind, number> = {
   'credentials-unreadable': 401,
   'token-untrusted': 422,
   'token-unacceptable': 401,
@@ -30,6 +30,9 @@ const FAILURE_STATUS: Record<FailureKind, number> = {
   'session-over': 401,
   'sign-in-rejected': 422,
 };
+
+/** The challenge sent with every 401 about a bearer token (RFC 6750 §3). */
+export const BEARER_CHALLENGE = 'Bearer error="invalid_token"';
 
 export function envelope<Data extends object>(code: number, message: string, data: Data): Envelope<Data> {
   return { status: { code, name: REASON_PHRASES[code], message }, data };
@@ -58,7 +61,7 @@ export interface ErrorResponse {
 export function errorResponse(error: unknown, requestId: string): ErrorResponse {
   if (error instanceof AuthFailure) {
     const status = FAILURE_STATUS[error.kind];
-    const headers: Record<string, string> = status === 401 ? { 'WWW-Authenticate': 'Bearer error="invalid_token"' } : {};
+    const headers: Record<string, string> = status === 401 ? { 'WWW-Authenticate': BEARER_CHALLENGE } : {};
     return { body: envelope(status, error.message, {}), headers };
   }
   if (error instanceof RequestRefused) {
