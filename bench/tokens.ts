@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
-import type { SessionRecord } from '../src/store/store.js';
+import type { SessionRecord } from '../src/domain/store.js';
 
 const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
 

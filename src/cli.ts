@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
-import { generateNextKey, rotateSigningKey } from './domain/key-ring.js';
 import { parsePublicKeyHex } from './domain/signature.js';
+import { generateNextKey, rotateSigningKey } from './key-files.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 import { openStore } from './store/open.js';
-import { ROLES, type Role, type Store } from './store/store.js';
+import { ROLES, type Role, type Store } from './domain/store.js';
 
 const USAGE = `usage:
   fib-auth serve

@@ -2,14 +2,16 @@ import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
+import { epochSeconds, systemClock, type Clock } from './domain/clock.js';
 import { KeyRing } from './domain/key-ring.js';
 import { Tokens } from './domain/tokens.js';
 import { createApi } from './http/api.js';
 import { answerUnparsedRequest, createApp } from './http/app.js';
+import { keyFileSource } from './key-files.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { openStore } from './store/open.js';
-import type { Store } from './store/store.js';
+import type { Store } from './domain/store.js';
 
 /** Expired sessions are deleted this often, so storage stays bounded by live sessions. */
 const PURGE_INTERVAL_MS = 60_000;
@@ -24,16 +26,24 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** `store` replaces the one `config.databaseUrl` names: tests pass one that fails on purpose. */
-export async function startServer(config: Config, logger: Logger, store?: Store): Promise<RunningServer> {
-  const { ring: keys, keyFile } = await KeyRing.load(config.signingKeyFile);
-  if (keyFile.created) logger.info({ file: config.signingKeyFile }, 'created a new signing key');
+export interface ServerParts {
+  /** Replaces the store `config.databaseUrl` names: tests pass one that fails on purpose. */
+  store?: Store;
+  /** The one clock every part reads; tests pass one they move. */
+  clock?: Clock;
+}
 
-  store ??= await openStore(config, logger);
-  const liveStore = store;
-  const tokens = new Tokens(keys, { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl });
-  const metrics = new Metrics(() => liveStore.countLiveSessions(Math.floor(Date.now() / 1000)));
-  const api = await createApi({ auth: new Authentication(store, tokens), store, keys, metrics });
+export async function startServer(config: Config, logger: Logger, parts: ServerParts = {}): Promise<RunningServer> {
+  const clock = parts.clock ?? systemClock;
+  const keySource = keyFileSource(config.signingKeyFile, () =>
+    logger.info({ file: config.signingKeyFile }, 'created a new signing key'),
+  );
+  const keys = await KeyRing.load(keySource, clock);
+
+  const store = parts.store ?? (await openStore(config, logger));
+  const tokens = new Tokens(keys, { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl }, clock);
+  const metrics = new Metrics(() => store.countLiveSessions(epochSeconds(clock)));
+  const api = await createApi({ auth: new Authentication(store, tokens, clock), store, keys, metrics });
   const app = createApp(api, { logger, metrics, corsOrigins: config.corsOrigins });
 
   const server = app.listen(config.port, config.host);
@@ -51,7 +61,7 @@ export async function startServer(config: Config, logger: Logger, store?: Store)
   const { port } = server.address() as AddressInfo;
 
   const purge = () =>
-    liveStore.purgeExpiredSessions(Math.floor(Date.now() / 1000)).then(
+    store.purgeExpiredSessions(epochSeconds(clock)).then(
       (count) => count > 0 && logger.info({ count }, 'purged expired sessions'),
       (err: unknown) => logger.error({ err }, 'purging expired sessions failed'),
     );
@@ -76,7 +86,7 @@ export async function startServer(config: Config, logger: Logger, store?: Store)
         server.close(() => resolve());
         server.closeIdleConnections();
       });
-      await liveStore.close();
+      await store.close();
     },
   };
 }

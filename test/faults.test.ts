@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { openStore } from '../src/store/open.js';
-import type { Store } from '../src/store/store.js';
+import type { Store } from '../src/domain/store.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { assertExample, BASE, bearer, rawCall, type Reply, type Session, type TestServer } from './support/harness.js';
 import { startServerWithStoreHooks, type StoreHooks } from './support/store-hooks.js';

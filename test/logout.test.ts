@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { manualClock } from './support/clock.js';
 import { assertExample, BASE, bearer, signInAlice, startTestServer, type TestServer } from './support/harness.js';
 import { accessClaims, decodePart, forge, kidOf, otherKey, respellings, serverKey, withSignature } from './support/tokens.js';
 
@@ -250,11 +250,12 @@ describe('logout', () => {
 
 describe('logout with ACCESS_TOKEN_TTL=1', () => {
   test('an expired access token cannot log out; refresh, then log out', async () => {
-    const t = await startTestServer({ ACCESS_TOKEN_TTL: '1' });
+    const clock = manualClock();
+    const t = await startTestServer({ ACCESS_TOKEN_TTL: '1' }, { clock });
     try {
       const s = await t.newSession();
       assert.equal(decodePart(s.accessToken, 1).exp, (decodePart(s.accessToken, 1).iat as number) + 1);
-      await sleep(2100);
+      clock.advance(1); // expired from its exp second on
       await assertExample(await t.logout(s.accessToken), 'AccessTokenExpired');
       const refreshed = await t.refresh(s.refreshToken);
       assert.equal(refreshed.status, 200);

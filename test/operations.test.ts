@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
-import { keyPaths } from '../src/domain/key-ring.js';
+import { keyPaths } from '../src/key-files.js';
 import { packageRoot } from '../src/package-root.js';
 import { loadConfig } from '../src/config.js';
 import { openStore } from '../src/store/open.js';
-import type { Store } from '../src/store/store.js';
+import type { Store } from '../src/domain/store.js';
 import { assertExample, BASE, bearer, rawCall, startTestServer, type TestServer } from './support/harness.js';
 import { accessClaims, decodePart, forge, otherKey, serverKey } from './support/tokens.js';
 import { publicKeyHexOf, signEmail } from './support/vectors.js';
@@ -31,7 +31,7 @@ describe('health', () => {
     const store: Store = Object.assign(Object.create(real), {
       ping: () => (stalled ? new Promise<void>(() => {}) : real.ping()),
     });
-    const t = await startTestServer({}, store);
+    const t = await startTestServer({}, { store });
     try {
       await assertExample(await t.call('GET', '/health/live'), 'ServiceLive');
       await assertExample(await t.call('GET', '/health/ready'), 'ServiceReady');

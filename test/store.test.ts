@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { packageRoot } from '../src/package-root.js';
 import { openStore } from '../src/store/open.js';
-import type { SessionRecord, Store } from '../src/store/store.js';
+import type { SessionRecord, Store } from '../src/domain/store.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 
 const NOW = 1_800_000_000;

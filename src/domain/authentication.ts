@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { SessionRecord, Store, UserRecord } from '../store/store.js';
+import type { SessionRecord, Store, UserRecord } from './store.js';
 import type { BearerToken } from './bearer.js';
+import { epochSeconds, type Clock } from './clock.js';
 import { AuthFailure, type MessageId } from './failures.js';
 import { isSignatureHex, parsePublicKeyHex, verifyEmailSignature } from './signature.js';
 import type { IssuedPair, Tokens, TokenType } from './tokens.js';
@@ -11,7 +12,6 @@ export interface SignInProof {
   authPublicKeyHex: string;
 }
 
-const epochSeconds = (ms: number) => Math.floor(ms / 1000);
 const rejected = (id: MessageId) => new AuthFailure('sign-in-rejected', id);
 const over = (id: MessageId) => new AuthFailure('session-over', id);
 
@@ -24,7 +24,7 @@ export class Authentication {
   constructor(
     private readonly store: Store,
     private readonly tokens: Tokens,
-    private readonly now: () => number = Date.now,
+    private readonly now: Clock,
   ) {}
 
   async signIn(proof: SignInProof): Promise<IssuedPair> {
@@ -41,7 +41,7 @@ export class Authentication {
       id,
       userEmail: user.email,
       ...pair.credentials,
-      createdAt: epochSeconds(this.now()),
+      createdAt: epochSeconds(this.now),
       revokedAt: null,
       revokedReason: null,
     });
@@ -59,7 +59,7 @@ export class Authentication {
     // the token leaked; revoking the session locks out whoever holds the newer pair too.
     const session = await this.store.findSession(claims.sid);
     if (session && session.revokedAt === null) {
-      await this.store.revokeSession(claims.sid, 'refresh-reuse', epochSeconds(this.now()));
+      await this.store.revokeSession(claims.sid, 'refresh-reuse', epochSeconds(this.now));
       throw over('refreshTokenReused');
     }
     throw over(this.whyOver(session, 'refresh'));
@@ -70,7 +70,7 @@ export class Authentication {
     const claims = await this.tokens.verify(token, 'access'); // 422, then 401
     // Removing a user revokes their sessions in the same step (Store.removeUser), so a session
     // that ends here belongs to a registered user: the 404 check is needed only when none did.
-    if (await this.store.endSession(claims.sid, claims.jti, epochSeconds(this.now()), scope === 'user')) return;
+    if (await this.store.endSession(claims.sid, claims.jti, epochSeconds(this.now), scope === 'user')) return;
     await this.registeredUser(claims.sub); // 404
     throw over(this.whyOver(await this.store.findSession(claims.sid), 'access')); // 401
   }

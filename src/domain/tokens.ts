@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, errors, jwtVerify, type CryptoKey, type JWTPayload } from 'jose';
 import type { BearerToken } from './bearer.js';
+import { epochSeconds, type Clock } from './clock.js';
 import { AuthFailure, type MessageId } from './failures.js';
 import type { KeyRing } from './key-ring.js';
-import type { SessionCredentials } from '../store/store.js';
+import type { SessionCredentials } from './store.js';
 
 export type TokenType = 'access' | 'refresh';
 
@@ -63,16 +64,16 @@ export interface TokenLifetimes {
 const untrusted = (id: MessageId) => new AuthFailure('token-untrusted', id);
 const unacceptable = (id: MessageId) => new AuthFailure('token-unacceptable', id);
 
-/** Issues and verifies this server's JWS tokens (DESIGN §5): EdDSA only, typed, with a kid. */
+/** Issues and verifies this server's JWS tokens (docs/design.md §5): EdDSA only, typed, with a kid. */
 export class Tokens {
   constructor(
     private readonly keys: KeyRing,
     private readonly lifetimes: TokenLifetimes,
-    private readonly now: () => number = Date.now,
+    private readonly now: Clock,
   ) {}
 
   async issuePair(subject: TokenSubject, sid: string): Promise<IssuedPair> {
-    const iat = Math.floor(this.now() / 1000);
+    const iat = epochSeconds(this.now);
     const accessJti = randomUUID();
     const refreshJti = randomUUID();
     const accessExpiresAt = iat + this.lifetimes.accessTtl;

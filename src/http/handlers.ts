@@ -5,7 +5,7 @@ import type { BearerToken } from '../domain/bearer.js';
 import type { KeyRing } from '../domain/key-ring.js';
 import type { IssuedPair } from '../domain/tokens.js';
 import type { Metrics } from '../metrics.js';
-import type { Store } from '../store/store.js';
+import type { Store } from '../domain/store.js';
 import { envelope } from './envelope.js';
 
 type OperationId = keyof operations;

@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { SqlStore } from './sql-store.js';
 import { withStatementCache } from './statement-cache.js';
-import type { Store } from './store.js';
+import type { Store } from '../domain/store.js';
 
 /**
  * Kysely's SQLite adapter takes no lock while migrating: it expects one connection per

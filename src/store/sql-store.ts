@@ -1,7 +1,7 @@
 import { Kysely, Migrator, sql, type Dialect, type Selectable } from 'kysely';
 import { GroupCommit, type Statements } from './group-commit.js';
 import { migrations, type Database } from './schema.js';
-import type { RevokeReason, Role, SessionCredentials, SessionRecord, Store, UserRecord } from './store.js';
+import type { RevokeReason, Role, SessionCredentials, SessionRecord, Store, UserRecord } from '../domain/store.js';
 
 type UserRow = Selectable<Database['users']>;
 type SessionRow = Selectable<Database['sessions']>;

@@ -11,8 +11,8 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { UNPARSED_REQUEST_ANSWERS } from '../../src/http/app.js';
 import { createLogger } from '../../src/logger.js';
 import { bundledSpecPath } from '../../src/package-root.js';
-import { startServer, type RunningServer } from '../../src/server.js';
-import type { Role, Store } from '../../src/store/store.js';
+import { startServer, type RunningServer, type ServerParts } from '../../src/server.js';
+import type { Role } from '../../src/domain/store.js';
 import { ALICE, publicKeyHexOf, signEmail } from './vectors.js';
 
 export const BASE = '/auth/api/v1/authentication-management';
@@ -146,9 +146,10 @@ export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 /**
  * Starts the real server in this process on a temporary SQLite file and a temporary key,
- * listening on a free port. `env` adds to DESIGN §8's variables; `store` replaces the store.
+ * listening on a free port. `env` adds to docs/design.md §8's variables; `parts` replaces the
+ * store or the clock.
  */
-export async function startTestServer(env: Record<string, string> = {}, store?: Store): Promise<TestServer> {
+export async function startTestServer(env: Record<string, string> = {}, parts: ServerParts = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'fib-auth-test-'));
   const config = loadConfig({
     PORT: '0',
@@ -165,7 +166,7 @@ export async function startTestServer(env: Record<string, string> = {}, store?: 
       done();
     },
   });
-  const start = () => startServer(config, createLogger(config.logLevel, sink), store);
+  const start = () => startServer(config, createLogger(config.logLevel, sink), parts);
   const t: TestServer = {
     url: '',
     server: await start(),

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore } from '../../src/store/open.js';
-import type { Store } from '../../src/store/store.js';
+import type { Store } from '../../src/domain/store.js';
 import { startTestServer, type TestServer } from './harness.js';
 
 type Method = keyof Store;
@@ -62,7 +62,7 @@ export async function startServerWithStoreHooks(env: Record<string, string> = {}
             throw injected(method);
           }),
   };
-  const t = await startTestServer(env, store);
+  const t = await startTestServer(env, { store });
   const stop = t.stop;
   t.stop = async () => {
     await stop();
