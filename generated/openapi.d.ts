@@ -122,8 +122,9 @@ export interface paths {
         /**
          * Read the metrics
          * @description Prometheus text exposition (not the envelope): request counts and latency by operation and
-         *     status, logout outcomes by reason (`logged_out`, `already_over`, `expired`, `bad_signature`,
-         *     `unknown_user`, `unreadable`, `unacceptable`, `error`), live sessions, and process metrics.
+         *     status, logout outcomes by reason (`logged_out`, `unreadable`, `bad_signature`, `expired`,
+         *     `unacceptable`, `unknown_user`, `already_over`, `bad_request`, `error`), live sessions, and
+         *     process metrics.
          *     Expose it to your monitoring network only.
          */
         get: operations["getMetrics"];
@@ -406,7 +407,11 @@ export interface components {
     headers: {
         /** @description The id under which the server logged this request; quote it when you report a problem. */
         XRequestId: string;
-        /** @description The RFC 6750 challenge; the token must be replaced (sign in or refresh again). */
+        /**
+         * @description The RFC 6750 challenge. `Bearer` alone when the request sent no bearer token (no
+         *     `Authorization` header, or another scheme): send one. `Bearer error="invalid_token"` when the
+         *     token that was sent cannot be used: sign in or refresh again.
+         */
         WwwAuthenticate: string;
     };
     pathItems: never;

@@ -1,37 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { AuthFailure } from './domain/failures.js';
-
-const LOGOUT_OUTCOMES = [
-  'logged_out',
-  'already_over',
-  'expired',
-  'bad_signature',
-  'unknown_user',
-  'unreadable',
-  'unacceptable',
-  'bad_request',
-  'error',
-] as const;
-type LogoutOutcome = (typeof LOGOUT_OUTCOMES)[number];
-
-function logoutOutcome(status: number, error: unknown): LogoutOutcome {
-  if (status === 200) return 'logged_out';
-  if (!(error instanceof AuthFailure)) return status === 400 ? 'bad_request' : 'error';
-  switch (error.kind) {
-    case 'credentials-unreadable':
-      return 'unreadable';
-    case 'token-untrusted':
-      return 'bad_signature';
-    case 'token-unacceptable':
-      return error.messageId === 'accessTokenExpired' ? 'expired' : 'unacceptable';
-    case 'user-not-found':
-      return 'unknown_user';
-    case 'session-over':
-      return 'already_over';
-    default:
-      return 'error';
-  }
-}
+import { OUTCOMES, type Outcome } from './http/failures.js';
 
 /** Prometheus metrics of one server, in a registry of its own. */
 export class Metrics {
@@ -57,7 +25,7 @@ export class Metrics {
   });
 
   constructor(liveSessions: () => Promise<number>) {
-    for (const outcome of LOGOUT_OUTCOMES) this.logouts.inc({ outcome }, 0);
+    for (const outcome of ['logged_out', ...OUTCOMES]) this.logouts.inc({ outcome }, 0);
     new Gauge({
       name: 'fib_auth_active_sessions',
       help: 'Sessions that are neither revoked nor expired.',
@@ -69,12 +37,12 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'fib_auth_' });
   }
 
-  /** Records one answered request; `error` is what the error layer turned into the answer, if anything. */
-  observe(operation: string, status: number, seconds: number, error: unknown): void {
+  /** Records one answered request; `outcome` is the error layer's, for a refused one. */
+  observe(operation: string, status: number, seconds: number, outcome: Outcome | undefined): void {
     const labels = { operation, status: String(status) };
     this.requests.inc(labels);
     this.latency.observe(labels, seconds);
-    if (operation === 'logout') this.logouts.inc({ outcome: logoutOutcome(status, error) });
+    if (operation === 'logout') this.logouts.inc({ outcome: outcome ?? 'logged_out' });
   }
 
   text(): Promise<string> {

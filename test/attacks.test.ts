@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { errors } from 'jose';
 import { failureOfJoseError, type TokenType } from '../src/domain/tokens.js';
-import { errorResponse } from '../src/http/envelope.js';
+import { refusal } from '../src/http/failures.js';
 import { assertExample, BASE, bearer, startTestServer, type Reply, type TestServer } from './support/harness.js';
 import { accessClaims, b64, decodePart, forge, otherKey, refreshClaims, serverKey, withSignature } from './support/tokens.js';
 
@@ -316,10 +316,12 @@ test('every error class of jose answers 401 or 422; any other error stays a 500'
   assert.ok(classes.length >= 15, `${classes.length} classes`);
   for (const [name, JoseError] of classes) {
     for (const type of ['access', 'refresh'] as const) {
-      const { code } = errorResponse(failureOfJoseError(new (JoseError as new (message: string) => Error)('refused'), type), 'id')
-        .body.status;
+      const { status: code } = refusal(
+        failureOfJoseError(new (JoseError as new (message: string) => Error)('refused'), type),
+        'id',
+      );
       assert.ok(code === 401 || code === 422, `${name} for a ${type} token: ${code}`);
     }
   }
-  assert.equal(errorResponse(failureOfJoseError(new TypeError('a bug'), 'access'), 'id').body.status.code, 500);
+  assert.equal(refusal(failureOfJoseError(new TypeError('a bug'), 'access'), 'id').status, 500);
 });

@@ -74,7 +74,7 @@ test(
         '500',
       ]);
 
-      // The seed's example body, shown for the 200.
+      // The FIB page's example body (docs/design.md §1), shown for the 200.
       const samples = await logout.locator('pre').allInnerTexts();
       const bodies = samples.flatMap((text) => {
         try {

@@ -12,7 +12,7 @@ describe('logout', () => {
   });
   after(() => t.stop());
 
-  test('answers the seed body exactly, then 401 for the same token', async () => {
+  test('answers the FIB page's body exactly (docs/design.md §1), then 401 for the same token', async () => {
     const { accessToken } = await signInAlice(t);
     const first = await t.logout(accessToken);
     assert.deepEqual(first.body, {
@@ -72,9 +72,14 @@ describe('logout', () => {
       ],
       ['a payload that is JSON null', () => bearer(`${token.split('.')[0]}.bnVsbA.${token.split('.')[2]}`), 'TokenPartsNotJson'],
     ];
+    // RFC 6750 §3.1: no error code for a request that sent no bearer token.
+    const sentNoBearerToken = new Set(['AuthorizationMissing', 'AuthorizationSchemeNotBearer']);
     for (const [name, headers, exampleName] of cases) {
       test(name, async () => {
-        await assertExample(await t.call('POST', `${BASE}/logout`, { headers: headers() }), exampleName);
+        const reply = await t.call('POST', `${BASE}/logout`, { headers: headers() });
+        await assertExample(reply, exampleName);
+        const challenge = sentNoBearerToken.has(exampleName) ? 'Bearer' : 'Bearer error="invalid_token"';
+        assert.equal(reply.headers['www-authenticate'], challenge);
       });
     }
     test('and the token still works afterwards', async () => {

@@ -27,7 +27,7 @@ describe('refresh', () => {
     assert.equal((await t.logout(again.body.data.accessToken)).status, 200);
   });
 
-  test('tokens carry the DESIGN §5 headers and claims', async () => {
+  test('tokens carry the docs/design.md §5 headers and claims', async () => {
     const s = await t.newSession();
     const accessHeader = decodePart(s.accessToken, 0);
     const refreshHeader = decodePart(s.refreshToken, 0);

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { messages } from '../src/domain/failures.js';
+import type { FailureReason } from '../src/domain/failures.js';
+import { refusalOf } from '../src/http/failures.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { BASE, bearer, rawCall, type Reply, type Session } from './support/harness.js';
 import { freePort } from './support/processes.js';
@@ -20,6 +21,9 @@ import {
 } from './support/resource-servers.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { accessClaims, forge, otherKey } from './support/tokens.js';
+
+/** The service's sentence for a failure. */
+const said = (reason: FailureReason) => refusalOf(reason).message;
 
 const refusedWith = (reply: Reply, status: number, message: string) =>
   assert.deepEqual(
@@ -103,7 +107,7 @@ describe('the resource-server library when things go wrong', () => {
     console.log(`accepted again ${Math.round(performance.now() - back)} ms after the service was back`);
     await logout(session);
     const { reply } = await untilRefused(rs, session.accessToken, performance.now(), 5000);
-    refusedWith(reply, 401, messages.accessTokenLoggedOut);
+    refusedWith(reply, 401, said('accessTokenLoggedOut'));
   });
 
   test('the feed connection cut during a long poll: no revocation is lost, the cursor resumes', async () => {
@@ -133,9 +137,9 @@ describe('the resource-server library when things go wrong', () => {
       await proxy.listen();
       const restored = performance.now();
       for (const session of loggedOut) {
-        refusedWith((await untilRefused(rs, session.accessToken, restored, 5000)).reply, 401, messages.accessTokenLoggedOut);
+        refusedWith((await untilRefused(rs, session.accessToken, restored, 5000)).reply, 401, said('accessTokenLoggedOut'));
       }
-      refusedWith((await untilRefused(rs, retired.accessToken, restored, 5000)).reply, 401, messages.accessTokenRetired);
+      refusedWith((await untilRefused(rs, retired.accessToken, restored, 5000)).reply, 401, said('accessTokenRetired'));
       assert.equal((await rs.get(refreshed.body.data.accessToken)).status, 200, 'the new token of the refresh is accepted');
 
       const resumed = proxy.requestLines.slice(linesBefore).find((line) => line.includes('/revocations?'));
@@ -166,12 +170,12 @@ describe('the resource-server library when things go wrong', () => {
 
     const rs = await startRs();
     const expected: [Session | string, string][] = [
-      [local, messages.accessTokenLoggedOut],
-      [global, messages.accessTokenLoggedOut],
-      [globalOther, messages.accessTokenLoggedOut],
-      [retired, messages.accessTokenRetired],
-      [refreshed.body.data.accessToken, messages.sessionRevokedAfterReuse],
-      [removed, messages.sessionEnded],
+      [local, said('accessTokenLoggedOut')],
+      [global, said('accessTokenLoggedOut')],
+      [globalOther, said('accessTokenLoggedOut')],
+      [retired, said('accessTokenRetired')],
+      [refreshed.body.data.accessToken, said('sessionRevokedAfterReuse')],
+      [removed, said('sessionEnded')],
     ];
     for (const [session, message] of expected) {
       refusedWith(await rs.get(typeof session === 'string' ? session : session.accessToken), 401, message);
@@ -197,7 +201,7 @@ describe('the resource-server library when things go wrong', () => {
       forge({ alg: 'EdDSA', typ: 'at+jwt', kid: `forged-${Math.random()}` }, accessClaims('mallory@example.test'), otherKey()),
     );
     for (const reply of await Promise.all(forged.map((token) => rs.get(token)))) {
-      refusedWith(reply, 422, messages.tokenKeyIdUnknown);
+      refusedWith(reply, 422, said('tokenKeyIdUnknown'));
     }
     await sleep(300);
     assert.ok(jwksRequests() - beforeFlood <= 1, `${jwksRequests() - beforeFlood} JWKS requests for 50 forged key ids`);

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test as testOn } from 'node:test';
-import { messages, type MessageId } from '../src/domain/failures.js';
+import type { FailureReason } from '../src/domain/failures.js';
+import { refusalOf } from '../src/http/failures.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 import { BASE, bearer, rawCall, type Session } from './support/harness.js';
@@ -36,7 +37,7 @@ interface Ending {
   kind: string;
   /** Signs in and prepares; resolves with the tokens the ending will end. */
   prepare(): Promise<{ tokens: string[]; end(): Promise<void> }>;
-  refusal: MessageId;
+  refusal: FailureReason;
 }
 
 for (const backend of DATABASES) {
@@ -143,7 +144,7 @@ for (const backend of DATABASES) {
               async end() {
                 const reused = await refresh(session);
                 assert.equal(reused.status, 401, JSON.stringify(reused.body));
-                assert.equal(reused.body.status.message, messages.refreshTokenReused);
+                assert.equal(reused.body.status.message, refusalOf('refreshTokenReused').message);
               },
             };
           },
@@ -181,11 +182,12 @@ for (const backend of DATABASES) {
               resourceServers.map(async (rs) => {
                 const { reply, delayMs } = await untilRefused(rs, token, answered, DEADLINE_MS);
                 assert.equal(reply.status, 401, `${ending.kind}: ${JSON.stringify(reply.body)}`);
+                const expected = refusalOf(ending.refusal);
                 assert.deepEqual(reply.body, {
-                  status: { code: 401, name: 'Unauthorized', message: messages[ending.refusal] },
+                  status: { code: 401, name: 'Unauthorized', message: expected.message },
                   data: {},
                 });
-                assert.equal(reply.headers['www-authenticate'], 'Bearer error="invalid_token"');
+                assert.equal(reply.headers['www-authenticate'], expected.challenge);
                 delays.push({ kind: ending.kind, ms: delayMs });
               }),
             ),

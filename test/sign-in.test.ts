@@ -13,7 +13,7 @@ describe('sign-in', () => {
   });
   after(() => t.stop());
 
-  test('signs Alice in with the DESIGN §4 vector', async () => {
+  test('signs Alice in with the docs/design.md §4 vector', async () => {
     const reply = await t.signIn(alice);
     assert.equal(reply.status, 200);
     assert.deepEqual(reply.body.status, { code: 200, name: 'OK', message: 'User has been successfully authorized.' });

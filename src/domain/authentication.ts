@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { SessionRecord, Store, UserRecord } from './store.js';
 import type { BearerToken } from './bearer.js';
 import { epochSeconds, type Clock } from './clock.js';
-import { AuthFailure, type MessageId } from './failures.js';
+import { AuthFailure, type FailureReason } from './failures.js';
 import { isSignatureHex, parsePublicKeyHex, verifyEmailSignature } from './signature.js';
 import type { IssuedPair, Tokens, TokenType } from './tokens.js';
 
@@ -12,11 +12,8 @@ export interface SignInProof {
   authPublicKeyHex: string;
 }
 
-const rejected = (id: MessageId) => new AuthFailure('sign-in-rejected', id);
-const over = (id: MessageId) => new AuthFailure('session-over', id);
-
 /**
- * Sign-in, refresh and logout, each checking in the order of DESIGN §3 and §4. The bearer
+ * Sign-in, refresh and logout, each checking in the order of docs/design.md §3 and §4. The bearer
  * token arrives already parsed (§3.1, `parseBearer`); each step below throws the failure
  * that decides the answer.
  */
@@ -28,12 +25,12 @@ export class Authentication {
   ) {}
 
   async signIn(proof: SignInProof): Promise<IssuedPair> {
-    if (!isSignatureHex(proof.signature)) throw rejected('signatureNotHex');
+    if (!isSignatureHex(proof.signature)) throw new AuthFailure('signatureNotHex');
     const publicKey = parsePublicKeyHex(proof.authPublicKeyHex);
-    if (!publicKey) throw rejected('publicKeyInvalid');
+    if (!publicKey) throw new AuthFailure('publicKeyInvalid');
     const user = await this.registeredUser(proof.email);
-    if (user.authPublicKeyHex !== proof.authPublicKeyHex.toLowerCase()) throw rejected('publicKeyNotRegistered');
-    if (!verifyEmailSignature(proof.email, proof.signature, publicKey)) throw rejected('signatureNotVerified');
+    if (user.authPublicKeyHex !== proof.authPublicKeyHex.toLowerCase()) throw new AuthFailure('publicKeyNotRegistered');
+    if (!verifyEmailSignature(proof.email, proof.signature, publicKey)) throw new AuthFailure('signatureNotVerified');
 
     const id = randomUUID();
     const pair = await this.tokens.issuePair(user, id);
@@ -46,7 +43,7 @@ export class Authentication {
       revokedReason: null,
     });
     // The user was removed since the lookup above: the pair was never stored, so it never works.
-    if (!created) throw new AuthFailure('user-not-found', 'userNotFound');
+    if (!created) throw new AuthFailure('userNotFound');
     return pair;
   }
 
@@ -60,9 +57,9 @@ export class Authentication {
     const session = await this.store.findSession(claims.sid);
     if (session && session.revokedAt === null) {
       await this.store.revokeSession(claims.sid, 'refresh-reuse', epochSeconds(this.now));
-      throw over('refreshTokenReused');
+      throw new AuthFailure('refreshTokenReused');
     }
-    throw over(this.whyOver(session, 'refresh'));
+    throw new AuthFailure(this.whyOver(session, 'refresh'));
   }
 
   /** Ends the token's session, or with scope `user` every session of its user. */
@@ -72,17 +69,17 @@ export class Authentication {
     // that ends here belongs to a registered user: the 404 check is needed only when none did.
     if (await this.store.endSession(claims.sid, claims.jti, epochSeconds(this.now), scope === 'user')) return;
     await this.registeredUser(claims.sub); // 404
-    throw over(this.whyOver(await this.store.findSession(claims.sid), 'access')); // 401
+    throw new AuthFailure(this.whyOver(await this.store.findSession(claims.sid), 'access')); // 401
   }
 
   private async registeredUser(email: string): Promise<UserRecord> {
     const user = await this.store.findUser(email);
-    if (!user) throw new AuthFailure('user-not-found', 'userNotFound');
+    if (!user) throw new AuthFailure('userNotFound');
     return user;
   }
 
   /** Names why a session did not accept a token, for the 401 message. */
-  private whyOver(session: SessionRecord | undefined, type: TokenType): MessageId {
+  private whyOver(session: SessionRecord | undefined, type: TokenType): FailureReason {
     switch (session?.revokedReason) {
       case 'logout':
         return type === 'access' ? 'accessTokenLoggedOut' : 'sessionLoggedOut';

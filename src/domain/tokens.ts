@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, errors, jwtVerify, type CryptoKey, type JWTPayload } from 'jose';
 import type { BearerToken } from './bearer.js';
 import { epochSeconds, type Clock } from './clock.js';
-import { AuthFailure, type MessageId } from './failures.js';
+import { AuthFailure } from './failures.js';
 import type { KeyRing } from './key-ring.js';
 import type { SessionCredentials } from './store.js';
 
@@ -60,9 +60,6 @@ export interface TokenLifetimes {
   accessTtl: number;
   refreshTtl: number;
 }
-
-const untrusted = (id: MessageId) => new AuthFailure('token-untrusted', id);
-const unacceptable = (id: MessageId) => new AuthFailure('token-unacceptable', id);
 
 /** Issues and verifies this server's JWS tokens (docs/design.md §5): EdDSA only, typed, with a kid. */
 export class Tokens {
@@ -125,13 +122,13 @@ export async function verifyToken<T extends TokenType>(
   now: number,
 ): Promise<ClaimsOf[T]> {
   if (Buffer.from(token.signature, 'base64url').length !== ED25519_SIGNATURE_BYTES) {
-    throw untrusted('tokenSignatureMalformed');
+    throw new AuthFailure('tokenSignatureMalformed');
   }
-  if (token.header.alg !== 'EdDSA') throw untrusted('tokenAlgorithmRejected');
-  if (Object.keys(token.header).some((name) => !HEADER_PARAMETERS.has(name))) throw untrusted('tokenHeaderUnsupported');
-  if (typeof token.header.kid !== 'string') throw untrusted('tokenKeyIdMissing');
+  if (token.header.alg !== 'EdDSA') throw new AuthFailure('tokenAlgorithmRejected');
+  if (Object.keys(token.header).some((name) => !HEADER_PARAMETERS.has(name))) throw new AuthFailure('tokenHeaderUnsupported');
+  if (typeof token.header.kid !== 'string') throw new AuthFailure('tokenKeyIdMissing');
   const key = await keyFor(token.header.kid);
-  if (!key) throw untrusted('tokenKeyIdUnknown');
+  if (!key) throw new AuthFailure('tokenKeyIdUnknown');
 
   let payload: JWTPayload;
   try {
@@ -147,7 +144,7 @@ export async function verifyToken<T extends TokenType>(
   if (
     !REQUIRED_CLAIMS[type].every((claim) => typeof payload[claim] === (claim === 'iat' || claim === 'exp' ? 'number' : 'string'))
   ) {
-    throw unacceptable('tokenClaimsMissing');
+    throw new AuthFailure('tokenClaimsMissing');
   }
   return payload as unknown as ClaimsOf[T];
 }
@@ -158,15 +155,16 @@ export async function verifyToken<T extends TokenType>(
  */
 export function failureOfJoseError(error: unknown, type: TokenType): unknown {
   // jose validates claims only after the signature verified: these tokens are authentic.
-  if (error instanceof errors.JWTExpired) return unacceptable(type === 'access' ? 'accessTokenExpired' : 'refreshTokenExpired');
+  if (error instanceof errors.JWTExpired)
+    return new AuthFailure(type === 'access' ? 'accessTokenExpired' : 'refreshTokenExpired');
   if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'typ') {
-    return unacceptable(type === 'access' ? 'notAnAccessToken' : 'notARefreshToken');
+    return new AuthFailure(type === 'access' ? 'notAnAccessToken' : 'notARefreshToken');
   }
   if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTInvalid)
-    return unacceptable('tokenClaimsMissing');
-  if (error instanceof errors.JOSEAlgNotAllowed) return untrusted('tokenAlgorithmRejected');
-  if (error instanceof errors.JOSENotSupported) return untrusted('tokenHeaderUnsupported');
+    return new AuthFailure('tokenClaimsMissing');
+  if (error instanceof errors.JOSEAlgNotAllowed) return new AuthFailure('tokenAlgorithmRejected');
+  if (error instanceof errors.JOSENotSupported) return new AuthFailure('tokenHeaderUnsupported');
   // A signature that does not verify, a malformed JWS, and any class a later jose adds: not trusted.
-  if (error instanceof errors.JOSEError) return untrusted('tokenSignatureInvalid');
+  if (error instanceof errors.JOSEError) return new AuthFailure('tokenSignatureInvalid');
   return error;
 }

@@ -3,7 +3,7 @@ import type { ParameterizedContext } from 'koa';
 import { OpenAPIBackend, type Context } from 'openapi-backend';
 import { parseBearer } from '../domain/bearer.js';
 import { bundledSpecPath } from '../package-root.js';
-import { RequestRefused } from './envelope.js';
+import { HttpFailure } from './failures.js';
 import { operationHandlers, type Services } from './handlers.js';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
@@ -41,13 +41,11 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
   api.register({
     ...operationHandlers(services),
     notFound: () => {
-      throw new RequestRefused(404, 'No operation exists at this path.');
+      throw new HttpFailure('noOperation');
     },
     methodNotAllowed: (c: Context) => {
       const allowed = allowedMethods(api, c.request.path);
-      throw new RequestRefused(405, `This path does not accept the ${c.request.method.toUpperCase()} method.`, {
-        Allow: allowed.join(', '),
-      });
+      throw new HttpFailure('methodNotAllowed', c.request.method.toUpperCase(), { Allow: allowed.join(', ') });
     },
     unauthorizedHandler: (c: Context) => {
       // Each operation has one security scheme; its handler threw the reason.
@@ -55,7 +53,7 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
       throw (result as { error: unknown }).error;
     },
     validationFail: (c: Context) => {
-      throw new RequestRefused(400, validationMessage(c));
+      throw new HttpFailure('requestInvalid', validationMessage(c));
     },
   });
   const parseAuthorization = (_c: Context, ctx: ParameterizedContext) => parseBearer(authorizationValues(ctx.req));

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { maxHeaderSize, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Koa, { type Context as KoaContext, type Next } from 'koa';
 import getRawBody from 'raw-body';
@@ -7,10 +7,8 @@ import type { OpenAPIBackend } from 'openapi-backend';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { allowedMethods } from './api.js';
-import { envelope, errorResponse, RequestRefused, type Envelope } from './envelope.js';
-import { PlainReply } from './handlers.js';
-
-const MAX_BODY_BYTES = 16 * 1024;
+import { envelope, PlainReply, type Envelope } from './envelope.js';
+import { MAX_BODY_BYTES, refusal, refusalOf, HttpFailure, type Outcome, type HttpFailureReason } from './failures.js';
 
 /** Headers of every response, whoever answers it. */
 const responseHeaders = (requestId: string) => ({
@@ -20,40 +18,61 @@ const responseHeaders = (requestId: string) => ({
 });
 
 interface State {
+  requestId: string;
   /** The contract operation the request addresses, once routed. */
   operationId?: string;
+  /** Why the request was refused, as the error layer classified it. */
+  outcome?: Outcome;
+}
+type AppContext = KoaContext & { state: State };
+
+/** Gives every response its request id and safety headers. */
+function identify() {
+  return (ctx: AppContext, next: Next) => {
+    ctx.state.requestId = randomUUID();
+    ctx.set(responseHeaders(ctx.state.requestId));
+    return next();
+  };
+}
+
+/** Records every answered request in the log and the metrics, once it is answered. */
+function observe(logger: Logger, metrics: Metrics) {
+  return async (ctx: AppContext, next: Next) => {
+    const started = performance.now();
+    await next();
+    const seconds = (performance.now() - started) / 1000;
+    const operation = ctx.state.operationId ?? 'none';
+    metrics.observe(operation, ctx.status, seconds, ctx.state.outcome);
+    const { requestId } = ctx.state;
+    const ms = Math.round(seconds * 1e4) / 10;
+    logger.info({ requestId, method: ctx.method, path: ctx.path, operation, status: ctx.status, ms }, 'request');
+  };
 }
 
 /**
- * The outermost layer: gives every response its request id and safety headers, turns every
- * error into the envelope, and records the request in the log and the metrics.
+ * JSON bodies go out as exactly application/json: RFC 8259 defines no charset parameter, and
+ * strict clients (Dredd) compare the whole value.
  */
-function envelopeAndLog(logger: Logger, metrics: Metrics) {
-  return async (ctx: KoaContext & { state: State }, next: Next) => {
-    const started = performance.now();
-    const requestId = randomUUID();
-    ctx.set(responseHeaders(requestId));
-    let failure: unknown;
+function exactJsonType() {
+  return async (ctx: AppContext, next: Next) => {
+    await next();
+    if (typeof ctx.body === 'object' && ctx.body !== null) ctx.set('Content-Type', 'application/json');
+  };
+}
+
+/** The one error layer: every error becomes the envelope its failure's table row describes. */
+function answerErrors(logger: Logger) {
+  return async (ctx: AppContext, next: Next) => {
     try {
       await next();
     } catch (error) {
-      failure = error;
-      const { body, headers, internal } = errorResponse(error, requestId);
-      if (internal) logger.error({ requestId, err: internal }, 'request failed');
+      const { status, message, outcome, headers, internal } = refusal(error, ctx.state.requestId);
+      if (internal) logger.error({ requestId: ctx.state.requestId, err: internal }, 'request failed');
+      ctx.state.outcome = outcome;
       ctx.set(headers);
-      ctx.status = body.status.code;
-      ctx.body = body;
+      ctx.status = status;
+      ctx.body = envelope(status, message, {});
     }
-    // JSON bodies go out as exactly application/json: RFC 8259 defines no charset parameter,
-    // and strict clients (Dredd) compare the whole value.
-    if (typeof ctx.body === 'object' && ctx.body !== null) ctx.set('Content-Type', 'application/json');
-    const seconds = (performance.now() - started) / 1000;
-    const operation = ctx.state.operationId ?? 'none';
-    metrics.observe(operation, ctx.status, seconds, failure);
-    logger.info(
-      { requestId, method: ctx.method, path: ctx.path, operation, status: ctx.status, ms: Math.round(seconds * 1e4) / 10 },
-      'request',
-    );
   };
 }
 
@@ -88,24 +107,22 @@ async function readJsonText(ctx: KoaContext): Promise<string | undefined> {
   try {
     text = await getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length: ctx.request.length, encoding: 'utf8' });
   } catch (error) {
-    if ((error as { type?: string }).type === 'entity.too.large') {
-      throw new RequestRefused(413, `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
-    }
+    if ((error as { type?: string }).type === 'entity.too.large') throw new HttpFailure('bodyTooLarge');
     throw error;
   }
   if (text === '') return undefined; // no body; validation answers that one is required
-  if (!ctx.request.is('application/json')) throw new RequestRefused(415, 'The request body must be sent as application/json.');
+  if (!ctx.request.is('application/json')) throw new HttpFailure('bodyNotJsonMediaType');
   try {
     JSON.parse(text);
   } catch {
-    throw new RequestRefused(400, 'The request body is not valid JSON.');
+    throw new HttpFailure('bodyNotJson');
   }
   return text;
 }
 
 /** Hands each request to the contract's router and writes what its handler returns. */
 function dispatch(api: OpenAPIBackend) {
-  return async (ctx: KoaContext & { state: State }) => {
+  return async (ctx: AppContext) => {
     const request = {
       method: ctx.method,
       path: ctx.path,
@@ -136,7 +153,10 @@ export interface AppOptions {
 
 export function createApp(api: OpenAPIBackend, { logger, metrics, corsOrigins }: AppOptions): Koa {
   const app = new Koa();
-  app.use(envelopeAndLog(logger, metrics));
+  app.use(identify());
+  app.use(observe(logger, metrics));
+  app.use(exactJsonType());
+  app.use(answerErrors(logger));
   app.use(cors(corsOrigins, api));
   app.use(dispatch(api));
   // Errors after the response started (a client that went away) have no one to answer.
@@ -144,15 +164,11 @@ export function createApp(api: OpenAPIBackend, { logger, metrics, corsOrigins }:
   return app;
 }
 
-/**
- * How a request that Node's parser refuses is answered, by the parser's error code (the
- * contract's info.description documents these).
- */
-export const UNPARSED_REQUEST_ANSWERS = {
-  HPE_HEADER_OVERFLOW: [431, `The request line and headers are larger than ${maxHeaderSize} bytes.`],
-  ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request did not arrive in time.'],
-  other: [400, 'The request is not valid HTTP/1.1.'],
-} as const;
+/** The failure of a request Node's parser refuses, by the parser's error code. */
+const PARSER_REFUSALS: Record<string, HttpFailureReason> = {
+  HPE_HEADER_OVERFLOW: 'headersTooLarge',
+  ERR_HTTP_REQUEST_TIMEOUT: 'requestTimeout',
+};
 
 /**
  * The http server's 'clientError' listener. Node refuses a request it cannot parse (a control
@@ -168,10 +184,7 @@ export function answerUnparsedRequest(logger: Logger) {
       return;
     }
     const requestId = randomUUID();
-    const [status, message] =
-      error.code === 'HPE_HEADER_OVERFLOW' || error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? UNPARSED_REQUEST_ANSWERS[error.code]
-        : UNPARSED_REQUEST_ANSWERS.other;
+    const { status, message } = refusalOf(PARSER_REFUSALS[error.code ?? ''] ?? 'requestUnparsable');
     const body = envelope(status, message, {});
     const text = JSON.stringify(body);
     const headers = {

@@ -6,7 +6,8 @@ import type { KeyRing } from '../domain/key-ring.js';
 import type { IssuedPair } from '../domain/tokens.js';
 import type { Metrics } from '../metrics.js';
 import type { Store } from '../domain/store.js';
-import { envelope } from './envelope.js';
+import { envelope, PlainReply } from './envelope.js';
+import { HttpFailure } from './failures.js';
 
 type OperationId = keyof operations;
 type Responses<Op extends OperationId> = operations[Op]['responses'];
@@ -14,14 +15,6 @@ type Responses<Op extends OperationId> = operations[Op]['responses'];
 type Body<Op extends OperationId> = {
   [Code in keyof Responses<Op>]: Responses<Op>[Code] extends { content: infer C } ? C[keyof C] : never;
 }[keyof Responses<Op>];
-
-/** A response in another media type than JSON, or JSON outside the envelope. */
-export class PlainReply<T> {
-  constructor(
-    readonly body: T,
-    readonly contentType: string,
-  ) {}
-}
 
 type SignInRequest = components['schemas']['SignInRequest'];
 type LogoutQuery = NonNullable<operations['logout']['parameters']['query']>;
@@ -81,9 +74,8 @@ export function operationHandlers({ auth, store, keys, metrics }: Services): {
       return envelope(200, 'The service is live.', {});
     },
     async getReadiness() {
-      return (await answersWithin(store.ping(), READINESS_TIMEOUT_MS))
-        ? envelope(200, 'The service is ready.', {})
-        : envelope(503, 'The store does not answer; do not route requests to this instance.', {});
+      if (!(await answersWithin(store.ping(), READINESS_TIMEOUT_MS))) throw new HttpFailure('storeUnavailable');
+      return envelope(200, 'The service is ready.', {});
     },
     async getMetrics() {
       return new PlainReply(await metrics.text(), metrics.registry.contentType);

@@ -7,9 +7,9 @@
 import type { Middleware } from 'koa';
 import { parseBearer } from '../domain/bearer.js';
 import { verifyToken, type AccessClaims } from '../domain/tokens.js';
-import { BEARER_CHALLENGE, envelope } from '../http/envelope.js';
+import { envelope } from '../http/envelope.js';
 import { Jwks } from './jwks.js';
-import { refusalOf, VerificationError } from './refusal.js';
+import { VerificationError, verificationErrorOf } from './refusal.js';
 import { RevocationFeed } from './revocations.js';
 
 export type { AccessClaims };
@@ -64,7 +64,7 @@ export function createVerifier({ url, clientId, clientSecret, maxStalenessSecond
       const values = typeof authorization === 'string' ? [authorization] : authorization;
       claims = await verifyToken(parseBearer(values), 'access', jwks.keyFor, Date.now());
     } catch (error) {
-      throw refusalOf(error);
+      throw verificationErrorOf(error);
     }
     feed.check(claims);
     return claims;
@@ -84,7 +84,7 @@ export function createVerifier({ url, clientId, clientSecret, maxStalenessSecond
       } catch (error) {
         if (!(error instanceof VerificationError)) throw error;
         ctx.status = error.status;
-        if (error.status === 401) ctx.set('WWW-Authenticate', BEARER_CHALLENGE);
+        if (error.challenge) ctx.set('WWW-Authenticate', error.challenge);
         ctx.body = envelope(error.status, error.message, {});
         ctx.set('Content-Type', 'application/json');
         return;

@@ -1,11 +1,13 @@
-import { AuthFailure, type MessageId } from '../domain/failures.js';
-import { FAILURE_STATUS } from '../http/envelope.js';
+import { AuthFailure, type FailureReason } from '../domain/failures.js';
+import { refusalOf } from '../http/failures.js';
 
 /** Why `verify` refused a request, with the status the resource server answers it with. */
 export class VerificationError extends Error {
   constructor(
     readonly status: 401 | 422 | 503,
     message: string,
+    /** The `WWW-Authenticate` value to answer a 401 with, as the service does. */
+    readonly challenge?: string,
     options?: ErrorOptions,
   ) {
     super(message, options);
@@ -21,21 +23,29 @@ export const unverifiable = {
     new VerificationError(
       503,
       `The revocation feed has not been confirmed current for ${seconds} seconds; the token cannot be checked.`,
+      undefined,
       { cause },
     ),
   keysUnavailable: (cause: unknown) =>
-    new VerificationError(503, "The service's signing keys could not be fetched; the token cannot be checked.", { cause }),
+    new VerificationError(503, "The service's signing keys could not be fetched; the token cannot be checked.", undefined, {
+      cause,
+    }),
   closed: () => new VerificationError(503, 'The verifier has been closed; the token cannot be checked.'),
 };
 
-/** The service's refusal of a token as the service itself words it, with the same status. */
-export function refusalOf(error: unknown): unknown {
-  if (!(error instanceof AuthFailure)) return error;
-  return new VerificationError(FAILURE_STATUS[error.kind] as 401 | 422, error.message);
+/** The service's answer to a refused token, in its words: status, sentence and challenge from its failure table. */
+function refusalFor(reason: FailureReason): VerificationError {
+  const { status, message, challenge } = refusalOf(reason);
+  return new VerificationError(status as 401 | 422, message, challenge);
+}
+
+/** A domain failure as the service would answer it; anything else unchanged. */
+export function verificationErrorOf(error: unknown): unknown {
+  return error instanceof AuthFailure ? refusalFor(error.reason) : error;
 }
 
 /** What the service says of a token whose session the feed reports ended, by the entry's reason. */
-const REVOKED_MESSAGE: Record<string, MessageId> = {
+const REVOKED_BY: Record<string, FailureReason> = {
   logout: 'accessTokenLoggedOut',
   refresh: 'accessTokenRetired',
   'refresh-reuse': 'sessionRevokedAfterReuse',
@@ -44,5 +54,5 @@ const REVOKED_MESSAGE: Record<string, MessageId> = {
 
 export function revokedRefusal(reason: string): VerificationError {
   // A reason added to the feed after this library was built still revokes the token.
-  return refusalOf(new AuthFailure('session-over', REVOKED_MESSAGE[reason] ?? 'sessionEnded')) as VerificationError;
+  return refusalFor(REVOKED_BY[reason] ?? 'sessionEnded');
 }

@@ -50,7 +50,7 @@ async function switchToWal(database: Database.Database, timeoutMs: number): Prom
 
 export type StoreConfig = Pick<Config, 'databaseUrl' | 'databasePoolSize' | 'databaseTimeout'>;
 
-/** Opens the store that `DATABASE_URL` names (DESIGN §7). */
+/** Opens the store that `DATABASE_URL` names (docs/design.md §7). */
 export async function openStore(config: StoreConfig, logger?: Logger): Promise<Store> {
   const { databaseUrl } = config;
   const timeoutMs = config.databaseTimeout * 1000;
