@@ -15,6 +15,7 @@ import { BASE, LOG_LEVEL, logoutRequest, makeUsers, SessionFactory, startFibAuth
 import { load, type LoadRequest, type LoadResult } from './load.js';
 import { freePort, rssMiB, startService, type Service } from './processes.js';
 import { printReport, writeReport, type GrowthPoint, type Results } from './report.js';
+import { measureResourceServer } from './resource-server.js';
 import { TokenMinter } from './tokens.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -285,6 +286,17 @@ async function main(): Promise<void> {
       ...results.refresh,
     ];
     results.rss.underLoadMiB = Math.max(...serverRuns.map((r) => r.server?.rssMaxMiB ?? 0));
+
+    log('resource servers: propagation under logout load, local verify, introspection');
+    results.resourceServer = await measureResourceServer({
+      server,
+      databaseUrl: `sqlite:${sqlitePath}`,
+      minter,
+      sessions,
+      seconds: SECONDS,
+      reps: REPS,
+      log,
+    });
     await db.close();
     await stopAll();
 

@@ -41,6 +41,7 @@ export async function startResourceServer(options: {
 }): Promise<ResourceServer> {
   const started = await startProcess(process.execPath, ['--import', 'tsx', 'test/support/resource-server-process.ts'], {
     env: {
+      PORT: '0',
       FIB_AUTH_URL: options.serviceUrl,
       CLIENT_ID: options.clientId,
       CLIENT_SECRET: options.clientSecret,
