@@ -70,6 +70,87 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/api/v1/authentication-management/introspection": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Introspect an access token (RFC 7662)
+         * @description For resource servers of the FIB API: asks whether an access token is usable right now.
+         *     Authenticate with the client id and secret that `fib-auth clients add` printed, as HTTP
+         *     Basic (RFC 7662 §2.1). Send the token form-encoded as `token`; `token_type_hint` is
+         *     accepted and ignored.
+         *
+         *     The answer is the plain RFC 7662 object, not the envelope, so gateways and proxies that
+         *     speak RFC 7662 can use it as it is. `active` is true exactly when logout would accept the
+         *     token now: authentic, an unexpired access token, the current one of a live session whose
+         *     user is registered. Every other token, whatever the reason (forged, malformed, expired, a
+         *     refresh token, logged out, retired by a refresh, revoked after refresh-token reuse, user
+         *     removed), is exactly `{"active": false}`: the reason is not disclosed.
+         *
+         *     Introspection costs one request per check. A resource server that checks many tokens
+         *     verifies them itself against the key set and follows the revocation feed instead
+         *     (`GET /auth/api/v1/authentication-management/revocations`).
+         */
+        post: operations["introspectToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/api/v1/authentication-management/revocations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow the revocation feed
+         * @description For resource servers that verify access tokens themselves (against
+         *     `/.well-known/jwks.json`): the access tokens that stopped working before their expiry,
+         *     from a cursor. Authenticate as for introspection (HTTP Basic client credentials).
+         *
+         *     **How to follow it.** Start without `after`: the answer is a snapshot (`snapshot: true`)
+         *     of every revocation still relevant; keep them. Then ask again and again with
+         *     `after=<cursor of the last answer>` and `wait=25`: the server answers at once when
+         *     revocations follow the cursor, and otherwise holds the request until one is committed (on
+         *     any instance of the service) or the wait runs out, answering then with no entries and the
+         *     same cursor. When `more` is true, the page was cut: ask again at once. A logout reaches a
+         *     reader that waits in this way within milliseconds.
+         *
+         *     **Each entry.** Without `jti`, every access token whose `sid` claim is `sid` is revoked
+         *     (the session ended: `logout`, `refresh-reuse`, `user-removed`); with `jti`, only the access
+         *     token with that `jti` (retired by a `refresh`). Refuse such a token with 401 and the
+         *     message logout gives for that reason. From `until` (epoch seconds) on the tokens are
+         *     expired anyway: forget the entry then. The server forgets it too, so the feed stays bounded
+         *     by the access-token lifetime.
+         *
+         *     **Cursors.** A cursor is opaque, global across every instance of the service, and survives
+         *     restarts: entries are listed in the order they committed. A cursor the server never gave
+         *     out (another database) is answered with a snapshot: replace what you hold with it. An old
+         *     cursor loses nothing: entries are forgotten only once their tokens have expired.
+         *
+         *     **Fail closed.** Trust your revocation set only while the feed answers: when no answer
+         *     with `more: false` has arrived for your staleness bound (the `fib-auth/resource-server`
+         *     library uses 10 s), refuse every token with 503 instead of accepting one that may have been
+         *     logged out.
+         */
+        get: operations["listRevocations"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health/live": {
         parameters: {
             query?: never;
@@ -241,6 +322,69 @@ export interface components {
         EmptyEnvelope: components["schemas"]["Envelope"] & {
             data: components["schemas"]["EmptyData"];
         };
+        /** @description An RFC 7662 introspection request, form-encoded. */
+        IntrospectionRequest: {
+            /** @description The access token to check. */
+            token: string;
+            /** @description Accepted and ignored; only access tokens are ever active. */
+            token_type_hint?: string;
+        };
+        /**
+         * @description The RFC 7662 answer, outside the envelope. Exactly `{"active": false}` for any token that is
+         *     not usable now; the claims of the token when it is.
+         */
+        IntrospectionResult: {
+            active: boolean;
+            /** @enum {string} */
+            token_type?: "access_token";
+            /** @description The user's email. */
+            sub?: string;
+            /** @description The user's account id. */
+            acc?: string;
+            /** @description The user's role, such as `ROLE_PEER`, `ROLE_ADMIN` or `ROLE_DOMAIN_ADMIN`. */
+            role?: string;
+            /** @description The session the token belongs to. */
+            sid?: string;
+            jti?: string;
+            /** Format: int64 */
+            iat?: number;
+            /** Format: int64 */
+            exp?: number;
+        };
+        /**
+         * @description Access tokens that stopped working before their expiry: without `jti` every access token of
+         *     session `sid`, with `jti` only that one.
+         */
+        Revocation: {
+            /** @description The session (the tokens' `sid` claim). */
+            sid: string;
+            /** @description Present when only this access token is revoked (retired by a refresh). */
+            jti?: string;
+            /**
+             * @description `logout` (local or global), `refresh` (retired by a refresh), `refresh-reuse` (session
+             *     revoked because a refresh token was used twice), `user-removed`.
+             * @enum {string}
+             */
+            reason: "logout" | "refresh" | "refresh-reuse" | "user-removed";
+            /**
+             * Format: int64
+             * @description Epoch seconds from which the revoked tokens are expired anyway; forget the entry then.
+             */
+            until: number;
+        };
+        RevocationPage: {
+            /** @description Send it as `after` in the next request. */
+            cursor: string;
+            /** @description True when `revocations` is everything still relevant, to replace what you hold; false when it follows your cursor, to add. */
+            snapshot: boolean;
+            /** @description True when the page was cut; ask again at once with the new cursor. */
+            more: boolean;
+            revocations: components["schemas"]["Revocation"][];
+        };
+        /** @description The envelope carrying a page of the revocation feed. */
+        RevocationEnvelope: components["schemas"]["Envelope"] & {
+            data: components["schemas"]["RevocationPage"];
+        };
         /** @description An Ed25519 public key (RFC 8037) that verifies this service's tokens. */
         Jwk: {
             /** @enum {string} */
@@ -385,6 +529,70 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
+        /**
+         * @description The RFC 7662 answer, outside the envelope: `{"active": false}` and nothing else for any token
+         *     that logout would not accept now; the token's claims when it would.
+         */
+        TokenIntrospected: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["IntrospectionResult"];
+            };
+        };
+        /** @description The form has no `token`, or a field the request does not define. */
+        IntrospectionBadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /**
+         * @description No HTTP Basic client credentials, or not those of a registered client. Create a client with
+         *     `fib-auth clients add --id ID` and send `Authorization: Basic base64(id:secret)`.
+         */
+        ClientUnauthorized: {
+            headers: {
+                "WWW-Authenticate": components["headers"]["WwwAuthenticateBasic"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /** @description The body is not sent as `application/x-www-form-urlencoded`. */
+        FormRequired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /**
+         * @description The revocations after the cursor (or a snapshot); empty, with the same cursor, when none
+         *     came within `wait` seconds.
+         */
+        RevocationsListed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["RevocationEnvelope"];
+            };
+        };
+        /** @description `after` is not a cursor, or `wait` is not an integer from 0 to 30. */
+        RevocationsBadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
         /** @description The store does not answer within two seconds. Take this instance out of rotation until it is ready again. */
         ServiceUnavailable: {
             headers: {
@@ -402,6 +610,13 @@ export interface components {
          *     when a device is lost or the user changes their key.
          */
         LogoutScope: "local" | "global";
+        /** @description The `cursor` of the previous answer. Leave it out to get a snapshot. */
+        RevocationCursor: string;
+        /**
+         * @description Seconds the server may hold the request when no revocation follows the cursor (long poll);
+         *     it answers as soon as one commits. 0 answers at once.
+         */
+        RevocationWait: number;
     };
     requestBodies: never;
     headers: {
@@ -413,6 +628,8 @@ export interface components {
          *     token that was sent cannot be used: sign in or refresh again.
          */
         WwwAuthenticate: string;
+        /** @description The HTTP Basic challenge (RFC 7617) for a resource server's client credentials. */
+        WwwAuthenticateBasic: string;
     };
     pathItems: never;
 }
@@ -477,6 +694,50 @@ export interface operations {
             401: components["responses"]["LogoutUnauthorized"];
             404: components["responses"]["UserNotFound"];
             422: components["responses"]["TokenUnprocessable"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    introspectToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["IntrospectionRequest"];
+            };
+        };
+        responses: {
+            200: components["responses"]["TokenIntrospected"];
+            400: components["responses"]["IntrospectionBadRequest"];
+            401: components["responses"]["ClientUnauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["FormRequired"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    listRevocations: {
+        parameters: {
+            query?: {
+                /** @description The `cursor` of the previous answer. Leave it out to get a snapshot. */
+                after?: components["parameters"]["RevocationCursor"];
+                /**
+                 * @description Seconds the server may hold the request when no revocation follows the cursor (long poll);
+                 *     it answers as soon as one commits. 0 answers at once.
+                 */
+                wait?: components["parameters"]["RevocationWait"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["RevocationsListed"];
+            400: components["responses"]["RevocationsBadRequest"];
+            401: components["responses"]["ClientUnauthorized"];
             500: components["responses"]["InternalServerError"];
         };
     };

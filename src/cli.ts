@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
+import { systemClock } from './domain/clock.js';
+import { CLIENT_ID_PATTERN, Clients } from './domain/clients.js';
 import { parsePublicKeyHex } from './domain/signature.js';
 import { generateNextKey, rotateSigningKey } from './key-files.js';
 import { createLogger } from './logger.js';
@@ -13,6 +15,9 @@ const USAGE = `usage:
   fib-auth users add --email E --auth-public-key HEX [--account-id ID] [--role ${ROLES.join('|')}]
   fib-auth users remove --email E
   fib-auth users list [--json]
+  fib-auth clients add --id ID
+  fib-auth clients remove --id ID
+  fib-auth clients list [--json]
   fib-auth keys generate
   fib-auth keys rotate`;
 
@@ -87,6 +92,40 @@ async function users(args: string[]): Promise<void> {
   }
 }
 
+async function clients(args: string[]): Promise<void> {
+  const [action, ...rest] = args;
+  if (action === 'add' || action === 'remove') {
+    const id = required(options(rest, { id: { type: 'string' } }).id, '--id');
+    if (!CLIENT_ID_PATTERN.test(id)) throw new UsageError('--id must be 1 to 64 characters of A-Z a-z 0-9 . _ ~ -');
+    if (action === 'add') {
+      const secret = await withStore((store) => new Clients(store, systemClock).add(id));
+      if (secret === undefined) throw new Error(`a client with the id ${id} already exists`);
+      // The secret alone on the last line, for scripts; it is not stored and not shown again.
+      console.log(`added the resource-server client ${id}; its secret (shown only now):`);
+      console.log(secret);
+    } else {
+      if (!(await withStore((store) => store.removeClient(id)))) throw new Error(`no client has the id ${id}`);
+      console.log(`removed the client ${id}`);
+    }
+  } else if (action === 'list') {
+    const { json } = options(rest, { json: { type: 'boolean' } });
+    const list = await withStore((store) => store.listClients());
+    if (json) {
+      console.log(
+        JSON.stringify(
+          list.map((c) => ({ id: c.id, createdAt: new Date(c.createdAt * 1000).toISOString() })),
+          null,
+          2,
+        ),
+      );
+    } else {
+      for (const c of list) console.log([c.id, new Date(c.createdAt * 1000).toISOString()].join('\t'));
+    }
+  } else {
+    throw new UsageError(action ? `unknown clients command: ${action}` : 'clients needs a command: add, remove or list');
+  }
+}
+
 async function keys(args: string[]): Promise<void> {
   const [action, ...rest] = args;
   options(rest, {});
@@ -129,6 +168,7 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === 'serve') return serve(rest);
   if (command === 'users') return users(rest);
+  if (command === 'clients') return clients(rest);
   if (command === 'keys') return keys(rest);
   if (command === '--help' || command === '-h' || command === 'help') {
     console.log(USAGE);

@@ -2,8 +2,10 @@ import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
+import { Clients } from './domain/clients.js';
 import { epochSeconds, systemClock, type Clock } from './domain/clock.js';
 import { KeyRing } from './domain/key-ring.js';
+import { RevocationFeed } from './domain/revocation-feed.js';
 import { Tokens } from './domain/tokens.js';
 import { createApi } from './http/api.js';
 import { answerUnparsedRequest, createApp } from './http/app.js';
@@ -43,7 +45,9 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const store = parts.store ?? (await openStore(config, logger));
   const tokens = new Tokens(keys, { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl }, clock);
   const metrics = new Metrics(() => store.countLiveSessions(epochSeconds(clock)));
-  const api = await createApi({ auth: new Authentication(store, tokens, clock), store, keys, metrics });
+  const feed = new RevocationFeed(store);
+  const auth = new Authentication(store, tokens, clock);
+  const api = await createApi({ auth, store, keys, metrics, feed, clients: new Clients(store, clock) });
   const app = createApp(api, { logger, metrics, corsOrigins: config.corsOrigins });
 
   const server = app.listen(config.port, config.host);
@@ -61,9 +65,10 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const { port } = server.address() as AddressInfo;
 
   const purge = () =>
-    store.purgeExpiredSessions(epochSeconds(clock)).then(
-      (count) => count > 0 && logger.info({ count }, 'purged expired sessions'),
-      (err: unknown) => logger.error({ err }, 'purging expired sessions failed'),
+    Promise.all([store.purgeExpiredSessions(epochSeconds(clock)), store.purgeExpiredRevocations(epochSeconds(clock))]).then(
+      ([sessions, revocations]) =>
+        (sessions > 0 || revocations > 0) && logger.info({ sessions, revocations }, 'purged expired entries'),
+      (err: unknown) => logger.error({ err }, 'purging expired entries failed'),
     );
   const purgeTimer = setInterval(purge, PURGE_INTERVAL_MS).unref();
   await purge();
@@ -80,6 +85,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     },
     async close() {
       clearInterval(purgeTimer);
+      feed.close(); // long polls answer now instead of holding the drain
       closing = true;
       for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
       await new Promise<void>((resolve) => {

@@ -12,7 +12,7 @@ describe('logout', () => {
   });
   after(() => t.stop());
 
-  test('answers the FIB page's body exactly (docs/design.md §1), then 401 for the same token', async () => {
+  test('answers the FIB page body exactly (docs/design.md §1), then 401 for the same token', async () => {
     const { accessToken } = await signInAlice(t);
     const first = await t.logout(accessToken);
     assert.deepEqual(first.body, {

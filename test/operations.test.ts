@@ -174,7 +174,7 @@ describe('logout scope', () => {
     await assertExample(await t.logout(stranger.accessToken), 'LoggedOut');
   });
 
-  test('scope=local is the default and answers the FIB page's body; an unknown scope is 400, after authentication', async () => {
+  test('scope=local is the default and answers the FIB page body; an unknown scope is 400, after authentication', async () => {
     const a = await t.newSession();
     await assertExample(await t.call('POST', `${BASE}/logout?scope=bogus`, { headers: bearer(a.accessToken) }), 'ScopeInvalid');
     await assertExample(await t.call('POST', `${BASE}/logout?scope=bogus`), 'AuthorizationMissing');

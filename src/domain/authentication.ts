@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { SessionRecord, Store, UserRecord } from './store.js';
-import type { BearerToken } from './bearer.js';
+import { parseToken, type BearerToken } from './bearer.js';
 import { epochSeconds, type Clock } from './clock.js';
 import { AuthFailure, type FailureReason } from './failures.js';
 import { isSignatureHex, parsePublicKeyHex, verifyEmailSignature } from './signature.js';
-import type { IssuedPair, Tokens, TokenType } from './tokens.js';
+import type { AccessClaims, IssuedPair, Tokens, TokenType } from './tokens.js';
 
 export interface SignInProof {
   email: string;
@@ -70,6 +70,23 @@ export class Authentication {
     if (await this.store.endSession(claims.sid, claims.jti, epochSeconds(this.now), scope === 'user')) return;
     await this.registeredUser(claims.sub); // 404
     throw new AuthFailure(this.whyOver(await this.store.findSession(claims.sid), 'access')); // 401
+  }
+
+  /**
+   * The claims of an access token that logout would accept right now (RFC 7662 "active"), or
+   * undefined for any other token. A live session belongs to a registered user: removing a
+   * user revokes its sessions in the same step.
+   */
+  async introspect(token: string): Promise<AccessClaims | undefined> {
+    let claims: AccessClaims;
+    try {
+      claims = await this.tokens.verify(parseToken(token), 'access');
+    } catch (error) {
+      if (error instanceof AuthFailure) return undefined;
+      throw error;
+    }
+    const session = await this.store.findSession(claims.sid);
+    return session?.revokedAt === null && session.accessJti === claims.jti ? claims : undefined;
   }
 
   private async registeredUser(email: string): Promise<UserRecord> {

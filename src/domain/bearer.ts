@@ -39,6 +39,11 @@ export function parseBearer(values: readonly string[] | undefined): BearerToken 
     if (words.length !== 2) throw new AuthFailure('authorizationCredentialCount');
     token = words[1];
   }
+  return parseToken(token);
+}
+
+/** Reads a compact JWS that arrived by itself (introspection's `token`); nothing about it is trusted yet. */
+export function parseToken(token: string): BearerToken {
   if (token.length > MAX_TOKEN_LENGTH) throw new AuthFailure('tokenTooLong');
   const segments = token.split('.');
   // A segment of 4n+1 characters is no base64url encoding of any bytes. Node's decoder would

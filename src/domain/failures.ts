@@ -39,7 +39,10 @@ export type FailureReason =
   | 'signatureNotHex'
   | 'publicKeyInvalid'
   | 'publicKeyNotRegistered'
-  | 'signatureNotVerified';
+  | 'signatureNotVerified'
+  // §11: a resource server's client credentials
+  | 'clientCredentialsMissing'
+  | 'clientCredentialsInvalid';
 
 export class AuthFailure extends Error {
   constructor(readonly reason: FailureReason) {

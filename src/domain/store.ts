@@ -32,6 +32,39 @@ export interface SessionCredentials {
   refreshExpiresAt: number;
 }
 
+/** A resource server allowed to introspect tokens and read the revocation feed (docs/design.md §11). */
+export interface ClientRecord {
+  id: string;
+  /** SHA-256 of the secret, hex; the secret itself is shown once and never stored. */
+  secretHash: string;
+  createdAt: number;
+}
+
+/** Why access tokens stopped working before their expiry: a session's end, or a refresh. */
+export type RevocationReason = RevokeReason | 'refresh';
+
+/**
+ * One entry of the revocation feed: without `jti`, every access token of session `sid`;
+ * with it, only that access token (retired by a refresh). From `until` on they are expired
+ * anyway, so the entry can be forgotten.
+ */
+export interface Revocation {
+  sid: string;
+  jti?: string;
+  reason: RevocationReason;
+  until: number;
+}
+
+export interface RevocationPage {
+  /** The position after the last entry listed (or the given one when none is). */
+  cursor: number;
+  /** True when the entries are everything still relevant, not only those after the cursor. */
+  snapshot: boolean;
+  /** True when the page was cut at the limit: more entries follow. */
+  more: boolean;
+  revocations: Revocation[];
+}
+
 /**
  * Persistence for users and sessions. Every state change of a session is one conditional
  * statement whose row count tells whether it happened, so concurrent requests on one session,
@@ -64,6 +97,26 @@ export interface Store {
   countLiveSessions(now: number): Promise<number>;
   /** Deletes sessions whose every credential has expired; returns how many. */
   purgeExpiredSessions(now: number): Promise<number>;
+
+  addClient(client: ClientRecord): Promise<boolean>;
+  removeClient(id: string): Promise<boolean>;
+  findClient(id: string): Promise<ClientRecord | undefined>;
+  listClients(): Promise<ClientRecord[]>;
+
+  /**
+   * The revocations after `after`, in the order they committed, at most `limit`. Every change
+   * of a session that stops access tokens working (its end, a refresh) adds one in the same
+   * statement, so none can be missed; on several instances the order is the database's.
+   * Without `after`, or with one this store never gave out, a snapshot of all that remain.
+   */
+  revocationsAfter(after: number | undefined, limit: number): Promise<RevocationPage>;
+  /**
+   * Calls `listener` whenever revocations may have been added, by this process or another
+   * (another instance, the CLI); returns the function that stops it.
+   */
+  watchRevocations(listener: () => void): () => void;
+  /** Deletes revocations whose tokens have all expired; returns how many. */
+  purgeExpiredRevocations(now: number): Promise<number>;
 
   /** Resolves when the store answers a query. */
   ping(): Promise<void>;

@@ -27,6 +27,7 @@ export interface AccessClaims {
   role: string;
   sid: string;
   jti: string;
+  iat: number;
   exp: number;
 }
 export interface RefreshClaims {

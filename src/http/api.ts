@@ -2,6 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import type { ParameterizedContext } from 'koa';
 import { OpenAPIBackend, type Context } from 'openapi-backend';
 import { parseBearer } from '../domain/bearer.js';
+import type { Clients } from '../domain/clients.js';
+import { AuthFailure } from '../domain/failures.js';
 import { bundledSpecPath } from '../package-root.js';
 import { HttpFailure } from './failures.js';
 import { operationHandlers, type Services } from './handlers.js';
@@ -15,6 +17,31 @@ export function allowedMethods(api: OpenAPIBackend, path: string): string[] {
 
 /** Node joins repeated headers in `headers`; only `headersDistinct` shows that there were two. */
 const authorizationValues = (req: IncomingMessage) => req.headersDistinct.authorization;
+
+/**
+ * A resource server's HTTP Basic credentials (RFC 7617; id and secret form-encoded first, as
+ * RFC 6749 §2.3.1 has it), checked against the registered clients.
+ */
+async function authenticateClient(clients: Clients, values: readonly string[] | undefined): Promise<true> {
+  const [scheme, credentials, ...rest] = values?.length === 1 ? values[0].split(' ').filter(Boolean) : [];
+  if (scheme?.toLowerCase() !== 'basic' || credentials === undefined || rest.length > 0) {
+    throw new AuthFailure('clientCredentialsMissing');
+  }
+  const pair = Buffer.from(credentials, 'base64').toString('utf8');
+  const colon = pair.indexOf(':');
+  const decoded = (part: string) => {
+    try {
+      return decodeURIComponent(part.replaceAll('+', ' '));
+    } catch {
+      return undefined;
+    }
+  };
+  const id = colon < 0 ? undefined : decoded(pair.slice(0, colon));
+  const secret = colon < 0 ? undefined : decoded(pair.slice(colon + 1));
+  if (id === undefined || secret === undefined) throw new AuthFailure('clientCredentialsInvalid');
+  await clients.authenticate(id, secret);
+  return true;
+}
 
 /** The first validation error as a sentence: `/requestBody/email` becomes "The request body field 'email'". */
 function validationMessage(c: Context): string {
@@ -57,6 +84,9 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
     },
   });
   const parseAuthorization = (_c: Context, ctx: ParameterizedContext) => parseBearer(authorizationValues(ctx.req));
+  api.registerSecurityHandler('clientCredentials', (_c: Context, ctx: ParameterizedContext) =>
+    authenticateClient(services.clients, authorizationValues(ctx.req)),
+  );
   api.registerSecurityHandler('accessToken', parseAuthorization);
   api.registerSecurityHandler('refreshToken', parseAuthorization);
   await api.init();

@@ -97,12 +97,27 @@ function cors(allowedOrigins: ReadonlySet<string>, api: OpenAPIBackend) {
   };
 }
 
+const FORM = 'application/x-www-form-urlencoded';
+
 /**
- * The JSON text of an operation's body: 413 over 16 KiB, 415 unless JSON, 400 unless it parses.
- * The router parses what it is given once more whenever that is not an object, so it gets the
- * text: handing it the value would decode a body that is a JSON string a second time.
+ * A form's fields; a field sent twice stays a list, which the schema (one string each) refuses,
+ * as RFC 7662 §2.1 wants.
  */
-async function readJsonText(ctx: KoaContext): Promise<string | undefined> {
+function formFields(text: string): Record<string, string | string[]> {
+  const fields: Record<string, string | string[]> = {};
+  for (const [name, value] of new URLSearchParams(text)) {
+    const earlier = fields[name];
+    fields[name] = earlier === undefined ? value : [earlier, value].flat();
+  }
+  return fields;
+}
+
+/**
+ * An operation's body, in the one media type it accepts: 413 over 16 KiB, 415 in another type,
+ * 400 for JSON that does not parse. JSON goes to the router as text: it parses whatever is not
+ * an object once more, and would decode a body that is a JSON string a second time.
+ */
+async function readBody(ctx: KoaContext, mediaType: string): Promise<string | object | undefined> {
   let text: string;
   try {
     text = await getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length: ctx.request.length, encoding: 'utf8' });
@@ -111,7 +126,8 @@ async function readJsonText(ctx: KoaContext): Promise<string | undefined> {
     throw error;
   }
   if (text === '') return undefined; // no body; validation answers that one is required
-  if (!ctx.request.is('application/json')) throw new HttpFailure('bodyNotJsonMediaType');
+  if (!ctx.request.is(mediaType)) throw new HttpFailure('mediaTypeUnsupported', mediaType);
+  if (mediaType === FORM) return formFields(text);
   try {
     JSON.parse(text);
   } catch {
@@ -132,7 +148,8 @@ function dispatch(api: OpenAPIBackend) {
     };
     const operation = api.matchOperation(request);
     ctx.state.operationId = operation?.operationId;
-    if (operation?.requestBody) request.body = await readJsonText(ctx);
+    const [mediaType] = Object.keys((operation?.requestBody as { content?: object } | undefined)?.content ?? {});
+    if (mediaType) request.body = await readBody(ctx, mediaType);
     const response: Envelope<object> | PlainReply<unknown> = await api.handleRequest(request, ctx);
     if (response instanceof PlainReply) {
       ctx.status = 200;

@@ -9,7 +9,7 @@ export type HttpFailureReason =
   | 'methodNotAllowed'
   | 'requestInvalid'
   | 'bodyTooLarge'
-  | 'bodyNotJsonMediaType'
+  | 'mediaTypeUnsupported'
   | 'bodyNotJson'
   | 'headersTooLarge'
   | 'requestTimeout'
@@ -36,6 +36,8 @@ export type Outcome = (typeof OUTCOMES)[number];
  */
 const BEARER = 'Bearer';
 const INVALID_TOKEN = 'Bearer error="invalid_token"';
+/** RFC 7617: the challenge of the resource servers' operations (docs/design.md §11). */
+const BASIC = 'Basic realm="fib-auth"';
 
 interface FailureAnswer {
   status: 400 | 401 | 404 | 405 | 408 | 413 | 415 | 422 | 431 | 500 | 503;
@@ -202,6 +204,20 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
     outcome: 'bad_signature',
   },
 
+  // §11: a resource server's client credentials
+  clientCredentialsMissing: {
+    status: 401,
+    message: "The request needs a resource server's client credentials as HTTP Basic.",
+    outcome: 'unreadable',
+    challenge: BASIC,
+  },
+  clientCredentialsInvalid: {
+    status: 401,
+    message: 'The client id and secret are not those of a registered client.',
+    outcome: 'unacceptable',
+    challenge: BASIC,
+  },
+
   // §9: the request itself
   noOperation: { status: 404, message: 'No operation exists at this path.', outcome: 'bad_request' },
   methodNotAllowed: {
@@ -211,7 +227,7 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
   },
   requestInvalid: { status: 400, message: (sentence) => sentence, outcome: 'bad_request' },
   bodyTooLarge: { status: 413, message: `The request body is larger than ${MAX_BODY_BYTES} bytes.`, outcome: 'bad_request' },
-  bodyNotJsonMediaType: { status: 415, message: 'The request body must be sent as application/json.', outcome: 'bad_request' },
+  mediaTypeUnsupported: { status: 415, message: (type) => `The request body must be sent as ${type}.`, outcome: 'bad_request' },
   bodyNotJson: { status: 400, message: 'The request body is not valid JSON.', outcome: 'bad_request' },
   // Refused by Node's HTTP parser, before any operation is known (answerUnparsedRequest)
   headersTooLarge: {

@@ -1,8 +1,11 @@
+import type { Context as KoaContext } from 'koa';
 import type { Context } from 'openapi-backend';
 import type { components, operations } from '../../generated/openapi.js';
 import type { Authentication } from '../domain/authentication.js';
 import type { BearerToken } from '../domain/bearer.js';
+import type { Clients } from '../domain/clients.js';
 import type { KeyRing } from '../domain/key-ring.js';
+import type { RevocationFeed } from '../domain/revocation-feed.js';
 import type { IssuedPair } from '../domain/tokens.js';
 import type { Metrics } from '../metrics.js';
 import type { Store } from '../domain/store.js';
@@ -18,6 +21,8 @@ type Body<Op extends OperationId> = {
 
 type SignInRequest = components['schemas']['SignInRequest'];
 type LogoutQuery = NonNullable<operations['logout']['parameters']['query']>;
+type IntrospectionRequest = components['schemas']['IntrospectionRequest'];
+type RevocationsQuery = NonNullable<operations['listRevocations']['parameters']['query']>;
 
 const READINESS_TIMEOUT_MS = 2000;
 
@@ -42,16 +47,25 @@ function answersWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
   ]).finally(() => clearTimeout(timer));
 }
 
+/** Aborts when the client closes the connection, so a long poll stops waiting for nobody. */
+function whenGone(ctx: KoaContext): AbortSignal {
+  const gone = new AbortController();
+  ctx.res.once('close', () => gone.abort());
+  return gone.signal;
+}
+
 export interface Services {
   auth: Authentication;
   store: Store;
   keys: KeyRing;
   metrics: Metrics;
+  feed: RevocationFeed;
+  clients: Clients;
 }
 
 /** One handler per operationId; each returns a body its operation documents. */
-export function operationHandlers({ auth, store, keys, metrics }: Services): {
-  [Op in OperationId]: (c: Context) => Promise<Body<Op> | PlainReply<Body<Op>>>;
+export function operationHandlers({ auth, store, keys, metrics, feed }: Services): {
+  [Op in OperationId]: (c: Context, ctx: KoaContext) => Promise<Body<Op> | PlainReply<Body<Op>>>;
 } {
   return {
     async authorizeUser(c) {
@@ -69,6 +83,18 @@ export function operationHandlers({ auth, store, keys, metrics }: Services): {
       }
       await auth.logout(bearer(c, 'accessToken'), 'session');
       return envelope(200, 'User has been successfully logged out.', {});
+    },
+    async introspectToken(c) {
+      const claims = await auth.introspect((c.request.requestBody as IntrospectionRequest).token);
+      if (!claims) return new PlainReply({ active: false }, 'application/json');
+      const { sub, acc, role, sid, jti, iat, exp } = claims;
+      return new PlainReply({ active: true, token_type: 'access_token', sub, acc, role, sid, jti, iat, exp }, 'application/json');
+    },
+    async listRevocations(c, ctx) {
+      const { after, wait = 0 } = c.request.query as RevocationsQuery;
+      const page = await feed.read(after === undefined ? undefined : Number(after), Number(wait), whenGone(ctx));
+      const message = page.snapshot ? 'Revocations still in force.' : 'Revocations after the cursor.';
+      return envelope(200, message, { ...page, cursor: String(page.cursor) });
     },
     async getLiveness() {
       return envelope(200, 'The service is live.', {});

@@ -6,7 +6,8 @@ import { PostgresDialect, SqliteAdapter, SqliteDialect, sql, type Kysely } from 
 import pg from 'pg';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { SqlStore } from './sql-store.js';
+import { REVOCATION_CHANNEL } from './schema.js';
+import { SqlStore, type ExternalRevocationWatch } from './sql-store.js';
 import { withStatementCache } from './statement-cache.js';
 import type { Store } from '../domain/store.js';
 
@@ -48,6 +49,76 @@ async function switchToWal(database: Database.Database, timeoutMs: number): Prom
   }
 }
 
+/** How often a SQLite file is checked for commits of other processes (the CLI, a second server). */
+const SQLITE_WATCH_INTERVAL_MS = 100;
+/** How long a broken PostgreSQL LISTEN connection waits before it connects again. */
+const LISTEN_RETRY_MS = 1000;
+
+/**
+ * SQLite tells a connection, in `data_version`, whether another connection committed since it
+ * last looked; reading it touches no page, so it is checked often.
+ */
+function watchSqliteFile(database: Database.Database): ExternalRevocationWatch {
+  return (changed) => {
+    let seen = database.pragma('data_version', { simple: true });
+    const timer = setInterval(() => {
+      const version = database.pragma('data_version', { simple: true });
+      if (version !== seen) changed();
+      seen = version;
+    }, SQLITE_WATCH_INTERVAL_MS).unref();
+    return () => clearInterval(timer);
+  };
+}
+
+/**
+ * Every revocation committed on PostgreSQL sends a NOTIFY (schema.ts), heard here on one
+ * connection of its own. A connection that breaks is replaced, and `changed` is called each
+ * time it starts listening, for what was sent while it was not.
+ */
+function listenOnPostgres(config: StoreConfig, logger: Logger | undefined): ExternalRevocationWatch {
+  return (changed) => {
+    let client: pg.Client | undefined;
+    let stopped = false;
+    let retry: NodeJS.Timeout | undefined;
+    const connect = async () => {
+      const next = new pg.Client({
+        connectionString: config.databaseUrl,
+        application_name: 'fib-auth-listen',
+        connectionTimeoutMillis: config.databaseTimeout * 1000,
+        keepAlive: true,
+      });
+      next.on('notification', changed);
+      next.on('error', (err) => {
+        logger?.warn({ err }, 'the revocation LISTEN connection failed; connecting again');
+        void next.end().catch(() => undefined);
+        schedule();
+      });
+      try {
+        await next.connect();
+        await next.query(`listen ${REVOCATION_CHANNEL}`);
+      } catch (err) {
+        logger?.warn({ err }, 'could not LISTEN for revocations; trying again');
+        void next.end().catch(() => undefined);
+        schedule();
+        return;
+      }
+      if (stopped) return void next.end();
+      client = next;
+      changed(); // for what committed before it listened
+    };
+    const schedule = () => {
+      client = undefined;
+      if (!stopped && !retry) retry = setTimeout(() => ((retry = undefined), void connect()), LISTEN_RETRY_MS).unref();
+    };
+    void connect();
+    return () => {
+      stopped = true;
+      clearTimeout(retry);
+      void client?.end().catch(() => undefined);
+    };
+  };
+}
+
 export type StoreConfig = Pick<Config, 'databaseUrl' | 'databasePoolSize' | 'databaseTimeout'>;
 
 /** Opens the store that `DATABASE_URL` names (docs/design.md §7). */
@@ -65,7 +136,11 @@ export async function openStore(config: StoreConfig, logger?: Logger): Promise<S
     // for its fsync (better-sqlite3's build would otherwise skip it in WAL mode). The group
     // commit (group-commit.ts) lets writes that arrive together share one fsync.
     database.pragma('synchronous = FULL');
-    return SqlStore.open(new SqliteDialectLockingMigrations({ database: withStatementCache(database) }), { groupCommit: true });
+    return SqlStore.open(new SqliteDialectLockingMigrations({ database: withStatementCache(database) }), {
+      backend: 'sqlite',
+      groupCommit: true,
+      externalWatch: watchSqliteFile(database),
+    });
   }
   if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
     const pool = new pg.Pool({
@@ -87,7 +162,7 @@ export async function openStore(config: StoreConfig, logger?: Logger): Promise<S
     // An idle connection that breaks is dropped by the pool and replaced on the next query;
     // without a listener the error would end the process.
     pool.on('error', (err) => logger?.warn({ err }, 'an idle database connection failed; it will be replaced'));
-    return SqlStore.open(new PostgresDialect({ pool }), { migrationsInCurrentSchema: true, concurrentWriters: true });
+    return SqlStore.open(new PostgresDialect({ pool }), { backend: 'postgres', externalWatch: listenOnPostgres(config, logger) });
   }
   throw new Error(`DATABASE_URL names a store this build does not support: ${databaseUrl.split(':')[0]}`);
 }

@@ -1,7 +1,18 @@
 import { Kysely, Migrator, sql, type Dialect, type Selectable } from 'kysely';
 import { GroupCommit, type Statements } from './group-commit.js';
-import { migrations, type Database } from './schema.js';
-import type { RevokeReason, Role, SessionCredentials, SessionRecord, Store, UserRecord } from '../domain/store.js';
+import { migrations, REVOCATION_LOCK_KEY, type Backend, type Database } from './schema.js';
+import type {
+  ClientRecord,
+  Revocation,
+  RevocationPage,
+  RevocationReason,
+  RevokeReason,
+  Role,
+  SessionCredentials,
+  SessionRecord,
+  Store,
+  UserRecord,
+} from '../domain/store.js';
 
 type UserRow = Selectable<Database['users']>;
 type SessionRow = Selectable<Database['sessions']>;
@@ -32,6 +43,22 @@ function sessionOf(row: SessionRow): SessionRecord {
   };
 }
 
+function clientOf(row: Selectable<Database['clients']>): ClientRecord {
+  return { id: row.id, secretHash: row.secret_hash, createdAt: instant(row.created_at) };
+}
+
+function revocationOf(row: Selectable<Database['revocations']>): Revocation {
+  const revocation: Revocation = { sid: row.sid, reason: row.reason as RevocationReason, until: instant(row.until) };
+  if (row.jti !== null) revocation.jti = row.jti;
+  return revocation;
+}
+
+/**
+ * Tells a store that another process may have added revocations (a PostgreSQL NOTIFY, a
+ * SQLite file changed by another connection); returns the function that stops watching.
+ */
+export type ExternalRevocationWatch = (changed: () => void) => () => void;
+
 async function currentSchema(db: Kysely<Database>): Promise<string> {
   const { rows } = await sql<{ name: string | null }>`select current_schema() as name`.execute(db);
   const name = rows[0]?.name;
@@ -46,10 +73,15 @@ const changed = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint }) =
 
 /** The store on any SQL database Kysely speaks to; the dialect picks the backend. */
 export class SqlStore implements Store {
+  /** Who waits for revocations, and the external watch that runs while anyone does. */
+  private readonly revocationListeners = new Set<() => void>();
+  private stopExternalWatch: (() => void) | undefined;
+
   private constructor(
     private readonly db: Kysely<Database>,
-    private readonly concurrentWriters: boolean,
+    private readonly backend: Backend,
     private readonly groupCommit: GroupCommit<Database> | undefined,
+    private readonly externalWatch: ExternalRevocationWatch,
   ) {}
 
   /**
@@ -57,30 +89,41 @@ export class SqlStore implements Store {
    * Kysely's Migrator holds a lock while it migrates (a PostgreSQL advisory lock, or SQLite's
    * write lock, see open.ts), so the first one migrates and the others find the schema current.
    *
-   * `migrationsInCurrentSchema` (PostgreSQL): keep Kysely's own bookkeeping tables in the
-   * connection's current schema, beside the store's tables. Without it Kysely would take a
-   * bookkeeping table in any other schema of the database as its own and never create one here.
-   *
-   * `concurrentWriters` (PostgreSQL): transactions write at the same time, so a statement that
-   * depends on a row it only reads must lock it. SQLite runs one writer at a time.
+   * On PostgreSQL, Kysely's own bookkeeping tables stay in the connection's current schema,
+   * beside the store's tables: otherwise Kysely would take a bookkeeping table in any other
+   * schema of the database as its own and never create one here.
    *
    * `groupCommit` (SQLite): writes that arrive together share one transaction (group-commit.ts).
+   * `externalWatch`: how this backend learns of revocations other processes write.
    */
   static async open(
     dialect: Dialect,
-    options: { migrationsInCurrentSchema?: boolean; concurrentWriters?: boolean; groupCommit?: boolean } = {},
+    options: { backend: Backend; groupCommit?: boolean; externalWatch: ExternalRevocationWatch },
   ): Promise<SqlStore> {
     const db = new Kysely<Database>({ dialect });
     try {
-      const migrationTableSchema = options.migrationsInCurrentSchema ? await currentSchema(db) : undefined;
-      const migrator = new Migrator({ db, migrationTableSchema, provider: { getMigrations: async () => migrations } });
+      const migrationTableSchema = options.backend === 'postgres' ? await currentSchema(db) : undefined;
+      const migrator = new Migrator({
+        db,
+        migrationTableSchema,
+        provider: { getMigrations: async () => migrations(options.backend) },
+      });
       const { error } = await migrator.migrateToLatest();
       if (error) throw error;
     } catch (error) {
       await db.destroy();
       throw error;
     }
-    return new SqlStore(db, options.concurrentWriters ?? false, options.groupCommit ? new GroupCommit(db) : undefined);
+    const groupCommit = options.groupCommit ? new GroupCommit(db) : undefined;
+    return new SqlStore(db, options.backend, groupCommit, options.externalWatch);
+  }
+
+  /**
+   * PostgreSQL runs transactions side by side, so a statement that depends on a row it only
+   * reads must lock it. SQLite runs one writer at a time.
+   */
+  private get concurrentWriters(): boolean {
+    return this.backend === 'postgres';
   }
 
   /**
@@ -92,6 +135,17 @@ export class SqlStore implements Store {
     if (this.groupCommit) return this.groupCommit.run(work, statements);
     return statements === 'one' ? work(this.db) : this.db.transaction().execute(work);
   }
+
+  /** A write that may end sessions or retire access tokens: the feed's waiters hear of it once it committed. */
+  private async revokingWrite<T>(work: (db: Kysely<Database>) => Promise<T>, statements: Statements = 'one'): Promise<T> {
+    const result = await this.write(work, statements);
+    this.revocationsChanged();
+    return result;
+  }
+
+  private readonly revocationsChanged = () => {
+    for (const listener of this.revocationListeners) listener();
+  };
 
   async addUser(user: UserRecord): Promise<boolean> {
     const result = await this.write((db) =>
@@ -111,7 +165,7 @@ export class SqlStore implements Store {
   }
 
   removeUser(email: string, now: number): Promise<boolean> {
-    return this.write(async (trx) => {
+    return this.revokingWrite(async (trx) => {
       const key = email.toLowerCase();
       const removed = changed(await trx.deleteFrom('users').where('email', '=', key).executeTakeFirst());
       await trx
@@ -192,9 +246,9 @@ export class SqlStore implements Store {
         .where('id', '=', id)
         .where('access_jti', '=', accessJti)
         .where('revoked_at', 'is', null);
-    if (!everySessionOfUser) return changed(await this.write((db) => endThis(db).executeTakeFirst()));
+    if (!everySessionOfUser) return changed(await this.revokingWrite((db) => endThis(db).executeTakeFirst()));
     const endAll = () =>
-      this.write(async (trx) => {
+      this.revokingWrite(async (trx) => {
         const ended = await endThis(trx).returning('user_email').executeTakeFirst();
         if (ended) {
           await trx
@@ -218,7 +272,7 @@ export class SqlStore implements Store {
   }
 
   async rotateSession(id: string, refreshJti: string, next: SessionCredentials): Promise<boolean> {
-    const result = await this.write((db) =>
+    const result = await this.revokingWrite((db) =>
       db
         .updateTable('sessions')
         .set({
@@ -236,7 +290,7 @@ export class SqlStore implements Store {
   }
 
   async revokeSession(id: string, reason: RevokeReason, now: number): Promise<boolean> {
-    const result = await this.write((db) =>
+    const result = await this.revokingWrite((db) =>
       db
         .updateTable('sessions')
         .set({ revoked_at: now, revoked_reason: reason })
@@ -264,11 +318,86 @@ export class SqlStore implements Store {
     return Number(result.numDeletedRows);
   }
 
+  async addClient(client: ClientRecord): Promise<boolean> {
+    const result = await this.write((db) =>
+      db
+        .insertInto('clients')
+        .values({ id: client.id, secret_hash: client.secretHash, created_at: client.createdAt })
+        .onConflict((oc) => oc.doNothing())
+        .executeTakeFirst(),
+    );
+    return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
+  async removeClient(id: string): Promise<boolean> {
+    return changed(await this.write((db) => db.deleteFrom('clients').where('id', '=', id).executeTakeFirst()));
+  }
+
+  async findClient(id: string): Promise<ClientRecord | undefined> {
+    const row = await this.db.selectFrom('clients').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && clientOf(row);
+  }
+
+  async listClients(): Promise<ClientRecord[]> {
+    return (await this.db.selectFrom('clients').selectAll().orderBy('id').execute()).map(clientOf);
+  }
+
+  revocationsAfter(after: number | undefined, limit: number): Promise<RevocationPage> {
+    const read = async (db: Kysely<Database>): Promise<RevocationPage> => {
+      const { newest } = await db
+        .selectFrom('revocations')
+        .select((eb) => eb.fn.max('seq').as('newest'))
+        .executeTakeFirstOrThrow();
+      const newestSeq = Number(newest ?? 0);
+      // A cursor this store never gave out (another database, one restored from a backup):
+      // everything still relevant is listed, and the reader replaces what it holds.
+      const snapshot = after === undefined || after > newestSeq;
+      const from = snapshot ? 0 : after;
+      const rows = await db
+        .selectFrom('revocations')
+        .selectAll()
+        .where('seq', '>', from)
+        .orderBy('seq')
+        .limit(limit + 1)
+        .execute();
+      const more = rows.length > limit;
+      const listed = more ? rows.slice(0, limit) : rows;
+      const cursor = listed.length > 0 ? Number(listed[listed.length - 1].seq) : snapshot ? newestSeq : from;
+      return { cursor, snapshot, more, revocations: listed.map(revocationOf) };
+    };
+    if (this.backend === 'sqlite') return read(this.db);
+    // Waits for the revocations in flight, so that none commits later below the cursor (schema.ts).
+    return this.db.transaction().execute(async (trx) => {
+      await sql`select pg_advisory_xact_lock(${sql.raw(REVOCATION_LOCK_KEY)})`.execute(trx);
+      return read(trx);
+    });
+  }
+
+  watchRevocations(listener: () => void): () => void {
+    this.revocationListeners.add(listener);
+    this.stopExternalWatch ??= this.externalWatch(this.revocationsChanged);
+    return () => {
+      this.revocationListeners.delete(listener);
+      if (this.revocationListeners.size === 0) {
+        this.stopExternalWatch?.();
+        this.stopExternalWatch = undefined;
+      }
+    };
+  }
+
+  async purgeExpiredRevocations(now: number): Promise<number> {
+    const result = await this.write((db) => db.deleteFrom('revocations').where('until', '<=', now).executeTakeFirst());
+    return Number(result.numDeletedRows);
+  }
+
   async ping(): Promise<void> {
     await sql`select 1`.execute(this.db);
   }
 
   close(): Promise<void> {
+    this.stopExternalWatch?.();
+    this.stopExternalWatch = undefined;
+    this.revocationListeners.clear();
     return this.db.destroy();
   }
 }
