@@ -85,11 +85,8 @@ for (const backend of DATABASES) {
 
     test('200 logouts, local and global, refresh-retired tokens, reuse revocation and a removed user', async (t) => {
       const a = services[0].url;
-      const [localUsers, globalUsers, [removed]] = await Promise.all([
-        registerUsers(database.url, a, 10),
-        registerUsers(database.url, a, GLOBAL_LOGOUTS),
-        registerUsers(database.url, a, 1),
-      ]);
+      const users = await registerUsers(database.url, a, 10 + GLOBAL_LOGOUTS + 1);
+      const [localUsers, globalUsers, [removed]] = [users.slice(0, 10), users.slice(10, -1), users.slice(-1)];
       const logout = async (session: Session, scope: 'local' | 'global') => {
         const reply = await rawCall(a, 'POST', `${BASE}/logout?scope=${scope}`, { headers: bearer(session.accessToken) });
         assert.equal(reply.status, 200, JSON.stringify(reply.body));
