@@ -54,6 +54,8 @@ const FORGET_GRACE_SECONDS = 60;
 const FORGET_INTERVAL_MS = 1_000;
 /** A long poll gets this long beyond its `wait` to answer before it is given up as lost. */
 const ANSWER_MARGIN_MS = 2_000;
+/** After an answer with revocations, the next long poll waits this long (see run). */
+const GATHER_MS = 10;
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 2_000;
 
@@ -158,17 +160,24 @@ export class RevocationFeed {
     let failures = 0;
     while (!this.stopping.signal.aborted) {
       try {
-        this.apply(await this.fetchPage());
+        const page = await this.fetchPage();
+        this.apply(page);
         failures = 0;
+        // Revocations come in bursts under load: gathering them for a moment asks the service
+        // once per burst rather than once per logout, for a delay of at most this pause.
+        if (!page.more && page.revocations.length > 0) await this.pause(GATHER_MS);
       } catch (error) {
         if (this.stopping.signal.aborted) return;
         this.lastFailure = error;
         if (error instanceof FeedRefused) this.markRefused(error);
         // Jittered, so that resource servers cut off together do not come back together.
-        const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** failures++) * (0.5 + Math.random() / 2);
-        await sleep(delay, undefined, { signal: this.stopping.signal }).catch(() => {});
+        await this.pause(Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** failures++) * (0.5 + Math.random() / 2));
       }
     }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return sleep(ms, undefined, { signal: this.stopping.signal }).catch(() => {});
   }
 
   private async fetchPage(): Promise<FeedPage> {
