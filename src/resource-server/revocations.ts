@@ -64,13 +64,7 @@ const REFUSALS = new Set([400, 401, 403, 404]);
 
 /** A refusal by the feed that trying again will not fix (REFUSALS). */
 class FeedRefused extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'FeedRefused';
-  }
+  override name = 'FeedRefused';
 }
 
 function isRevocation(value: unknown): value is Revocation {
@@ -191,7 +185,7 @@ export class RevocationFeed {
     if (response.status === 200) return pageOf(body);
     const message = (body as { status?: { message?: string } } | undefined)?.status?.message ?? '';
     const why = `The revocation feed answered ${response.status}: ${message}`;
-    throw REFUSALS.has(response.status) ? new FeedRefused(response.status, why) : new Error(why);
+    throw REFUSALS.has(response.status) ? new FeedRefused(why) : new Error(why);
   }
 
   private apply(page: FeedPage): void {
