@@ -5,17 +5,14 @@
  * answers.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { createVerifier } from 'fib-auth/resource-server';
 import { importJWK, jwtVerify, type JWK } from 'jose';
-import { packageRoot } from '../src/package-root.js';
-import { BASE, type SessionFactory } from './fixture.js';
+import { BASE } from '../test/support/api.js';
+import { addClient, startResourceServer, type ResourceServer } from '../test/support/resource-servers.js';
+import type { TokenMinter } from '../test/support/tokens.js';
+import type { Service, SessionFactory } from './fixture.js';
 import { load, round, type LoadRequest, type LoadResult } from './load.js';
-import { freePort, startService, type Service } from './processes.js';
-import type { TokenMinter } from './tokens.js';
 
 export interface PropagationRun {
   /** Logouts whose delay was measured, one after the other, while the load ran. */
@@ -49,40 +46,13 @@ const PROBE_INTERVAL_MS = 2;
 const percentile = (sorted: readonly number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
-/** Creates a resource-server client with the package's bin; the secret is the last line it prints. */
-async function addClient(databaseUrl: string, id: string): Promise<{ clientId: string; clientSecret: string }> {
-  const bin = join(packageRoot, 'dist/src/fib-auth.cjs');
-  const { stdout } = await promisify(execFile)(process.execPath, [bin, 'clients', 'add', '--id', id], {
-    env: { ...process.env, DATABASE_URL: databaseUrl },
-  });
-  return { clientId: id, clientSecret: stdout.trimEnd().split('\n').at(-1)! };
-}
-
-/** The resource server of the tests (a Koa app on the library), as a process of its own. */
-async function startResourceServer(serviceOrigin: string, client: { clientId: string; clientSecret: string }): Promise<Service> {
-  const port = await freePort();
-  return startService(
-    'resource server',
-    process.execPath,
-    ['--import', 'tsx', join(packageRoot, 'test/support/resource-server-process.ts')],
-    port,
-    { PORT: String(port), FIB_AUTH_URL: serviceOrigin, CLIENT_ID: client.clientId, CLIENT_SECRET: client.clientSecret },
-  );
-}
-
-async function statusAt(origin: string, token: string): Promise<number> {
-  const answer = await fetch(`${origin}/claims`, { headers: { authorization: `Bearer ${token}` } });
-  await answer.arrayBuffer();
-  return answer.status;
-}
-
 /**
  * Logs out one probe session after another and asks the resource server with its token until
  * it refuses it, while `load` keeps the service logging out other sessions.
  */
 async function propagationUnderLoad(
   server: Service,
-  rs: Service,
+  rs: ResourceServer,
   sessions: SessionFactory,
   seconds: number,
   loadRequests: readonly LoadRequest[],
@@ -94,12 +64,12 @@ async function propagationUnderLoad(
   for (const probe of probes) {
     if (performance.now() >= deadline) break;
     const token = probe.headers!.authorization.slice('Bearer '.length);
-    assert.equal(await statusAt(rs.origin, token), 200, 'the probe token is accepted before its logout');
+    assert.equal((await rs.get(token)).status, 200, 'the probe token is accepted before its logout');
     const answer = await fetch(`${server.origin}${probe.path}`, { method: 'POST', headers: probe.headers });
     await answer.arrayBuffer();
     assert.equal(answer.status, 200, 'the probe logs out');
     const answered = performance.now();
-    while ((await statusAt(rs.origin, token)) === 200) {
+    while ((await rs.get(token)).status === 200) {
       assert.ok(performance.now() - answered < PROBE_DEADLINE_MS, 'the resource server refuses a logged-out token');
       await sleep(PROBE_INTERVAL_MS);
     }
@@ -144,17 +114,15 @@ export async function measureResourceServer(options: {
 }): Promise<ResourceServerResults> {
   const { server, databaseUrl, minter, sessions, seconds, reps, log } = options;
   const results: ResourceServerResults = { propagation: [], verify: [], introspection: [] };
-  const rsClient = await addClient(databaseUrl, 'bench-resource-server');
-  const rs = await startResourceServer(server.origin, rsClient);
+  const env = { DATABASE_URL: databaseUrl };
+  const rs = await startResourceServer({ serviceUrl: server.origin, ...(await addClient(env, 'bench-resource-server')) });
   try {
     const [{ session, user }] = await sessions.create(1);
     const token = minter.accessToken(session, user.accountId);
-    for (let started = performance.now(); (await statusAt(rs.origin, token)) !== 200; await sleep(50)) {
-      assert.ok(performance.now() - started < 30_000, 'the resource server gets ready');
-    }
+    assert.equal((await rs.get(token)).status, 200, 'the resource server accepts a live token');
 
     // The same token, verified by the library (as verifier.koa() does per request) and by jose alone.
-    const verifier = createVerifier({ url: server.origin, ...(await addClient(databaseUrl, 'bench-verify')) });
+    const verifier = createVerifier({ url: server.origin, ...(await addClient(env, 'bench-verify')) });
     await verifier.ready();
     const { keys } = (await (await fetch(`${server.origin}/.well-known/jwks.json`)).json()) as { keys: JWK[] };
     const key = await importJWK(
@@ -192,7 +160,7 @@ export async function measureResourceServer(options: {
     }
     await verifier.close();
 
-    const introspectionClient = await addClient(databaseUrl, 'bench-introspection');
+    const introspectionClient = await addClient(env, 'bench-introspection');
     const basic = `Basic ${Buffer.from(`${introspectionClient.clientId}:${introspectionClient.clientSecret}`).toString('base64')}`;
     const introspected = (await sessions.create(1000)).map(({ session: s, user: u }) => minter.accessToken(s, u.accountId));
     const introspections: LoadRequest[] = introspected.map((t) => ({
@@ -228,7 +196,7 @@ export async function measureResourceServer(options: {
       );
     }
   } finally {
-    await rs.stop();
+    await rs.process.stop();
   }
   return results;
 }

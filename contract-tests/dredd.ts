@@ -102,12 +102,20 @@ function plan(contract: any): { descriptions: string[]; planned: Map<string, Pla
   return { descriptions, planned };
 }
 
-/** An OpenAPI 3.0 schema as the JSON Schema Dredd's validator reads: it knows no `format: int32`, so the range says it. */
+/** The ranges of OpenAPI's integer formats, which JSON Schema (and so Dredd's validator) does not know. */
+const INTEGER_RANGES: Record<string, { minimum: number; maximum: number }> = {
+  int32: { minimum: -(2 ** 31), maximum: 2 ** 31 - 1 },
+  // A JSON number is exact only to 2^53; the service sends none larger.
+  int64: { minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER },
+};
+
+/** An OpenAPI 3.0 schema as the JSON Schema Dredd's validator reads: the range says what the format did. */
 function asJsonSchema(schema: object): object {
   return JSON.parse(JSON.stringify(schema), (_key, value) => {
-    if (value?.format !== 'int32') return value;
+    const range = INTEGER_RANGES[value?.format];
+    if (!range) return value;
     const { format: _format, ...rest } = value;
-    return { minimum: -(2 ** 31), maximum: 2 ** 31 - 1, ...rest };
+    return { ...range, ...rest };
   });
 }
 

@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { StoreHooks } from '../test/support/store-hooks.js';
 import type { Session, TestServer } from '../test/support/harness.js';
+import { Clients } from '../src/domain/clients.js';
 import { decodePart, forge, kidOf, otherKey, serverKey, withSignature } from '../test/support/tokens.js';
-import { ALICE, BOB_SIGNATURE, publicKeyHexOf } from '../test/support/vectors.js';
+import { ALICE_SIGN_IN, BOB_SIGNATURE, publicKeyHexOf } from '../test/support/vectors.js';
 
 export interface ScenarioContext {
   t: TestServer;
@@ -112,11 +113,44 @@ function bearerScenarios(kind: TokenKind): Record<string, Scenario> {
   };
 }
 
-/** The contract's own sign-in example: Alice with the FIB signing guide's public test vector. */
-const alice = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
-
 async function registerAlice({ t }: ScenarioContext): Promise<void> {
-  if (!(await t.server.store.findUser(alice.email))) await t.addUser(alice.email, alice.authPublicKeyHex);
+  if (!(await t.server.store.findUser(ALICE_SIGN_IN.email))) await t.addUser(ALICE_SIGN_IN.email, ALICE_SIGN_IN.authPublicKeyHex);
+}
+
+/** HTTP Basic credentials of a resource-server client registered for this request. */
+async function clientCredentials({ t }: ScenarioContext): Promise<RequestChange> {
+  const id = `rs-${randomUUID()}`;
+  const secret = await new Clients(t.server.store, Date.now).add(id);
+  return authorization(`Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`);
+}
+
+/** The scenarios every operation for resource servers shares. */
+const clientScenarios: Record<string, Scenario> = {
+  ClientCredentialsMissing: async () => ({}),
+  // A registered id with another secret.
+  ClientCredentialsInvalid: async ({ t }) => {
+    const id = `rs-${randomUUID()}`;
+    await new Clients(t.server.store, Date.now).add(id);
+    return authorization(`Basic ${Buffer.from(`${id}:${randomUUID()}`).toString('base64')}`);
+  },
+};
+
+/** A form body for introspection, sent with the client's credentials. */
+async function introspecting(c: ScenarioContext, fields: Record<string, string>): Promise<RequestChange> {
+  const { headers } = await clientCredentials(c);
+  return {
+    headers: { ...headers, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(fields).toString(),
+  };
+}
+
+/** A feed request with the client's credentials; never `wait`, which Dredd would fill from the example. */
+async function following(c: ScenarioContext, query: string): Promise<RequestChange> {
+  return { ...(await clientCredentials(c)), query };
+}
+
+async function newestCursor(c: ScenarioContext): Promise<string> {
+  return String((await c.t.server.store.revocationsAfter(undefined, 1_000_000)).cursor);
 }
 
 /** Every named example of every operation's responses, by operationId. */
@@ -129,24 +163,24 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     },
     BodyMissing: async () => ({ body: '' }),
     BodyNotJson: async () => ({ body: '{"email": ' }),
-    BodyFieldMissing: async () => json({ email: alice.email, authPublicKeyHex: alice.authPublicKeyHex }),
-    BodyFieldNotString: async () => json({ ...alice, email: 42 }),
-    BodyFieldUnexpected: async () => json({ ...alice, password: 'secret' }),
-    PayloadTooLarge: async () => json({ ...alice, padding: 'x'.repeat(16 * 1024) }),
+    BodyFieldMissing: async () => json({ email: ALICE_SIGN_IN.email, authPublicKeyHex: ALICE_SIGN_IN.authPublicKeyHex }),
+    BodyFieldNotString: async () => json({ ...ALICE_SIGN_IN, email: 42 }),
+    BodyFieldUnexpected: async () => json({ ...ALICE_SIGN_IN, password: 'secret' }),
+    PayloadTooLarge: async () => json({ ...ALICE_SIGN_IN, padding: 'x'.repeat(16 * 1024) }),
     // The example body, declared as text.
     UnsupportedMediaType: async () => ({ headers: { 'Content-Type': 'text/plain' } }),
-    SignatureNotHex: async () => json({ ...alice, signature: 'not hex' }),
-    PublicKeyInvalid: async () => json({ ...alice, authPublicKeyHex: 'abcd' }),
+    SignatureNotHex: async () => json({ ...ALICE_SIGN_IN, signature: 'not hex' }),
+    PublicKeyInvalid: async () => json({ ...ALICE_SIGN_IN, authPublicKeyHex: 'abcd' }),
     // Bob is never registered.
-    UserNotFound: async () => json({ ...alice, email: 'bob@wonderland.space', signature: BOB_SIGNATURE }),
+    UserNotFound: async () => json({ ...ALICE_SIGN_IN, email: 'bob@wonderland.space', signature: BOB_SIGNATURE }),
     PublicKeyNotRegistered: async (c) => {
       await registerAlice(c);
-      return json({ ...alice, authPublicKeyHex: publicKeyHexOf(otherKey()) });
+      return json({ ...ALICE_SIGN_IN, authPublicKeyHex: publicKeyHexOf(otherKey()) });
     },
     // Bob's signature is of another email.
     SignatureNotVerified: async (c) => {
       await registerAlice(c);
-      return json({ ...alice, signature: BOB_SIGNATURE });
+      return json({ ...ALICE_SIGN_IN, signature: BOB_SIGNATURE });
     },
     InternalServerError: async (c) => {
       await registerAlice(c);
@@ -182,6 +216,35 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     },
     LoggedOutEverywhere: async ({ t }) => ({ ...bearer((await t.newSession()).accessToken), query: 'scope=global' }),
     ScopeInvalid: async ({ t }) => ({ ...bearer((await t.newSession()).accessToken), query: 'scope=everywhere' }),
+  },
+  introspectToken: {
+    ...clientScenarios,
+    TokenActive: async (c) => introspecting(c, { token: (await c.t.newSession()).accessToken }),
+    TokenInactive: async (c) => {
+      const session = await c.t.newSession();
+      assert.equal((await c.t.logout(session.accessToken)).status, 200);
+      return introspecting(c, { token: session.accessToken, token_type_hint: 'access_token' });
+    },
+    IntrospectionTokenMissing: (c) => introspecting(c, { token_type_hint: 'access_token' }),
+    PayloadTooLarge: (c) => introspecting(c, { token: 'x'.repeat(16 * 1024) }),
+    FormRequired: async (c) => {
+      const { headers } = await introspecting(c, {});
+      return { headers: { ...headers, 'Content-Type': 'application/json' }, body: '{"token": "x"}' };
+    },
+    InternalServerError: async (c) => ({ ...(await introspecting(c, { token: 'x.y.z' })), storeFails: true }),
+  },
+  listRevocations: {
+    ...clientScenarios,
+    RevocationsSnapshot: (c) => following(c, 'wait=0'),
+    RevocationsAfterCursor: async (c) => {
+      const cursor = await newestCursor(c);
+      assert.equal((await c.t.logout((await c.t.newSession()).accessToken)).status, 200);
+      return following(c, `after=${cursor}&wait=5`);
+    },
+    RevocationsNone: async (c) => following(c, `after=${await newestCursor(c)}&wait=0`),
+    RevocationCursorInvalid: (c) => following(c, 'after=-1'),
+    RevocationWaitInvalid: (c) => following(c, 'wait=31'),
+    InternalServerError: async (c) => ({ ...(await following(c, 'wait=0')), storeFails: true }),
   },
   getLiveness: {
     ServiceLive: async () => ({}),

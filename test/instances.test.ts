@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { after, before, describe, test as testOn } from 'node:test';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
+import { Clients } from '../src/domain/clients.js';
 import { assertExample, BASE, bearer, rawCall, startTestServer, type TestServer } from './support/harness.js';
+import { decodePart } from './support/tokens.js';
 
 // Two servers behind one load balancer: one database, one signing key file (README,
 // "Running several instances"). Whatever one instance decides, the other sees at once.
@@ -61,6 +63,24 @@ for (const backend of DATABASES) {
       // The old refresh token a second time, on B: reuse, so the session is revoked on A too.
       await assertExample(await b.refresh(s.refreshToken), 'RefreshTokenReused');
       await assertExample(await a.logout(refreshed.body.data.accessToken), 'SessionRevokedAfterReuse');
+    });
+
+    test('a logout on B wakes a revocation long poll waiting on A, within a second', async () => {
+      const s = await a.newSession();
+      const secret = await new Clients(a.server.store, Date.now).add(`rs-${backend.name}`);
+      const headers = { authorization: `Basic ${Buffer.from(`rs-${backend.name}:${secret}`).toString('base64')}` };
+      const { cursor } = (await a.call('GET', `${BASE}/revocations?wait=0`, { headers })).body.data;
+      const waiting = a.call('GET', `${BASE}/revocations?after=${cursor}&wait=20`, { headers });
+      await new Promise((resolve) => setTimeout(resolve, 300)); // the poll waits on A
+      await assertExample(await b.logout(s.accessToken), 'LoggedOut');
+      const loggedOutAt = performance.now();
+      const reply = await waiting;
+      const delay = performance.now() - loggedOutAt;
+      assert.deepEqual(
+        reply.body.data.revocations.map((r: { sid: string }) => r.sid),
+        [decodePart(s.accessToken, 1).sid],
+      );
+      assert.ok(delay < 1000, `A answered ${Math.round(delay)} ms after B's logout`);
     });
   });
 }

@@ -6,7 +6,7 @@ import { DATABASES, type TestDatabase } from './support/databases.js';
 import { assertExample, startTestServer, type Reply, type TestServer } from './support/harness.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { decodePart } from './support/tokens.js';
-import { publicKeyHexOf, signEmail } from './support/vectors.js';
+import { signInBody } from './support/vectors.js';
 
 const postgres = DATABASES.find((backend) => backend.name === 'PostgreSQL')!;
 // Short, to keep the test quick; not shorter, since this process also runs the proxy and the
@@ -50,7 +50,7 @@ describe('a PostgreSQL outage', () => {
       () => t.logout(s.accessToken),
       () => t.logout(other.accessToken),
       () => t.refresh(other.refreshToken),
-      () => t.signIn({ email: s.email, signature: signEmail(s.email, s.key), authPublicKeyHex: publicKeyHexOf(s.key) }),
+      () => t.signIn(signInBody(s.email, s.key)),
     ];
     const timed = await Promise.all(
       requests.map(async (request) => {

@@ -14,12 +14,11 @@ import {
   type TestServer,
 } from './support/harness.js';
 import { freePort, startProcess, type StartedProcess } from './support/processes.js';
-import { ALICE, BOB_SIGNATURE } from './support/vectors.js';
+import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE } from './support/vectors.js';
 import { startWrongLogoutBody } from './support/wrong-logout-body.js';
 
 const PRISM = join(packageRoot, 'node_modules', '.bin', 'prism');
 const LISTENING = /Prism is listening on (http:\/\/\S+)/;
-const aliceBody = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
 
 /** Contract violations Prism found, from its `sl-violations` header. */
 const violations = (reply: Reply): { message: string; location: string[] }[] =>
@@ -35,10 +34,17 @@ describe('the Prism mock (npm run mock)', () => {
   before(async () => {
     const contract = await resolvedContract();
     const { data: tokens } = example('SignedIn');
+    // The mock checks that credentials are sent, not whose they are.
+    const basic = { authorization: `Basic ${Buffer.from('resource-server:secret').toString('base64')}` };
     valid = {
-      authorizeUser: { body: aliceBody },
+      authorizeUser: { body: ALICE_SIGN_IN },
       refreshTokens: { headers: bearer(tokens.refreshToken) },
       logout: { headers: bearer(tokens.accessToken) },
+      introspectToken: {
+        headers: { ...basic, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token: tokens.accessToken }).toString(),
+      },
+      listRevocations: { headers: basic },
       getLiveness: {},
       getReadiness: {},
       getMetrics: {},
@@ -46,10 +52,10 @@ describe('the Prism mock (npm run mock)', () => {
     };
     const port = await freePort();
     mock = await startProcess('npm', ['run', 'mock'], {
-      env: { MOCK_PORT: String(port), MOCK_HOST: '127.0.0.1' },
+      env: { ...process.env, MOCK_PORT: String(port), MOCK_HOST: '127.0.0.1' },
       ready: LISTENING,
     });
-    url = mock.readyMatch[1];
+    url = mock.readyMatch![1];
     assert.equal(url, `http://127.0.0.1:${port}`);
     for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
       for (const [method, operation] of Object.entries<any>(pathItem)) {
@@ -94,7 +100,10 @@ describe('the Prism mock (npm run mock)', () => {
         const byCode = await call(operation, { prefer: `code=${status}` });
         assert.equal(byCode.status, Number(status), where);
         assert.deepEqual(byCode.body, firstExample(operation, status), where);
-        if (status === '401') assert.equal(byCode.headers['www-authenticate'], 'Bearer error="invalid_token"', where);
+        if (status === '401') {
+          const challenge = operation.responses['401'].headers['WWW-Authenticate'].schema.example;
+          assert.equal(byCode.headers['www-authenticate'], challenge, where);
+        }
         for (const [name, { value }] of Object.entries<any>(mediaOf(operation, status)[1].examples)) {
           const byName = await call(operation, { prefer: `code=${status}, example=${name}` });
           assert.deepEqual(
@@ -146,7 +155,7 @@ describe('prism proxy --errors in front of the real server', () => {
       },
     );
     proxies.push(proxy);
-    return proxy.readyMatch[1];
+    return proxy.readyMatch![1];
   };
   before(async () => {
     t = await startTestServer();
@@ -169,11 +178,11 @@ describe('prism proxy --errors in front of the real server', () => {
     const signIn = (body: object) => through(200, 'POST', `${BASE}/session`, { body });
 
     await t.addUser(ALICE.email, ALICE.publicKeyHex);
-    const first = await signIn(aliceBody);
+    const first = await signIn(ALICE_SIGN_IN);
     await through(404, 'POST', `${BASE}/session`, {
-      body: { ...aliceBody, email: 'bob@wonderland.space', signature: BOB_SIGNATURE },
+      body: { ...ALICE_SIGN_IN, email: 'bob@wonderland.space', signature: BOB_SIGNATURE },
     });
-    await through(422, 'POST', `${BASE}/session`, { body: { ...aliceBody, signature: BOB_SIGNATURE } });
+    await through(422, 'POST', `${BASE}/session`, { body: { ...ALICE_SIGN_IN, signature: BOB_SIGNATURE } });
 
     const second = await through(200, 'PATCH', `${BASE}/session`, { headers: bearer(first.refreshToken) });
     await through(401, 'POST', `${BASE}/logout`, { headers: bearer(first.accessToken) }); // retired by the refresh
@@ -181,7 +190,7 @@ describe('prism proxy --errors in front of the real server', () => {
     await through(401, 'POST', `${BASE}/logout`, { headers: bearer(second.accessToken) }); // already logged out
     await through(401, 'PATCH', `${BASE}/session`, { headers: bearer(second.refreshToken) }); // session logged out
 
-    const third = await signIn(aliceBody);
+    const third = await signIn(ALICE_SIGN_IN);
     await through(200, 'PATCH', `${BASE}/session`, { headers: bearer(third.refreshToken) });
     await through(401, 'PATCH', `${BASE}/session`, { headers: bearer(third.refreshToken) }); // reuse revokes the session
     await through(422, 'POST', `${BASE}/logout`, { headers: bearer(`${third.accessToken.slice(0, -4)}AAAA`) }); // signature altered

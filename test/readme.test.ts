@@ -62,7 +62,13 @@ test('the README resource-server example accepts a token, then refuses it once l
     const { clientId, clientSecret } = await addClient(env, 'orders-service');
     const port = await freePort();
     const orders = await startProcess(process.execPath, [file], {
-      env: { FIB_AUTH_URL: service.url, FIB_AUTH_CLIENT_ID: clientId, FIB_AUTH_CLIENT_SECRET: clientSecret, PORT: String(port) },
+      env: {
+        ...process.env,
+        FIB_AUTH_URL: service.url,
+        FIB_AUTH_CLIENT_ID: clientId,
+        FIB_AUTH_CLIENT_SECRET: clientSecret,
+        PORT: String(port),
+      },
       ready: /orders-service listening/,
     });
     try {

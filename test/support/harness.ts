@@ -13,9 +13,10 @@ import { createLogger } from '../../src/logger.js';
 import { bundledSpecPath } from '../../src/package-root.js';
 import { startServer, type RunningServer, type ServerParts } from '../../src/server.js';
 import type { Role } from '../../src/domain/store.js';
-import { ALICE, publicKeyHexOf, signEmail } from './vectors.js';
+import { BASE, bearer } from './api.js';
+import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody } from './vectors.js';
 
-export const BASE = '/auth/api/v1/authentication-management';
+export { BASE, bearer };
 
 export interface Reply {
   status: number;
@@ -37,8 +38,11 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
   assert.equal(reply.headers['cache-control'], 'no-store', where);
   assert.equal(reply.headers['x-content-type-options'], 'nosniff', where);
   assert.match(String(reply.headers['x-request-id']), /^[0-9a-f-]{36}$/, where);
-  // RFC 6750 §3.1: no error code when no bearer token was sent (docs/design.md §2).
-  if (reply.status === 401) assert.match(String(reply.headers['www-authenticate']), /^Bearer( error="invalid_token")?$/, where);
+  // RFC 6750 §3.1: no error code when no bearer token was sent (docs/design.md §2); Basic for
+  // the resource servers' operations (§11).
+  if (reply.status === 401) {
+    assert.match(String(reply.headers['www-authenticate']), /^(Bearer( error="invalid_token")?|Basic realm="fib-auth")$/, where);
+  }
   if (PARSER_ANSWERS.some(({ status, message }) => status === reply.status && message === reply.body?.status?.message)) {
     // Refused by the HTTP parser before any operation was matched, as info.description says.
     assert.equal(reply.headers.connection, 'close', where);
@@ -56,8 +60,8 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
   assert.ok(documented, `${where}: status not documented for ${operation.operationId}`);
   const mediaType = String(reply.headers['content-type']);
   assert.ok(mediaType in documented.content, `${where}: ${mediaType} not documented`);
-  // Everything in JSON is the envelope but the key set, which JOSE libraries read as it is.
-  if (mediaType === 'application/json' && operation.operationId !== 'getJwks')
+  // Everything in JSON is the envelope but what standards define: the key set, introspection.
+  if (mediaType === 'application/json' && !['getJwks', 'introspectToken'].includes(operation.operationId!))
     assert.equal(reply.body.status.code, reply.status, where);
   const result = contract.validator.validateResponse(reply.body, operation, reply.status);
   assert.equal(result.errors, null, `${where}: ${JSON.stringify(result.errors)}`);
@@ -143,8 +147,6 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-
 /**
  * Starts the real server in this process on a temporary SQLite file and a temporary key,
  * listening on a free port. `env` adds to docs/design.md §8's variables; `parts` replaces the
@@ -201,7 +203,7 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     async newSession(email = `user-${randomUUID()}@example.test`) {
       const { privateKey: key } = generateKeyPairSync('ed25519');
       await t.addUser(email, publicKeyHexOf(key));
-      const reply = await t.signIn({ email, signature: signEmail(email, key), authPublicKeyHex: publicKeyHexOf(key) });
+      const reply = await t.signIn(signInBody(email, key));
       assert.equal(reply.status, 200, JSON.stringify(reply.body));
       return { ...reply.body.data, email, key };
     },
@@ -222,7 +224,7 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
 /** Signs Alice in with the docs/design.md §4 vector, registering her first. */
 export async function signInAlice(t: TestServer): Promise<Session> {
   await t.addUser(ALICE.email, ALICE.publicKeyHex);
-  const reply = await t.signIn({ email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex });
+  const reply = await t.signIn(ALICE_SIGN_IN);
   assert.equal(reply.status, 200, JSON.stringify(reply.body));
   return reply.body.data;
 }
@@ -243,4 +245,13 @@ export function example(name: string): any {
 export async function assertExample(reply: Reply, name: string): Promise<void> {
   await contractReady;
   assert.deepEqual({ status: reply.status, body: reply.body }, { status: example(name).status.code, body: example(name) });
+}
+
+/** Asserts a reply's envelope status against a named example whose `data` changes with every run. */
+export async function assertExampleStatus(reply: Reply, name: string): Promise<void> {
+  await contractReady;
+  assert.deepEqual(
+    { status: reply.status, envelope: reply.body.status },
+    { status: example(name).status.code, envelope: example(name).status },
+  );
 }

@@ -41,6 +41,7 @@ export async function startResourceServer(options: {
 }): Promise<ResourceServer> {
   const started = await startProcess(process.execPath, ['--import', 'tsx', 'test/support/resource-server-process.ts'], {
     env: {
+      ...process.env,
       PORT: '0',
       FIB_AUTH_URL: options.serviceUrl,
       CLIENT_ID: options.clientId,
@@ -49,7 +50,7 @@ export async function startResourceServer(options: {
     },
     ready: /listening on (\d+)[\s\S]*verifier ready/,
   });
-  const url = `http://127.0.0.1:${started.readyMatch[1]}`;
+  const url = `http://127.0.0.1:${started.readyMatch![1]}`;
   return { url, process: started, get: (token) => rawCall(url, 'GET', '/claims', { headers: bearer(token) }) };
 }
 

@@ -39,6 +39,8 @@ export async function startServerWithStoreHooks(env: Record<string, string> = {}
     get(target, name) {
       const value: unknown = Reflect.get(target, name);
       if (typeof value !== 'function') return value;
+      // Subscribing is synchronous and reaches no database; what it wakes (reads) is hooked.
+      if (name === 'watchRevocations') return value.bind(target);
       return async (...args: unknown[]) => {
         if (hooks.failing && name !== 'close') throw injected(name);
         const action = before.get(name);

@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test as testOn } from 'node:test';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { loadConfig } from '../src/config.js';
+import type { Revocation, SessionRecord, Store } from '../src/domain/store.js';
+import { CLI } from './support/child-server.js';
+import { openStore } from '../src/store/open.js';
+import { DATABASES, type TestDatabase } from './support/databases.js';
+
+// The revocation feed as the store keeps it (docs/design.md §11): every change of a session
+// that stops access tokens working adds one entry, in the same statement, in commit order.
+
+const NOW = 1_800_000_000;
+const openOn = (database: TestDatabase) => openStore(loadConfig({ DATABASE_URL: database.url }));
+
+function session(userEmail: string, overrides: Partial<SessionRecord> = {}): SessionRecord {
+  return {
+    id: randomUUID(),
+    userEmail,
+    accessJti: randomUUID(),
+    refreshJti: randomUUID(),
+    accessExpiresAt: NOW + 300,
+    refreshExpiresAt: NOW + 86400,
+    createdAt: NOW,
+    revokedAt: null,
+    revokedReason: null,
+    ...overrides,
+  };
+}
+
+/** Resolves once `listener` was called, or rejects after `ms`. */
+function calledWithin(store: Store, ms: number, action: () => Promise<unknown>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => (stop(), reject(new Error(`no revocation signal within ${ms} ms`))), ms);
+    const stop = store.watchRevocations(() => {
+      clearTimeout(timer);
+      stop();
+      resolve();
+    });
+    action().catch(reject);
+  });
+}
+
+for (const backend of DATABASES) {
+  describe(`the revocation feed in the store on ${backend.name}`, () => {
+    const test = (name: string, fn: () => Promise<void>) => testOn(name, { skip: backend.skip }, fn);
+    let database: TestDatabase;
+    let store: Store;
+    /** A fresh registered user, so that each test reads only its own entries. */
+    const user = async () => {
+      const email = `user-${randomUUID()}@example.test`;
+      await store.addUser({
+        email,
+        accountId: randomUUID(),
+        authPublicKeyHex: 'ab'.repeat(32),
+        role: 'ROLE_PEER',
+        createdAt: NOW,
+      });
+      return email;
+    };
+    const newest = async () => (await store.revocationsAfter(undefined, 1_000_000)).cursor;
+    const listedAfter = async (cursor: number) => {
+      const page = await store.revocationsAfter(cursor, 1000);
+      assert.equal(page.snapshot, false);
+      return page.revocations;
+    };
+
+    before(async () => {
+      if (backend.skip) return;
+      database = await backend.create();
+      store = await openOn(database);
+    });
+    after(async () => {
+      if (backend.skip) return;
+      await store?.close();
+      await database?.drop();
+    });
+
+    test('a logout, a refresh, a reuse revocation and a user removal each add their entry; a sign-in and a refused logout none', async () => {
+      const email = await user();
+      const [ended, rotated, reused, removed] = [session(email), session(email), session(email), session(email)];
+      const start = await newest();
+      for (const s of [ended, rotated, reused, removed]) assert.equal(await store.createSession(s), true);
+      assert.equal(await store.endSession(ended.id, randomUUID(), NOW + 1), false);
+      assert.deepEqual(await listedAfter(start), [], 'sign-ins and a refused logout revoke nothing');
+
+      assert.equal(await store.endSession(ended.id, ended.accessJti, NOW + 1), true);
+      const next = {
+        accessJti: randomUUID(),
+        refreshJti: randomUUID(),
+        accessExpiresAt: NOW + 400,
+        refreshExpiresAt: NOW + 90000,
+      };
+      assert.equal(await store.rotateSession(rotated.id, rotated.refreshJti, next), true);
+      assert.equal(await store.revokeSession(reused.id, 'refresh-reuse', NOW + 2), true);
+      assert.equal(await store.removeUser(email, NOW + 3), true);
+
+      const expected: Revocation[] = [
+        { sid: ended.id, reason: 'logout', until: NOW + 300 },
+        { sid: rotated.id, jti: rotated.accessJti, reason: 'refresh', until: NOW + 300 },
+        { sid: reused.id, reason: 'refresh-reuse', until: NOW + 300 },
+      ];
+      const listed = await listedAfter(start);
+      assert.deepEqual(listed.slice(0, 3), expected, 'in the order they happened');
+      // The removal revokes both sessions it found live, in either order.
+      assert.deepEqual(
+        listed.slice(3).sort((a, b) => a.sid.localeCompare(b.sid)),
+        [
+          { sid: rotated.id, reason: 'user-removed', until: NOW + 400 },
+          { sid: removed.id, reason: 'user-removed', until: NOW + 300 },
+        ].sort((a, b) => a.sid.localeCompare(b.sid)),
+      );
+    });
+
+    test('a global logout adds one entry per session it ends', async () => {
+      const email = await user();
+      const sessions = [session(email), session(email), session(email)];
+      for (const s of sessions) await store.createSession(s);
+      const start = await newest();
+      assert.equal(await store.endSession(sessions[0].id, sessions[0].accessJti, NOW + 1, true), true);
+      const listed = await listedAfter(start);
+      assert.deepEqual(listed.map((r) => r.sid).sort(), sessions.map((s) => s.id).sort());
+      assert.ok(listed.every((r) => r.reason === 'logout' && r.jti === undefined));
+    });
+
+    test('cursors: pages follow one another, `more` says a page was cut, and a cursor never given out gets a snapshot', async () => {
+      const email = await user();
+      const start = await newest();
+      const sessions = Array.from({ length: 5 }, () => session(email));
+      for (const s of sessions) {
+        await store.createSession(s);
+        await store.endSession(s.id, s.accessJti, NOW + 1);
+      }
+      const first = await store.revocationsAfter(start, 3);
+      assert.deepEqual([first.snapshot, first.more, first.revocations.length], [false, true, 3]);
+      const second = await store.revocationsAfter(first.cursor, 3);
+      assert.deepEqual([second.snapshot, second.more, second.revocations.length], [false, false, 2]);
+      assert.deepEqual(
+        [...first.revocations, ...second.revocations].map((r) => r.sid),
+        sessions.map((s) => s.id),
+      );
+      const idle = await store.revocationsAfter(second.cursor, 3);
+      assert.deepEqual(idle, { cursor: second.cursor, snapshot: false, more: false, revocations: [] });
+
+      const foreign = await store.revocationsAfter(second.cursor + 1000, 1_000_000);
+      assert.equal(foreign.snapshot, true);
+      const snapshot = await store.revocationsAfter(undefined, 1_000_000);
+      assert.equal(snapshot.snapshot, true);
+      assert.deepEqual(foreign.revocations, snapshot.revocations);
+      assert.ok(sessions.every((s) => snapshot.revocations.some((r) => r.sid === s.id)));
+    });
+
+    test('entries are purged once their tokens have expired, and an old cursor still gets what remains', async () => {
+      const email = await user();
+      const start = await newest();
+      const short = session(email, { accessExpiresAt: NOW + 10 });
+      const long = session(email, { accessExpiresAt: NOW + 1000 });
+      for (const s of [short, long]) {
+        await store.createSession(s);
+        await store.endSession(s.id, s.accessJti, NOW + 1);
+      }
+      assert.ok((await store.purgeExpiredRevocations(NOW + 10)) >= 1);
+      assert.deepEqual(
+        (await listedAfter(start)).map((r) => r.sid),
+        [long.id],
+      );
+    });
+
+    test('watchRevocations hears this store’s own revoking writes', async () => {
+      const email = await user();
+      const s = session(email);
+      await store.createSession(s);
+      await calledWithin(store, 2000, () => store.endSession(s.id, s.accessJti, NOW + 1));
+    });
+
+    test('watchRevocations hears a revocation another process commits (fib-auth users remove)', async () => {
+      const email = await user();
+      await store.createSession(session(email));
+      const removal = () =>
+        promisify(execFile)(process.execPath, [CLI, 'users', 'remove', '--email', email], {
+          env: { ...process.env, DATABASE_URL: database.url },
+        });
+      await calledWithin(store, 10_000, removal);
+    });
+  });
+}
+
+describe('the revocation cursor on PostgreSQL while a revocation is still being committed', () => {
+  const backend = DATABASES.find((b) => b.name === 'PostgreSQL')!;
+  // PostgreSQL numbers an entry when it is written, not when it commits. Here entry N is
+  // written by a transaction that stays open while entry N + 1 commits: a reader that read then
+  // would move its cursor past N and never list it. The reader must wait for N (schema.ts).
+  testOn('a reader never moves its cursor past an entry that commits later', { skip: backend.skip }, async () => {
+    const database = await backend.create();
+    const store = await openOn(database);
+    const slow = new pg.Client({ connectionString: database.url });
+    try {
+      const email = `user-${randomUUID()}@example.test`;
+      await store.addUser({
+        email,
+        accountId: randomUUID(),
+        authPublicKeyHex: 'ab'.repeat(32),
+        role: 'ROLE_PEER',
+        createdAt: NOW,
+      });
+      const [first, second] = [session(email), session(email)];
+      for (const s of [first, second]) await store.createSession(s);
+      const start = (await store.revocationsAfter(undefined, 1)).cursor;
+
+      await slow.connect();
+      await slow.query('begin');
+      await slow.query(`update sessions set revoked_at = $1, revoked_reason = 'logout' where id = $2`, [NOW + 1, first.id]);
+      assert.equal(await store.endSession(second.id, second.accessJti, NOW + 1), true);
+      const reading = store.revocationsAfter(start, 1000);
+      let read = false;
+      void reading.then(() => (read = true));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(read, false, 'the reader waits while a revocation is still being committed');
+      await slow.query('commit');
+
+      const page = await reading;
+      const rest = await store.revocationsAfter(page.cursor, 1000);
+      assert.deepEqual([...page.revocations, ...rest.revocations].map((r) => r.sid).sort(), [first.id, second.id].sort());
+    } finally {
+      await slow.end();
+      await store.close();
+      await database.drop();
+    }
+  });
+});
