@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { emailDigest } from '../src/domain/signature.js';
+import { messageDigest } from '../src/domain/signature.js';
 import { packageRoot } from '../src/package-root.js';
 import type { BenchDatabase, BenchUser } from './database.js';
 import type { LoadRequest } from './load.js';
@@ -22,7 +22,7 @@ export function makeUsers(count: number): SignInUser[] {
     const { privateKey } = generateKeyPairSync('ed25519');
     const email = `bench-user-${i}@example.test`;
     const authPublicKeyHex = Buffer.from(privateKey.export({ format: 'jwk' }).x!, 'base64url').toString('hex');
-    const signature = sign(null, emailDigest(email), privateKey).toString('hex');
+    const signature = sign(null, messageDigest(email), privateKey).toString('hex');
     return {
       email,
       accountId: randomUUID(),

@@ -12,7 +12,7 @@ import type { Store } from '../src/domain/store.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { assertExample, BASE, bearer, rawCall, type Reply, type Session, type TestServer } from './support/harness.js';
 import { startServerWithStoreHooks, type StoreHooks } from './support/store-hooks.js';
-import { ALICE, publicKeyHexOf, signEmail } from './support/vectors.js';
+import { ALICE, publicKeyHexOf, signMessage } from './support/vectors.js';
 
 const alice = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
 
@@ -49,7 +49,7 @@ describe('the store failing mid-request', () => {
     for (const method of ['findUser', 'createSession'] as const) {
       const email = `fault-${method}@example.test`;
       const s = await t.newSession(email); // registers the user
-      const proof = { email, signature: signEmail(email, s.key), authPublicKeyHex: publicKeyHexOf(s.key) };
+      const proof = { email, signature: signMessage(email, s.key), authPublicKeyHex: publicKeyHexOf(s.key) };
       const before = sessionCount();
       hooks.failNext(method);
       assertInternalError(await t.signIn(proof), method);

@@ -32,8 +32,8 @@ describe('logout', () => {
   test('leaves other sessions of the same user open', async () => {
     const a = await t.newSession();
     const email = a.email;
-    const { signEmail, publicKeyHexOf } = await import('./support/vectors.js');
-    const second = await t.signIn({ email, signature: signEmail(email, a.key), authPublicKeyHex: publicKeyHexOf(a.key) });
+    const { signMessage, publicKeyHexOf } = await import('./support/vectors.js');
+    const second = await t.signIn({ email, signature: signMessage(email, a.key), authPublicKeyHex: publicKeyHexOf(a.key) });
     assert.equal((await t.logout(a.accessToken)).status, 200);
     assert.equal((await t.logout(second.body.data.accessToken)).status, 200);
   });

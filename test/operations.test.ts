@@ -12,7 +12,7 @@ import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/domain/store.js';
 import { assertExample, BASE, bearer, rawCall, startTestServer, type TestServer } from './support/harness.js';
 import { accessClaims, decodePart, forge, otherKey, serverKey } from './support/tokens.js';
-import { publicKeyHexOf, signEmail } from './support/vectors.js';
+import { publicKeyHexOf, signMessage } from './support/vectors.js';
 
 const CLI = join(packageRoot, JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).bin['fib-auth']);
 const fibAuth = (args: string[], env: NodeJS.ProcessEnv) =>
@@ -159,7 +159,7 @@ describe('logout scope', () => {
   test('scope=global ends every session of the user and no other', async () => {
     const first = await t.newSession();
     const signInAgain = () =>
-      t.signIn({ email: first.email, signature: signEmail(first.email, first.key), authPublicKeyHex: publicKeyHexOf(first.key) });
+      t.signIn({ email: first.email, signature: signMessage(first.email, first.key), authPublicKeyHex: publicKeyHexOf(first.key) });
     const second = (await signInAgain()).body.data;
     const third = (await signInAgain()).body.data;
     const stranger = await t.newSession();

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { assertExample, BASE, startTestServer, type TestServer } from './support/harness.js';
 import { decodePart } from './support/tokens.js';
-import { ALICE, BOB_SIGNATURE, ed25519FromSeed, publicKeyHexOf, signEmail } from './support/vectors.js';
+import { ALICE, BOB_SIGNATURE, ed25519FromSeed, publicKeyHexOf, signMessage } from './support/vectors.js';
 
 describe('sign-in', () => {
   let t: TestServer;
@@ -28,7 +28,7 @@ describe('sign-in', () => {
     const key = ed25519FromSeed(ALICE.privateKeyHex);
     const reply = await t.signIn({
       email: shouted,
-      signature: signEmail(shouted, key),
+      signature: signMessage(shouted, key),
       authPublicKeyHex: ALICE.publicKeyHex.toUpperCase(),
     });
     assert.equal(reply.status, 200);
@@ -99,7 +99,7 @@ describe('sign-in', () => {
     await assertExample(
       await t.signIn({
         email: ALICE.email,
-        signature: signEmail(ALICE.email, stranger),
+        signature: signMessage(ALICE.email, stranger),
         authPublicKeyHex: publicKeyHexOf(stranger),
       }),
       'PublicKeyNotRegistered',

@@ -57,6 +57,11 @@ export interface IssuedPair {
   credentials: SessionCredentials;
 }
 
+/** Whose Ed25519 signature the server verified: a token's, or a user's sign-in proof. */
+export type VerifiedSignature = 'token' | 'user';
+/** Told of each signature verification, so that the metrics count them (docs/design.md §12). */
+export type VerificationCounter = (signature: VerifiedSignature) => void;
+
 export interface TokenLifetimes {
   accessTtl: number;
   refreshTtl: number;
@@ -68,6 +73,7 @@ export class Tokens {
     private readonly keys: KeyRing,
     private readonly lifetimes: TokenLifetimes,
     private readonly now: Clock,
+    private readonly countVerification: VerificationCounter = () => {},
   ) {}
 
   async issuePair(subject: TokenSubject, sid: string): Promise<IssuedPair> {
@@ -119,6 +125,7 @@ export class Tokens {
     if (!key) throw new AuthFailure('tokenKeyIdUnknown');
 
     let payload: JWTPayload;
+    this.countVerification('token');
     try {
       ({ payload } = await jwtVerify(token.compact, key, {
         algorithms: ['EdDSA'],

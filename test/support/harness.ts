@@ -13,7 +13,7 @@ import { createLogger } from '../../src/logger.js';
 import { bundledSpecPath } from '../../src/package-root.js';
 import { startServer, type RunningServer, type ServerParts } from '../../src/server.js';
 import type { Role } from '../../src/domain/store.js';
-import { ALICE, publicKeyHexOf, signEmail } from './vectors.js';
+import { ALICE, publicKeyHexOf, signMessage } from './vectors.js';
 
 export const BASE = '/auth/api/v1/authentication-management';
 
@@ -70,6 +70,8 @@ export interface CallOptions {
   /** Header values; an array sends the header once per value. */
   headers?: Record<string, string | string[] | number>;
   body?: string | object;
+  /** The address the request comes from (any of 127.0.0.0/8 reaches a server on 127.0.0.1). */
+  localAddress?: string;
 }
 
 /** One HTTP request over a fresh connection, with full control over the headers sent. */
@@ -83,7 +85,7 @@ export function rawCall(baseUrl: string, method: string, path: string, options: 
     headers['content-length'] = Buffer.byteLength(body);
   }
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+    const req = httpRequest(url, { method, headers, agent: false, localAddress: options.localAddress }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {
@@ -152,6 +154,10 @@ export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
  * Starts the real server in this process on a temporary SQLite file and a temporary key,
  * listening on a free port. `env` adds to docs/design.md §8's variables; `parts` replaces the
  * store or the clock.
+ *
+ * The limits on refused requests (§12) are off unless `env` sets them: the hostile suites
+ * send thousands of refused requests from one address on purpose, and test/rate-limits.test.ts
+ * tests the limits themselves.
  */
 export async function startTestServer(env: Record<string, string> = {}, parts: ServerParts = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'fib-auth-test-'));
@@ -161,6 +167,8 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     DATABASE_URL: `sqlite:${join(dir, 'fib-auth.sqlite')}`,
     FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
     LOG_LEVEL: 'debug',
+    RATE_LIMIT_REFUSED_PER_ADDRESS: '0',
+    RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '0',
     ...env,
   });
   const logs: string[] = [];
@@ -204,7 +212,7 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     async newSession(email = `user-${randomUUID()}@example.test`) {
       const { privateKey: key } = generateKeyPairSync('ed25519');
       await t.addUser(email, publicKeyHexOf(key));
-      const reply = await t.signIn({ email, signature: signEmail(email, key), authPublicKeyHex: publicKeyHexOf(key) });
+      const reply = await t.signIn({ email, signature: signMessage(email, key), authPublicKeyHex: publicKeyHexOf(key) });
       assert.equal(reply.status, 200, JSON.stringify(reply.body));
       return { ...reply.body.data, email, key };
     },
