@@ -159,7 +159,11 @@ describe('logout scope', () => {
   test('scope=global ends every session of the user and no other', async () => {
     const first = await t.newSession();
     const signInAgain = () =>
-      t.signIn({ email: first.email, signature: signMessage(first.email, first.key), authPublicKeyHex: publicKeyHexOf(first.key) });
+      t.signIn({
+        email: first.email,
+        signature: signMessage(first.email, first.key),
+        authPublicKeyHex: publicKeyHexOf(first.key),
+      });
     const second = (await signInAgain()).body.data;
     const third = (await signInAgain()).body.data;
     const stranger = await t.newSession();
