@@ -141,11 +141,22 @@ export interface TestServer {
   logout(accessToken: string | undefined): Promise<Reply>;
   refresh(refreshToken: string): Promise<Reply>;
   signIn(body: object): Promise<Reply>;
-  /** Registers a user with a fresh key and signs them in. */
+  /** Asks for a sign-in challenge for `email` (docs/design.md §12). */
+  challenge(email: string): Promise<Reply>;
+  /** A sign-in body that answers a fresh challenge for `email`, signed with `key`. */
+  challengedProof(email: string, key: KeyObject): Promise<ChallengedProof>;
+  /** Registers a user with a fresh key and signs them in (with a challenge when the server requires one). */
   newSession(email?: string): Promise<Session & { email: string; key: KeyObject }>;
   addUser(email: string, publicKeyHex: string, role?: Role): Promise<void>;
   restart(): Promise<void>;
   stop(): Promise<void>;
+}
+
+export interface ChallengedProof {
+  email: string;
+  signature: string;
+  authPublicKeyHex: string;
+  nonce: string;
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
@@ -199,6 +210,13 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     logout: (accessToken) => t.call('POST', `${BASE}/logout`, { headers: accessToken === undefined ? {} : bearer(accessToken) }),
     refresh: (refreshToken) => t.call('PATCH', `${BASE}/session`, { headers: bearer(refreshToken) }),
     signIn: (body) => t.call('POST', `${BASE}/session`, { body }),
+    challenge: (email) => t.call('POST', `${BASE}/session/challenge`, { body: { email } }),
+    async challengedProof(email, key) {
+      const reply = await t.challenge(email);
+      assert.equal(reply.status, 200, JSON.stringify(reply.body));
+      const { nonce, message } = reply.body.data;
+      return { email, signature: signMessage(message, key), authPublicKeyHex: publicKeyHexOf(key), nonce };
+    },
     async addUser(email, publicKeyHex, role = 'ROLE_PEER') {
       const added = await t.server.store.addUser({
         email,
@@ -212,7 +230,11 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     async newSession(email = `user-${randomUUID()}@example.test`) {
       const { privateKey: key } = generateKeyPairSync('ed25519');
       await t.addUser(email, publicKeyHexOf(key));
-      const reply = await t.signIn({ email, signature: signMessage(email, key), authPublicKeyHex: publicKeyHexOf(key) });
+      const reply = await t.signIn(
+        config.signInChallenge === 'required'
+          ? await t.challengedProof(email, key)
+          : { email, signature: signMessage(email, key), authPublicKeyHex: publicKeyHexOf(key) },
+      );
       assert.equal(reply.status, 200, JSON.stringify(reply.body));
       return { ...reply.body.data, email, key };
     },
