@@ -125,7 +125,11 @@ async function readBody(ctx: KoaContext, mediaType: string): Promise<string | ob
   try {
     text = await getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length: ctx.request.length, encoding: 'utf8' });
   } catch (error) {
-    if ((error as { type?: string }).type === 'entity.too.large') throw new HttpFailure('bodyTooLarge');
+    const { type } = error as { type?: string };
+    if (type === 'entity.too.large') throw new HttpFailure('bodyTooLarge');
+    // The connection closed before the body arrived: the client went away, or REQUEST_TIMEOUT
+    // passed and the body's 408 was already sent (answerUnparsedRequest). Nobody is left to answer.
+    if (type === 'request.aborted') throw new HttpFailure('requestTimeout');
     throw error;
   }
   if (text === '') return undefined; // no body; validation answers that one is required
