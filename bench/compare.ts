@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../src/package-root.js';
 import { openSqlite, type BenchDatabase } from './database.js';
-import { makeUsers, SessionFactory, startFibAuth } from './fixture.js';
+import { freePort } from '../test/support/processes.js';
+import { TokenMinter } from '../test/support/tokens.js';
+import { makeUsers, SessionFactory, startFibAuth, type Service } from './fixture.js';
 import { load } from './load.js';
-import { freePort, type Service } from './processes.js';
-import { TokenMinter } from './tokens.js';
 
 const ROUNDS = 5;
 const SECONDS = 3;
@@ -53,7 +53,7 @@ try {
       join(root, 'tsconfig.build.json'),
     ]);
     const databasePath = join(dir, `${contenders.length}.sqlite`);
-    const service = await startFibAuth(`sqlite:${databasePath}`, keyFile, await freePort(), { root, name: revision });
+    const service = await startFibAuth(`sqlite:${databasePath}`, keyFile, await freePort(), { root });
     const db = openSqlite(databasePath);
     await db.addUsers(users);
     contenders.push({ revision, service, db, sessions: new SessionFactory(db, minter, users) });

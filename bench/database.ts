@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
-import type { BenchSession } from './tokens.js';
+import pg from 'pg';
+import type { LiveSession } from '../test/support/tokens.js';
 
 export interface BenchUser {
   email: string;
@@ -15,9 +15,9 @@ export interface BenchUser {
  */
 export interface BenchDatabase {
   addUsers(users: readonly BenchUser[]): Promise<void>;
-  addSessions(sessions: readonly BenchSession[]): Promise<void>;
+  addSessions(sessions: readonly LiveSession[]): Promise<void>;
   /** Makes logged-out sessions live again under new access ids, so they can log out once more. */
-  rearm(sessions: readonly BenchSession[]): Promise<void>;
+  rearm(sessions: readonly LiveSession[]): Promise<void>;
   /** Adds `count` live sessions of the users already there, generated in the database itself. */
   addFiller(count: number): Promise<void>;
   countSessions(): Promise<number>;
@@ -27,7 +27,7 @@ export interface BenchDatabase {
 }
 
 const SESSION_COLUMNS = 'id, user_email, access_jti, refresh_jti, access_expires_at, refresh_expires_at, created_at';
-const sessionValues = (s: BenchSession) => [
+const sessionValues = (s: LiveSession) => [
   s.id,
   s.userEmail,
   s.accessJti,
@@ -86,41 +86,9 @@ export function openSqlite(path: string): BenchDatabase {
   };
 }
 
-/** `pg` comes with the PostgreSQL store; without it there is nothing to measure there. */
-interface PgClient {
-  connect(): Promise<void>;
-  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
-  end(): Promise<void>;
-}
-type PgModule = { default: { Client: new (options: { connectionString: string }) => PgClient } };
-
-async function pgClient(url: string): Promise<PgClient> {
-  const pg = (await import('pg' as string)) as PgModule;
-  const client = new pg.default.Client({ connectionString: url });
-  await client.connect();
-  return client;
-}
-
-/** A fresh schema in the PostgreSQL database at `adminUrl`, and the DATABASE_URL that uses it. */
-export async function createPostgresSchema(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const schema = `fib_auth_bench_${randomBytes(6).toString('hex')}`;
-  const admin = await pgClient(adminUrl);
-  await admin.query(`create schema ${schema}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.searchParams.set('options', `-c search_path=${schema}`);
-  return {
-    url: url.href,
-    async drop() {
-      const client = await pgClient(adminUrl);
-      await client.query(`drop schema ${schema} cascade`);
-      await client.end();
-    },
-  };
-}
-
 export async function openPostgres(url: string): Promise<BenchDatabase> {
-  const db = await pgClient(url);
+  const db = new pg.Client({ connectionString: url });
+  await db.connect();
   const column = (values: unknown[][], index: number) => values.map((row) => row[index]);
   return {
     async addUsers(users) {
@@ -156,10 +124,10 @@ export async function openPostgres(url: string): Promise<BenchDatabase> {
       await db.query('vacuum analyze sessions');
     },
     async countSessions() {
-      return Number((await db.query('select count(*) as n from sessions')).rows[0].n);
+      return Number((await db.query<{ n: string }>('select count(*) as n from sessions')).rows[0].n);
     },
     async sessionBytes() {
-      return Number((await db.query(`select pg_total_relation_size('sessions') as bytes`)).rows[0].bytes);
+      return Number((await db.query<{ bytes: string }>(`select pg_total_relation_size('sessions') as bytes`)).rows[0].bytes);
     },
     close: () => db.end(),
   };

@@ -1,15 +1,14 @@
-import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { messageDigest } from '../src/domain/signature.js';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { packageRoot } from '../src/package-root.js';
+import { BASE, bearer } from '../test/support/api.js';
+import { binOf } from '../test/support/child-server.js';
+import { startProcess, type StartedProcess } from '../test/support/processes.js';
+import { newSession, type LiveSession, type TokenMinter } from '../test/support/tokens.js';
+import { signInBody } from '../test/support/vectors.js';
 import type { BenchDatabase, BenchUser } from './database.js';
 import type { LoadRequest } from './load.js';
-import { startService, type Service } from './processes.js';
-import type { BenchSession, TokenMinter } from './tokens.js';
 
-export const BASE = '/auth/api/v1/authentication-management';
-/** The server's default: one JSON line per request, written to standard output (here /dev/null). */
+/** The server's default: one JSON line per request, written to standard output (here nowhere). */
 export const LOG_LEVEL = 'info';
 
 export interface SignInUser extends BenchUser {
@@ -19,23 +18,16 @@ export interface SignInUser extends BenchUser {
 /** Users with keys of their own, each with the body that signs them in. */
 export function makeUsers(count: number): SignInUser[] {
   return Array.from({ length: count }, (_, i) => {
-    const { privateKey } = generateKeyPairSync('ed25519');
     const email = `bench-user-${i}@example.test`;
-    const authPublicKeyHex = Buffer.from(privateKey.export({ format: 'jwk' }).x!, 'base64url').toString('hex');
-    const signature = sign(null, messageDigest(email), privateKey).toString('hex');
-    return {
-      email,
-      accountId: randomUUID(),
-      authPublicKeyHex,
-      signInBody: JSON.stringify({ email, signature, authPublicKeyHex }),
-    };
+    const body = signInBody(email, generateKeyPairSync('ed25519').privateKey);
+    return { email, accountId: randomUUID(), authPublicKeyHex: body.authPublicKeyHex, signInBody: JSON.stringify(body) };
   });
 }
 
 export const logoutRequest = (accessToken: string): LoadRequest => ({
   method: 'POST',
   path: `${BASE}/logout`,
-  headers: { authorization: `Bearer ${accessToken}` },
+  headers: bearer(accessToken),
 });
 
 /** Creates sessions for the users in the database and mints their tokens, as sign-ins would. */
@@ -46,10 +38,10 @@ export class SessionFactory {
     private readonly users: readonly BenchUser[],
   ) {}
 
-  async create(count: number): Promise<{ session: BenchSession; user: BenchUser }[]> {
+  async create(count: number): Promise<{ session: LiveSession; user: BenchUser }[]> {
     const created = Array.from({ length: count }, (_, i) => {
       const user = this.users[i % this.users.length];
-      return { session: this.minter.session(user.email), user };
+      return { session: newSession(user.email), user };
     });
     await this.db.addSessions(created.map((c) => c.session));
     return created;
@@ -63,9 +55,24 @@ export class SessionFactory {
     return (await this.create(count)).map(({ session }) => ({
       method: 'PATCH',
       path: `${BASE}/session`,
-      headers: { authorization: `Bearer ${this.minter.refreshToken(session)}` },
+      headers: bearer(this.minter.refreshToken(session)),
     }));
   }
+}
+
+/** A server process the bench loads, at its origin. */
+export interface Service extends StartedProcess {
+  origin: string;
+}
+
+/**
+ * Starts a server process that listens on `port`, ready once it answers HTTP. Its standard
+ * output goes nowhere: logs are written, as in production, but nobody reads them.
+ */
+export async function startService(command: string, args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<Service> {
+  const origin = `http://127.0.0.1:${port}`;
+  const started = await startProcess(command, args, { env: { ...process.env, ...env }, ready: new URL(origin), quiet: true });
+  return { ...started, origin };
 }
 
 export interface ServerOptions {
@@ -73,14 +80,12 @@ export interface ServerOptions {
   nodeOptions?: string[];
   /** The checkout whose build runs: this one by default. */
   root?: string;
-  name?: string;
 }
 
 /** The real server, `fib-auth serve` as the package's bin runs it, as its own process. */
 export function startFibAuth(databaseUrl: string, keyFile: string, port: number, options: ServerOptions = {}): Promise<Service> {
-  const { nodeOptions = [], root = packageRoot, name = 'fib-auth' } = options;
-  const bin = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin['fib-auth'];
-  return startService(name, process.execPath, [...nodeOptions, join(root, bin), 'serve'], port, {
+  const { nodeOptions = [], root = packageRoot } = options;
+  return startService(process.execPath, [...nodeOptions, binOf(root), 'serve'], port, {
     PORT: String(port),
     HOST: '127.0.0.1',
     DATABASE_URL: databaseUrl,

@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import { ProcessSampler, type ProcessUsage } from './processes.js';
+import { ProcessSampler, type ProcessUsage } from './process-usage.js';
 
 export interface LoadRequest {
   method: 'GET' | 'POST' | 'PATCH';

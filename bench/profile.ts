@@ -8,10 +8,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSqlite } from './database.js';
+import { freePort } from '../test/support/processes.js';
+import { TokenMinter } from '../test/support/tokens.js';
 import { makeUsers, SessionFactory, startFibAuth } from './fixture.js';
 import { load } from './load.js';
-import { freePort } from './processes.js';
-import { TokenMinter } from './tokens.js';
 
 const SECONDS = 5;
 const CONCURRENCY = 50;

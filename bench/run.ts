@@ -10,12 +10,25 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundledSpecPath, packageRoot } from '../src/package-root.js';
 import { measureCeiling } from './ceiling.js';
-import { createPostgresSchema, openPostgres, openSqlite, type BenchDatabase, type BenchUser } from './database.js';
-import { BASE, LOG_LEVEL, logoutRequest, makeUsers, SessionFactory, startFibAuth, type SignInUser } from './fixture.js';
+import { BASE } from '../test/support/api.js';
+import type { TestDatabase } from '../test/support/databases.js';
+import { createSchema } from '../test/support/postgres.js';
+import { freePort } from '../test/support/processes.js';
+import { decodePart, TokenMinter } from '../test/support/tokens.js';
+import { openPostgres, openSqlite, type BenchDatabase, type BenchUser } from './database.js';
+import {
+  LOG_LEVEL,
+  logoutRequest,
+  makeUsers,
+  SessionFactory,
+  startFibAuth,
+  startService,
+  type Service,
+  type SignInUser,
+} from './fixture.js';
 import { load, type LoadRequest, type LoadResult } from './load.js';
-import { freePort, rssMiB, startService, type Service } from './processes.js';
+import { rssMiB } from './process-usage.js';
 import { printReport, writeReport, type GrowthPoint, type Results } from './report.js';
-import { TokenMinter } from './tokens.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
@@ -38,11 +51,9 @@ function assertAllOk(what: string, result: LoadResult): void {
   );
 }
 
-const decode = (token: string, part: 0 | 1) =>
-  JSON.parse(Buffer.from(token.split('.')[part], 'base64url').toString()) as Record<string, unknown>;
 const shape = (token: string) =>
-  [0, 1].map((part) =>
-    Object.entries(decode(token, part as 0 | 1))
+  ([0, 1] as const).map((part) =>
+    Object.entries(decodePart(token, part))
       .map(([k, v]) => `${k}:${typeof v}`)
       .join(','),
   );
@@ -130,9 +141,9 @@ async function postgresGrowth(
 ): Promise<GrowthPoint[] | { skipped: string }> {
   const adminUrl = process.env.TEST_DATABASE_URL;
   if (!adminUrl) return { skipped: 'TEST_DATABASE_URL is not set' };
-  let schema: Awaited<ReturnType<typeof createPostgresSchema>>;
+  let schema: TestDatabase;
   try {
-    schema = await createPostgresSchema(adminUrl);
+    schema = await createSchema(adminUrl, 'fib_auth_bench');
   } catch (error) {
     return { skipped: `cannot prepare a PostgreSQL schema: ${(error as Error).message}` };
   }
@@ -176,18 +187,13 @@ async function main(): Promise<void> {
     services.push(server);
     const rssAtRest = rssMiB(server.pid);
     const koaPort = await freePort();
-    const koa = await startService('bare koa', process.execPath, [join(packageRoot, 'bench/bare-koa.mjs')], koaPort, {
+    const koa = await startService(process.execPath, [join(packageRoot, 'bench/bare-koa.mjs')], koaPort, {
       PORT: String(koaPort),
     });
     services.push(koa);
     const prismPort = await freePort();
     const prismBin = join(packageRoot, 'node_modules/.bin/prism');
-    const prism = await startService(
-      'prism',
-      prismBin,
-      ['mock', '-p', String(prismPort), '-v', 'warn', bundledSpecPath],
-      prismPort,
-    );
+    const prism = await startService(prismBin, ['mock', '-p', String(prismPort), '-v', 'warn', bundledSpecPath], prismPort);
     services.push(prism);
 
     const minter = await TokenMinter.fromKeyFile(keyFile);

@@ -9,7 +9,7 @@ import type { StoreHooks } from '../test/support/store-hooks.js';
 import type { Session, TestServer } from '../test/support/harness.js';
 import { Clients } from '../src/domain/clients.js';
 import { decodePart, forge, kidOf, otherKey, serverKey, withSignature } from '../test/support/tokens.js';
-import { ALICE, BOB_SIGNATURE, publicKeyHexOf } from '../test/support/vectors.js';
+import { ALICE_SIGN_IN, BOB_SIGNATURE, publicKeyHexOf } from '../test/support/vectors.js';
 
 export interface ScenarioContext {
   t: TestServer;
@@ -113,11 +113,8 @@ function bearerScenarios(kind: TokenKind): Record<string, Scenario> {
   };
 }
 
-/** The contract's own sign-in example: Alice with the FIB signing guide's public test vector. */
-const alice = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
-
 async function registerAlice({ t }: ScenarioContext): Promise<void> {
-  if (!(await t.server.store.findUser(alice.email))) await t.addUser(alice.email, alice.authPublicKeyHex);
+  if (!(await t.server.store.findUser(ALICE_SIGN_IN.email))) await t.addUser(ALICE_SIGN_IN.email, ALICE_SIGN_IN.authPublicKeyHex);
 }
 
 /** HTTP Basic credentials of a resource-server client registered for this request. */
@@ -166,24 +163,24 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     },
     BodyMissing: async () => ({ body: '' }),
     BodyNotJson: async () => ({ body: '{"email": ' }),
-    BodyFieldMissing: async () => json({ email: alice.email, authPublicKeyHex: alice.authPublicKeyHex }),
-    BodyFieldNotString: async () => json({ ...alice, email: 42 }),
-    BodyFieldUnexpected: async () => json({ ...alice, password: 'secret' }),
-    PayloadTooLarge: async () => json({ ...alice, padding: 'x'.repeat(16 * 1024) }),
+    BodyFieldMissing: async () => json({ email: ALICE_SIGN_IN.email, authPublicKeyHex: ALICE_SIGN_IN.authPublicKeyHex }),
+    BodyFieldNotString: async () => json({ ...ALICE_SIGN_IN, email: 42 }),
+    BodyFieldUnexpected: async () => json({ ...ALICE_SIGN_IN, password: 'secret' }),
+    PayloadTooLarge: async () => json({ ...ALICE_SIGN_IN, padding: 'x'.repeat(16 * 1024) }),
     // The example body, declared as text.
     UnsupportedMediaType: async () => ({ headers: { 'Content-Type': 'text/plain' } }),
-    SignatureNotHex: async () => json({ ...alice, signature: 'not hex' }),
-    PublicKeyInvalid: async () => json({ ...alice, authPublicKeyHex: 'abcd' }),
+    SignatureNotHex: async () => json({ ...ALICE_SIGN_IN, signature: 'not hex' }),
+    PublicKeyInvalid: async () => json({ ...ALICE_SIGN_IN, authPublicKeyHex: 'abcd' }),
     // Bob is never registered.
-    UserNotFound: async () => json({ ...alice, email: 'bob@wonderland.space', signature: BOB_SIGNATURE }),
+    UserNotFound: async () => json({ ...ALICE_SIGN_IN, email: 'bob@wonderland.space', signature: BOB_SIGNATURE }),
     PublicKeyNotRegistered: async (c) => {
       await registerAlice(c);
-      return json({ ...alice, authPublicKeyHex: publicKeyHexOf(otherKey()) });
+      return json({ ...ALICE_SIGN_IN, authPublicKeyHex: publicKeyHexOf(otherKey()) });
     },
     // Bob's signature is of another email.
     SignatureNotVerified: async (c) => {
       await registerAlice(c);
-      return json({ ...alice, signature: BOB_SIGNATURE });
+      return json({ ...ALICE_SIGN_IN, signature: BOB_SIGNATURE });
     },
     InternalServerError: async (c) => {
       await registerAlice(c);

@@ -115,8 +115,9 @@ export interface paths {
          *     With `scope=global` every session of the user ends, not only this one; the token must
          *     still be the current access token of a live session.
          *
-         *     Services that verify access tokens offline keep accepting a logged-out access token until
-         *     it expires; this service refuses it at once.
+         *     The logout holds across the FIB API: this service refuses the token at once, and every
+         *     resource server that introspects it or follows the revocation feed refuses it within one
+         *     second (see the Resource servers operations).
          */
         post: operations["logout"];
         delete?: never;

@@ -8,7 +8,7 @@ import { packageRoot } from '../src/package-root.js';
 import { CLI, serveChild } from './support/child-server.js';
 import { DATABASES } from './support/databases.js';
 import { BASE, rawCall } from './support/harness.js';
-import { ALICE } from './support/vectors.js';
+import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
 describe('the fib-auth command', () => {
   let dir: string;
@@ -73,6 +73,57 @@ describe('the fib-auth command', () => {
     });
   }
 
+  for (const backend of DATABASES) {
+    test(
+      `clients add, list and remove on ${backend.name}: the secret once, on the last line, and it works`,
+      { skip: backend.skip },
+      async () => {
+        const database = await backend.create();
+        const runOn = (args: string[]) => run(args, { DATABASE_URL: database.url });
+        try {
+          const added = runOn(['clients', 'add', '--id', 'orders-service']);
+          assert.equal(added.code, 0, added.stderr);
+          const secret = added.stdout.trimEnd().split('\n').at(-1)!;
+          assert.match(secret, /^[A-Za-z0-9_-]{43}$/, 'the secret alone on the last line: 256 bits, base64url');
+
+          const again = runOn(['clients', 'add', '--id', 'orders-service']);
+          assert.equal(again.code, 1);
+          assert.equal(again.stderr, 'fib-auth: a client with the id orders-service already exists\n');
+          assert.equal(runOn(['clients', 'add', '--id', 'not valid']).code, 2);
+
+          const listed = runOn(['clients', 'list', '--json']);
+          assert.deepEqual(
+            JSON.parse(listed.stdout).map((c: { id: string }) => c.id),
+            ['orders-service'],
+          );
+          assert.doesNotMatch(listed.stdout + runOn(['clients', 'list']).stdout, new RegExp(secret), 'never shown again');
+
+          const server = await serveChild({ ...env, DATABASE_URL: database.url });
+          try {
+            const introspect = (credentials: string) =>
+              rawCall(server.url, 'POST', `${BASE}/introspection`, {
+                headers: {
+                  authorization: `Basic ${Buffer.from(credentials).toString('base64')}`,
+                  'content-type': 'application/x-www-form-urlencoded',
+                },
+                body: 'token=x.y.z',
+              });
+            assert.deepEqual((await introspect(`orders-service:${secret}`)).body, { active: false });
+            assert.equal(runOn(['clients', 'remove', '--id', 'orders-service']).code, 0);
+            assert.equal((await introspect(`orders-service:${secret}`)).status, 401);
+          } finally {
+            await server.stop();
+          }
+          const gone = runOn(['clients', 'remove', '--id', 'orders-service']);
+          assert.equal(gone.code, 1);
+          assert.equal(gone.stderr, 'fib-auth: no client has the id orders-service\n');
+        } finally {
+          await database.drop();
+        }
+      },
+    );
+  }
+
   test('usage errors exit 2 with one line', () => {
     const cases = [
       [],
@@ -84,6 +135,10 @@ describe('the fib-auth command', () => {
       ['users', 'add', ...addAlice.slice(2), '--role', 'ROLE_KING'],
       ['users', 'list', '--yaml'],
       ['users', 'remove'],
+      ['clients'],
+      ['clients', 'add'],
+      ['clients', 'add', '--id', 'x'.repeat(65)],
+      ['clients', 'list', '--secrets'],
       ['serve', 'now'],
     ];
     for (const args of cases) {
@@ -132,7 +187,7 @@ describe('the fib-auth command', () => {
     const first = await serveChild(env);
     assert.equal(statSync(env.FIB_AUTH_SIGNING_KEY_FILE!).mode & 0o777, 0o600);
     const signIn = await rawCall(first.url, 'POST', `${BASE}/session`, {
-      body: { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex },
+      body: ALICE_SIGN_IN,
     });
     assert.equal(signIn.status, 200);
     const { accessToken } = signIn.body.data;

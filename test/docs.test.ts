@@ -1,22 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { before, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { packageRoot } from '../src/package-root.js';
+import { chromiumMissing, chromiumRequired, launchChromium } from './support/chromium.js';
 
 const PAGE = join(packageRoot, 'dist', 'docs', 'index.html');
 const SCREENSHOT = join(packageRoot, 'test-output', 'docs-logout.png');
-/** Debian's chromium; .ci/run installs it and sets REQUIRE_CHROMIUM=1 so that this test must run. */
-const CHROMIUM = '/usr/bin/chromium';
-const required = process.env.REQUIRE_CHROMIUM === '1';
-const browserMissing = existsSync(CHROMIUM)
-  ? undefined
-  : `${CHROMIUM} is missing, so the docs page was NOT opened in a browser (apt-get install chromium, or run .ci/run)`;
-if (browserMissing && !required) console.warn(`WARNING: ${browserMissing}`);
+const browserMissing = chromiumMissing('the docs page was NOT opened in a browser');
 
 before(() => {
   // Redocly's messages are in the error if the build fails.
@@ -31,22 +24,10 @@ test('npm run docs writes one HTML file that loads no script or style from elsew
 
 test(
   'the docs page works offline and shows the logout operation',
-  { skip: required ? false : browserMissing, timeout: 120_000 },
+  { skip: chromiumRequired ? false : browserMissing, timeout: 120_000 },
   async () => {
     assert.ok(!browserMissing, browserMissing);
-    const profile = mkdtempSync(join(tmpdir(), 'fib-auth-chromium-'));
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    const { context, close } = await launchChromium();
     try {
       // Everything but the file itself is blocked, and counted.
       const blocked: string[] = [];
@@ -93,8 +74,7 @@ test(
       assert.deepEqual(blocked, []);
       assert.deepEqual(consoleErrors, []);
     } finally {
-      await context.close();
-      rmSync(profile, { recursive: true, force: true });
+      await close();
     }
   },
 );

@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../src/package-root.js';
 import { CLI, serveChild, type ChildServer } from './support/child-server.js';
 import { BASE, bearer, rawCall } from './support/harness.js';
-import { ALICE } from './support/vectors.js';
+import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
 // A logout answered 200 must survive a power failure (README, "Durability"): on SQLite the
 // commit waits for fsync before the answer. Whether it did is seen only in the system calls,
@@ -21,12 +22,14 @@ const straceMissing = existsSync(STRACE)
 if (straceMissing && !required) console.warn(`WARNING: ${straceMissing}`);
 
 let dir: string;
+let databaseFile: string;
 let server: ChildServer;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fib-auth-durability-'));
+  databaseFile = join(dir, 'fib-auth.sqlite');
   const env = {
     PATH: process.env.PATH,
-    DATABASE_URL: `sqlite:${join(dir, 'fib-auth.sqlite')}`,
+    DATABASE_URL: `sqlite:${databaseFile}`,
     FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
     HOST: '127.0.0.1',
     PORT: '0',
@@ -44,14 +47,27 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Runs `action` while strace records the server's fsync calls; returns the recorded lines. */
-async function fsyncsDuring(pid: number, action: () => Promise<void>): Promise<string[]> {
-  const traceFile = join(dir, 'fsync.trace');
-  const tracer = spawn(STRACE, ['-f', '-e', 'trace=fsync,fdatasync', '-o', traceFile, '-p', String(pid)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+/** One system call as strace saw it: when it started and ended (seconds), what its first descriptor is, and the rest. */
+interface Syscall {
+  name: string;
+  start: number;
+  end: number;
+  /** What `-yy` says the descriptor is: a path, or `TCP:[from->to]`. */
+  descriptor: string;
+  line: string;
+}
+
+const SYSCALLS = ['fsync', 'fdatasync', 'read', 'recvfrom', 'recvmsg', 'write', 'writev', 'sendto', 'sendmsg'];
+
+/**
+ * Runs `action` while strace records the server's syncs, reads and writes, one file per thread
+ * (so no call is split by another thread's); returns the calls in the order they started.
+ */
+async function syscallsDuring(pid: number, action: () => Promise<void>): Promise<Syscall[]> {
+  const traceDir = mkdtempSync(join(dir, 'trace-'));
+  const args = ['-ff', '-ttt', '-T', '-yy', '-s', '80', '-e', `trace=${SYSCALLS.join(',')}`, '-o', join(traceDir, 'trace')];
+  const tracer = spawn(STRACE, [...args, '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => tracer.once('exit', resolve));
-  // strace names each thread it attached to on standard error; the main thread commits.
   await new Promise<void>((resolve, reject) => {
     tracer.once('exit', (code) => reject(new Error(`strace exited ${code} before attaching`)));
     createInterface({ input: tracer.stderr! }).on('line', (line) => {
@@ -60,31 +76,65 @@ async function fsyncsDuring(pid: number, action: () => Promise<void>): Promise<s
   });
   try {
     await action();
+    // A commit that came only after the answer is still seen, and named as late.
+    await sleep(200);
   } finally {
     tracer.kill('SIGINT'); // detaches and writes what it saw
     await exited;
   }
-  return readFileSync(traceFile, 'utf8')
-    .split('\n')
-    .filter((line) => /\b(fsync|fdatasync)\(/.test(line));
+  // `1796314864.199085 fsync(19</tmp/…/fib-auth.sqlite-wal>) = 0 <0.000409>`
+  const call = /^(\d+\.\d+) (\w+)\(\d+<([^>]*)>(.*) <(\d+\.\d+)>$/;
+  return readdirSync(traceDir)
+    .flatMap((file) =>
+      readFileSync(join(traceDir, file), 'utf8')
+        .split('\n')
+        .flatMap((line) => {
+          const match = call.exec(line);
+          if (!match) return [];
+          const [, start, name, descriptor, , duration] = match;
+          return [{ name, start: Number(start), end: Number(start) + Number(duration), descriptor, line }];
+        }),
+    )
+    .sort((a, b) => a.start - b.start);
 }
 
 test(
   'SQLite: a logout is on disk before its 200 (the commit waits for fsync)',
   { skip: required ? false : straceMissing },
-  async () => {
+  async (ctx) => {
     assert.ok(!straceMissing, straceMissing);
     const signIn = await rawCall(server.url, 'POST', `${BASE}/session`, {
-      body: { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex },
+      body: ALICE_SIGN_IN,
     });
     assert.equal(signIn.status, 200);
     const { accessToken } = signIn.body.data;
 
-    const fsyncs = await fsyncsDuring(server.pid, async () => {
+    const calls = await syscallsDuring(server.pid, async () => {
       const logout = await rawCall(server.url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) });
       assert.equal(logout.status, 200);
     });
+    const onTcp = (names: string[], text: string) =>
+      calls.find((c) => names.includes(c.name) && c.descriptor.startsWith('TCP:') && c.line.includes(text));
+    const request = onTcp(['read', 'recvfrom', 'recvmsg'], `"POST ${BASE}/logout HTTP/1.1\\r\\n`);
+    const answer = onTcp(['write', 'writev', 'sendto', 'sendmsg'], '"HTTP/1.1 ');
+    const trace = calls.map((c) => c.line).join('\n');
+    assert.ok(request, `strace saw the server read the logout request:\n${trace}`);
+    assert.ok(answer, `strace saw the server write its answer:\n${trace}`);
+    assert.match(answer.line, /"HTTP\/1\.1 200 /, 'the answer is the 200');
     // Without synchronous = FULL, better-sqlite3's build commits in WAL mode without any fsync.
-    assert.ok(fsyncs.length >= 1, 'the logout commit called fsync');
+    const syncs = calls.filter(
+      (c) => ['fsync', 'fdatasync'].includes(c.name) && [databaseFile, `${databaseFile}-wal`].includes(c.descriptor),
+    );
+    const beforeAnswer = syncs.filter((c) => c.start >= request.end && c.end <= answer.start);
+    const late = syncs.filter((c) => c.end > answer.start).map((c) => c.line);
+    assert.ok(
+      beforeAnswer.length >= 1,
+      `between reading the logout and writing its 200, the server fsynced the database file or its WAL` +
+        ` (${late.length} fsyncs of it came later: ${late.join('; ')}):\n${trace}`,
+    );
+    const lastSync = beforeAnswer[beforeAnswer.length - 1];
+    ctx.diagnostic(
+      `${lastSync.name} of ${lastSync.descriptor} ended ${Math.round((answer.start - lastSync.end) * 1e6)} µs before the 200`,
+    );
   },
 );

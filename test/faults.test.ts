@@ -12,9 +12,7 @@ import type { Store } from '../src/domain/store.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { assertExample, BASE, bearer, rawCall, type Reply, type Session, type TestServer } from './support/harness.js';
 import { startServerWithStoreHooks, type StoreHooks } from './support/store-hooks.js';
-import { ALICE, publicKeyHexOf, signMessage } from './support/vectors.js';
-
-const alice = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
+import { ALICE, ALICE_SIGN_IN, signInBody } from './support/vectors.js';
 
 describe('the store failing mid-request', () => {
   let t: TestServer;
@@ -49,7 +47,7 @@ describe('the store failing mid-request', () => {
     for (const method of ['findUser', 'createSession'] as const) {
       const email = `fault-${method}@example.test`;
       const s = await t.newSession(email); // registers the user
-      const proof = { email, signature: signMessage(email, s.key), authPublicKeyHex: publicKeyHexOf(s.key) };
+      const proof = signInBody(email, s.key);
       const before = sessionCount();
       hooks.failNext(method);
       assertInternalError(await t.signIn(proof), method);
@@ -148,7 +146,7 @@ describe('the server process dying', () => {
     await Promise.all(
       Array.from({ length: 4 }, async () => {
         while (tokens.length < SESSIONS) {
-          const reply = await rawCall(first.url, 'POST', `${BASE}/session`, { body: alice });
+          const reply = await rawCall(first.url, 'POST', `${BASE}/session`, { body: ALICE_SIGN_IN });
           assert.equal(reply.status, 200);
           tokens.push(reply.body.data.accessToken);
         }
@@ -209,7 +207,7 @@ describe('the server process dying', () => {
   test('SIGTERM: a request in flight still gets its answer, new connections are refused, exit 0', async (ctx) => {
     const server = await serveChild(env);
     ctx.after(() => server.stop('SIGKILL'));
-    const body = JSON.stringify(alice);
+    const body = JSON.stringify(ALICE_SIGN_IN);
     const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
     let received = '';
     socket.on('data', (chunk: Buffer) => (received += chunk.toString('utf8')));

@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { FAILURES } from '../src/http/failures.js';
-import { assertExample, BASE, example, startTestServer, type TestServer } from './support/harness.js';
-import { bundledSpecPath } from '../src/package-root.js';
+import { assertExample, BASE, startTestServer, type TestServer } from './support/harness.js';
 
 describe('outside the operations', () => {
   let t: TestServer;
@@ -37,40 +34,5 @@ describe('outside the operations', () => {
       body: 'x'.repeat(64 * 1024),
     });
     await assertExample(reply, 'LoggedOut');
-  });
-});
-
-describe('the contract and the server say the same things', () => {
-  // Answers outside any operation are documented in info.description, not as examples.
-  const outsideOperations = new Set(['noOperation', 'headersTooLarge', 'requestTimeout', 'requestUnparsable']);
-  const catalog = new Set<string>(
-    Object.entries(FAILURES).flatMap(([reason, { message }]) =>
-      typeof message === 'string' && !outsideOperations.has(reason) ? [message] : [],
-    ),
-  );
-  const spec = readFileSync(bundledSpecPath, 'utf8');
-
-  test("every failure message the domain can send is one of the contract's examples", () => {
-    const missing = [...catalog].filter((message) => !spec.includes(JSON.stringify(message).slice(1, -1)));
-    assert.deepEqual(missing, []);
-  });
-
-  test("every error example's message is one the server sends", () => {
-    const httpLayer = [
-      'The request body is not valid JSON.',
-      'The request body is required.',
-      'The request body is larger than 16384 bytes.',
-      'The request body must be sent as application/json.',
-    ];
-    const schemaMessages = /^The (request body (field '\w+' )?|query parameter '\w+' )must /;
-    const names = spec.match(/^ {4}[A-Z]\w+:\n {6}summary:/gm)!.map((m) => m.trim().split(':')[0]);
-    assert.ok(names.length >= 35, `found ${names.length} examples`);
-    for (const name of names) {
-      const { status } = example(name);
-      // Success and 5xx messages come from the handlers and the error layer; their tests compare them to these examples.
-      if (!status || status.code === 200 || status.code >= 500) continue;
-      const message: string = status.message;
-      assert.ok(catalog.has(message) || httpLayer.includes(message) || schemaMessages.test(message), `${name}: ${message}`);
-    }
   });
 });

@@ -10,13 +10,11 @@ import { CLI } from './support/child-server.js';
 import { BASE, bearer, signInAlice, startTestServer, type Session, type TestServer } from './support/harness.js';
 import { startServerWithStoreHooks } from './support/store-hooks.js';
 import { forge, decodePart, otherKey, serverKey, accessClaims } from './support/tokens.js';
-import { ALICE, BOB_SIGNATURE } from './support/vectors.js';
+import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE } from './support/vectors.js';
 
 // Cache-Control: no-store and X-Content-Type-Options: nosniff are asserted on every reply
 // that any test receives, by the harness (test/support/harness.ts), including the answers of
 // the HTTP parser below; they are not tested again here.
-
-const alice = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
 
 describe('no secret in any log line', () => {
   let keyDir: string;
@@ -61,14 +59,14 @@ describe('no secret in any log line', () => {
     const forged = forge(decodePart(first.accessToken, 0), accessClaims(ALICE.email), otherKey());
     await t.refresh(first.refreshToken); // reuse
     await t.logout(forged);
-    await t.signIn({ ...alice, signature: BOB_SIGNATURE });
+    await t.signIn({ ...ALICE_SIGN_IN, signature: BOB_SIGNATURE });
     failNextLogout();
     assert.equal((await t.logout(next.accessToken)).status, 500);
     await t.call('POST', `${BASE}/logout`, { headers: { ...bearer(next.accessToken), 'x-padding': 'p'.repeat(17 * 1024) } }); // 431
     await t.send(
       `POST ${BASE}/logout HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${next.accessToken}\x01\r\nConnection: close\r\n\r\n`,
     ); // 400
-    await t.call('POST', `${BASE}/session`, { body: { ...alice, email: `${'a'.repeat(17 * 1024)}` } }); // 413
+    await t.call('POST', `${BASE}/session`, { body: { ...ALICE_SIGN_IN, email: `${'a'.repeat(17 * 1024)}` } }); // 413
     await t.logout(next.accessToken);
 
     const key = serverKey(t);
@@ -145,7 +143,7 @@ describe('limits on the request', () => {
       await t.call('POST', `${BASE}/logout`, { headers: bearer(`${accessToken}${'A'.repeat(17 * 1024)}`) }),
       await t.call('POST', `${BASE}/logout?${'q'.repeat(17 * 1024)}`, { headers: bearer(accessToken) }),
       await t.call('POST', `${BASE}/session`, {
-        body: alice,
+        body: ALICE_SIGN_IN,
         headers: Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`x-h${i}`, 'v'.repeat(40)])),
       }),
     ];

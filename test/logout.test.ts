@@ -32,8 +32,8 @@ describe('logout', () => {
   test('leaves other sessions of the same user open', async () => {
     const a = await t.newSession();
     const email = a.email;
-    const { signMessage, publicKeyHexOf } = await import('./support/vectors.js');
-    const second = await t.signIn({ email, signature: signMessage(email, a.key), authPublicKeyHex: publicKeyHexOf(a.key) });
+    const { signInBody } = await import('./support/vectors.js');
+    const second = await t.signIn(signInBody(email, a.key));
     assert.equal((await t.logout(a.accessToken)).status, 200);
     assert.equal((await t.logout(second.body.data.accessToken)).status, 200);
   });

@@ -13,7 +13,7 @@ import type { Store } from '../src/domain/store.js';
 import { assertExample, BASE, bearer, rawCall, startTestServer, type TestServer } from './support/harness.js';
 import { sample } from './support/metrics.js';
 import { accessClaims, decodePart, forge, otherKey, serverKey } from './support/tokens.js';
-import { publicKeyHexOf, signMessage } from './support/vectors.js';
+import { signInBody } from './support/vectors.js';
 
 const CLI = join(packageRoot, JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).bin['fib-auth']);
 const fibAuth = (args: string[], env: NodeJS.ProcessEnv) =>
@@ -157,12 +157,7 @@ describe('logout scope', () => {
 
   test('scope=global ends every session of the user and no other', async () => {
     const first = await t.newSession();
-    const signInAgain = () =>
-      t.signIn({
-        email: first.email,
-        signature: signMessage(first.email, first.key),
-        authPublicKeyHex: publicKeyHexOf(first.key),
-      });
+    const signInAgain = () => t.signIn(signInBody(first.email, first.key));
     const second = (await signInAgain()).body.data;
     const third = (await signInAgain()).body.data;
     const stranger = await t.newSession();

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 import { assertExample, startTestServer, type Reply, type TestServer } from './support/harness.js';
 import { decodePart } from './support/tokens.js';
-import { publicKeyHexOf, signMessage } from './support/vectors.js';
+import { signInBody } from './support/vectors.js';
 
 /** Stands between the server and PostgreSQL, so the test can make the database go away and come back. */
 class DatabaseProxy {
@@ -94,7 +94,7 @@ describe('a PostgreSQL outage', () => {
       () => t.logout(s.accessToken),
       () => t.logout(other.accessToken),
       () => t.refresh(other.refreshToken),
-      () => t.signIn({ email: s.email, signature: signMessage(s.email, s.key), authPublicKeyHex: publicKeyHexOf(s.key) }),
+      () => t.signIn(signInBody(s.email, s.key)),
     ];
     const timed = await Promise.all(
       requests.map(async (request) => {

@@ -14,12 +14,11 @@ import {
   type TestServer,
 } from './support/harness.js';
 import { freePort, startProcess, type StartedProcess } from './support/processes.js';
-import { ALICE, BOB_SIGNATURE } from './support/vectors.js';
+import { PRISM_LISTENING, startMock } from './support/prism.js';
+import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE } from './support/vectors.js';
 import { startWrongLogoutBody } from './support/wrong-logout-body.js';
 
 const PRISM = join(packageRoot, 'node_modules', '.bin', 'prism');
-const LISTENING = /Prism is listening on (http:\/\/\S+)/;
-const aliceBody = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
 
 /** Contract violations Prism found, from its `sl-violations` header. */
 const violations = (reply: Reply): { message: string; location: string[] }[] =>
@@ -38,7 +37,7 @@ describe('the Prism mock (npm run mock)', () => {
     // The mock checks that credentials are sent, not whose they are.
     const basic = { authorization: `Basic ${Buffer.from('resource-server:secret').toString('base64')}` };
     valid = {
-      authorizeUser: { body: aliceBody },
+      authorizeUser: { body: ALICE_SIGN_IN },
       refreshTokens: { headers: bearer(tokens.refreshToken) },
       logout: { headers: bearer(tokens.accessToken) },
       introspectToken: {
@@ -51,13 +50,9 @@ describe('the Prism mock (npm run mock)', () => {
       getMetrics: {},
       getJwks: {},
     };
-    const port = await freePort();
-    mock = await startProcess('npm', ['run', 'mock'], {
-      env: { MOCK_PORT: String(port), MOCK_HOST: '127.0.0.1' },
-      ready: LISTENING,
-    });
-    url = mock.readyMatch[1];
-    assert.equal(url, `http://127.0.0.1:${port}`);
+    const started = await startMock();
+    ({ mock, url } = started);
+    assert.equal(url, `http://127.0.0.1:${started.port}`);
     for (const [path, pathItem] of Object.entries<any>(contract.paths)) {
       for (const [method, operation] of Object.entries<any>(pathItem)) {
         operations.push({
@@ -152,11 +147,11 @@ describe('prism proxy --errors in front of the real server', () => {
       PRISM,
       ['proxy', bundledSpecPath, upstream, '--errors', '--port', String(await freePort()), '--host', '127.0.0.1'],
       {
-        ready: LISTENING,
+        ready: PRISM_LISTENING,
       },
     );
     proxies.push(proxy);
-    return proxy.readyMatch[1];
+    return proxy.readyMatch![1];
   };
   before(async () => {
     t = await startTestServer();
@@ -179,11 +174,11 @@ describe('prism proxy --errors in front of the real server', () => {
     const signIn = (body: object) => through(200, 'POST', `${BASE}/session`, { body });
 
     await t.addUser(ALICE.email, ALICE.publicKeyHex);
-    const first = await signIn(aliceBody);
+    const first = await signIn(ALICE_SIGN_IN);
     await through(404, 'POST', `${BASE}/session`, {
-      body: { ...aliceBody, email: 'bob@wonderland.space', signature: BOB_SIGNATURE },
+      body: { ...ALICE_SIGN_IN, email: 'bob@wonderland.space', signature: BOB_SIGNATURE },
     });
-    await through(422, 'POST', `${BASE}/session`, { body: { ...aliceBody, signature: BOB_SIGNATURE } });
+    await through(422, 'POST', `${BASE}/session`, { body: { ...ALICE_SIGN_IN, signature: BOB_SIGNATURE } });
 
     const second = await through(200, 'PATCH', `${BASE}/session`, { headers: bearer(first.refreshToken) });
     await through(401, 'POST', `${BASE}/logout`, { headers: bearer(first.accessToken) }); // retired by the refresh
@@ -191,7 +186,7 @@ describe('prism proxy --errors in front of the real server', () => {
     await through(401, 'POST', `${BASE}/logout`, { headers: bearer(second.accessToken) }); // already logged out
     await through(401, 'PATCH', `${BASE}/session`, { headers: bearer(second.refreshToken) }); // session logged out
 
-    const third = await signIn(aliceBody);
+    const third = await signIn(ALICE_SIGN_IN);
     await through(200, 'PATCH', `${BASE}/session`, { headers: bearer(third.refreshToken) });
     await through(401, 'PATCH', `${BASE}/session`, { headers: bearer(third.refreshToken) }); // reuse revokes the session
     await through(422, 'POST', `${BASE}/logout`, { headers: bearer(`${third.accessToken.slice(0, -4)}AAAA`) }); // signature altered

@@ -8,7 +8,7 @@ import { packageRoot } from '../src/package-root.js';
 import { CLI } from './support/child-server.js';
 import { assertExample, type Reply, type Session, type TestServer } from './support/harness.js';
 import { startServerWithStoreHooks, type StoreHooks } from './support/store-hooks.js';
-import { publicKeyHexOf, signMessage } from './support/vectors.js';
+import { publicKeyHexOf, signInBody } from './support/vectors.js';
 
 // Requests that race for one session or one user. Whichever wins, the loser is told, and no
 // token of a session that was logged out or of a user who was removed works afterwards.
@@ -91,7 +91,7 @@ describe('races', () => {
       const key = generateKeyPairSync('ed25519').privateKey;
       const email = `racer-${randomUUID()}@example.test`;
       await t.addUser(email, publicKeyHexOf(key));
-      const proof = { email, signature: signMessage(email, key), authPublicKeyHex: publicKeyHexOf(key) };
+      const proof = signInBody(email, key);
       hooks.beforeNext('createSession', () => hooks.real.removeUser(email, Math.floor(Date.now() / 1000)));
       await assertExample(await t.signIn(proof), 'UserNotFound');
       // Registered again, the user signs in anew; nothing of the lost race comes back to life.
@@ -105,7 +105,7 @@ describe('races', () => {
       const key = generateKeyPairSync('ed25519').privateKey;
       const email = `removed-${randomUUID()}@example.test`;
       await t.addUser(email, publicKeyHexOf(key));
-      const proof = { email, signature: signMessage(email, key), authPublicKeyHex: publicKeyHexOf(key) };
+      const proof = signInBody(email, key);
       const removal = promisify(execFile)(process.execPath, [CLI, 'users', 'remove', '--email', email], {
         cwd: packageRoot,
         env: { ...process.env, DATABASE_URL: `sqlite:${hooks.file}` },

@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
+import { createSchema } from './postgres.js';
 
 /** A database one test run has to itself. */
 export interface TestDatabase {
@@ -30,27 +29,10 @@ const sqlite: DatabaseBackend = {
 
 const adminUrl = process.env.TEST_DATABASE_URL;
 
-async function asAdmin(statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
-
 const postgres: DatabaseBackend = {
   name: 'PostgreSQL',
   skip: adminUrl ? undefined : 'TEST_DATABASE_URL is not set (for example postgres://postgres@127.0.0.1:5432/test); CI sets it',
-  async create() {
-    // Each run gets its own schema, named on every connection through search_path.
-    const schema = `fib_auth_test_${randomBytes(6).toString('hex')}`;
-    await asAdmin(`create schema ${schema}`);
-    const url = new URL(adminUrl!);
-    url.searchParams.set('options', `-c search_path=${schema}`);
-    return { url: url.href, drop: () => asAdmin(`drop schema ${schema} cascade`) };
-  },
+  create: () => createSchema(adminUrl!, 'fib_auth_test'),
 };
 
 if (postgres.skip) {

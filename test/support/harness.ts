@@ -13,9 +13,10 @@ import { createLogger } from '../../src/logger.js';
 import { bundledSpecPath } from '../../src/package-root.js';
 import { startServer, type RunningServer, type ServerParts } from '../../src/server.js';
 import type { Role } from '../../src/domain/store.js';
-import { ALICE, publicKeyHexOf, signMessage } from './vectors.js';
+import { BASE, bearer } from './api.js';
+import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody, signMessage } from './vectors.js';
 
-export const BASE = '/auth/api/v1/authentication-management';
+export { BASE, bearer };
 
 export interface Reply {
   status: number;
@@ -159,8 +160,6 @@ export interface ChallengedProof {
   nonce: string;
 }
 
-export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-
 /**
  * Starts the real server in this process on a temporary SQLite file and a temporary key,
  * listening on a free port. `env` adds to docs/design.md §8's variables; `parts` replaces the
@@ -231,9 +230,7 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
       const { privateKey: key } = generateKeyPairSync('ed25519');
       await t.addUser(email, publicKeyHexOf(key));
       const reply = await t.signIn(
-        config.signInChallenge === 'required'
-          ? await t.challengedProof(email, key)
-          : { email, signature: signMessage(email, key), authPublicKeyHex: publicKeyHexOf(key) },
+        config.signInChallenge === 'required' ? await t.challengedProof(email, key) : signInBody(email, key),
       );
       assert.equal(reply.status, 200, JSON.stringify(reply.body));
       return { ...reply.body.data, email, key };
@@ -255,7 +252,7 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
 /** Signs Alice in with the docs/design.md §4 vector, registering her first. */
 export async function signInAlice(t: TestServer): Promise<Session> {
   await t.addUser(ALICE.email, ALICE.publicKeyHex);
-  const reply = await t.signIn({ email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex });
+  const reply = await t.signIn(ALICE_SIGN_IN);
   assert.equal(reply.status, 200, JSON.stringify(reply.body));
   return reply.body.data;
 }

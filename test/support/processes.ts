@@ -1,14 +1,30 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../../src/package-root.js';
 
 export interface StartedProcess {
-  /** Everything the process wrote so far, stdout and stderr interleaved. */
+  pid: number;
+  /** Everything the process wrote so far, stdout and stderr interleaved (stderr alone when `quiet`). */
   output(): string;
-  /** The match of `ready` in the output. */
-  readyMatch: RegExpMatchArray;
-  stop(): Promise<void>;
+  /** The match of `ready` in the output, when `ready` is a pattern. */
+  readyMatch: RegExpMatchArray | undefined;
+  /**
+   * Sends `signal` (SIGTERM by default) to the process group, and SIGKILL if it still runs 5 s
+   * later; resolves with the exit code, null when a signal ended it.
+   */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface StartOptions {
+  /** The whole environment of the process: this one's by default. */
+  env?: NodeJS.ProcessEnv;
+  /** Ready once the output matches this pattern, or once this URL answers HTTP at all. */
+  ready: RegExp | URL;
+  timeoutMs?: number;
+  /** Standard output goes nowhere: a server under load writes a log line per request that nobody reads. */
+  quiet?: boolean;
 }
 
 /** A port that was free a moment ago, for a process that takes its port as an argument. */
@@ -23,19 +39,19 @@ export async function freePort(): Promise<number> {
 
 /**
  * Starts a command in the package folder, in its own process group so that stopping it also
- * stops what it started (npm starts a shell, which starts Prism), and resolves once its output
- * matches `ready`. The group is killed when this process exits, whatever happens.
+ * stops what it started (npm starts a shell, which starts Prism), and resolves once it is
+ * ready. The group is killed when this process exits, whatever happens.
  */
 export async function startProcess(
   command: string,
   args: string[],
-  { env = {}, ready, timeoutMs = 60_000 }: { env?: NodeJS.ProcessEnv; ready: RegExp; timeoutMs?: number },
+  { env = process.env, ready, timeoutMs = 60_000, quiet = false }: StartOptions,
 ): Promise<StartedProcess> {
   const child = spawn(command, args, {
     cwd: packageRoot,
-    env: { ...process.env, ...env },
+    env,
     detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', quiet ? 'ignore' : 'pipe', 'pipe'],
   });
   const killGroup = (signal: NodeJS.Signals) => {
     try {
@@ -46,38 +62,56 @@ export async function startProcess(
   };
   const killOnExit = () => killGroup('SIGKILL');
   process.once('exit', killOnExit);
-  const exited = once(child, 'exit');
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
 
   let output = '';
-  const readyMatch = await new Promise<RegExpMatchArray>((resolve, reject) => {
-    const timer = setTimeout(() => fail(`did not get ready within ${timeoutMs} ms`), timeoutMs);
-    const fail = (why: string) => {
+  let readyMatch: RegExpMatchArray | undefined;
+  await new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const settle = (error?: Error) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
+      if (!error) return resolve();
       killGroup('SIGKILL');
-      reject(new Error(`${command} ${args.join(' ')} ${why}:\n${output}`));
+      reject(error);
     };
+    const fail = (why: string) => settle(new Error(`${command} ${args.join(' ')} ${why}:\n${output}`));
+    const timer = setTimeout(() => fail(`did not get ready within ${timeoutMs} ms`), timeoutMs);
     const onData = (chunk: Buffer) => {
       output += chunk.toString('utf8');
-      const match = output.match(ready);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match);
-      }
+      readyMatch ??= ready instanceof RegExp ? (output.match(ready) ?? undefined) : undefined;
+      if (readyMatch) settle();
     };
-    child.stdout!.on('data', onData);
+    child.stdout?.on('data', onData);
     child.stderr!.on('data', onData);
-    child.once('exit', (code) => fail(`exited with code ${code}`));
+    child.once('error', (error) => fail(`failed: ${error.message}`));
+    void exited.then((code) => fail(`exited with code ${code}`));
+    if (ready instanceof URL) {
+      void (async () => {
+        while (!settled) {
+          try {
+            await fetch(ready, { signal: AbortSignal.timeout(1000) });
+            return settle();
+          } catch {
+            await sleep(100);
+          }
+        }
+      })();
+    }
   });
 
   return {
+    pid: child.pid!,
     output: () => output,
     readyMatch,
-    async stop() {
-      killGroup('SIGTERM');
+    async stop(signal = 'SIGTERM') {
+      killGroup(signal);
       const forced = setTimeout(() => killGroup('SIGKILL'), 5_000);
-      await exited;
+      const code = await exited;
       clearTimeout(forced);
       process.removeListener('exit', killOnExit);
+      return code;
     },
   };
 }

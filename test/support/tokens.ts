@@ -1,6 +1,7 @@
-import { createPrivateKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
+import type { SessionRecord } from '../../src/domain/store.js';
 import type { TestServer } from './harness.js';
 
 export const b64 = (value: unknown) =>
@@ -19,22 +20,78 @@ export async function kidOf(key: KeyObject): Promise<string> {
   return calculateJwkThumbprint(await exportJWK(key));
 }
 
-/** A JWS over any header and payload, signed with Ed25519 by `key` (the server's by default). */
+/** A JWS over any header and payload, signed with Ed25519 by `key`. */
 export function forge(header: unknown, payload: unknown, key: KeyObject): string {
   const input = `${b64(header)}.${b64(payload)}`;
   return `${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`;
 }
 
-/** Claims of a valid access token for a session, as the server would issue them. */
-export function accessClaims(sub: string, sid = randomUUID(), lifetime = 300) {
-  const iat = Math.floor(Date.now() / 1000);
-  return { acc: randomUUID(), sub, role: 'ROLE_PEER', sid, jti: randomUUID(), iat, exp: iat + lifetime };
+/** A session as the server stores it at sign-in, before it ends. */
+export type LiveSession = Omit<SessionRecord, 'revokedAt' | 'revokedReason'>;
+
+/** A new session of `userEmail`, its access token valid for an hour and its refresh token for a day. */
+export function newSession(userEmail: string, now = Math.floor(Date.now() / 1000)): LiveSession {
+  return {
+    id: randomUUID(),
+    userEmail,
+    accessJti: randomUUID(),
+    refreshJti: randomUUID(),
+    accessExpiresAt: now + 3600,
+    refreshExpiresAt: now + 86400,
+    createdAt: now,
+  };
 }
 
-/** Claims of a valid refresh token for a session, as the server would issue them. */
-export function refreshClaims(sub: string, sid = randomUUID(), lifetime = 86400) {
-  const iat = Math.floor(Date.now() / 1000);
-  return { sub, sid, acjti: randomUUID(), jti: randomUUID(), iat, exp: iat + lifetime };
+/** The claims of the session's access token, in the order the server writes them. */
+export const accessClaimsOf = (s: LiveSession, accountId: string) => ({
+  acc: accountId,
+  sub: s.userEmail,
+  role: 'ROLE_PEER',
+  sid: s.id,
+  iat: s.createdAt,
+  exp: s.accessExpiresAt,
+  jti: s.accessJti,
+});
+
+/** The claims of the session's refresh token, in the order the server writes them. */
+export const refreshClaimsOf = (s: LiveSession) => ({
+  sub: s.userEmail,
+  sid: s.id,
+  acjti: s.accessJti,
+  iat: s.createdAt,
+  exp: s.refreshExpiresAt,
+  jti: s.refreshJti,
+});
+
+/** Claims of a valid access token of `sub`, for a session no server opened. */
+export const accessClaims = (sub: string) => accessClaimsOf(newSession(sub), randomUUID());
+
+/** Claims of a valid refresh token of `sub`, for a session no server opened. */
+export const refreshClaims = (sub: string) => refreshClaimsOf(newSession(sub));
+
+/**
+ * Mints tokens byte for byte as the server issues them (same header and claims, in the same
+ * order, signed by its key file), so that sessions can be stored in bulk without a sign-in each.
+ */
+export class TokenMinter {
+  private constructor(
+    private readonly key: KeyObject,
+    readonly kid: string,
+    readonly publicKey: KeyObject,
+  ) {}
+
+  static async fromKeyFile(path: string): Promise<TokenMinter> {
+    const key = createPrivateKey(readFileSync(path));
+    return new TokenMinter(key, await kidOf(key), createPublicKey(key));
+  }
+
+  accessToken(s: LiveSession, accountId: string): string {
+    return forge({ alg: 'EdDSA', typ: 'at+jwt', kid: this.kid }, accessClaimsOf(s, accountId), this.key);
+  }
+
+  refreshToken(s: LiveSession): string {
+    return forge({ alg: 'EdDSA', typ: 'refresh+jwt', kid: this.kid }, refreshClaimsOf(s), this.key);
+  }
 }
 
 export const otherKey = () => generateKeyPairSync('ed25519').privateKey;

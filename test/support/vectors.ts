@@ -9,6 +9,8 @@ export const ALICE = {
   signature:
     '57e7115dfb9faa9add2d2ceb321c20db8c1e7f468d2ffc122793fa61e8ed61581580faaeae83a07fe857894bb33defd61c4ba099b981020146fe8d2be00e630a',
 };
+/** Alice's sign-in body, as the contract's SignedIn example has it. */
+export const ALICE_SIGN_IN = { email: ALICE.email, signature: ALICE.signature, authPublicKeyHex: ALICE.publicKeyHex };
 export const BOB_SIGNATURE =
   'c7126087ca5b91fe0466dee18cdcf9a084c03458691a77da84c5d05a869e1285af9082f915e6546f529363035329e6f9ea94c4098e92c633eb095e351ebbc30c';
 
@@ -26,4 +28,9 @@ export function signMessage(message: string, privateKey: KeyObject): string {
 export function publicKeyHexOf(privateKey: KeyObject): string {
   const jwk = privateKey.export({ format: 'jwk' });
   return Buffer.from(jwk.x as string, 'base64url').toString('hex');
+}
+
+/** The sign-in body of the user `email` whose key is `privateKey`, as a FIB client sends it. */
+export function signInBody(email: string, privateKey: KeyObject) {
+  return { email, signature: signMessage(email, privateKey), authPublicKeyHex: publicKeyHexOf(privateKey) };
 }

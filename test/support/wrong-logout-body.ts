@@ -1,6 +1,6 @@
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { BASE } from './harness.js';
+import { BASE } from './api.js';
 
 /**
  * A fixture in front of the real server: it forwards every request, but turns the body of a

@@ -1,0 +1,302 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  AuthClientError,
+  createAuthClient,
+  memoryStorage,
+  type AuthClient,
+  type StoredTokens,
+  type TokenStorage,
+} from 'fib-auth/client';
+import { refreshesSeen } from './support/client.js';
+import { ALICE_SIGN_IN } from './support/vectors.js';
+import { example, startTestServer, type TestServer } from './support/harness.js';
+import { freePort } from './support/processes.js';
+import { ALICE, BOB_SIGNATURE } from './support/vectors.js';
+
+/** Signs Alice in through a new client and returns it. */
+async function signedIn(t: TestServer, options: { storage?: TokenStorage; refreshMargin?: number } = {}): Promise<AuthClient> {
+  const client = createAuthClient({ baseUrl: t.url, ...options });
+  const { data, error } = await client.signIn(ALICE_SIGN_IN);
+  assert.equal(error, undefined, JSON.stringify(error));
+  assert.equal(data.expirationTime, t.config.accessTokenTtl);
+  return client;
+}
+
+const accessTokenOf = async (client: AuthClient) => {
+  const { data, error } = await client.accessToken();
+  assert.equal(error, undefined, JSON.stringify(error));
+  return data;
+};
+
+/** The envelope status of a named example of the contract. */
+const statusOf = (name: string) => example(name).status;
+
+describe('the client against the real server', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer();
+    await t.addUser(ALICE.email, ALICE.publicKeyHex);
+  });
+  after(() => t.stop());
+
+  test('signs Alice in with the FIB test vector, refreshes, and logs out', async () => {
+    const client = createAuthClient({ baseUrl: t.url });
+    const signIn = await client.signIn(ALICE_SIGN_IN);
+    assert.equal(signIn.error, undefined);
+    assert.deepEqual(Object.keys(signIn.data).sort(), ['accessToken', 'expirationTime', 'refreshToken']);
+    assert.equal(await accessTokenOf(client), signIn.data.accessToken, 'a fresh access token is used as it is');
+
+    const refreshed = await client.refresh();
+    assert.equal(refreshed.error, undefined);
+    assert.notEqual(refreshed.data.refreshToken, signIn.data.refreshToken);
+    assert.equal(await accessTokenOf(client), refreshed.data.accessToken);
+    assert.deepEqual((await t.logout(signIn.data.accessToken)).body.status, statusOf('AccessTokenRetired'));
+
+    assert.deepEqual(await client.logout(), { data: {} });
+    const afterLogout = await t.logout(refreshed.data.accessToken);
+    assert.deepEqual(afterLogout.body.status, statusOf('AccessTokenLoggedOut'));
+    assert.deepEqual((await t.refresh(refreshed.data.refreshToken)).body.status, statusOf('SessionLoggedOut'));
+
+    // The client forgot the pair: nothing is sent any more.
+    const requests = t.logs.length;
+    for (const result of [await client.accessToken(), await client.refresh(), await client.logout()]) {
+      assert.equal(result.error?.kind, 'signedOut');
+      assert.equal(result.error.status.code, 0);
+    }
+    assert.equal(t.logs.length, requests);
+  });
+
+  test('logout with scope global ends every session; the other client then gets 401 and forgets its pair', async () => {
+    const phone = await signedIn(t);
+    const laptop = await signedIn(t);
+    const laptopToken = await accessTokenOf(laptop);
+    assert.deepEqual(await phone.logout({ scope: 'global' }), { data: {} });
+    assert.deepEqual((await t.logout(laptopToken)).body.status, statusOf('AccessTokenLoggedOut'));
+
+    const before = refreshesSeen(t).length;
+    const { error } = await laptop.logout();
+    assert.equal(error?.kind, 'answered');
+    assert.equal(error.operation, 'logout');
+    assert.deepEqual(error.status, statusOf('AccessTokenLoggedOut'));
+    assert.match(String(error.requestId), /^[0-9a-f-]{36}$/);
+    // After the 401 the client tried the refresh token once, in case another tab had replaced the pair.
+    assert.deepEqual(
+      refreshesSeen(t)
+        .slice(before)
+        .map((r) => r.status),
+      [401],
+    );
+    assert.equal((await laptop.accessToken()).error?.kind, 'signedOut');
+  });
+
+  test('logout with scope local leaves the other sessions open', async () => {
+    const phone = await signedIn(t);
+    const laptop = await signedIn(t);
+    assert.deepEqual(await phone.logout({ scope: 'local' }), { data: {} });
+    assert.deepEqual(await laptop.logout(), { data: {} });
+  });
+
+  test('errors are values carrying the envelope status', async () => {
+    const client = createAuthClient({ baseUrl: t.url });
+    const wrongSignature = await client.signIn({ ...ALICE_SIGN_IN, signature: BOB_SIGNATURE });
+    assert.equal(wrongSignature.error?.kind, 'answered');
+    assert.deepEqual(wrongSignature.error.status, statusOf('SignatureNotVerified'));
+    const unknownUser = await client.signIn({ ...ALICE_SIGN_IN, email: 'bob@wonderland.space', signature: BOB_SIGNATURE });
+    assert.deepEqual(unknownUser.error?.status, statusOf('UserNotFound'));
+    assert.equal((await client.accessToken()).error?.kind, 'signedOut', 'a failed sign-in stores nothing');
+
+    // A refresh token the server refuses (here one that was used already, which revokes the session).
+    const spent = await signedIn(t);
+    const { data: first } = await spent.refresh();
+    assert.equal((await t.refresh(first!.refreshToken)).status, 200, 'someone else uses the refresh token');
+    const reused = await spent.refresh();
+    assert.equal(reused.error?.kind, 'answered');
+    assert.deepEqual(reused.error.status, statusOf('RefreshTokenReused'));
+    assert.equal((await spent.accessToken()).error?.kind, 'signedOut', 'a refused pair is forgotten');
+
+    const nobody = createAuthClient({ baseUrl: `http://127.0.0.1:${await freePort()}` });
+    const unreachable = await nobody.signIn(ALICE_SIGN_IN);
+    assert.equal(unreachable.error?.kind, 'unreachable');
+    assert.equal(unreachable.error.status.code, 0);
+    assert.ok(unreachable.error.cause instanceof Error);
+  });
+
+  test('an answer outside the contract is an unreachable error with its HTTP status', async () => {
+    const proxy = createServer((_request, response) =>
+      response.writeHead(502, { 'content-type': 'text/html' }).end('<h1>Bad Gateway</h1>'),
+    );
+    await once(proxy.listen(0, '127.0.0.1'), 'listening');
+    try {
+      const client = createAuthClient({ baseUrl: `http://127.0.0.1:${(proxy.address() as { port: number }).port}` });
+      const { error } = await client.signIn(ALICE_SIGN_IN);
+      assert.equal(error?.kind, 'unreachable');
+      assert.deepEqual(error.status, {
+        code: 502,
+        name: 'Bad Gateway',
+        message: 'The service answered HTTP 502 outside its contract.',
+      });
+    } finally {
+      proxy.close();
+    }
+  });
+
+  test('ten concurrent refresh() calls send one refresh, even on a storage without a lock; all get the same new pair, and the session lives on', async () => {
+    const lockless: TokenStorage = { ...memoryStorage(), exclusive: (task) => task() };
+    const client = await signedIn(t, { storage: lockless });
+    const before = refreshesSeen(t).length;
+    const results = await Promise.all(Array.from({ length: 10 }, () => client.refresh()));
+    assert.deepEqual(
+      refreshesSeen(t)
+        .slice(before)
+        .map((r) => r.status),
+      [200],
+    );
+    assert.equal(new Set(results.map((r) => r.data?.refreshToken)).size, 1);
+    assert.deepEqual(await client.logout(), { data: {} }, 'no reuse was detected: the session was open');
+  });
+
+  test('two clients on one storage share one refresh; on separate storages holding the same pair, reuse revokes the session', async () => {
+    const storage = memoryStorage();
+    const first = await signedIn(t, { storage });
+    const second = createAuthClient({ baseUrl: t.url, storage });
+    let before = refreshesSeen(t).length;
+    const shared = await Promise.all([first.refresh(), second.refresh()]);
+    assert.deepEqual(
+      refreshesSeen(t)
+        .slice(before)
+        .map((r) => r.status),
+      [200],
+    );
+    assert.equal(shared[0].data?.refreshToken, shared[1].data?.refreshToken);
+
+    // What the client prevents: the same pair in two places, refreshed by both.
+    const pair = (await storage.load())!;
+    const copy = (tokens: StoredTokens): TokenStorage => ({ ...memoryStorage(), load: () => tokens, save: () => {} });
+    before = refreshesSeen(t).length;
+    const [a, b] = [
+      createAuthClient({ baseUrl: t.url, storage: copy(pair) }),
+      createAuthClient({ baseUrl: t.url, storage: copy(pair) }),
+    ];
+    await Promise.all([a.refresh(), b.refresh()]);
+    assert.deepEqual(
+      refreshesSeen(t)
+        .slice(before)
+        .map((r) => r.status)
+        .sort(),
+      [200, 401],
+    );
+    assert.deepEqual((await first.logout()).error?.status, statusOf('SessionRevokedAfterReuse'));
+  });
+});
+
+// The server counts whole seconds, so a token of 3 s lives at least 2 s: room for a loaded machine
+// between a refresh and the request after it.
+describe('the client when the access token expires (ACCESS_TOKEN_TTL=3)', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ ACCESS_TOKEN_TTL: '3' });
+    await t.addUser(ALICE.email, ALICE.publicKeyHex);
+  });
+  after(() => t.stop());
+
+  test('ten concurrent accessToken() calls right after it expired send one refresh', async () => {
+    const client = await signedIn(t);
+    const expired = await accessTokenOf(client);
+    await sleep(3100);
+    assert.deepEqual((await t.logout(expired)).body.status, statusOf('AccessTokenExpired'));
+
+    const before = refreshesSeen(t).length;
+    const tokens = await Promise.all(Array.from({ length: 10 }, () => accessTokenOf(client)));
+    assert.deepEqual(
+      refreshesSeen(t)
+        .slice(before)
+        .map((r) => r.status),
+      [200],
+    );
+    assert.equal(new Set(tokens).size, 1);
+    assert.notEqual(tokens[0], expired);
+    assert.deepEqual(await client.logout(), { data: {} });
+  });
+
+  test('logout after the access token expired refreshes first, then logs out', async () => {
+    const client = await signedIn(t);
+    await sleep(3100);
+    const before = refreshesSeen(t).length;
+    assert.deepEqual(await client.logout(), { data: {} });
+    assert.equal(refreshesSeen(t).length, before + 1);
+  });
+});
+
+describe("the client's fetch, for the caller's requests to other FIB services", () => {
+  let t: TestServer;
+  let service: Server;
+  let serviceUrl: string;
+  /** Which tokens the service refuses, as it would an expired or retired one. */
+  let refuses = (_token: string) => false;
+  const seen: { authorization?: string; body: string }[] = [];
+  before(async () => {
+    t = await startTestServer();
+    await t.addUser(ALICE.email, ALICE.publicKeyHex);
+    service = createServer(async (request: IncomingMessage, response) => {
+      let body = '';
+      for await (const chunk of request) body += chunk;
+      const authorization = request.headers.authorization;
+      seen.push({ authorization, body });
+      const token = authorization?.replace(/^Bearer /, '');
+      if (!token || refuses(token)) response.writeHead(401).end();
+      else response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ echo: body }));
+    });
+    await once(service.listen(0, '127.0.0.1'), 'listening');
+    serviceUrl = `http://127.0.0.1:${(service.address() as { port: number }).port}/reports`;
+  });
+  after(async () => {
+    service.close();
+    await t.stop();
+  });
+
+  test('adds Authorization; after a 401 refreshes once and sends the request again, body and all', async () => {
+    const client = await signedIn(t);
+    const first = await accessTokenOf(client);
+    const init = { method: 'POST', body: '{"report":1}', headers: { 'content-type': 'application/json' } };
+    assert.deepEqual(await (await client.fetch(serviceUrl, init)).json(), { echo: '{"report":1}' });
+    assert.deepEqual(seen.splice(0), [{ authorization: `Bearer ${first}`, body: '{"report":1}' }]);
+
+    refuses = (token) => token === first;
+    const before = refreshesSeen(t).length;
+    const retried = await client.fetch(new Request(serviceUrl, init));
+    assert.equal(retried.status, 200);
+    assert.deepEqual(await retried.json(), { echo: '{"report":1}' });
+    const second = await accessTokenOf(client);
+    assert.notEqual(second, first);
+    assert.deepEqual(seen.splice(0), [
+      { authorization: `Bearer ${first}`, body: '{"report":1}' },
+      { authorization: `Bearer ${second}`, body: '{"report":1}' },
+    ]);
+    assert.equal(refreshesSeen(t).length, before + 1);
+
+    // A service that keeps refusing gets one retry, and its 401 is the answer.
+    refuses = () => true;
+    assert.equal((await client.fetch(serviceUrl)).status, 401);
+    const third = await accessTokenOf(client);
+    assert.deepEqual(
+      seen.splice(0).map((r) => r.authorization),
+      [`Bearer ${second}`, `Bearer ${third}`],
+    );
+    assert.equal(refreshesSeen(t).length, before + 2);
+    assert.deepEqual(await client.logout(), { data: {} });
+  });
+
+  test('rejects with an AuthClientError, sending nothing, when there is no access token', async () => {
+    const client = createAuthClient({ baseUrl: t.url });
+    await assert.rejects(client.fetch(serviceUrl), (error) => {
+      assert.ok(error instanceof AuthClientError);
+      assert.equal(error.error.kind, 'signedOut');
+      return true;
+    });
+    assert.deepEqual(seen, []);
+  });
+});
