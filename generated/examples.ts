@@ -247,7 +247,7 @@ export const contractExamples = {
         "status": 429,
         "contentType": "application/json",
         "headers": {
-          "Retry-After": 42,
+          "Retry-After": "42",
           "RateLimit": "\"refused-per-address\";r=0;t=42",
           "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
         },
@@ -264,7 +264,7 @@ export const contractExamples = {
         "status": 429,
         "contentType": "application/json",
         "headers": {
-          "Retry-After": 42,
+          "Retry-After": "42",
           "RateLimit": "\"refused-per-address\";r=0;t=42",
           "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
         },
@@ -620,7 +620,7 @@ export const contractExamples = {
         "status": 429,
         "contentType": "application/json",
         "headers": {
-          "Retry-After": 42,
+          "Retry-After": "42",
           "RateLimit": "\"refused-per-address\";r=0;t=42",
           "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
         },
@@ -972,7 +972,7 @@ export const contractExamples = {
         "status": 429,
         "contentType": "application/json",
         "headers": {
-          "Retry-After": 42,
+          "Retry-After": "42",
           "RateLimit": "\"refused-per-address\";r=0;t=42",
           "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
         },
@@ -1479,7 +1479,7 @@ export const contractExamples = {
         "status": 429,
         "contentType": "application/json",
         "headers": {
-          "Retry-After": 42,
+          "Retry-After": "42",
           "RateLimit": "\"refused-per-address\";r=0;t=42",
           "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
         },
@@ -1610,7 +1610,7 @@ export const contractExamples = {
         "status": 429,
         "contentType": "application/json",
         "headers": {
-          "Retry-After": 42,
+          "Retry-After": "42",
           "RateLimit": "\"refused-per-address\";r=0;t=42",
           "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
         },
@@ -1776,7 +1776,7 @@ export const contractExamples = {
         "status": 429,
         "contentType": "application/json",
         "headers": {
-          "Retry-After": 42,
+          "Retry-After": "42",
           "RateLimit": "\"refused-per-address\";r=0;t=42",
           "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
         },
