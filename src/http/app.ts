@@ -175,7 +175,7 @@ function emailOf(body: unknown): string | undefined {
 function limitRefusals(limits: RateLimits) {
   return async (ctx: AppContext, next: Next) => {
     const { operationId } = ctx.state;
-    if (!limits.limits(operationId)) return next();
+    if (!limits.appliesTo(operationId)) return next();
     const request: LimitedRequest = {
       operationId,
       address: limits.clientAddress(ctx.req),

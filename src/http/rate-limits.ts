@@ -140,8 +140,8 @@ export class RateLimits {
       this.perEmail = new WindowCounter('failed-sign-ins-per-email', failedSignInsPerEmail, clock);
   }
 
-  /** Whether `operationId` is limited at all. */
-  limits(operationId: string | undefined): boolean {
+  /** Whether any limit applies to `operationId`. */
+  appliesTo(operationId: string | undefined): boolean {
     return operationId !== undefined && operationId in REFUSALS && (this.perAddress ?? this.perEmail) !== undefined;
   }
 
