@@ -1806,6 +1806,269 @@ export const contractExamples = {
       }
     }
   },
+  "introspectToken": {
+    "method": "post",
+    "path": "/auth/api/v1/authentication-management/introspection",
+    "examples": {
+      "TokenActive": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "active": true,
+          "token_type": "access_token",
+          "sub": "alice@wonderland.space",
+          "acc": "3f6c1f9e-5b7a-4f0e-9a59-1c2d3e4f5a6b",
+          "role": "ROLE_PEER",
+          "sid": "0b5e8a52-3c1d-4b7e-8f2a-6d9c0e1f2a3b",
+          "jti": "7c9d2e4f-1a3b-4c5d-8e6f-0a1b2c3d4e5f",
+          "iat": 1764781200,
+          "exp": 1764781500
+        }
+      },
+      "TokenInactive": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "active": false
+        }
+      },
+      "IntrospectionTokenMissing": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body must have required property 'token'."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "PayloadTooLarge": {
+        "status": 413,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 413,
+            "name": "Payload Too Large",
+            "message": "The request body is larger than 16384 bytes."
+          },
+          "data": {}
+        }
+      },
+      "FormRequired": {
+        "status": 415,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 415,
+            "name": "Unsupported Media Type",
+            "message": "The request body must be sent as application/x-www-form-urlencoded."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "listRevocations": {
+    "method": "get",
+    "path": "/auth/api/v1/authentication-management/revocations",
+    "examples": {
+      "RevocationsSnapshot": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 200,
+            "name": "OK",
+            "message": "Revocations still in force."
+          },
+          "data": {
+            "cursor": "1841",
+            "snapshot": true,
+            "more": false,
+            "revocations": [
+              {
+                "sid": "0b5e8a52-3c1d-4b7e-8f2a-6d9c0e1f2a3b",
+                "reason": "logout",
+                "until": 1764781500
+              },
+              {
+                "sid": "5d1c2b3a-4e5f-4a6b-9c7d-8e9f0a1b2c3d",
+                "jti": "7c9d2e4f-1a3b-4c5d-8e6f-0a1b2c3d4e5f",
+                "reason": "refresh",
+                "until": 1764781460
+              }
+            ]
+          }
+        }
+      },
+      "RevocationsAfterCursor": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 200,
+            "name": "OK",
+            "message": "Revocations after the cursor."
+          },
+          "data": {
+            "cursor": "1842",
+            "snapshot": false,
+            "more": false,
+            "revocations": [
+              {
+                "sid": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                "reason": "logout",
+                "until": 1764781620
+              }
+            ]
+          }
+        }
+      },
+      "RevocationsNone": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 200,
+            "name": "OK",
+            "message": "Revocations after the cursor."
+          },
+          "data": {
+            "cursor": "1842",
+            "snapshot": false,
+            "more": false,
+            "revocations": []
+          }
+        }
+      },
+      "RevocationCursorInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The query parameter 'after' must match pattern \"^[0-9]{1,15}$\"."
+          },
+          "data": {}
+        }
+      },
+      "RevocationWaitInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The query parameter 'wait' must be <= 30."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
   "getLiveness": {
     "method": "get",
     "path": "/health/live",

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
-import { systemClock } from './domain/clock.js';
+import { epochSeconds, systemClock } from './domain/clock.js';
 import { CLIENT_ID_PATTERN, Clients } from './domain/clients.js';
 import { parsePublicKeyHex } from './domain/signature.js';
 import { generateNextKey, rotateSigningKey } from './key-files.js';
@@ -46,6 +46,23 @@ async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
   }
 }
 
+const isoTime = (epochSeconds: number) => new Date(epochSeconds * 1000).toISOString();
+
+/** A listing: with --json, the records with ISO times; otherwise one tab-separated line each. */
+function printList<T extends { createdAt: number }>(list: T[], json: boolean | undefined, columns: (item: T) => string[]): void {
+  if (json) {
+    console.log(
+      JSON.stringify(
+        list.map((item) => ({ ...item, createdAt: isoTime(item.createdAt) })),
+        null,
+        2,
+      ),
+    );
+  } else {
+    for (const item of list) console.log(columns(item).join('\t'));
+  }
+}
+
 async function users(args: string[]): Promise<void> {
   const [action, ...rest] = args;
   if (action === 'add') {
@@ -64,29 +81,18 @@ async function users(args: string[]): Promise<void> {
     if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
     const accountId = values['account-id'] ?? randomUUID();
     const added = await withStore((store) =>
-      store.addUser({ email, accountId, authPublicKeyHex, role, createdAt: Math.floor(Date.now() / 1000) }),
+      store.addUser({ email, accountId, authPublicKeyHex, role, createdAt: epochSeconds(systemClock) }),
     );
     if (!added) throw new Error(`a user with the email ${email} already exists`);
     console.log(`added ${email.toLowerCase()} (account ${accountId}, ${role})`);
   } else if (action === 'remove') {
     const email = required(options(rest, { email: { type: 'string' } }).email, '--email');
-    const removed = await withStore((store) => store.removeUser(email, Math.floor(Date.now() / 1000)));
+    const removed = await withStore((store) => store.removeUser(email, epochSeconds(systemClock)));
     if (!removed) throw new Error(`no user has the email ${email}`);
     console.log(`removed ${email.toLowerCase()} and revoked their sessions`);
   } else if (action === 'list') {
     const { json } = options(rest, { json: { type: 'boolean' } });
-    const list = await withStore((store) => store.listUsers());
-    if (json) {
-      console.log(
-        JSON.stringify(
-          list.map((u) => ({ ...u, createdAt: new Date(u.createdAt * 1000).toISOString() })),
-          null,
-          2,
-        ),
-      );
-    } else {
-      for (const u of list) console.log([u.email, u.accountId, u.role, u.authPublicKeyHex].join('\t'));
-    }
+    printList(await withStore((store) => store.listUsers()), json, (u) => [u.email, u.accountId, u.role, u.authPublicKeyHex]);
   } else {
     throw new UsageError(action ? `unknown users command: ${action}` : 'users needs a command: add, remove or list');
   }
@@ -110,17 +116,11 @@ async function clients(args: string[]): Promise<void> {
   } else if (action === 'list') {
     const { json } = options(rest, { json: { type: 'boolean' } });
     const list = await withStore((store) => store.listClients());
-    if (json) {
-      console.log(
-        JSON.stringify(
-          list.map((c) => ({ id: c.id, createdAt: new Date(c.createdAt * 1000).toISOString() })),
-          null,
-          2,
-        ),
-      );
-    } else {
-      for (const c of list) console.log([c.id, new Date(c.createdAt * 1000).toISOString()].join('\t'));
-    }
+    printList(
+      list.map(({ id, createdAt }) => ({ id, createdAt })), // never the secret's hash
+      json,
+      (c) => [c.id, isoTime(c.createdAt)],
+    );
   } else {
     throw new UsageError(action ? `unknown clients command: ${action}` : 'clients needs a command: add, remove or list');
   }

@@ -5,30 +5,23 @@ import { after, before, describe, test as testOn } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
-import type { Revocation, SessionRecord, Store } from '../src/domain/store.js';
+import type { Revocation, Store } from '../src/domain/store.js';
 import { CLI } from './support/child-server.js';
 import { openStore } from '../src/store/open.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
+import { NOW, sessionRecord, userRecord } from './support/records.js';
 
 // The revocation feed as the store keeps it (docs/design.md §11): every change of a session
 // that stops access tokens working adds one entry, in the same statement, in commit order.
 
-const NOW = 1_800_000_000;
 const openOn = (database: TestDatabase) => openStore(loadConfig({ DATABASE_URL: database.url }));
+const session = sessionRecord;
 
-function session(userEmail: string, overrides: Partial<SessionRecord> = {}): SessionRecord {
-  return {
-    id: randomUUID(),
-    userEmail,
-    accessJti: randomUUID(),
-    refreshJti: randomUUID(),
-    accessExpiresAt: NOW + 300,
-    refreshExpiresAt: NOW + 86400,
-    createdAt: NOW,
-    revokedAt: null,
-    revokedReason: null,
-    ...overrides,
-  };
+/** A fresh registered user, so that each test reads only its own entries. */
+async function newUser(store: Store): Promise<string> {
+  const email = `user-${randomUUID()}@example.test`;
+  await store.addUser(userRecord(email));
+  return email;
 }
 
 /** Resolves once `listener` was called, or rejects after `ms`. */
@@ -49,18 +42,6 @@ for (const backend of DATABASES) {
     const test = (name: string, fn: () => Promise<void>) => testOn(name, { skip: backend.skip }, fn);
     let database: TestDatabase;
     let store: Store;
-    /** A fresh registered user, so that each test reads only its own entries. */
-    const user = async () => {
-      const email = `user-${randomUUID()}@example.test`;
-      await store.addUser({
-        email,
-        accountId: randomUUID(),
-        authPublicKeyHex: 'ab'.repeat(32),
-        role: 'ROLE_PEER',
-        createdAt: NOW,
-      });
-      return email;
-    };
     const newest = async () => (await store.revocationsAfter(undefined, 1_000_000)).cursor;
     const listedAfter = async (cursor: number) => {
       const page = await store.revocationsAfter(cursor, 1000);
@@ -80,7 +61,7 @@ for (const backend of DATABASES) {
     });
 
     test('a logout, a refresh, a reuse revocation and a user removal each add their entry; a sign-in and a refused logout none', async () => {
-      const email = await user();
+      const email = await newUser(store);
       const [ended, rotated, reused, removed] = [session(email), session(email), session(email), session(email)];
       const start = await newest();
       for (const s of [ended, rotated, reused, removed]) assert.equal(await store.createSession(s), true);
@@ -116,7 +97,7 @@ for (const backend of DATABASES) {
     });
 
     test('a global logout adds one entry per session it ends', async () => {
-      const email = await user();
+      const email = await newUser(store);
       const sessions = [session(email), session(email), session(email)];
       for (const s of sessions) await store.createSession(s);
       const start = await newest();
@@ -127,7 +108,7 @@ for (const backend of DATABASES) {
     });
 
     test('cursors: pages follow one another, `more` says a page was cut, and a cursor never given out gets a snapshot', async () => {
-      const email = await user();
+      const email = await newUser(store);
       const start = await newest();
       const sessions = Array.from({ length: 5 }, () => session(email));
       for (const s of sessions) {
@@ -154,7 +135,7 @@ for (const backend of DATABASES) {
     });
 
     test('entries are purged once their tokens have expired, and an old cursor still gets what remains', async () => {
-      const email = await user();
+      const email = await newUser(store);
       const start = await newest();
       const short = session(email, { accessExpiresAt: NOW + 10 });
       const long = session(email, { accessExpiresAt: NOW + 1000 });
@@ -170,14 +151,14 @@ for (const backend of DATABASES) {
     });
 
     test('watchRevocations hears this store’s own revoking writes', async () => {
-      const email = await user();
+      const email = await newUser(store);
       const s = session(email);
       await store.createSession(s);
       await calledWithin(store, 2000, () => store.endSession(s.id, s.accessJti, NOW + 1));
     });
 
     test('watchRevocations hears a revocation another process commits (fib-auth users remove)', async () => {
-      const email = await user();
+      const email = await newUser(store);
       await store.createSession(session(email));
       const removal = () =>
         promisify(execFile)(process.execPath, [CLI, 'users', 'remove', '--email', email], {
@@ -198,14 +179,7 @@ describe('the revocation cursor on PostgreSQL while a revocation is still being 
     const store = await openOn(database);
     const slow = new pg.Client({ connectionString: database.url });
     try {
-      const email = `user-${randomUUID()}@example.test`;
-      await store.addUser({
-        email,
-        accountId: randomUUID(),
-        authPublicKeyHex: 'ab'.repeat(32),
-        role: 'ROLE_PEER',
-        createdAt: NOW,
-      });
+      const email = await newUser(store);
       const [first, second] = [session(email), session(email)];
       for (const s of [first, second]) await store.createSession(s);
       const start = (await store.revocationsAfter(undefined, 1)).cursor;

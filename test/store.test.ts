@@ -8,34 +8,12 @@ import { promisify } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { packageRoot } from '../src/package-root.js';
 import { openStore } from '../src/store/open.js';
-import type { SessionRecord, Store, UserRecord } from '../src/domain/store.js';
+import type { SessionRecord, Store } from '../src/domain/store.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
+import { NOW, sessionRecord, userRecord } from './support/records.js';
 
-const NOW = 1_800_000_000;
-
-function session(overrides: Partial<SessionRecord> = {}): SessionRecord {
-  return {
-    id: randomUUID(),
-    userEmail: 'alice@wonderland.space',
-    accessJti: randomUUID(),
-    refreshJti: randomUUID(),
-    accessExpiresAt: NOW + 300,
-    refreshExpiresAt: NOW + 86400,
-    createdAt: NOW,
-    revokedAt: null,
-    revokedReason: null,
-    ...overrides,
-  };
-}
-
-/** A user to register as `email`; no test here reads its key. */
-const newUser = (email: string): UserRecord => ({
-  email,
-  accountId: randomUUID(),
-  authPublicKeyHex: 'ef'.repeat(32),
-  role: 'ROLE_PEER',
-  createdAt: NOW,
-});
+const session = (overrides: Partial<SessionRecord> = {}) => sessionRecord('alice@wonderland.space', overrides);
+const newUser = userRecord;
 
 const openOn = (database: TestDatabase) => openStore(loadConfig({ DATABASE_URL: database.url }));
 
