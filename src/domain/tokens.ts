@@ -57,6 +57,11 @@ export interface IssuedPair {
   credentials: SessionCredentials;
 }
 
+/** Whose Ed25519 signature the server verified: a token's, or a user's sign-in proof. */
+export type VerifiedSignature = 'token' | 'user';
+/** Told of each signature verification, so that the metrics count them (docs/design.md §12). */
+export type VerificationCounter = (signature: VerifiedSignature) => void;
+
 export interface TokenLifetimes {
   accessTtl: number;
   refreshTtl: number;
@@ -68,6 +73,7 @@ export class Tokens {
     private readonly keys: KeyRing,
     private readonly lifetimes: TokenLifetimes,
     private readonly now: Clock,
+    private readonly countVerification: VerificationCounter = () => {},
   ) {}
 
   async issuePair(subject: TokenSubject, sid: string): Promise<IssuedPair> {
@@ -104,9 +110,18 @@ export class Tokens {
       .sign(privateKey);
   }
 
-  /** Verifies a parsed bearer token against this server's keys (see `verifyToken`). */
+  /** Verifies a parsed bearer token against this server's keys (see `verifyToken`), counting each signature check. */
   verify<T extends TokenType>(token: BearerToken, type: T): Promise<ClaimsOf[T]> {
-    return verifyToken(token, type, (kid) => this.keys.verifier(kid), this.now());
+    return verifyToken(
+      token,
+      type,
+      (kid) => {
+        const key = this.keys.verifier(kid);
+        if (key) this.countVerification('token'); // a known key: the signature is checked next
+        return key;
+      },
+      this.now(),
+    );
   }
 }
 

@@ -8,7 +8,7 @@ import { openStore } from '../../src/store/open.js';
 import { CLI } from './child-server.js';
 import { BASE, bearer, rawCall, type Reply, type Session } from './harness.js';
 import { startProcess, type StartedProcess } from './processes.js';
-import { publicKeyHexOf, signEmail } from './vectors.js';
+import { signInBody } from './vectors.js';
 
 /** Runs the package's bin with `env` added to this process's environment. */
 export async function fibAuth(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
@@ -71,7 +71,7 @@ export async function registerUsers(databaseUrl: string, serviceUrl: string, cou
       Array.from({ length: count }, async () => {
         const email = `user-${randomUUID()}@example.test`;
         const { privateKey: key } = generateKeyPairSync('ed25519');
-        const body = { email, signature: signEmail(email, key), authPublicKeyHex: publicKeyHexOf(key) };
+        const body = signInBody(email, key);
         const added = await store.addUser({
           email,
           accountId: randomUUID(),
