@@ -9,6 +9,7 @@ import { packageRoot } from '../src/package-root.js';
 import type { CeilingSample } from './ceiling.js';
 import { renderChart } from './chart.js';
 import type { LoadResult } from './load.js';
+import type { ResourceServerResults } from './resource-server.js';
 
 export interface GrowthPoint {
   sessions: number;
@@ -32,6 +33,8 @@ export interface Results {
   refresh: LoadResult[];
   rss: { atRestMiB: number; underLoadMiB: number };
   growth: { sqlite: GrowthPoint[]; postgres: GrowthPoint[] | { skipped: string } };
+  /** Absent from the results of runs before the resource-server library. */
+  resourceServer?: ResourceServerResults;
   benchSeconds: number;
 }
 
@@ -107,6 +110,35 @@ export function summarize(r: Results) {
       },
     ];
   });
+  const rs = r.resourceServer && {
+    propagation: {
+      probes: r.resourceServer.propagation.reduce((sum, run) => sum + run.probes, 0),
+      p50Ms: median(r.resourceServer.propagation.map((run) => run.p50Ms)),
+      p99Ms: median(r.resourceServer.propagation.map((run) => run.p99Ms)),
+      maxMs: Math.max(...r.resourceServer.propagation.map((run) => run.maxMs)),
+      loadRps: median(r.resourceServer.propagation.map((run) => run.load.rps)),
+    },
+    verify: {
+      library: median(r.resourceServer.verify.map((v) => v.libraryPerSecond)),
+      jose: median(r.resourceServer.verify.map((v) => v.josePerSecond)),
+      ratio: ratio(median(r.resourceServer.verify.map((v) => v.libraryPerSecond / v.josePerSecond))),
+    },
+    introspection: of(r.resourceServer.introspection),
+  };
+  const resourceServerTargets: Target[] = rs
+    ? [
+        {
+          goal: 'library `verify` ≥ 0.8 × jose `jwtVerify`',
+          value: `× ${rs.verify.ratio}`,
+          met: rs.verify.ratio >= 0.8,
+        },
+        {
+          goal: 'logout reaches a resource server under load: p99 ≤ 1 s',
+          value: `${rs.propagation.p99Ms} ms`,
+          met: rs.propagation.p99Ms <= 1000,
+        },
+      ]
+    : [];
   const targets: Target[] = [
     {
       goal: `logout at c=${busiest.concurrency} ≥ 0.8 × ceiling × cores used`,
@@ -116,12 +148,14 @@ export function summarize(r: Results) {
     { goal: `logout at c=${busiest.concurrency} ≥ 5 × Prism`, value: `× ${busiest.vsPrism}`, met: busiest.vsPrism >= 5 },
     { goal: `p99 at c=${busiest.concurrency} < 10 ms`, value: `${busiest.p99Ms} ms`, met: busiest.p99Ms < 10 },
     ...growthTargets,
+    ...resourceServerTargets,
   ];
   return {
     ceiling: { nodeCrypto, jose, joseCores, perCore: Math.round(perCore) },
     logout,
     signIn: of(r.signIn),
     refresh: of(r.refresh),
+    resourceServer: rs,
     targets,
   };
 }
@@ -171,6 +205,24 @@ export function markdownTable(r: Results): string {
     row(['---', '---:', '---:', '---:', '---:', '---:']),
     ...growthRows,
     '',
+    ...(s.resourceServer
+      ? [
+          row(['resource servers', 'value']),
+          row(['---', '---:']),
+          row([
+            `logout → resource server refuses, under ${s.resourceServer.propagation.loadRps} other logouts/s: p50 / p99 / max, ms (${s.resourceServer.propagation.probes} probes)`,
+            `${s.resourceServer.propagation.p50Ms} / ${s.resourceServer.propagation.p99Ms} / ${s.resourceServer.propagation.maxMs}`,
+          ]),
+          row(['library `verify`, per second', s.resourceServer.verify.library]),
+          row(['jose `jwtVerify` of the same token, per second', s.resourceServer.verify.jose]),
+          row(['library ÷ jose', s.resourceServer.verify.ratio]),
+          row([
+            'introspection at c=50, req/s (p50 / p99 ms)',
+            `${s.resourceServer.introspection.rps} (${s.resourceServer.introspection.p50Ms} / ${s.resourceServer.introspection.p99Ms})`,
+          ]),
+          '',
+        ]
+      : []),
     `Server memory (RSS): ${r.rss.atRestMiB} MiB at rest after start, ${r.rss.underLoadMiB} MiB at most under load.`,
     '',
     row(['target', 'measured', 'met']),

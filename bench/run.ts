@@ -29,6 +29,7 @@ import {
 import { load, type LoadRequest, type LoadResult } from './load.js';
 import { rssMiB } from './process-usage.js';
 import { printReport, writeReport, type GrowthPoint, type Results } from './report.js';
+import { measureResourceServer } from './resource-server.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
@@ -291,6 +292,17 @@ async function main(): Promise<void> {
       ...results.refresh,
     ];
     results.rss.underLoadMiB = Math.max(...serverRuns.map((r) => r.server?.rssMaxMiB ?? 0));
+
+    log('resource servers: propagation under logout load, local verify, introspection');
+    results.resourceServer = await measureResourceServer({
+      server,
+      databaseUrl: `sqlite:${sqlitePath}`,
+      minter,
+      sessions,
+      seconds: SECONDS,
+      reps: REPS,
+      log,
+    });
     await db.close();
     await stopAll();
 

@@ -17,7 +17,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { packageRoot } from '../src/package-root.js';
 import { startServerWithStoreHooks, type StoreHooks } from '../test/support/store-hooks.js';
 import { isEnvelope, resolvedContract, type ResolvedContract, type TestServer } from '../test/support/harness.js';
-import { scenarios, type Scenario } from './scenarios.js';
+import { CONTRACT_SERVER_ENV, freshAddress, scenarios, type Scenario } from './scenarios.js';
 
 /** What the hooks read and change of a Dredd transaction. */
 interface Transaction {
@@ -216,7 +216,8 @@ export async function verifyContract(
               transaction.request.uri = `${transaction.request.uri.split('?')[0]}?${change.query}`;
               transaction.fullPath = `${transaction.fullPath.split('?')[0]}?${change.query}`;
             }
-            Object.assign(transaction.request.headers, change.headers);
+            // Each transaction comes from an address of its own, unless its scenario chose one.
+            Object.assign(transaction.request.headers, { 'X-Forwarded-For': freshAddress() }, change.headers);
             if (change.body !== undefined) transaction.request.body = change.body;
             store.failing = change.storeFails === true;
           },
@@ -279,9 +280,12 @@ export interface ContractServer {
   store: StoreHooks;
 }
 
-/** The real server on a temporary SQLite file, with a store that fails on demand for the 500s. */
+/**
+ * The real server on a temporary SQLite file, with a store that fails on demand for the 500s,
+ * configured as the scenarios need it (CONTRACT_SERVER_ENV).
+ */
 export async function startContractServer(): Promise<ContractServer> {
-  const { t, hooks } = await startServerWithStoreHooks();
+  const { t, hooks } = await startServerWithStoreHooks(CONTRACT_SERVER_ENV);
   return { t, store: hooks };
 }
 

@@ -9,7 +9,10 @@ import type { StoreHooks } from '../test/support/store-hooks.js';
 import type { Session, TestServer } from '../test/support/harness.js';
 import { Clients } from '../src/domain/clients.js';
 import { decodePart, forge, kidOf, otherKey, serverKey, withSignature } from '../test/support/tokens.js';
-import { ALICE_SIGN_IN, BOB_SIGNATURE, publicKeyHexOf } from '../test/support/vectors.js';
+import { signInChallengeMessage } from '../src/domain/signature.js';
+import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE, ed25519FromSeed, publicKeyHexOf, signMessage } from '../test/support/vectors.js';
+import { BASE } from '../test/support/api.js';
+import { rawCall } from '../test/support/harness.js';
 
 export interface ScenarioContext {
   t: TestServer;
@@ -30,6 +33,26 @@ export interface RequestChange {
 
 export type Scenario = (c: ScenarioContext) => Promise<RequestChange>;
 
+/**
+ * How the contract server runs (startContractServer): sign-in requires a challenge, so that
+ * the 422 naming it happens, and every other sign-in scenario sends a nonce; behind one proxy,
+ * so that each transaction comes from an address of its own (`X-Forwarded-For`) and a limit
+ * is reached only where a scenario reaches it on purpose.
+ */
+export const CONTRACT_SERVER_ENV = {
+  SIGN_IN_CHALLENGE: 'required',
+  TRUST_PROXY: '1',
+  RATE_LIMIT_REFUSED_PER_ADDRESS: '20',
+  RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '30',
+};
+
+let addresses = 0;
+/** An address no transaction or scenario has come from before (TEST-NET-2 and -3, then onwards). */
+export function freshAddress(): string {
+  addresses += 1;
+  return `198.${18 + (addresses >> 16)}.${(addresses >> 8) & 255}.${addresses & 255}`;
+}
+
 type TokenKind = 'access' | 'refresh';
 type Claims = Record<string, unknown>;
 
@@ -37,6 +60,11 @@ const tokenOf = (session: Session, kind: TokenKind) => (kind === 'access' ? sess
 const authorization = (value: string | string[]): RequestChange => ({ headers: { Authorization: value } });
 const bearer = (token: string) => authorization(`Bearer ${token}`);
 const json = (body: unknown): RequestChange => ({ body: JSON.stringify(body) });
+/** Changes one after another; their headers add up. */
+const merged = (...changes: RequestChange[]): RequestChange => ({
+  ...changes.reduce((all, change) => ({ ...all, ...change }), {}),
+  headers: changes.reduce<NonNullable<RequestChange['headers']>>((all, { headers }) => ({ ...all, ...headers }), {}),
+});
 
 async function refreshed(t: TestServer, refreshToken: string): Promise<Session> {
   const reply = await t.refresh(refreshToken);
@@ -110,11 +138,40 @@ function bearerScenarios(kind: TokenKind): Record<string, Scenario> {
       return bearer(tokenOf(session, kind));
     },
     InternalServerError: async (c) => ({ ...bearer(await live(c)), storeFails: true }),
+    TooManyRefusedRequests: async (c) => merged(bearer(await live(c)), await overTheAddressLimit(c)),
   };
+}
+
+/**
+ * Headers of a request from an address that has just used up its limit of refused requests
+ * (CONTRACT_SERVER_ENV): logouts without a token, each refused with 401.
+ */
+async function overTheAddressLimit({ t }: ScenarioContext): Promise<RequestChange> {
+  const address = freshAddress();
+  for (let i = 0; i < Number(CONTRACT_SERVER_ENV.RATE_LIMIT_REFUSED_PER_ADDRESS); i += 1) {
+    const reply = await rawCall(t.url, 'POST', `${BASE}/logout`, { headers: { 'X-Forwarded-For': address } });
+    assert.equal(reply.status, 401);
+  }
+  return { headers: { 'X-Forwarded-For': address } };
 }
 
 async function registerAlice({ t }: ScenarioContext): Promise<void> {
   if (!(await t.server.store.findUser(ALICE_SIGN_IN.email))) await t.addUser(ALICE_SIGN_IN.email, ALICE_SIGN_IN.authPublicKeyHex);
+}
+
+const aliceKey = ed25519FromSeed(ALICE.privateKeyHex);
+
+/** Alice's sign-in body answering a fresh challenge, with the public test key. */
+async function aliceAnswering(c: ScenarioContext) {
+  await registerAlice(c);
+  return c.t.challengedProof(ALICE.email, aliceKey);
+}
+
+/** A nonce the server issued for `email`. */
+async function nonceFor({ t }: ScenarioContext, email: string): Promise<string> {
+  const reply = await t.challenge(email);
+  assert.equal(reply.status, 200, JSON.stringify(reply.body));
+  return reply.body.data.nonce;
 }
 
 /** HTTP Basic credentials of a resource-server client registered for this request. */
@@ -155,12 +212,23 @@ async function newestCursor(c: ScenarioContext): Promise<string> {
 
 /** Every named example of every operation's responses, by operationId. */
 export const scenarios: Record<string, Record<string, Scenario>> = {
-  authorizeUser: {
+  createSignInChallenge: {
     // The request exactly as the contract's example has it.
-    SignedIn: async (c) => {
-      await registerAlice(c);
-      return {};
-    },
+    SignInChallengeIssued: () => Promise.resolve({}),
+    EmailMissing: () => Promise.resolve(json({})),
+    BodyNotJson: () => Promise.resolve({ body: '{"email": ' }),
+    BodyFieldNotString: () => Promise.resolve(json({ email: 42 })),
+    BodyFieldUnexpected: () => Promise.resolve(json({ email: ALICE.email, password: 'secret' })),
+    BodyMissing: () => Promise.resolve({ body: '' }),
+    PayloadTooLarge: () => Promise.resolve(json({ email: 'x'.repeat(16 * 1024) })),
+    // The example body, declared as text.
+    UnsupportedMediaType: () => Promise.resolve({ headers: { 'Content-Type': 'text/plain' } }),
+    InternalServerError: () => Promise.resolve({ storeFails: true }),
+  },
+  // The server requires a challenge (CONTRACT_SERVER_ENV): every body that gets past the
+  // checks of its own fields carries a nonce.
+  authorizeUser: {
+    SignedIn: async (c) => json(await aliceAnswering(c)),
     BodyMissing: () => Promise.resolve({ body: '' }),
     BodyNotJson: () => Promise.resolve({ body: '{"email": ' }),
     BodyFieldMissing: () =>
@@ -172,21 +240,46 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     UnsupportedMediaType: () => Promise.resolve({ headers: { 'Content-Type': 'text/plain' } }),
     SignatureNotHex: () => Promise.resolve(json({ ...ALICE_SIGN_IN, signature: 'not hex' })),
     PublicKeyInvalid: () => Promise.resolve(json({ ...ALICE_SIGN_IN, authPublicKeyHex: 'abcd' })),
+    // The FIB guide's email-only body.
+    SignInChallengeRequired: () => Promise.resolve({}),
     // Bob is never registered.
-    UserNotFound: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: 'bob@wonderland.space', signature: BOB_SIGNATURE })),
-    PublicKeyNotRegistered: async (c) => {
-      await registerAlice(c);
-      return json({ ...ALICE_SIGN_IN, authPublicKeyHex: publicKeyHexOf(otherKey()) });
+    UserNotFound: async (c) => {
+      const email = 'bob@wonderland.space';
+      return json({ ...ALICE_SIGN_IN, email, signature: BOB_SIGNATURE, nonce: await nonceFor(c, email) });
     },
-    // Bob's signature is of another email.
-    SignatureNotVerified: async (c) => {
-      await registerAlice(c);
-      return json({ ...ALICE_SIGN_IN, signature: BOB_SIGNATURE });
+    PublicKeyNotRegistered: async (c) => json({ ...(await aliceAnswering(c)), authPublicKeyHex: publicKeyHexOf(otherKey()) }),
+    SignInNonceUnknown: async (c) => json({ ...(await aliceAnswering(c)), nonce: 'never-issued' }),
+    SignInNonceOfOtherUser: async (c) => json({ ...(await aliceAnswering(c)), nonce: await nonceFor(c, 'bob@wonderland.space') }),
+    SignInNonceUsed: async (c) => {
+      const proof = await aliceAnswering(c);
+      assert.equal((await c.t.signIn(proof)).status, 200);
+      return json(proof);
     },
-    InternalServerError: async (c) => {
+    // A challenge that expired a second ago, as the store keeps it.
+    SignInNonceExpired: async (c) => {
       await registerAlice(c);
-      return { storeFails: true };
+      const nonce = `expired-${randomUUID()}`;
+      const expiresAt = Math.floor(Date.now() / 1000) - 1;
+      await c.t.server.store.createSignInChallenge({ nonce, email: ALICE.email, expiresAt, usedAt: null });
+      const signature = signMessage(signInChallengeMessage(ALICE.email, nonce, expiresAt), aliceKey);
+      return json({ ...ALICE_SIGN_IN, signature, nonce });
     },
+    // Bob's signature is of another message.
+    SignatureNotVerified: async (c) => json({ ...(await aliceAnswering(c)), signature: BOB_SIGNATURE }),
+    TooManyRefusedRequests: async (c) => merged(json(await aliceAnswering(c)), await overTheAddressLimit(c)),
+    // Sign-ins for one email that failed from as many addresses, then one from yet another.
+    TooManyFailedSignIns: async ({ t }) => {
+      const email = `sprayed-${randomUUID()}@example.test`;
+      for (let i = 0; i < Number(CONTRACT_SERVER_ENV.RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL); i += 1) {
+        const reply = await rawCall(t.url, 'POST', `${BASE}/session`, {
+          headers: { 'X-Forwarded-For': freshAddress() },
+          body: { ...ALICE_SIGN_IN, email },
+        });
+        assert.equal(reply.status, 422);
+      }
+      return json({ ...ALICE_SIGN_IN, email });
+    },
+    InternalServerError: async (c) => ({ ...json(await aliceAnswering(c)), storeFails: true }),
   },
   refreshTokens: {
     ...bearerScenarios('refresh'),
@@ -199,6 +292,21 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     SessionLoggedOut: async ({ t }) => {
       const session = await t.newSession();
       assert.equal((await t.logout(session.accessToken)).status, 200);
+      return bearer(session.refreshToken);
+    },
+  },
+  endSession: {
+    ...bearerScenarios('refresh'),
+    SessionEndedByRefreshToken: async ({ t }) => bearer((await t.newSession()).refreshToken),
+    RefreshTokenReused: async ({ t }) => {
+      const session = await t.newSession();
+      await refreshed(t, session.refreshToken);
+      return bearer(session.refreshToken);
+    },
+    SessionLoggedOut: async ({ t }) => {
+      const session = await t.newSession();
+      const ended = await t.call('DELETE', `${BASE}/session`, { headers: { authorization: `Bearer ${session.refreshToken}` } });
+      assert.equal(ended.status, 200);
       return bearer(session.refreshToken);
     },
   },
@@ -220,6 +328,7 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   },
   introspectToken: {
     ...clientScenarios,
+    TooManyRefusedRequests: async (c) => merged(await introspecting(c, { token: 'x.y.z' }), await overTheAddressLimit(c)),
     TokenActive: async (c) => introspecting(c, { token: (await c.t.newSession()).accessToken }),
     TokenInactive: async (c) => {
       const session = await c.t.newSession();
@@ -236,6 +345,7 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   },
   listRevocations: {
     ...clientScenarios,
+    TooManyRefusedRequests: async (c) => merged(await following(c, 'wait=0'), await overTheAddressLimit(c)),
     RevocationsSnapshot: (c) => following(c, 'wait=0'),
     RevocationsAfterCursor: async (c) => {
       const cursor = await newestCursor(c);

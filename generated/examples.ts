@@ -165,6 +165,19 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "SignInChallengeRequired": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "This server signs in only with a challenge: request one from /session/challenge, sign its message and send its nonce."
+          },
+          "data": {}
+        }
+      },
       "PublicKeyNotRegistered": {
         "status": 422,
         "contentType": "application/json",
@@ -174,6 +187,92 @@ export const contractExamples = {
             "code": 422,
             "name": "Unprocessable Entity",
             "message": "The public key is not the user's registered Authorization key."
+          },
+          "data": {}
+        }
+      },
+      "SignInNonceUnknown": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "The nonce is not one this server issued, or it was purged; request a new challenge."
+          },
+          "data": {}
+        }
+      },
+      "SignInNonceOfOtherUser": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "The nonce was issued for another email; request a challenge for this one."
+          },
+          "data": {}
+        }
+      },
+      "SignInNonceUsed": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "The nonce has already been used to sign in; request a new challenge."
+          },
+          "data": {}
+        }
+      },
+      "SignInNonceExpired": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "The nonce has expired; request a new challenge."
+          },
+          "data": {}
+        }
+      },
+      "TooManyFailedSignIns": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many sign-ins failed for this email; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
           },
           "data": {}
         }
@@ -513,6 +612,504 @@ export const contractExamples = {
             "code": 422,
             "name": "Unprocessable Entity",
             "message": "The token carries a header parameter this server does not accept."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "endSession": {
+    "method": "delete",
+    "path": "/auth/api/v1/authentication-management/session",
+    "examples": {
+      "SessionEndedByRefreshToken": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 200,
+            "name": "OK",
+            "message": "Session has been ended."
+          },
+          "data": {}
+        }
+      },
+      "AuthorizationMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The Authorization header is missing."
+          },
+          "data": {}
+        }
+      },
+      "AuthorizationRepeated": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request has more than one Authorization header."
+          },
+          "data": {}
+        }
+      },
+      "AuthorizationSchemeNotBearer": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The Authorization scheme must be Bearer."
+          },
+          "data": {}
+        }
+      },
+      "AuthorizationCredentialCount": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The Authorization header must hold exactly one bearer token."
+          },
+          "data": {}
+        }
+      },
+      "TokenTooLong": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The bearer token is longer than 4096 characters."
+          },
+          "data": {}
+        }
+      },
+      "TokenNotCompactJws": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The bearer token is not three base64url segments separated by dots."
+          },
+          "data": {}
+        }
+      },
+      "TokenPartsNotJson": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The bearer token's header or payload is not a JSON object."
+          },
+          "data": {}
+        }
+      },
+      "RefreshTokenExpired": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The refresh token has expired; sign in again."
+          },
+          "data": {}
+        }
+      },
+      "NotARefreshToken": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The bearer token is not a refresh token."
+          },
+          "data": {}
+        }
+      },
+      "TokenClaimsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The bearer token lacks a required claim or has one of the wrong type."
+          },
+          "data": {}
+        }
+      },
+      "RefreshTokenReused": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The refresh token has already been used; the session is now revoked, sign in again."
+          },
+          "data": {}
+        }
+      },
+      "SessionLoggedOut": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The session has been logged out; sign in again."
+          },
+          "data": {}
+        }
+      },
+      "SessionRevokedAfterReuse": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The session was revoked because a refresh token was used twice; sign in again."
+          },
+          "data": {}
+        }
+      },
+      "SessionEnded": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The session has ended; sign in again."
+          },
+          "data": {}
+        }
+      },
+      "UserNotFound": {
+        "status": 404,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 404,
+            "name": "Not Found",
+            "message": "User has not been found."
+          },
+          "data": {}
+        }
+      },
+      "TokenSignatureInvalid": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "The token signature does not verify."
+          },
+          "data": {}
+        }
+      },
+      "TokenSignatureMalformed": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "The token signature is not base64url of 64 bytes."
+          },
+          "data": {}
+        }
+      },
+      "TokenAlgorithmRejected": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "The token algorithm must be EdDSA."
+          },
+          "data": {}
+        }
+      },
+      "TokenKeyIdMissing": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "The token has no key id (kid)."
+          },
+          "data": {}
+        }
+      },
+      "TokenKeyIdUnknown": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "The token's key id names no key of this server."
+          },
+          "data": {}
+        }
+      },
+      "TokenHeaderUnsupported": {
+        "status": 422,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 422,
+            "name": "Unprocessable Entity",
+            "message": "The token carries a header parameter this server does not accept."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "createSignInChallenge": {
+    "method": "post",
+    "path": "/auth/api/v1/authentication-management/session/challenge",
+    "examples": {
+      "SignInChallengeIssued": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 200,
+            "name": "OK",
+            "message": "Sign-in challenge has been issued."
+          },
+          "data": {
+            "nonce": "4fQ2cXkq8M1oVb7ZrT0yN6sHdLw3uJpEaGiKxC9eR5g",
+            "message": "FIB Auth API sign-in\nEmail: alice@wonderland.space\nNonce: 4fQ2cXkq8M1oVb7ZrT0yN6sHdLw3uJpEaGiKxC9eR5g\nExpires: 2026-11-25T14:01:00Z",
+            "expiresAt": 1795615260
+          }
+        }
+      },
+      "EmailMissing": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body must have required property 'email'."
+          },
+          "data": {}
+        }
+      },
+      "BodyNotJson": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body is not valid JSON."
+          },
+          "data": {}
+        }
+      },
+      "BodyFieldNotString": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must be string."
+          },
+          "data": {}
+        }
+      },
+      "BodyFieldUnexpected": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body must not have the property 'password'."
+          },
+          "data": {}
+        }
+      },
+      "BodyMissing": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body is required."
+          },
+          "data": {}
+        }
+      },
+      "PayloadTooLarge": {
+        "status": 413,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 413,
+            "name": "Payload Too Large",
+            "message": "The request body is larger than 16384 bytes."
+          },
+          "data": {}
+        }
+      },
+      "UnsupportedMediaType": {
+        "status": 415,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 415,
+            "name": "Unsupported Media Type",
+            "message": "The request body must be sent as application/json."
           },
           "data": {}
         }
@@ -878,6 +1475,23 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
       "InternalServerError": {
         "status": 500,
         "contentType": "application/json",
@@ -988,6 +1602,23 @@ export const contractExamples = {
             "code": 415,
             "name": "Unsupported Media Type",
             "message": "The request body must be sent as application/x-www-form-urlencoded."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
           },
           "data": {}
         }
@@ -1137,6 +1768,23 @@ export const contractExamples = {
             "code": 401,
             "name": "Unauthorized",
             "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
           },
           "data": {}
         }

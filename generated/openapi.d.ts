@@ -21,9 +21,31 @@ export interface paths {
          *     Build `signature` as `SignInRequest` describes, with the private key whose public key is
          *     registered for the user as their Authorization key. Send the body as `application/json`,
          *     at most 16 KiB.
+         *
+         *     **Sign in with a challenge.** Without `nonce`, the signature is of the email alone, the
+         *     same on every sign-in: a body seen once signs in again and again (a replay). Ask
+         *     `POST /session/challenge` for a nonce first, sign its `message` instead of the email and
+         *     send `nonce` too: that body signs in once, and a replay answers 422. Servers started with
+         *     `SIGN_IN_CHALLENGE=required` refuse a sign-in without a nonce (422); the default,
+         *     `optional`, still accepts the email-only body of the FIB guide.
+         *
+         *     Sign-ins that fail (404, 422) are limited per email and per client address; over a
+         *     limit the answer is 429 before the signature is checked.
          */
         post: operations["authorizeUser"];
-        delete?: never;
+        /**
+         * End a session with its refresh token
+         * @description Ends the session of the refresh token: its access and refresh tokens stop working here at
+         *     once, as after a logout. Send no body.
+         *
+         *     This is the way out when the access token has expired (logout then answers 401): a
+         *     client that slept past the access token's lifetime ends its session with the refresh
+         *     token it still holds, without refreshing first (RFC 7009 advises revoking with the
+         *     refresh token). Ending a session that is already over answers 401. The refresh token is
+         *     checked as for a refresh: a refresh token that was used before is treated as stolen and
+         *     revokes the whole session (401).
+         */
+        delete: operations["endSession"];
         options?: never;
         head?: never;
         /**
@@ -37,6 +59,38 @@ export interface paths {
          *     when a request answers that it has expired.
          */
         patch: operations["refreshTokens"];
+        trace?: never;
+    };
+    "/auth/api/v1/authentication-management/session/challenge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Get a sign-in challenge
+         * @description Issues a single-use nonce bound to `email` and the `message` to sign with it. Sign
+         *     `message` as the email is signed without a challenge (BLAKE2b-256 of its UTF-8 bytes, the
+         *     lowest bit of the last byte set, Ed25519) and send `email`, `signature`,
+         *     `authPublicKeyHex` and `nonce` to `POST /session` before `expiresAt`.
+         *
+         *     **Why.** A signature of the email alone is the same every time: whoever sees one sign-in
+         *     body once (a proxy log, a shared screen, a compromised client) can sign in as that user
+         *     for as long as the key is registered. A challenge's signature signs in once, within 60
+         *     seconds by default, and is worthless afterwards.
+         *
+         *     A challenge is issued for any email, registered or not, with the same answer, so this
+         *     operation tells nobody which emails are registered. Requesting one never fails a
+         *     sign-in: only its use does.
+         */
+        post: operations["createSignInChallenge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/auth/api/v1/authentication-management/logout": {
@@ -54,8 +108,9 @@ export interface paths {
          *     ends, and its access and refresh tokens stop working here at once. Send no body.
          *
          *     Only the newest access token of a session can log out. An expired access token cannot:
-         *     refresh the pair, then log out with the new access token. Logging out a session that is
-         *     already over answers 401, so of several identical logouts exactly one gets 200.
+         *     end the session with its refresh token instead (`DELETE /session`), or refresh the pair,
+         *     then log out with the new access token. Logging out a session that is already over
+         *     answers 401, so of several identical logouts exactly one gets 200.
          *
          *     With `scope=global` every session of the user ends, not only this one; the token must
          *     still be the current access token of a live session.
@@ -247,10 +302,11 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
-         * @description Proof that the caller holds the user's Authorization key. To make `signature`: hash the
-         *     UTF-8 bytes of `email`, exactly as sent, with BLAKE2b-256; set the lowest bit of the last
-         *     byte of the digest (`digest[31] |= 1`); sign those 32 bytes with the Ed25519 private key;
-         *     send the 64-byte signature as hex.
+         * @description Proof that the caller holds the user's Authorization key. To make `signature`: take the
+         *     message to sign, which is the challenge's `message` when `nonce` is sent and otherwise
+         *     `email` exactly as sent; hash its UTF-8 bytes with BLAKE2b-256; set the lowest bit of the
+         *     last byte of the digest (`digest[31] |= 1`); sign those 32 bytes with the Ed25519 private
+         *     key; send the 64-byte signature as hex.
          */
         SignInRequest: {
             /**
@@ -259,7 +315,7 @@ export interface components {
              */
             email: string;
             /**
-             * @description The Ed25519 signature over the email digest, as 128 hexadecimal characters.
+             * @description The Ed25519 signature over the message digest, as 128 hexadecimal characters.
              * @example 57e7115dfb9faa9add2d2ceb321c20db8c1e7f468d2ffc122793fa61e8ed61581580faaeae83a07fe857894bb33defd61c4ba099b981020146fe8d2be00e630a
              */
             signature: string;
@@ -268,6 +324,13 @@ export interface components {
              * @example 7fbedb314a9b0c00caef967ac5cabb982ec45da828a0c58a9aafc854f32422ac
              */
             authPublicKeyHex: string;
+            /**
+             * @description The `nonce` of a challenge from `POST /session/challenge` for this email; `signature`
+             *     is then of the challenge's `message`. Each nonce signs in once. Required when the
+             *     server runs with `SIGN_IN_CHALLENGE=required`.
+             * @example 4fQ2cXkq8M1oVb7ZrT0yN6sHdLw3uJpEaGiKxC9eR5g
+             */
+            nonce?: string;
         };
         /** @description The outcome of the request. */
         Status: {
@@ -322,6 +385,43 @@ export interface components {
         /** @description The envelope with empty `data`, used by logout and by every error. */
         EmptyEnvelope: components["schemas"]["Envelope"] & {
             data: components["schemas"]["EmptyData"];
+        };
+        /** @description Asks for a sign-in challenge for one email. */
+        SignInChallengeRequest: {
+            /**
+             * @description The email address to sign in as. A challenge is issued for any email, registered or not,
+             *     so the answer tells nobody whether the email is registered.
+             * @example alice@wonderland.space
+             */
+            email: string;
+        };
+        /** @description A single-use sign-in challenge, bound to the email it was asked for. */
+        SignInChallenge: {
+            /**
+             * @description 256 random bits, base64url. Send it with the signature to `POST /session`; it signs in once.
+             * @example 4fQ2cXkq8M1oVb7ZrT0yN6sHdLw3uJpEaGiKxC9eR5g
+             */
+            nonce: string;
+            /**
+             * @description The text to sign, exactly as given (its lines are separated by a single line feed):
+             *     BLAKE2b-256 of its UTF-8 bytes, the lowest bit of the last byte set, signed with
+             *     Ed25519, as the email is signed without a challenge.
+             * @example FIB Auth API sign-in
+             *     Email: alice@wonderland.space
+             *     Nonce: 4fQ2cXkq8M1oVb7ZrT0yN6sHdLw3uJpEaGiKxC9eR5g
+             *     Expires: 2026-11-25T14:01:00Z
+             */
+            message: string;
+            /**
+             * Format: int64
+             * @description Epoch seconds from which the nonce no longer signs anyone in (60 s after it was issued, by default).
+             * @example 1795615260
+             */
+            expiresAt: number;
+        };
+        /** @description The envelope carrying a sign-in challenge. */
+        SignInChallengeEnvelope: components["schemas"]["Envelope"] & {
+            data: components["schemas"]["SignInChallenge"];
         };
         /** @description An RFC 7662 introspection request, form-encoded. */
         IntrospectionRequest: {
@@ -455,9 +555,25 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description User signature either could not be decoded or verified, or the public key is not valid or not the user's Authorization key. */
+        /** @description User signature either could not be decoded or verified, or the public key is not valid or not the user's Authorization key, or the challenge's nonce cannot be used (unknown, another email's, used before, expired), or this server requires a challenge and none was answered. For a nonce, request a new challenge. */
         SignInUnprocessable: {
             headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /**
+         * @description Too many sign-ins failed (404 or 422) for this email, or too many requests from this client
+         *     address were refused, within the window: this one was answered before its signature was
+         *     looked at. Wait `Retry-After` seconds. Successful sign-ins never count.
+         */
+        SignInTooManyRequests: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                RateLimit: components["headers"]["RateLimit"];
+                "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
                 [name: string]: unknown;
             };
             content: {
@@ -474,13 +590,13 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description A new pair. The previous access and refresh tokens no longer work; use these from now on. */
-        TokensRefreshed: {
+        /** @description The session is over: its access and refresh tokens no longer work here. */
+        SessionEndedByRefreshToken: {
             headers: {
                 [name: string]: unknown;
             };
             content: {
-                "application/json": components["schemas"]["TokenEnvelope"];
+                "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
         /** @description The refresh token could not be parsed from the `Authorization` header, has expired, is not a refresh token, or its session is over. A refresh token works once; a second use revokes the session. Sign in again. */
@@ -495,6 +611,49 @@ export interface components {
         };
         /** @description The token's signature cannot be trusted: it is malformed, uses another algorithm than EdDSA, carries a header parameter other than `alg`, `typ` and `kid`, names no key of this server, or does not verify. Discard the token and sign in again. */
         TokenUnprocessable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /**
+         * @description Too many requests from this client address were refused (401 or 422) within the window: this
+         *     one was answered before its token was looked at. Wait `Retry-After` seconds. Successful
+         *     requests never count.
+         */
+        TooManyRequests: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                RateLimit: components["headers"]["RateLimit"];
+                "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /** @description A new pair. The previous access and refresh tokens no longer work; use these from now on. */
+        TokensRefreshed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["TokenEnvelope"];
+            };
+        };
+        /** @description A new challenge: sign `message` and send `nonce` with the signature to `POST /session` before `expiresAt`. */
+        SignInChallengeIssued: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["SignInChallengeEnvelope"];
+            };
+        };
+        /** @description The body is not JSON, or `email` is missing or not a string, or another property is sent. Fix the request; retrying it unchanged fails again. */
+        SignInChallengeBadRequest: {
             headers: {
                 [name: string]: unknown;
             };
@@ -621,6 +780,20 @@ export interface components {
     };
     requestBodies: never;
     headers: {
+        /** @description Seconds after which the limit that refused this request lets requests through again. */
+        RetryAfter: number;
+        /**
+         * @description The limit that refused this request, as draft-ietf-httpapi-ratelimit-headers writes it: its
+         *     name, `r=0` (nothing remains) and `t`, the seconds until it lets requests through again.
+         */
+        RateLimit: string;
+        /**
+         * @description Every limit that applies to this request (draft-ietf-httpapi-ratelimit-headers): its name,
+         *     `q` refused requests allowed per window, and `w` the window in seconds. Sign-in has two:
+         *     `"refused-per-address";q=100;w=60, "failed-sign-ins-per-email";q=10;w=300` with the
+         *     defaults.
+         */
+        RateLimitPolicy: string;
         /** @description The id under which the server logged this request; quote it when you report a problem. */
         XRequestId: string;
         /**
@@ -655,6 +828,24 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["SignInUnprocessable"];
+            429: components["responses"]["SignInTooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    endSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["SessionEndedByRefreshToken"];
+            401: components["responses"]["RefreshUnauthorized"];
+            404: components["responses"]["UserNotFound"];
+            422: components["responses"]["TokenUnprocessable"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };
@@ -671,6 +862,27 @@ export interface operations {
             401: components["responses"]["RefreshUnauthorized"];
             404: components["responses"]["UserNotFound"];
             422: components["responses"]["TokenUnprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    createSignInChallenge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SignInChallengeRequest"];
+            };
+        };
+        responses: {
+            200: components["responses"]["SignInChallengeIssued"];
+            400: components["responses"]["SignInChallengeBadRequest"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalServerError"];
         };
     };
@@ -695,6 +907,7 @@ export interface operations {
             401: components["responses"]["LogoutUnauthorized"];
             404: components["responses"]["UserNotFound"];
             422: components["responses"]["TokenUnprocessable"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };
@@ -716,6 +929,7 @@ export interface operations {
             401: components["responses"]["ClientUnauthorized"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["FormRequired"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };
@@ -739,6 +953,7 @@ export interface operations {
             200: components["responses"]["RevocationsListed"];
             400: components["responses"]["RevocationsBadRequest"];
             401: components["responses"]["ClientUnauthorized"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };

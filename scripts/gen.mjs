@@ -33,8 +33,9 @@ function examplesModule(contract) {
     for (const [method, operation] of Object.entries(pathItem)) {
       const examples = {};
       for (const [status, response] of Object.entries(operation.responses)) {
+        // On the wire every header value is text, an integer one (Retry-After) too.
         const headers = Object.fromEntries(
-          Object.entries(response.headers ?? {}).map(([name, header]) => [name, header.schema.example]),
+          Object.entries(response.headers ?? {}).map(([name, header]) => [name, String(header.schema.example)]),
         );
         for (const [contentType, media] of Object.entries(response.content)) {
           for (const [name, example] of Object.entries(media.examples)) {

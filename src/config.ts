@@ -14,6 +14,23 @@ export interface Config {
   logLevel: string;
   /** Origins whose browser pages may call the API; none by default. */
   corsOrigins: ReadonlySet<string>;
+  /** Whether a sign-in must answer a challenge (docs/design.md §12). */
+  signInChallenge: 'optional' | 'required';
+  /** Seconds a sign-in challenge's nonce stays usable. */
+  signInChallengeTtl: number;
+  /** Refused requests (401, 422; failed sign-ins) per client address per window; 0 disables the limit. */
+  rateLimitRefusedPerAddress: number;
+  rateLimitRefusedPerAddressWindow: number;
+  /** Failed sign-ins per email per window; 0 disables the limit. */
+  rateLimitFailedSignInsPerEmail: number;
+  rateLimitFailedSignInsPerEmailWindow: number;
+  /** How many proxies in front append to X-Forwarded-For; 0 takes the client address from the connection. */
+  trustProxy: number;
+  /** Seconds a client may take to send the request line and headers, and the whole request. */
+  headersTimeout: number;
+  requestTimeout: number;
+  /** Open connections at most; more are closed at once. */
+  maxConnections: number;
 }
 
 /** A configuration value that cannot be used; the CLI prints its message as one line and exits 1. */
@@ -50,6 +67,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       );
     }
   }
+  const signInChallenge = env.SIGN_IN_CHALLENGE || 'optional';
+  if (signInChallenge !== 'optional' && signInChallenge !== 'required') {
+    throw new ConfigError(`SIGN_IN_CHALLENGE must be optional or required, got ${JSON.stringify(signInChallenge)}`);
+  }
+  const headersTimeout = integer(env, 'HEADERS_TIMEOUT', 10, 1, 3600);
+  const requestTimeout = integer(env, 'REQUEST_TIMEOUT', 30, 1, 3600);
+  // Node refuses a headers timeout longer than the request's, which includes the headers.
+  if (headersTimeout > requestTimeout) {
+    throw new ConfigError(`HEADERS_TIMEOUT (${headersTimeout}) must not be longer than REQUEST_TIMEOUT (${requestTimeout})`);
+  }
   return {
     port: integer(env, 'PORT', 8080, 0, 65535),
     host: env.HOST || '0.0.0.0',
@@ -61,5 +88,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     refreshTokenTtl: integer(env, 'REFRESH_TOKEN_TTL', 86400, 1, 2 ** 31 - 1),
     logLevel,
     corsOrigins: new Set(corsOrigins),
+    signInChallenge,
+    signInChallengeTtl: integer(env, 'SIGN_IN_CHALLENGE_TTL', 60, 1, 3600),
+    rateLimitRefusedPerAddress: integer(env, 'RATE_LIMIT_REFUSED_PER_ADDRESS', 100, 0, 1_000_000),
+    rateLimitRefusedPerAddressWindow: integer(env, 'RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW', 60, 1, 86400),
+    rateLimitFailedSignInsPerEmail: integer(env, 'RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL', 10, 0, 1_000_000),
+    rateLimitFailedSignInsPerEmailWindow: integer(env, 'RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW', 300, 1, 86400),
+    trustProxy: integer(env, 'TRUST_PROXY', 0, 0, 16),
+    headersTimeout,
+    requestTimeout,
+    maxConnections: integer(env, 'MAX_CONNECTIONS', 4096, 1, 1_000_000),
   };
 }

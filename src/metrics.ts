@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { VerifiedSignature } from './domain/tokens.js';
 import { OUTCOMES, type Outcome } from './http/failures.js';
 
 /** Prometheus metrics of one server, in a registry of its own. */
@@ -24,8 +25,16 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly verifications = new Counter({
+    name: 'fib_auth_signature_verifications_total',
+    help: "Ed25519 signatures verified: a token's, or a user's sign-in proof.",
+    labelNames: ['signature'],
+    registers: [this.registry],
+  });
+
   constructor(liveSessions: () => Promise<number>) {
     for (const outcome of ['logged_out', ...OUTCOMES]) this.logouts.inc({ outcome }, 0);
+    for (const signature of ['token', 'user'] satisfies VerifiedSignature[]) this.verifications.inc({ signature }, 0);
     new Gauge({
       name: 'fib_auth_active_sessions',
       help: 'Sessions that are neither revoked nor expired.',
@@ -44,6 +53,9 @@ export class Metrics {
     this.latency.observe(labels, seconds);
     if (operation === 'logout') this.logouts.inc({ outcome: outcome ?? 'logged_out' });
   }
+
+  /** Counts one signature verification, as the domain reports them. */
+  readonly verified = (signature: VerifiedSignature): void => this.verifications.inc({ signature });
 
   text(): Promise<string> {
     return this.registry.metrics();

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
@@ -9,6 +9,7 @@ import { RevocationFeed } from './domain/revocation-feed.js';
 import { Tokens } from './domain/tokens.js';
 import { createApi } from './http/api.js';
 import { answerUnparsedRequest, createApp } from './http/app.js';
+import { RateLimits } from './http/rate-limits.js';
 import { keyFileSource } from './key-files.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
@@ -17,6 +18,11 @@ import type { Store } from './domain/store.js';
 
 /** Expired sessions are deleted this often, so storage stays bounded by live sessions. */
 const PURGE_INTERVAL_MS = 60_000;
+/**
+ * How often Node looks for requests past the headers or request timeout (its default is 30 s,
+ * longer than the timeouts themselves): a slow client is answered within this of its deadline.
+ */
+const TIMEOUT_CHECK_INTERVAL_MS = 500;
 
 export interface RunningServer {
   url: string;
@@ -43,15 +49,40 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const keys = await KeyRing.load(keySource, clock);
 
   const store = parts.store ?? (await openStore(config, logger));
-  const tokens = new Tokens(keys, { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl }, clock);
   const metrics = new Metrics(() => store.countLiveSessions(epochSeconds(clock)));
+  const lifetimes = { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl };
+  const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
   const feed = new RevocationFeed(store);
-  const auth = new Authentication(store, tokens, clock);
+  const signIn = { challenge: config.signInChallenge, challengeTtl: config.signInChallengeTtl };
+  const auth = new Authentication(store, tokens, clock, signIn, metrics.verified);
   const api = await createApi({ auth, store, keys, metrics, feed, clients: new Clients(store, clock) });
-  const app = createApp(api, { logger, metrics, corsOrigins: config.corsOrigins });
+  const limits = new RateLimits(
+    {
+      refusedPerAddress: { limit: config.rateLimitRefusedPerAddress, windowSeconds: config.rateLimitRefusedPerAddressWindow },
+      failedSignInsPerEmail: {
+        limit: config.rateLimitFailedSignInsPerEmail,
+        windowSeconds: config.rateLimitFailedSignInsPerEmailWindow,
+      },
+      trustProxy: config.trustProxy,
+    },
+    clock,
+  );
+  const app = createApp(api, { logger, metrics, corsOrigins: config.corsOrigins, limits });
 
-  const server = app.listen(config.port, config.host);
+  // Slow clients (docs/design.md §9): a request must arrive within these, or it is answered 408
+  // (answerUnparsedRequest); past the connection cap new connections are closed at once.
+  const handle = app.callback(); // Koa answers its errors itself: its promise does not reject
+  const server = createServer(
+    {
+      headersTimeout: config.headersTimeout * 1000,
+      requestTimeout: config.requestTimeout * 1000,
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+    },
+    (req, res) => void handle(req, res),
+  );
+  server.maxConnections = config.maxConnections;
   server.on('clientError', answerUnparsedRequest(logger));
+  server.listen(config.port, config.host);
   // Responses still being worked on when closing starts close their connection after them:
   // otherwise draining waits for each keep-alive connection to time out.
   const unanswered = new Set<ServerResponse>();
@@ -64,12 +95,18 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
 
-  const purge = () =>
-    Promise.all([store.purgeExpiredSessions(epochSeconds(clock)), store.purgeExpiredRevocations(epochSeconds(clock))]).then(
-      ([sessions, revocations]) =>
-        (sessions > 0 || revocations > 0) && logger.info({ sessions, revocations }, 'purged expired entries'),
+  const purge = () => {
+    const now = epochSeconds(clock);
+    return Promise.all([
+      store.purgeExpiredSessions(now),
+      store.purgeExpiredRevocations(now),
+      store.purgeExpiredSignInChallenges(now),
+    ]).then(
+      ([sessions, revocations, challenges]) =>
+        sessions + revocations + challenges > 0 && logger.info({ sessions, revocations, challenges }, 'purged expired entries'),
       (err: unknown) => logger.error({ err }, 'purging expired entries failed'),
     );
+  };
   const purgeTimer = setInterval(() => void purge(), PURGE_INTERVAL_MS).unref();
   await purge();
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHmac, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { createHmac, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -17,10 +17,14 @@ import {
   type TestServer,
 } from './support/harness.js';
 import { accessClaims, b64, decodePart, forge, otherKey, refreshClaims, serverKey, withSignature } from './support/tokens.js';
+import { publicKeyHexOf, signInBody } from './support/vectors.js';
 
 // RFC 8725 attacks that test/logout.test.ts does not already make (alg none/HS256/RS256 with
 // an Ed25519 signature, missing kid, 63/65-byte signatures, one crit header, padding, two
-// headers): each gets its documented 401 or 422, never a 200 and never a 500.
+// headers), sent to logout, refresh and DELETE /session: each gets its documented 401 or 422,
+// never a 200 and never a 500. Then replays of sign-in bodies (docs/design.md §12). Floods and
+// spoofed X-Forwarded-For against the limits are in test/rate-limits.test.ts, slow clients in
+// test/slow-clients.test.ts.
 
 /** Ed25519's group order: S and S + L verify alike under a lax verifier (signature malleability). */
 const ED25519_ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;
@@ -251,11 +255,16 @@ describe('RFC 8725 attacks on the bearer token', () => {
     ['a token of 15000 characters, under the header limit', (type) => `${issued[type]}${'A'.repeat(15000)}`, 'TokenTooLong'],
   ];
 
-  for (const type of ['access', 'refresh'] as const) {
-    describe(`sent to ${type === 'access' ? 'logout' : 'refresh'}`, () => {
+  const targets: [operation: string, type: TokenType, send: (token: string) => Promise<Reply>][] = [
+    ['logout', 'access', (token) => send('access', token)],
+    ['refresh', 'refresh', (token) => send('refresh', token)],
+    ['DELETE /session', 'refresh', (token) => t.call('DELETE', `${BASE}/session`, { headers: bearer(token) })],
+  ];
+  for (const [operation, type, sendTo] of targets) {
+    describe(`sent to ${operation}`, () => {
       for (const [name, token, expected] of cases) {
         test(name, async () => {
-          await assertExample(await send(type, await token(type)), typeof expected === 'string' ? expected : expected[type]);
+          await assertExample(await sendTo(await token(type)), typeof expected === 'string' ? expected : expected[type]);
         });
       }
     });
@@ -321,6 +330,85 @@ describe('RFC 8725 attacks on the bearer token', () => {
     const next = await t.refresh(issued.refresh);
     assert.equal(next.status, 200);
     await assertExample(await t.call('POST', `${BASE}/logout`, { headers: bearer(next.body.data.accessToken) }), 'LoggedOut');
+  });
+});
+
+describe('replaying a sign-in', () => {
+  let optional: TestServer;
+  let required: TestServer;
+  before(async () => {
+    optional = await startTestServer();
+    required = await startTestServer({ SIGN_IN_CHALLENGE: 'required' });
+  });
+  after(async () => {
+    await optional.stop();
+    await required.stop();
+  });
+
+  /** A user of `t` and the bodies an onlooker saw: their email-only sign-in and a challenged one. */
+  async function victim(t: TestServer) {
+    const key = generateKeyPairSync('ed25519').privateKey;
+    const email = `victim-${randomUUID()}@example.test`;
+    await t.addUser(email, publicKeyHexOf(key));
+    return { email, key, emailOnly: signInBody(email, key) };
+  }
+
+  test('an email-only body seen once signs in again and again where challenges are optional, the risk the README names', async () => {
+    const { emailOnly } = await victim(optional);
+    for (let i = 0; i < 3; i += 1) assert.equal((await optional.signIn(emailOnly)).status, 200);
+  });
+
+  test('with challenges required, the same body signs in nobody', async () => {
+    const { emailOnly } = await victim(required);
+    await assertExample(await required.signIn(emailOnly), 'SignInChallengeRequired');
+    // Nor does it answer a challenge the onlooker asked for: its signature is of the email, not of the message.
+    const { nonce } = (await required.challenge(emailOnly.email)).body.data;
+    await assertExample(await required.signIn({ ...emailOnly, nonce }), 'SignatureNotVerified');
+  });
+
+  test('a challenged body seen once: replayed, respelled or stripped of its nonce, it signs in nobody', async () => {
+    for (const t of [optional, required]) {
+      const { email, key } = await victim(t);
+      const seen = await t.challengedProof(email, key);
+      assert.equal((await t.signIn(seen)).status, 200);
+      await assertExample(await t.signIn(seen), 'SignInNonceUsed');
+      await assertExample(
+        await t.signIn({ ...seen, email: email.toUpperCase(), signature: seen.signature.toUpperCase() }),
+        'SignInNonceUsed',
+      );
+      const { nonce: _nonce, ...stripped } = seen;
+      await assertExample(
+        await t.signIn(stripped),
+        t === required ? 'SignInChallengeRequired' : 'SignatureNotVerified', // a message's signature is no email's
+      );
+      // Its signature does not answer a fresh challenge either.
+      const { nonce } = (await t.challenge(email)).body.data;
+      await assertExample(await t.signIn({ ...seen, nonce }), 'SignatureNotVerified');
+    }
+  });
+
+  test("an attacker's own nonce does not sign a victim in, and the attacker's challenges for the victim's email do not stop theirs", async () => {
+    const attacker = await victim(required);
+    const target = await victim(required);
+    const own = await required.challengedProof(attacker.email, attacker.key);
+    // The victim's public key is no secret.
+    await assertExample(
+      await required.signIn({ ...own, email: target.email, authPublicKeyHex: publicKeyHexOf(target.key) }),
+      'SignInNonceOfOtherUser',
+    );
+    const theirs = await required.challengedProof(target.email, target.key);
+    for (let i = 0; i < 5; i += 1) assert.equal((await required.challenge(target.email)).status, 200);
+    await assertExample(await required.signIn({ ...theirs, signature: own.signature }), 'SignatureNotVerified');
+    assert.equal((await required.signIn(theirs)).status, 200);
+  });
+
+  test('nonces that are SQL, a path, or 15,000 characters are nonces nobody issued', async () => {
+    const { email, key } = await victim(required);
+    const proof = await required.challengedProof(email, key);
+    for (const nonce of ["' OR '1'='1", '../../etc/passwd', '%00', 'A'.repeat(15_000)]) {
+      await assertExample(await required.signIn({ ...proof, nonce }), 'SignInNonceUnknown');
+    }
+    assert.equal((await required.signIn(proof)).status, 200);
   });
 });
 

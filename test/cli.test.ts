@@ -158,6 +158,17 @@ describe('the fib-auth command', () => {
       [{ DATABASE_URL: 'mysql://db' }, /^fib-auth: DATABASE_URL /],
       [{ DATABASE_POOL_SIZE: '0' }, /^fib-auth: DATABASE_POOL_SIZE must be an integer from 1 to 1000, got "0"\n$/],
       [{ DATABASE_TIMEOUT: '5s' }, /^fib-auth: DATABASE_TIMEOUT /],
+      [{ SIGN_IN_CHALLENGE: 'always' }, /^fib-auth: SIGN_IN_CHALLENGE must be optional or required, got "always"\n$/],
+      [{ SIGN_IN_CHALLENGE_TTL: '0' }, /^fib-auth: SIGN_IN_CHALLENGE_TTL must be an integer from 1 to 3600, got "0"\n$/],
+      [{ RATE_LIMIT_REFUSED_PER_ADDRESS: '-1' }, /^fib-auth: RATE_LIMIT_REFUSED_PER_ADDRESS /],
+      [{ RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW: '0' }, /^fib-auth: RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW /],
+      [{ RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: 'ten' }, /^fib-auth: RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL /],
+      [{ RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW: '1m' }, /^fib-auth: RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW /],
+      [{ TRUST_PROXY: 'true' }, /^fib-auth: TRUST_PROXY must be an integer from 0 to 16, got "true"\n$/],
+      [{ HEADERS_TIMEOUT: '0' }, /^fib-auth: HEADERS_TIMEOUT /],
+      [{ REQUEST_TIMEOUT: '99999' }, /^fib-auth: REQUEST_TIMEOUT /],
+      [{ HEADERS_TIMEOUT: '40' }, /^fib-auth: HEADERS_TIMEOUT \(40\) must not be longer than REQUEST_TIMEOUT \(30\)\n$/],
+      [{ MAX_CONNECTIONS: '0' }, /^fib-auth: MAX_CONNECTIONS must be an integer from 1 to 1000000, got "0"\n$/],
     ];
     for (const [bad, expected] of cases) {
       const result = run(['serve'], bad);

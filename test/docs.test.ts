@@ -52,6 +52,7 @@ test(
         '401',
         '404',
         '422',
+        '429',
         '500',
       ]);
 
@@ -71,6 +72,13 @@ test(
       mkdirSync(join(packageRoot, 'test-output'), { recursive: true });
       await logout.screenshot({ path: SCREENSHOT });
       console.log(`screenshot: ${SCREENSHOT}`);
+
+      // The replay risk of email-only sign-in, and the way to `required` (docs/design.md §12).
+      await page.goto(`${pathToFileURL(PAGE).href}#section/sign-in-with-a-challenge`);
+      const section = page.locator('[id="section/sign-in-with-a-challenge"]');
+      await section.waitFor();
+      const text = await page.evaluate(() => document.body.innerText);
+      assert.match(text, /replay it and sign in as\s+that user[\s\S]*To move to `?required`?[\s\S]*SIGN_IN_CHALLENGE=required/);
       assert.deepEqual(blocked, []);
       assert.deepEqual(consoleErrors, []);
     } finally {

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import fc from 'fast-check';
-import { assertExample, BASE, envelopeOf, signInAlice, startTestServer, type TestServer } from './support/harness.js';
+import { assertExample, BASE, bodyOf, envelopeOf, signInAlice, startTestServer, type TestServer } from './support/harness.js';
 import { b64, decodePart, forge, otherKey, respellings, serverKey } from './support/tokens.js';
-import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
+import { ALICE, ALICE_SIGN_IN, signMessage } from './support/vectors.js';
 
 // Property-based fuzzing over what a client controls: the Authorization header of logout and
-// the body of sign-in. Every answer must be one the contract documents, in the envelope (the
+// of DELETE /session, the body of sign-in, with and without a challenge, and of the challenge. Every answer must be one the contract documents, in the envelope (the
 // harness checks each reply against the contract), never a 500, and the server keeps serving.
 // Each property stops after RUNS runs or TIME_LIMIT_MS, whichever comes first; FUZZ_SEED=n
 // repeats a run (the seed is printed with every run and in every failure).
@@ -52,6 +52,102 @@ const headerText = fc.string({
   maxLength: 200,
 });
 
+/** Mostly JSON, sometimes a variant of it or another media type. */
+const jsonContentType = mostly(
+  'application/json',
+  fc.constantFrom(
+    'application/json; charset=utf-8',
+    'APPLICATION/JSON',
+    'text/plain',
+    'application/x-www-form-urlencoded',
+    'multipart/form-data; boundary=x',
+    'application/jwt',
+  ),
+);
+
+/** One claim's value, mostly as it was. */
+const claimAround = (value: unknown) =>
+  mostly(
+    value,
+    typeof value === 'number'
+      ? fc.oneof(fc.integer(), fc.double(), json)
+      : fc.oneof(fc.string(), fc.uuid(), fc.emailAddress(), json),
+  );
+
+/**
+ * Authorization header values around an issued token: tokens forged with its header and claims
+ * (mostly as they were) under `keys`, the token edited a character at a time, respelled, or
+ * random, with schemes, separators and repeated headers of every kind; sometimes no header.
+ */
+function authorizationAround(issued: string, keys: KeyObject[]): fc.Arbitrary<string | string[] | undefined> {
+  const header = decodePart(issued, 0);
+  const claims = decodePart(issued, 1);
+  const forgedHeader = fc
+    .tuple(
+      fc.record({
+        alg: mostly('EdDSA', fc.oneof(fc.constantFrom('none', 'None', 'HS256', 'RS256', 'ES256', 'Ed25519', undefined), json)),
+        typ: mostly(header.typ, fc.oneof(fc.constantFrom('at+jwt', 'refresh+jwt', 'JWT', 'application/at+jwt', undefined), json)),
+        kid: mostly(header.kid, fc.oneof(fc.string(), json, fc.constant(undefined))),
+      }),
+      mostly(
+        {},
+        fc.dictionary(fc.constantFrom('jku', 'jwk', 'x5u', 'x5c', 'crit', 'b64', 'zip', 'cty', 'x-tenant'), json, {
+          minKeys: 1,
+          maxKeys: 2,
+        }),
+      ),
+    )
+    .map(([known, extra]) => ({ ...known, ...(extra as object) }));
+  const forgedClaims = fc.record(Object.fromEntries(Object.entries(claims).map(([name, value]) => [name, claimAround(value)])));
+  const forged = fc
+    .tuple(
+      forgedHeader,
+      fc.oneof({ weight: 5, arbitrary: forgedClaims }, { weight: 1, arbitrary: json }),
+      fc.constantFrom(...keys),
+    )
+    .map(([h, p, key]) => forge(h, p, key));
+  const edited = fc
+    .tuple(
+      fc.nat({ max: issued.length }),
+      fc.constantFrom(...`${BASE64URL}.=+/ `),
+      fc.constantFrom('replace', 'insert', 'delete', 'cut'),
+    )
+    .map(([at, char, edit]) => {
+      if (edit === 'cut') return issued.slice(0, at);
+      return issued.slice(0, at) + (edit === 'delete' ? '' : char) + issued.slice(at + (edit === 'insert' ? 0 : 1));
+    });
+  const segment = fc.string({ unit: fc.constantFrom(...BASE64URL), maxLength: 120 });
+  const token = fc.oneof(
+    { weight: 4, arbitrary: forged },
+    { weight: 2, arbitrary: edited },
+    { weight: 1, arbitrary: fc.constantFrom(issued, ...respellings(issued, 2)) },
+    { weight: 1, arbitrary: fc.tuple(segment, segment, segment).map((parts) => parts.join('.')) },
+    { weight: 1, arbitrary: fc.tuple(json, json, segment).map(([h, p, s]) => `${b64(h)}.${b64(p)}.${s}`) },
+    { weight: 1, arbitrary: headerText },
+  );
+  const value = fc.oneof(
+    { weight: 4, arbitrary: token.map((text) => `Bearer ${text}`) },
+    { weight: 1, arbitrary: token },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(
+          fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'Bearer,', ''),
+          fc.constantFrom(' ', '  ', '\t'),
+          token,
+          fc.constantFrom('', ' ', '\t', ' x'),
+        )
+        .map((parts) => parts.join('')),
+    },
+    { weight: 1, arbitrary: headerText },
+  );
+  return fc.oneof(
+    { weight: 8, arbitrary: value },
+    { weight: 1, arbitrary: fc.constant(undefined) },
+    { weight: 1, arbitrary: fc.array(value, { minLength: 2, maxLength: 3 }) },
+  );
+}
+
 describe('fuzzing', () => {
   let t: TestServer;
   before(async () => {
@@ -63,89 +159,25 @@ describe('fuzzing', () => {
     // The base token is logged out, so no variation of it may get a 200.
     const { accessToken } = await t.newSession();
     await assertExample(await t.logout(accessToken), 'LoggedOut');
-    const header = decodePart(accessToken, 0);
-    const claims = decodePart(accessToken, 1);
-    const keys: KeyObject[] = [serverKey(t), otherKey()];
-
-    const forgedHeader = fc
-      .tuple(
-        fc.record({
-          alg: mostly('EdDSA', fc.oneof(fc.constantFrom('none', 'None', 'HS256', 'RS256', 'ES256', 'Ed25519', undefined), json)),
-          typ: mostly('at+jwt', fc.oneof(fc.constantFrom('refresh+jwt', 'JWT', 'application/at+jwt', undefined), json)),
-          kid: mostly(header.kid, fc.oneof(fc.string(), json, fc.constant(undefined))),
-        }),
-        mostly(
-          {},
-          fc.dictionary(fc.constantFrom('jku', 'jwk', 'x5u', 'x5c', 'crit', 'b64', 'zip', 'cty', 'x-tenant'), json, {
-            minKeys: 1,
-            maxKeys: 2,
-          }),
-        ),
-      )
-      .map(([known, extra]) => ({ ...known, ...(extra as object) }));
-    const forgedClaims = fc.record({
-      acc: mostly(claims.acc, json),
-      sub: mostly(claims.sub, fc.oneof(fc.emailAddress(), json)),
-      role: mostly(claims.role, json),
-      sid: mostly(claims.sid, fc.oneof(fc.uuid(), json)),
-      jti: mostly(claims.jti, fc.oneof(fc.uuid(), json)),
-      iat: mostly(claims.iat, fc.oneof(fc.integer(), json)),
-      exp: mostly(claims.exp, fc.oneof(fc.integer(), fc.double(), json)),
-    });
-    const forged = fc
-      .tuple(
-        forgedHeader,
-        fc.oneof({ weight: 5, arbitrary: forgedClaims }, { weight: 1, arbitrary: json }),
-        fc.constantFrom(...keys),
-      )
-      .map(([h, p, key]) => forge(h, p, key));
-    const edited = fc
-      .tuple(
-        fc.nat({ max: accessToken.length }),
-        fc.constantFrom(...`${BASE64URL}.=+/ `),
-        fc.constantFrom('replace', 'insert', 'delete', 'cut'),
-      )
-      .map(([at, char, edit]) => {
-        if (edit === 'cut') return accessToken.slice(0, at);
-        return accessToken.slice(0, at) + (edit === 'delete' ? '' : char) + accessToken.slice(at + (edit === 'insert' ? 0 : 1));
-      });
-    const segment = fc.string({ unit: fc.constantFrom(...BASE64URL), maxLength: 120 });
-    const token = fc.oneof(
-      { weight: 4, arbitrary: forged },
-      { weight: 2, arbitrary: edited },
-      { weight: 1, arbitrary: fc.constantFrom(accessToken, ...respellings(accessToken, 2)) },
-      { weight: 1, arbitrary: fc.tuple(segment, segment, segment).map((parts) => parts.join('.')) },
-      { weight: 1, arbitrary: fc.tuple(json, json, segment).map(([h, p, s]) => `${b64(h)}.${b64(p)}.${s}`) },
-      { weight: 1, arbitrary: headerText },
-    );
-    const value = fc.oneof(
-      { weight: 4, arbitrary: token.map((text) => `Bearer ${text}`) },
-      { weight: 1, arbitrary: token },
-      {
-        weight: 1,
-        arbitrary: fc
-          .tuple(
-            fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'Bearer,', ''),
-            fc.constantFrom(' ', '  ', '\t'),
-            token,
-            fc.constantFrom('', ' ', '\t', ' x'),
-          )
-          .map((parts) => parts.join('')),
-      },
-      { weight: 1, arbitrary: headerText },
-    );
-    const authorization = fc.oneof(
-      { weight: 8, arbitrary: value },
-      { weight: 1, arbitrary: fc.constant(undefined) },
-      { weight: 1, arbitrary: fc.array(value, { minLength: 2, maxLength: 3 }) },
-    );
-
-    await fuzz(ctx, authorization, async (values) => {
+    await fuzz(ctx, authorizationAround(accessToken, [serverKey(t), otherKey()]), async (values) => {
       const reply = await t.call('POST', `${BASE}/logout`, { headers: values === undefined ? {} : { authorization: values } });
       assert.ok([401, 404, 422].includes(reply.status), `${reply.status} ${envelopeOf(reply).status.message}`);
     });
     // Still serving: a live token logs out.
     await assertExample(await t.logout((await t.newSession()).accessToken), 'LoggedOut');
+  });
+
+  test('the DELETE /session Authorization header: 401, 404 or 422 for anything but a live refresh token', async (ctx) => {
+    // The base session is over, so no variation of its refresh token may get a 200.
+    const { refreshToken } = await t.newSession();
+    const endSession = (values: string | string[] | undefined) =>
+      t.call('DELETE', `${BASE}/session`, { headers: values === undefined ? {} : { authorization: values } });
+    await assertExample(await endSession(`Bearer ${refreshToken}`), 'SessionEndedByRefreshToken');
+    await fuzz(ctx, authorizationAround(refreshToken, [serverKey(t), otherKey()]), async (values) => {
+      const reply = await endSession(values);
+      assert.ok([401, 404, 422].includes(reply.status), `${reply.status} ${envelopeOf(reply).status.message}`);
+    });
+    await assertExample(await endSession(`Bearer ${(await t.newSession()).refreshToken}`), 'SessionEndedByRefreshToken');
   });
 
   test('the sign-in body: a documented status, and a 200 only for a valid proof', async (ctx) => {
@@ -187,19 +219,7 @@ describe('fuzzing', () => {
           .map((length) => JSON.stringify({ ...ALICE_SIGN_IN, email: 'a'.repeat(length) })),
       },
     );
-    const contentType = mostly(
-      'application/json',
-      fc.constantFrom(
-        'application/json; charset=utf-8',
-        'APPLICATION/JSON',
-        'text/plain',
-        'application/x-www-form-urlencoded',
-        'multipart/form-data; boundary=x',
-        'application/jwt',
-      ),
-    );
-
-    await fuzz(ctx, fc.tuple(body, contentType), async ([text, type]) => {
+    await fuzz(ctx, fc.tuple(body, jsonContentType), async ([text, type]) => {
       const reply = await t.call('POST', `${BASE}/session`, { body: text, headers: { 'content-type': type as string } });
       assert.ok([200, 400, 404, 413, 415, 422].includes(reply.status), `${reply.status} ${envelopeOf(reply).status.message}`);
       // A 400 names what is wrong with the body in the contract's words, never a parser's.
@@ -223,5 +243,76 @@ describe('fuzzing', () => {
       }
     });
     assert.equal((await t.signIn(ALICE_SIGN_IN)).status, 200, 'still serving');
+  });
+
+  test('the challenge body: a documented status, and a 200 only for an object holding exactly a string email', async (ctx) => {
+    const body = fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc
+          .tuple(
+            fc.record({ email: mostly(ALICE.email, fc.oneof(fc.emailAddress(), fc.string(), json)) }, { requiredKeys: [] }),
+            mostly({}, fc.dictionary(fc.string({ maxLength: 10 }), json, { minKeys: 1, maxKeys: 2 })),
+          )
+          .map(([fields, extra]) => JSON.stringify({ ...fields, ...(extra as object) })),
+      },
+      { weight: 1, arbitrary: json.map((value) => JSON.stringify(value)) },
+      { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 300 }) },
+      {
+        weight: 1,
+        arbitrary: fc
+          .integer({ min: 16 * 1024 - 50, max: 16 * 1024 + 50 })
+          .map((length) => JSON.stringify({ email: 'a'.repeat(length) })),
+      },
+    );
+    await fuzz(ctx, fc.tuple(body, jsonContentType), async ([text, type]) => {
+      const reply = await t.call('POST', `${BASE}/session/challenge`, {
+        body: text,
+        headers: { 'content-type': type as string },
+      });
+      assert.ok([200, 400, 413, 415].includes(reply.status), `${reply.status} ${envelopeOf(reply).status.message}`);
+      if (reply.status === 200) {
+        const sent = JSON.parse(text) as Record<string, unknown>;
+        assert.deepEqual(Object.keys(sent), ['email']);
+        assert.ok(
+          (await bodyOf(reply, 'createSignInChallenge', 200)).data.message.includes(
+            `\nEmail: ${String(sent.email).toLowerCase()}\n`,
+          ),
+        );
+      }
+    });
+  });
+
+  test('a challenged sign-in body: a 200 only for the proof as issued, and only once', async (ctx) => {
+    const { email, key } = await t.newSession();
+    type Proof = Awaited<ReturnType<TestServer['challengedProof']>>;
+    type Field = keyof Proof;
+    const fields: Field[] = ['email', 'signature', 'authPublicKeyHex', 'nonce'];
+    const change = fc.oneof(
+      fc.constant({ kind: 'none' as const }),
+      fc.constant({ kind: 'shouted' as const }),
+      fc.record({
+        kind: fc.constant('replaced' as const),
+        field: fc.constantFrom(...fields),
+        value: fc.oneof(fc.string(), json, hexText([64, 128]), fc.constant('')),
+      }),
+      fc.record({ kind: fc.constant('dropped' as const), field: fc.constantFrom(...fields) }),
+      fc.constant({ kind: 'emailSigned' as const }),
+      fc.constant({ kind: 'otherNonce' as const }),
+    );
+    await fuzz(ctx, change, async (c) => {
+      const proof = await t.challengedProof(email, key);
+      const body: Record<string, unknown> = { ...proof };
+      if (c.kind === 'shouted') body.email = email.toUpperCase();
+      if (c.kind === 'replaced') body[c.field] = c.value;
+      if (c.kind === 'dropped') delete body[c.field];
+      if (c.kind === 'emailSigned') body.signature = signMessage(email, key);
+      if (c.kind === 'otherNonce') body.nonce = (await t.challengedProof(email, key)).nonce;
+      const unchanged = fields.every((field) => String(body[field]).toLowerCase() === proof[field].toLowerCase());
+      const reply = await t.signIn(body);
+      assert.ok([200, 400, 404, 422].includes(reply.status), `${reply.status} ${reply.body.status.message}`);
+      assert.equal(reply.status === 200, unchanged, `${JSON.stringify(c)}: ${reply.status} ${reply.body.status.message}`);
+      if (unchanged) await assertExample(await t.signIn(body), 'SignInNonceUsed');
+    });
   });
 });

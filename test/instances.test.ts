@@ -25,6 +25,8 @@ for (const backend of DATABASES) {
     const b = {
       logout: (token: string) => rawCall(child.url, 'POST', `${BASE}/logout`, { headers: bearer(token) }),
       refresh: (token: string) => rawCall(child.url, 'PATCH', `${BASE}/session`, { headers: bearer(token) }),
+      signIn: (body: object) => rawCall(child.url, 'POST', `${BASE}/session`, { body }),
+      endSession: (token: string) => rawCall(child.url, 'DELETE', `${BASE}/session`, { headers: bearer(token) }),
     };
     before(async () => {
       if (backend.skip) return;
@@ -55,6 +57,22 @@ for (const backend of DATABASES) {
       const statuses = replies.map((reply) => reply.status);
       assert.equal(statuses.filter((status) => status === 200).length, 1, statuses.join(' '));
       assert.equal(statuses.filter((status) => status === 401).length, 49, statuses.join(' '));
+    });
+
+    test('20 concurrent sign-ins with one nonce, spread over A and B: exactly one 200', async () => {
+      const s = await a.newSession();
+      const proof = await a.challengedProof(s.email, s.key);
+      const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).signIn(proof)));
+      const statuses = replies.map((reply) => reply.status);
+      assert.equal(statuses.filter((status) => status === 200).length, 1, statuses.join(' '));
+      for (const reply of replies.filter((r) => r.status !== 200)) await assertExample(reply, 'SignInNonceUsed');
+    });
+
+    test('sign in on A, end the session on B with the refresh token: A refuses both tokens', async () => {
+      const s = await a.newSession();
+      await assertExample(await b.endSession(s.refreshToken), 'SessionEndedByRefreshToken');
+      await assertExample(await a.logout(s.accessToken), 'AccessTokenLoggedOut');
+      await assertExample(await a.refresh(s.refreshToken), 'SessionLoggedOut');
     });
 
     test('a refresh on A retires the old pair on B', async () => {

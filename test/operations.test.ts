@@ -11,6 +11,7 @@ import { loadConfig } from '../src/config.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/domain/store.js';
 import { assertExample, BASE, bearer, bodyOf, logEntries, rawCall, startTestServer, type TestServer } from './support/harness.js';
+import { sample } from './support/metrics.js';
 import { accessClaims, decodePart, forge, otherKey, serverKey } from './support/tokens.js';
 import { signInBody } from './support/vectors.js';
 
@@ -18,12 +19,6 @@ const { bin } = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8
 const CLI = join(packageRoot, bin['fib-auth']);
 const fibAuth = (args: string[], env: NodeJS.ProcessEnv) =>
   promisify(execFile)(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
-
-/** The value of one sample of a Prometheus text exposition, or undefined. */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe('health', () => {
   test('live and ready answer 200 in the envelope; ready is 503 when the store does not answer', async () => {
@@ -76,6 +71,10 @@ describe('metrics', () => {
       assert.equal(sample(text, 'fib_auth_http_requests_total{operation="authorizeUser",status="200"}'), 3);
       assert.equal(sample(text, 'fib_auth_http_request_duration_seconds_count{operation="logout",status="404"}'), 1);
       assert.equal(sample(text, 'fib_auth_active_sessions'), 1, 'one session is neither logged out nor revoked');
+      // Every logout but the unreadable one verified its token; each sign-in verified its user's signature.
+      assert.equal(sample(text, 'fib_auth_signature_verifications_total{signature="token"}'), 5);
+      assert.equal(sample(text, 'fib_auth_signature_verifications_total{signature="user"}'), 3);
+      assert.equal(outcome('rate_limited'), 0);
       assert.ok(sample(text, 'fib_auth_process_resident_memory_bytes')! > 0);
     } finally {
       await t.stop();

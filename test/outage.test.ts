@@ -1,56 +1,12 @@
 import assert from 'node:assert/strict';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, describe, test as testOn } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 import { assertExample, envelopeOf, startTestServer, type Reply, type TestServer } from './support/harness.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 import { decodePart } from './support/tokens.js';
 import { signInBody } from './support/vectors.js';
-
-/** Stands between the server and PostgreSQL, so the test can make the database go away and come back. */
-class DatabaseProxy {
-  port = 0;
-  private server: Server | undefined;
-  private silent = false;
-  private readonly links = new Set<{ client: Socket; upstream?: Socket }>();
-
-  constructor(private readonly target: { host: string; port: number }) {}
-
-  /** Accepts connections on the same port every time, forwarding each to the database. */
-  async listen(): Promise<void> {
-    this.silent = false;
-    this.server = createServer((client) => {
-      const link: { client: Socket; upstream?: Socket } = { client };
-      this.links.add(link);
-      client.on('error', () => {}).on('close', () => this.links.delete(link));
-      if (this.silent) return; // accepted, never answered
-      link.upstream = connect(this.target).on('error', () => client.destroy());
-      client.pipe(link.upstream).pipe(client);
-    });
-    await new Promise<void>((resolve, reject) => this.server!.once('error', reject).listen(this.port, '127.0.0.1', resolve));
-    this.port = (this.server.address() as { port: number }).port;
-  }
-
-  /** A network that goes quiet: connections stay open, nothing passes, new ones are never answered. */
-  silence(): void {
-    this.silent = true;
-    for (const { client, upstream } of this.links) {
-      client.unpipe();
-      upstream?.unpipe();
-    }
-  }
-
-  /** A database that is gone: every connection is cut and new ones are refused. */
-  async cut(): Promise<void> {
-    const closed = new Promise((resolve) => this.server!.close(resolve));
-    for (const { client, upstream } of this.links) {
-      client.destroy();
-      upstream?.destroy();
-    }
-    await closed;
-  }
-}
 
 const postgres = DATABASES.find((backend) => backend.name === 'PostgreSQL')!;
 // Short, to keep the test quick; not shorter, since this process also runs the proxy and the
@@ -65,7 +21,7 @@ describe('a PostgreSQL outage', () => {
     testOn(name, { skip: postgres.skip, timeout: 20_000 }, fn);
   };
   let database: TestDatabase;
-  let proxy: DatabaseProxy;
+  let proxy: TcpProxy;
   let t: TestServer;
   let sessions: Awaited<ReturnType<TestServer['newSession']>>[];
 
@@ -73,7 +29,7 @@ describe('a PostgreSQL outage', () => {
     if (postgres.skip) return;
     database = await postgres.create();
     const url = new URL(database.url);
-    proxy = new DatabaseProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    proxy = new TcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
     await proxy.listen();
     url.host = `127.0.0.1:${proxy.port}`;
     // A small pool, so that requests also queue for a connection while the database is away.

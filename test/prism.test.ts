@@ -18,7 +18,7 @@ import {
 } from './support/harness.js';
 import { freePort, startProcess, type StartedProcess } from './support/processes.js';
 import { PRISM_LISTENING, startMock } from './support/prism.js';
-import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE } from './support/vectors.js';
+import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE, signInBody, signMessage } from './support/vectors.js';
 import { startWrongLogoutBody } from './support/wrong-logout-body.js';
 
 const PRISM = join(packageRoot, 'node_modules', '.bin', 'prism');
@@ -40,8 +40,10 @@ describe('the Prism mock (npm run mock)', () => {
     // The mock checks that credentials are sent, not whose they are.
     const basic = { authorization: `Basic ${Buffer.from('resource-server:secret').toString('base64')}` };
     valid = {
+      createSignInChallenge: { body: { email: ALICE_SIGN_IN.email } },
       authorizeUser: { body: ALICE_SIGN_IN },
       refreshTokens: { headers: bearer(tokens.refreshToken) },
+      endSession: { headers: bearer(tokens.refreshToken) },
       logout: { headers: bearer(tokens.accessToken) },
       introspectToken: {
         headers: { ...basic, 'content-type': 'application/x-www-form-urlencoded' },
@@ -156,8 +158,10 @@ describe('prism proxy --errors in front of the real server', () => {
     proxies.push(proxy);
     return proxy.readyMatch![1];
   };
+  // Behind Prism, as behind any proxy, the client's address is in X-Forwarded-For.
+  const LIMIT = 20;
   before(async () => {
-    t = await startTestServer();
+    t = await startTestServer({ TRUST_PROXY: '1', RATE_LIMIT_REFUSED_PER_ADDRESS: String(LIMIT) });
   });
   after(async () => {
     await Promise.all(proxies.map((proxy) => proxy.stop()));
@@ -197,6 +201,33 @@ describe('prism proxy --errors in front of the real server', () => {
     await through(422, 'POST', `${BASE}/logout`, { headers: bearer(`${third.accessToken.slice(0, -4)}AAAA`) }); // signature altered
     assert.ok(await t.server.store.removeUser(ALICE.email, Math.floor(Date.now() / 1000)));
     await through(404, 'POST', `${BASE}/logout`, { headers: bearer(third.accessToken) }); // the user is gone
+  });
+
+  test('a challenge sign-in, its replay, DELETE /session and a 429 pass through with no contract violation', async () => {
+    const url = await startProxy(t.url);
+    const through = async (status: number, method: string, path: string, options?: CallOptions) => {
+      const reply = await rawCall(url, method, path, options);
+      const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body)} ${String(reply.headers['sl-violations'] ?? '')}`;
+      assert.deepEqual(violations(reply), [], where);
+      assert.equal(reply.status, status, where);
+      return reply;
+    };
+    const s = await t.newSession();
+    const challenge = await through(200, 'POST', `${BASE}/session/challenge`, { body: { email: s.email } });
+    const { nonce, message } = (await bodyOf(challenge, 'createSignInChallenge', 200)).data;
+    const proof = { ...signInBody(s.email, s.key), signature: signMessage(message, s.key), nonce };
+    const { refreshToken } = (await bodyOf(await through(200, 'POST', `${BASE}/session`, { body: proof }), 'authorizeUser', 200))
+      .data;
+    await through(422, 'POST', `${BASE}/session`, { body: proof }); // the replay
+    await through(200, 'DELETE', `${BASE}/session`, { headers: bearer(refreshToken) });
+    await through(401, 'DELETE', `${BASE}/session`, { headers: bearer(refreshToken) });
+
+    // Prism answers a request without credentials itself: these carry a token that cannot be parsed.
+    const from = { ...bearer('x.y.z'), 'x-forwarded-for': '198.51.100.23' };
+    for (let i = 0; i < LIMIT; i += 1) await through(401, 'POST', `${BASE}/logout`, { headers: from });
+    const limited = await through(429, 'POST', `${BASE}/logout`, { headers: from });
+    assert.match(String(limited.headers['retry-after']), /^\d+$/);
+    assert.equal(limited.headers['ratelimit-policy'], `"refused-per-address";q=${LIMIT};w=60`);
   });
 
   test('reports a logout body that breaks the contract', async () => {

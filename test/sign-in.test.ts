@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { assertExample, BASE, envelopeOf, startTestServer, type TestServer } from './support/harness.js';
 import { decodePart } from './support/tokens.js';
-import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE, ed25519FromSeed, signEmail, signInBody } from './support/vectors.js';
+import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE, ed25519FromSeed, signMessage, signInBody } from './support/vectors.js';
 
 describe('sign-in', () => {
   let t: TestServer;
@@ -27,7 +27,7 @@ describe('sign-in', () => {
     const key = ed25519FromSeed(ALICE.privateKeyHex);
     const reply = await t.signIn({
       email: shouted,
-      signature: signEmail(shouted, key),
+      signature: signMessage(shouted, key),
       authPublicKeyHex: ALICE.publicKeyHex.toUpperCase(),
     });
     assert.equal(reply.status, 200);

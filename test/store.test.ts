@@ -90,6 +90,44 @@ for (const backend of DATABASES) {
       assert.equal(results.filter(Boolean).length, 1);
     });
 
+    test('endSessionByRefreshJti ends a live session by its current refresh id, once', async () => {
+      const s = session();
+      await store.createSession(s);
+      assert.equal(await store.endSessionByRefreshJti(s.id, s.accessJti, NOW), false, 'an access id is not a refresh id');
+      const results = await Promise.all(Array.from({ length: 20 }, () => store.endSessionByRefreshJti(s.id, s.refreshJti, NOW)));
+      assert.equal(results.filter(Boolean).length, 1);
+      assert.equal((await store.findSession(s.id))?.revokedReason, 'logout');
+    });
+
+    test('sign-in challenges: used once, by their own email, before they expire; purged once expired', async () => {
+      const challenge = (email = 'alice@wonderland.space') => ({ nonce: randomUUID(), email, expiresAt: NOW + 60, usedAt: null });
+      const racing = challenge();
+      await store.createSignInChallenge(racing);
+      assert.deepEqual(await store.findSignInChallenge(racing.nonce), racing);
+      assert.equal(await store.findSignInChallenge(randomUUID()), undefined);
+      assert.equal(await store.useSignInChallenge(racing.nonce, 'bob@wonderland.space', NOW), false, "another email's");
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => store.useSignInChallenge(racing.nonce, racing.email, NOW)),
+      );
+      assert.equal(results.filter(Boolean).length, 1);
+      assert.equal((await store.findSignInChallenge(racing.nonce))?.usedAt, NOW);
+
+      const expiring = challenge();
+      await store.createSignInChallenge(expiring);
+      assert.equal(
+        await store.useSignInChallenge(expiring.nonce, expiring.email, NOW + 60),
+        false,
+        'expired from its expiresAt on',
+      );
+      assert.equal(await store.useSignInChallenge(expiring.nonce, expiring.email, NOW + 59), true);
+
+      const live = { ...challenge(), expiresAt: NOW + 600 };
+      await store.createSignInChallenge(live);
+      assert.ok((await store.purgeExpiredSignInChallenges(NOW + 60)) >= 2);
+      assert.equal(await store.findSignInChallenge(racing.nonce), undefined);
+      assert.deepEqual(await store.findSignInChallenge(live.nonce), live);
+    });
+
     // On SQLite, writes sent together share one transaction (group commit): each must still get
     // its own answer, and a failing one must not undo or fail the others.
     test('writes sent together: each gets its own answer, and one that fails takes no other with it', async () => {

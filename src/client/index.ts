@@ -80,9 +80,9 @@ const LOGOUT = '/auth/api/v1/authentication-management/logout';
  * directions: a status missing here or not in the contract fails to compile.
  */
 const DOCUMENTED_ERRORS: { [Op in AuthOperation]: Record<ErrorCode<Op>, true> } = {
-  authorizeUser: { 400: true, 404: true, 413: true, 415: true, 422: true, 500: true },
-  refreshTokens: { 401: true, 404: true, 422: true, 500: true },
-  logout: { 400: true, 401: true, 404: true, 422: true, 500: true },
+  authorizeUser: { 400: true, 404: true, 413: true, 415: true, 422: true, 429: true, 500: true },
+  refreshTokens: { 401: true, 404: true, 422: true, 429: true, 500: true },
+  logout: { 400: true, 401: true, 404: true, 422: true, 429: true, 500: true },
 };
 
 /** The answers after which the pair is of no more use: the token was refused, or the session or user is gone. */

@@ -1,6 +1,6 @@
 /**
  * Why the domain refused a request, one name per cause, in the order of the checks of
- * docs/design.md §3 (bearer tokens) and §4 (sign-in). The domain names the cause only; the one
+ * docs/design.md §3 (bearer tokens), §4 and §12 (sign-in). The domain names the cause only; the one
  * table that gives each its status, sentence, metrics outcome and challenge is
  * src/http/failures.ts.
  */
@@ -35,10 +35,15 @@ export type FailureReason =
   | 'refreshTokenReused'
   | 'sessionRevokedAfterReuse'
   | 'sessionEnded'
-  // §4: the signature or public key does not prove the user
+  // §4 and §12: the signature, public key or challenge does not prove the user
   | 'signatureNotHex'
   | 'publicKeyInvalid'
+  | 'signInChallengeRequired'
   | 'publicKeyNotRegistered'
+  | 'signInNonceUnknown'
+  | 'signInNonceOfOtherUser'
+  | 'signInNonceUsed'
+  | 'signInNonceExpired'
   | 'signatureNotVerified'
   // §11: a resource server's client credentials
   | 'clientCredentialsMissing'

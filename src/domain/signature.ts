@@ -5,9 +5,13 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 const HEX_32_BYTES = /^[0-9a-fA-F]{64}$/;
 const HEX_64_BYTES = /^[0-9a-fA-F]{128}$/;
 
-/** The 32 bytes a user signs: BLAKE2b-256 of the email as sent, with the lowest bit of the last byte set. */
-export function emailDigest(email: string): Uint8Array {
-  const digest = blake2b(new TextEncoder().encode(email), { dkLen: 32 });
+/**
+ * The 32 bytes a user signs (docs/design.md §4): BLAKE2b-256 of the message's UTF-8 bytes, with
+ * the lowest bit of the last byte set. The message is the email as sent, or a challenge's
+ * message (§12).
+ */
+export function messageDigest(message: string): Uint8Array {
+  const digest = blake2b(new TextEncoder().encode(message), { dkLen: 32 });
   digest[31] |= 1;
   return digest;
 }
@@ -28,6 +32,15 @@ export function parsePublicKeyHex(publicKeyHex: string): KeyObject | undefined {
   return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
 }
 
-export function verifyEmailSignature(email: string, signatureHex: string, publicKey: KeyObject): boolean {
-  return verify(null, emailDigest(email), publicKey, Buffer.from(signatureHex, 'hex'));
+export function verifyMessageSignature(message: string, signatureHex: string, publicKey: KeyObject): boolean {
+  return verify(null, messageDigest(message), publicKey, Buffer.from(signatureHex, 'hex'));
+}
+
+/**
+ * The text a user signs to answer a sign-in challenge (docs/design.md §12). It names the
+ * service, so that it can never be taken for an email, and binds the nonce to one user.
+ */
+export function signInChallengeMessage(email: string, nonce: string, expiresAt: number): string {
+  const expires = new Date(expiresAt * 1000).toISOString().replace('.000Z', 'Z');
+  return `FIB Auth API sign-in\nEmail: ${email}\nNonce: ${nonce}\nExpires: ${expires}`;
 }

@@ -40,6 +40,20 @@ export interface ClientRecord {
   createdAt: number;
 }
 
+/**
+ * A sign-in challenge (docs/design.md §12): a single-use nonce bound to one email, for the
+ * user to sign with the message built from it. Stored for any email, registered or not, so
+ * that the answer tells nobody whether the email is registered.
+ */
+export interface SignInChallengeRecord {
+  nonce: string;
+  /** Lower-cased, as users' emails are. */
+  email: string;
+  expiresAt: number;
+  /** When a sign-in used it; null while it is unused. */
+  usedAt: number | null;
+}
+
 /** Why access tokens stopped working before their expiry: a session's end, or a refresh. */
 export type RevocationReason = RevokeReason | 'refresh';
 
@@ -89,6 +103,8 @@ export interface Store {
    * in the same transaction every other live session of its user too.
    */
   endSession(id: string, accessJti: string, now: number, everySessionOfUser?: boolean): Promise<boolean>;
+  /** Ends a live session whose current refresh id is `refreshJti` (docs/design.md §12). */
+  endSessionByRefreshJti(id: string, refreshJti: string, now: number): Promise<boolean>;
   /** Replaces the credentials of a live session whose current refresh id is `refreshJti`. */
   rotateSession(id: string, refreshJti: string, next: SessionCredentials): Promise<boolean>;
   /** Revokes a live session. */
@@ -97,6 +113,16 @@ export interface Store {
   countLiveSessions(now: number): Promise<number>;
   /** Deletes sessions whose every credential has expired; returns how many. */
   purgeExpiredSessions(now: number): Promise<number>;
+
+  createSignInChallenge(challenge: SignInChallengeRecord): Promise<void>;
+  findSignInChallenge(nonce: string): Promise<SignInChallengeRecord | undefined>;
+  /**
+   * Marks an unused, unexpired challenge of `email` used, in one conditional statement: of
+   * sign-ins racing with one nonce, on one instance or several, exactly one gets true.
+   */
+  useSignInChallenge(nonce: string, email: string, now: number): Promise<boolean>;
+  /** Deletes challenges that have expired, used or not; returns how many. */
+  purgeExpiredSignInChallenges(now: number): Promise<number>;
 
   addClient(client: ClientRecord): Promise<boolean>;
   removeClient(id: string): Promise<boolean>;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { SignJWT, errors, jwtVerify, type JWTPayload } from 'jose';
+import { SignJWT, errors, jwtVerify, type CryptoKey, type JWTPayload } from 'jose';
 import type { BearerToken } from './bearer.js';
 import { epochSeconds, type Clock } from './clock.js';
 import { AuthFailure } from './failures.js';
@@ -37,7 +37,7 @@ export interface RefreshClaims {
   jti: string;
   exp: number;
 }
-interface ClaimsOf {
+export interface ClaimsOf {
   access: AccessClaims;
   refresh: RefreshClaims;
 }
@@ -57,6 +57,11 @@ export interface IssuedPair {
   credentials: SessionCredentials;
 }
 
+/** Whose Ed25519 signature the server verified: a token's, or a user's sign-in proof. */
+export type VerifiedSignature = 'token' | 'user';
+/** Told of each signature verification, so that the metrics count them (docs/design.md §12). */
+export type VerificationCounter = (signature: VerifiedSignature) => void;
+
 export interface TokenLifetimes {
   accessTtl: number;
   refreshTtl: number;
@@ -68,6 +73,7 @@ export class Tokens {
     private readonly keys: KeyRing,
     private readonly lifetimes: TokenLifetimes,
     private readonly now: Clock,
+    private readonly countVerification: VerificationCounter = () => {},
   ) {}
 
   async issuePair(subject: TokenSubject, sid: string): Promise<IssuedPair> {
@@ -104,40 +110,59 @@ export class Tokens {
       .sign(privateKey);
   }
 
-  /**
-   * Verifies a parsed bearer token: first whether its signature can be trusted (422), then
-   * whether it is acceptable here (401): not expired, of the expected type, with its claims.
-   */
-  async verify<T extends TokenType>(token: BearerToken, type: T): Promise<ClaimsOf[T]> {
-    if (Buffer.from(token.signature, 'base64url').length !== ED25519_SIGNATURE_BYTES) {
-      throw new AuthFailure('tokenSignatureMalformed');
-    }
-    if (token.header.alg !== 'EdDSA') throw new AuthFailure('tokenAlgorithmRejected');
-    if (Object.keys(token.header).some((name) => !HEADER_PARAMETERS.has(name))) throw new AuthFailure('tokenHeaderUnsupported');
-    if (typeof token.header.kid !== 'string') throw new AuthFailure('tokenKeyIdMissing');
-    const key = this.keys.verifier(token.header.kid);
-    if (!key) throw new AuthFailure('tokenKeyIdUnknown');
-
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await jwtVerify(token.compact, key, {
-        algorithms: ['EdDSA'],
-        typ: TYP[type],
-        requiredClaims: REQUIRED_CLAIMS[type],
-        currentDate: new Date(this.now()),
-      }));
-    } catch (error) {
-      throw failureOfJoseError(error, type);
-    }
-    if (
-      !REQUIRED_CLAIMS[type].every(
-        (claim) => typeof payload[claim] === (claim === 'iat' || claim === 'exp' ? 'number' : 'string'),
-      )
-    ) {
-      throw new AuthFailure('tokenClaimsMissing');
-    }
-    return payload as unknown as ClaimsOf[T];
+  /** Verifies a parsed bearer token against this server's keys (see `verifyToken`), counting each signature check. */
+  verify<T extends TokenType>(token: BearerToken, type: T): Promise<ClaimsOf[T]> {
+    return verifyToken(
+      token,
+      type,
+      (kid) => {
+        const key = this.keys.verifier(kid);
+        if (key) this.countVerification('token'); // a known key: the signature is checked next
+        return key;
+      },
+      this.now(),
+    );
   }
+}
+
+/**
+ * Verifies a parsed bearer token: first whether its signature can be trusted (422), then
+ * whether it is acceptable at `now` (epoch milliseconds, 401): not expired, of the expected
+ * type, with its claims. `keyFor` finds the public key of a `kid`, from this server's key
+ * ring or, in a resource server, from its JWKS.
+ */
+export async function verifyToken<T extends TokenType>(
+  token: BearerToken,
+  type: T,
+  keyFor: (kid: string) => CryptoKey | undefined | Promise<CryptoKey | undefined>,
+  now: number,
+): Promise<ClaimsOf[T]> {
+  if (Buffer.from(token.signature, 'base64url').length !== ED25519_SIGNATURE_BYTES) {
+    throw new AuthFailure('tokenSignatureMalformed');
+  }
+  if (token.header.alg !== 'EdDSA') throw new AuthFailure('tokenAlgorithmRejected');
+  if (Object.keys(token.header).some((name) => !HEADER_PARAMETERS.has(name))) throw new AuthFailure('tokenHeaderUnsupported');
+  if (typeof token.header.kid !== 'string') throw new AuthFailure('tokenKeyIdMissing');
+  const key = await keyFor(token.header.kid);
+  if (!key) throw new AuthFailure('tokenKeyIdUnknown');
+
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(token.compact, key, {
+      algorithms: ['EdDSA'],
+      typ: TYP[type],
+      requiredClaims: REQUIRED_CLAIMS[type],
+      currentDate: new Date(now),
+    }));
+  } catch (error) {
+    throw failureOfJoseError(error, type);
+  }
+  if (
+    !REQUIRED_CLAIMS[type].every((claim) => typeof payload[claim] === (claim === 'iat' || claim === 'exp' ? 'number' : 'string'))
+  ) {
+    throw new AuthFailure('tokenClaimsMissing');
+  }
+  return payload as unknown as ClaimsOf[T];
 }
 
 /**

@@ -3,12 +3,13 @@ import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Koa, { type Context as KoaContext, type Next } from 'koa';
 import getRawBody from 'raw-body';
-import type { OpenAPIBackend } from 'openapi-backend';
+import type { OpenAPIBackend, Request as RoutedRequest } from 'openapi-backend';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { allowedMethods } from './api.js';
 import { envelope, PlainReply, type Envelope } from './envelope.js';
 import { MAX_BODY_BYTES, refusal, refusalOf, HttpFailure, type Outcome, type HttpFailureReason } from './failures.js';
+import type { LimitedRequest, RateLimits } from './rate-limits.js';
 
 /** Headers of every response, whoever answers it. */
 const responseHeaders = (requestId: string) => ({
@@ -21,6 +22,8 @@ interface State {
   requestId: string;
   /** The contract operation the request addresses, once routed. */
   operationId?: string;
+  /** The request as the router reads it, its body read in the operation's media type. */
+  routed?: RoutedRequest;
   /** Why the request was refused, as the error layer classified it. */
   outcome?: Outcome;
 }
@@ -122,7 +125,11 @@ async function readBody(ctx: KoaContext, mediaType: string): Promise<string | ob
   try {
     text = await getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length: ctx.request.length, encoding: 'utf8' });
   } catch (error) {
-    if ((error as { type?: string }).type === 'entity.too.large') throw new HttpFailure('bodyTooLarge');
+    const { type } = error as { type?: string };
+    if (type === 'entity.too.large') throw new HttpFailure('bodyTooLarge');
+    // The connection closed before the body arrived: the client went away, or REQUEST_TIMEOUT
+    // passed and the body's 408 was already sent (answerUnparsedRequest). Nobody is left to answer.
+    if (type === 'request.aborted') throw new HttpFailure('requestTimeout');
     throw error;
   }
   if (text === '') return undefined; // no body; validation answers that one is required
@@ -136,21 +143,61 @@ async function readBody(ctx: KoaContext, mediaType: string): Promise<string | ob
   return text;
 }
 
-/** Hands each request to the contract's router and writes what its handler returns. */
-function dispatch(api: OpenAPIBackend) {
-  return async (ctx: AppContext) => {
-    const request = {
+/** Finds the contract operation a request addresses and reads its body, if it takes one. */
+function route(api: OpenAPIBackend) {
+  return async (ctx: AppContext, next: Next) => {
+    const routed: RoutedRequest = {
       method: ctx.method,
       path: ctx.path,
       query: ctx.querystring,
       headers: ctx.headers as Record<string, string | string[]>,
-      body: undefined as unknown,
     };
-    const operation = api.matchOperation(request);
+    const operation = api.matchOperation(routed);
     ctx.state.operationId = operation?.operationId;
     const [mediaType] = Object.keys((operation?.requestBody as { content?: object } | undefined)?.content ?? {});
-    if (mediaType) request.body = await readBody(ctx, mediaType);
-    const response = (await api.handleRequest(request, ctx)) as Envelope<object> | PlainReply<unknown>;
+    if (mediaType) routed.body = await readBody(ctx, mediaType);
+    ctx.state.routed = routed;
+    await next();
+  };
+}
+
+/** The email a sign-in body names, lower-cased as emails are matched. */
+function emailOf(body: unknown): string | undefined {
+  const value: unknown = typeof body === 'string' ? JSON.parse(body) : undefined;
+  const email = value !== null && typeof value === 'object' ? (value as { email?: unknown }).email : undefined;
+  return typeof email === 'string' ? email.toLowerCase() : undefined;
+}
+
+/**
+ * docs/design.md §12: a request over a limit is answered 429 before its handler runs, so it
+ * costs no signature verification; a refused answer counts against the limits.
+ */
+function limitRefusals(limits: RateLimits) {
+  return async (ctx: AppContext, next: Next) => {
+    const { operationId } = ctx.state;
+    if (!limits.appliesTo(operationId)) {
+      await next();
+      return;
+    }
+    const request: LimitedRequest = {
+      operationId,
+      address: limits.clientAddress(ctx.req),
+      email: operationId === 'authorizeUser' ? emailOf(ctx.state.routed?.body) : undefined,
+    };
+    limits.check(request);
+    try {
+      await next();
+    } catch (error) {
+      limits.answered(request, refusal(error, ctx.state.requestId).status);
+      throw error;
+    }
+  };
+}
+
+/** Hands each request to the contract's router and writes what its handler returns. */
+function dispatch(api: OpenAPIBackend) {
+  return async (ctx: AppContext) => {
+    const response = (await api.handleRequest(ctx.state.routed!, ctx)) as Envelope<object> | PlainReply<unknown>;
     if (response instanceof PlainReply) {
       ctx.status = 200;
       ctx.type = response.contentType;
@@ -166,15 +213,18 @@ export interface AppOptions {
   logger: Logger;
   metrics: Metrics;
   corsOrigins: ReadonlySet<string>;
+  limits: RateLimits;
 }
 
-export function createApp(api: OpenAPIBackend, { logger, metrics, corsOrigins }: AppOptions): Koa {
+export function createApp(api: OpenAPIBackend, { logger, metrics, corsOrigins, limits }: AppOptions): Koa {
   const app = new Koa();
   app.use(identify());
   app.use(observe(logger, metrics));
   app.use(exactJsonType());
   app.use(answerErrors(logger));
   app.use(cors(corsOrigins, api));
+  app.use(route(api));
+  app.use(limitRefusals(limits));
   app.use(dispatch(api));
   // Errors after the response started (a client that went away) have no one to answer.
   app.on('error', (err) => logger.warn({ err }, 'response stream failed'));

@@ -14,6 +14,8 @@ export type HttpFailureReason =
   | 'headersTooLarge'
   | 'requestTimeout'
   | 'requestUnparsable'
+  | 'tooManyRefusedRequests'
+  | 'tooManyFailedSignIns'
   | 'storeUnavailable'
   | 'internal';
 
@@ -26,6 +28,7 @@ export const OUTCOMES = [
   'unknown_user',
   'already_over',
   'bad_request',
+  'rate_limited',
   'error',
 ] as const;
 export type Outcome = (typeof OUTCOMES)[number];
@@ -40,7 +43,7 @@ const INVALID_TOKEN = 'Bearer error="invalid_token"';
 const BASIC = 'Basic realm="fib-auth"';
 
 interface FailureAnswer {
-  status: 400 | 401 | 404 | 405 | 408 | 413 | 415 | 422 | 431 | 500 | 503;
+  status: 400 | 401 | 404 | 405 | 408 | 413 | 415 | 422 | 429 | 431 | 500 | 503;
   /** The envelope's sentence; a function of the refusal's detail where it names one. */
   message: string | ((detail: string) => string);
   outcome: Outcome;
@@ -186,18 +189,40 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
     challenge: INVALID_TOKEN,
   },
 
-  // §4: the signature or public key does not prove the user
+  // §4 and §12: the signature, public key or challenge does not prove the user
   signatureNotHex: { status: 422, message: 'The signature must be 128 hexadecimal characters.', outcome: 'bad_signature' },
   publicKeyInvalid: {
     status: 422,
     message: 'The authPublicKeyHex must be 64 hexadecimal characters naming a valid Ed25519 public key.',
     outcome: 'bad_signature',
   },
+  signInChallengeRequired: {
+    status: 422,
+    message:
+      'This server signs in only with a challenge: request one from /session/challenge, sign its message and send its nonce.',
+    outcome: 'unacceptable',
+  },
   publicKeyNotRegistered: {
     status: 422,
     message: "The public key is not the user's registered Authorization key.",
     outcome: 'bad_signature',
   },
+  signInNonceUnknown: {
+    status: 422,
+    message: 'The nonce is not one this server issued, or it was purged; request a new challenge.',
+    outcome: 'unacceptable',
+  },
+  signInNonceOfOtherUser: {
+    status: 422,
+    message: 'The nonce was issued for another email; request a challenge for this one.',
+    outcome: 'unacceptable',
+  },
+  signInNonceUsed: {
+    status: 422,
+    message: 'The nonce has already been used to sign in; request a new challenge.',
+    outcome: 'unacceptable',
+  },
+  signInNonceExpired: { status: 422, message: 'The nonce has expired; request a new challenge.', outcome: 'unacceptable' },
   signatureNotVerified: {
     status: 422,
     message: 'The signature does not verify for this email and public key.',
@@ -237,6 +262,18 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
   },
   requestTimeout: { status: 408, message: 'The request did not arrive in time.', outcome: 'bad_request' },
   requestUnparsable: { status: 400, message: 'The request is not valid HTTP/1.1.', outcome: 'bad_request' },
+
+  // §12: limits on refused requests, checked before any signature is verified
+  tooManyRefusedRequests: {
+    status: 429,
+    message: 'Too many refused requests came from this address; retry after the seconds in Retry-After.',
+    outcome: 'rate_limited',
+  },
+  tooManyFailedSignIns: {
+    status: 429,
+    message: 'Too many sign-ins failed for this email; retry after the seconds in Retry-After.',
+    outcome: 'rate_limited',
+  },
 
   // The server's own
   storeUnavailable: {

@@ -21,6 +21,7 @@ type Body<Op extends OperationId> = {
 type Reply<Op extends OperationId> = Body<Op> | PlainReply<Body<Op>>;
 
 type SignInRequest = components['schemas']['SignInRequest'];
+type SignInChallengeRequest = components['schemas']['SignInChallengeRequest'];
 type LogoutQuery = NonNullable<operations['logout']['parameters']['query']>;
 type IntrospectionRequest = components['schemas']['IntrospectionRequest'];
 type RevocationsQuery = NonNullable<operations['listRevocations']['parameters']['query']>;
@@ -69,6 +70,10 @@ export function operationHandlers({ auth, store, keys, metrics, feed }: Services
   [Op in OperationId]: (c: Context, ctx: KoaContext) => Reply<Op> | Promise<Reply<Op>>;
 } {
   return {
+    async createSignInChallenge(c) {
+      const challenge = await auth.challenge((c.request.requestBody as SignInChallengeRequest).email);
+      return envelope(200, 'Sign-in challenge has been issued.', challenge);
+    },
     async authorizeUser(c) {
       const pair = await auth.signIn(c.request.requestBody as SignInRequest);
       return envelope(200, 'User has been successfully authorized.', tokenData(pair));
@@ -76,6 +81,10 @@ export function operationHandlers({ auth, store, keys, metrics, feed }: Services
     async refreshTokens(c) {
       const pair = await auth.refresh(bearer(c, 'refreshToken'));
       return envelope(200, 'Tokens have been successfully refreshed.', tokenData(pair));
+    },
+    async endSession(c) {
+      await auth.endSession(bearer(c, 'refreshToken'));
+      return envelope(200, 'Session has been ended.', {});
     },
     async logout(c) {
       if ((c.request.query as LogoutQuery).scope === 'global') {

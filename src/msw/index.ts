@@ -33,7 +33,7 @@ interface Sent {
 }
 
 interface Operation<Names extends string, A extends Sent> {
-  readonly method: 'get' | 'post' | 'patch';
+  readonly method: 'get' | 'post' | 'patch' | 'delete';
   readonly path: keyof paths;
   readonly examples: { readonly [Name in Names]: A };
 }

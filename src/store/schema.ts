@@ -28,6 +28,12 @@ export interface Database {
     secret_hash: string;
     created_at: Instant;
   };
+  sign_in_challenges: {
+    nonce: string;
+    email: string;
+    expires_at: Instant;
+    used_at: OptionalInstant;
+  };
   revocations: {
     /** The feed's cursor: assigned in commit order (see REVOCATION_LOCK_KEY for PostgreSQL). */
     seq: Generated<number | string>;
@@ -138,6 +144,18 @@ export const migrations = (backend: Backend): Record<string, Migration> => ({
         .execute();
       await db.schema.createIndex('revocations_until').on('revocations').column('until').execute();
       for (const statement of revocationTriggers[backend]) await sql.raw(statement).execute(db);
+    },
+  },
+  '0003_sign_in_challenges': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('sign_in_challenges')
+        .addColumn('nonce', 'text', (c) => c.primaryKey())
+        .addColumn('email', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('used_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('sign_in_challenges_expires_at').on('sign_in_challenges').column('expires_at').execute();
     },
   },
 });

@@ -10,6 +10,7 @@ import type {
   Role,
   SessionCredentials,
   SessionRecord,
+  SignInChallengeRecord,
   Store,
   UserRecord,
 } from '../domain/store.js';
@@ -237,15 +238,25 @@ export class SqlStore implements Store {
     return row && sessionOf(row);
   }
 
+  /** Ends a live session whose current access or refresh id is `jti`: a logout. */
+  private endLiveSession(db: Kysely<Database>, id: string, column: 'access_jti' | 'refresh_jti', jti: string, now: number) {
+    return db
+      .updateTable('sessions')
+      .set({ revoked_at: now, revoked_reason: 'logout' satisfies RevokeReason })
+      .where('id', '=', id)
+      .where(column, '=', jti)
+      .where('revoked_at', 'is', null);
+  }
+
+  async endSessionByRefreshJti(id: string, refreshJti: string, now: number): Promise<boolean> {
+    return changed(
+      await this.revokingWrite((db) => this.endLiveSession(db, id, 'refresh_jti', refreshJti, now).executeTakeFirst()),
+    );
+  }
+
   async endSession(id: string, accessJti: string, now: number, everySessionOfUser = false): Promise<boolean> {
     const logout = { revoked_at: now, revoked_reason: 'logout' satisfies RevokeReason };
-    const endThis = (db: Kysely<Database>) =>
-      db
-        .updateTable('sessions')
-        .set(logout)
-        .where('id', '=', id)
-        .where('access_jti', '=', accessJti)
-        .where('revoked_at', 'is', null);
+    const endThis = (db: Kysely<Database>) => this.endLiveSession(db, id, 'access_jti', accessJti, now);
     if (!everySessionOfUser) return changed(await this.revokingWrite((db) => endThis(db).executeTakeFirst()));
     const endAll = () =>
       this.revokingWrite(async (trx) => {
@@ -314,6 +325,55 @@ export class SqlStore implements Store {
   async purgeExpiredSessions(now: number): Promise<number> {
     const result = await this.write((db) =>
       db.deleteFrom('sessions').where('refresh_expires_at', '<=', now).where('access_expires_at', '<=', now).executeTakeFirst(),
+    );
+    return Number(result.numDeletedRows);
+  }
+
+  async createSignInChallenge(challenge: SignInChallengeRecord): Promise<void> {
+    await this.write((db) =>
+      db
+        .insertInto('sign_in_challenges')
+        .values({
+          nonce: challenge.nonce,
+          email: challenge.email,
+          expires_at: challenge.expiresAt,
+          used_at: challenge.usedAt,
+        })
+        .executeTakeFirst(),
+    );
+  }
+
+  async findSignInChallenge(nonce: string): Promise<SignInChallengeRecord | undefined> {
+    const row = await this.db.selectFrom('sign_in_challenges').selectAll().where('nonce', '=', nonce).executeTakeFirst();
+    return (
+      row && {
+        nonce: row.nonce,
+        email: row.email,
+        expiresAt: instant(row.expires_at),
+        usedAt: row.used_at === null ? null : instant(row.used_at),
+      }
+    );
+  }
+
+  async useSignInChallenge(nonce: string, email: string, now: number): Promise<boolean> {
+    // One conditional UPDATE: on PostgreSQL a second one waits for the first's row lock, then
+    // finds `used_at` set and changes nothing.
+    const result = await this.write((db) =>
+      db
+        .updateTable('sign_in_challenges')
+        .set({ used_at: now })
+        .where('nonce', '=', nonce)
+        .where('email', '=', email)
+        .where('used_at', 'is', null)
+        .where('expires_at', '>', now)
+        .executeTakeFirst(),
+    );
+    return changed(result);
+  }
+
+  async purgeExpiredSignInChallenges(now: number): Promise<number> {
+    const result = await this.write((db) =>
+      db.deleteFrom('sign_in_challenges').where('expires_at', '<=', now).executeTakeFirst(),
     );
     return Number(result.numDeletedRows);
   }

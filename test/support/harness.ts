@@ -16,7 +16,7 @@ import type { Role } from '../../src/domain/store.js';
 import type { contractExamples } from '../../generated/examples.js';
 import type { components, operations } from '../../generated/openapi.js';
 import { BASE, bearer } from './api.js';
-import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody } from './vectors.js';
+import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody, signMessage } from './vectors.js';
 
 export { BASE, bearer };
 
@@ -139,6 +139,8 @@ export interface CallOptions {
   /** Header values; an array sends the header once per value. */
   headers?: Record<string, string | string[] | number>;
   body?: string | object;
+  /** The address the request comes from (any of 127.0.0.0/8 reaches a server on 127.0.0.1). */
+  localAddress?: string;
 }
 
 /** One HTTP request over a fresh connection, with full control over the headers sent. */
@@ -152,7 +154,7 @@ export function rawCall(baseUrl: string, method: string, path: string, options: 
     headers['content-length'] = Buffer.byteLength(body);
   }
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+    const req = httpRequest(url, { method, headers, agent: false, localAddress: options.localAddress }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {
@@ -208,11 +210,22 @@ export interface TestServer {
   logout(accessToken: string | undefined): Promise<OperationReply<'logout'>>;
   refresh(refreshToken: string): Promise<OperationReply<'refreshTokens'>>;
   signIn(body: object): Promise<OperationReply<'authorizeUser'>>;
-  /** Registers a user with a fresh key and signs them in. */
+  /** Asks for a sign-in challenge for `email` (docs/design.md §12). */
+  challenge(email: string): Promise<OperationReply<'createSignInChallenge'>>;
+  /** A sign-in body that answers a fresh challenge for `email`, signed with `key`. */
+  challengedProof(email: string, key: KeyObject): Promise<ChallengedProof>;
+  /** Registers a user with a fresh key and signs them in (with a challenge when the server requires one). */
   newSession(email?: string): Promise<Session & { email: string; key: KeyObject }>;
   addUser(email: string, publicKeyHex: string, role?: Role): Promise<void>;
   restart(): Promise<void>;
   stop: () => Promise<void>;
+}
+
+export interface ChallengedProof {
+  email: string;
+  signature: string;
+  authPublicKeyHex: string;
+  nonce: string;
 }
 
 /** A line the server logged (pino writes JSON), with the fields the tests read. */
@@ -235,6 +248,10 @@ export const logEntries = (t: TestServer): LogEntry[] => t.logs.map((line) => JS
  * Starts the real server in this process on a temporary SQLite file and a temporary key,
  * listening on a free port. `env` adds to docs/design.md §8's variables; `parts` replaces the
  * store or the clock.
+ *
+ * The limits on refused requests (§12) are off unless `env` sets them: the hostile suites
+ * send thousands of refused requests from one address on purpose, and test/rate-limits.test.ts
+ * tests the limits themselves.
  */
 export async function startTestServer(env: Record<string, string> = {}, parts: ServerParts = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'fib-auth-test-'));
@@ -244,6 +261,8 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     DATABASE_URL: `sqlite:${join(dir, 'fib-auth.sqlite')}`,
     FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
     LOG_LEVEL: 'debug',
+    RATE_LIMIT_REFUSED_PER_ADDRESS: '0',
+    RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '0',
     ...env,
   });
   const logs: string[] = [];
@@ -275,6 +294,13 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
       documented('logout', t.call('POST', `${BASE}/logout`, { headers: accessToken === undefined ? {} : bearer(accessToken) })),
     refresh: (refreshToken) => documented('refreshTokens', t.call('PATCH', `${BASE}/session`, { headers: bearer(refreshToken) })),
     signIn: (body) => documented('authorizeUser', t.call('POST', `${BASE}/session`, { body })),
+    challenge: (email) => documented('createSignInChallenge', t.call('POST', `${BASE}/session/challenge`, { body: { email } })),
+    async challengedProof(email, key) {
+      const reply = await t.challenge(email);
+      assert.equal(reply.status, 200, JSON.stringify(reply.body));
+      const { nonce, message } = reply.body.data;
+      return { email, signature: signMessage(message, key), authPublicKeyHex: publicKeyHexOf(key), nonce };
+    },
     async addUser(email, publicKeyHex, role = 'ROLE_PEER') {
       const added = await t.server.store.addUser({
         email,
@@ -288,7 +314,9 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     async newSession(email = `user-${randomUUID()}@example.test`) {
       const { privateKey: key } = generateKeyPairSync('ed25519');
       await t.addUser(email, publicKeyHexOf(key));
-      const reply = await t.signIn(signInBody(email, key));
+      const reply = await t.signIn(
+        config.signInChallenge === 'required' ? await t.challengedProof(email, key) : signInBody(email, key),
+      );
       assert.equal(reply.status, 200, JSON.stringify(reply.body));
       return { ...reply.body.data, email, key };
     },

@@ -1,5 +1,5 @@
 import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
-import { emailDigest } from '../../src/domain/signature.js';
+import { messageDigest } from '../../src/domain/signature.js';
 
 /** The FIB signing guide's public example data (docs/design.md §4): not a credential. */
 export const ALICE = {
@@ -20,9 +20,9 @@ export function ed25519FromSeed(seedHex: string): KeyObject {
   return createPrivateKey({ key: Buffer.from(PKCS8_ED25519_PREFIX + seedHex, 'hex'), format: 'der', type: 'pkcs8' });
 }
 
-/** Signs an email the way a FIB client does. */
-export function signEmail(email: string, privateKey: KeyObject): string {
-  return sign(null, emailDigest(email), privateKey).toString('hex');
+/** Signs a message the way a FIB client signs its email (docs/design.md §4): the email, or a challenge's message (§12). */
+export function signMessage(message: string, privateKey: KeyObject): string {
+  return sign(null, messageDigest(message), privateKey).toString('hex');
 }
 
 export function publicKeyHexOf(privateKey: KeyObject): string {
@@ -32,5 +32,5 @@ export function publicKeyHexOf(privateKey: KeyObject): string {
 
 /** The sign-in body of the user `email` whose key is `privateKey`, as a FIB client sends it. */
 export function signInBody(email: string, privateKey: KeyObject) {
-  return { email, signature: signEmail(email, privateKey), authPublicKeyHex: publicKeyHexOf(privateKey) };
+  return { email, signature: signMessage(email, privateKey), authPublicKeyHex: publicKeyHexOf(privateKey) };
 }
