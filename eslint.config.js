@@ -25,6 +25,34 @@ export default tseslint.config(
     },
   },
   {
+    // The import graph (docs/design.md §10): entry → http → domain ← store. The domain owns its
+    // ports and knows nothing of HTTP, SQL or the entry points.
+    files: ['src/domain/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['../*', '!../domain'], message: 'src/domain imports only src/domain (and packages).' }] },
+      ],
+    },
+  },
+  {
+    // A store backend implements the domain's ports and knows nothing of HTTP.
+    files: ['src/store/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['../http/*', '../server.js', '../cli.js'],
+              message: 'src/store imports the domain, never HTTP or an entry point.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.cjs', '**/*.mjs', '**/*.js'],
     extends: [tseslint.configs.disableTypeChecked],
     languageOptions: {
