@@ -17,12 +17,13 @@ after(() => mock?.stop());
 const calls: {
   [Op in AuthOperation]: { signInFirst: boolean; call: (client: AuthClient) => Promise<AuthResult<unknown, AuthOperation>> };
 } = {
+  createSignInChallenge: { signInFirst: false, call: (client) => client.challenge(ALICE_SIGN_IN.email) },
   authorizeUser: { signInFirst: false, call: (client) => client.signIn(ALICE_SIGN_IN) },
   refreshTokens: { signInFirst: true, call: (client) => client.refresh() },
   logout: { signInFirst: true, call: (client) => client.logout() },
 };
 
-test("every documented answer of sign-in, refresh and logout is decoded into the client's typed result", async () => {
+test("every documented answer of the challenge, sign-in, refresh and logout is decoded into the client's typed result", async () => {
   const contract = await resolvedContract();
   let decoded = 0;
   for (const [path, pathItem] of Object.entries(contract.paths)) {

@@ -15,7 +15,7 @@ import { refreshesSeen } from './support/client.js';
 import { ALICE_SIGN_IN } from './support/vectors.js';
 import { example, startTestServer, type EnvelopeExampleName, type TestServer } from './support/harness.js';
 import { freePort } from './support/processes.js';
-import { ALICE, BOB_SIGNATURE } from './support/vectors.js';
+import { ALICE, BOB_SIGNATURE, ed25519FromSeed, signMessage } from './support/vectors.js';
 
 /** Signs Alice in through a new client and returns it. */
 async function signedIn(t: TestServer, options: { storage?: TokenStorage; refreshMargin?: number } = {}): Promise<AuthClient> {
@@ -299,5 +299,32 @@ describe("the client's fetch, for the caller's requests to other FIB services", 
       return true;
     });
     assert.deepEqual(seen, []);
+  });
+});
+
+describe('fib-auth/client with SIGN_IN_CHALLENGE=required', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ SIGN_IN_CHALLENGE: 'required' });
+    await t.addUser(ALICE.email, ALICE.publicKeyHex);
+  });
+  after(() => t.stop());
+
+  test('challenge() gives the message to sign; signIn with its nonce works once, the email-only body not at all', async () => {
+    const client = createAuthClient({ baseUrl: t.url });
+    const emailOnly = await client.signIn(ALICE_SIGN_IN);
+    assert.equal(emailOnly.error?.kind === 'answered' && emailOnly.error.status.code, 422);
+
+    const { data: challenge, error } = await client.challenge(ALICE.email);
+    assert.equal(error, undefined, JSON.stringify(error));
+    const body = {
+      ...ALICE_SIGN_IN,
+      signature: signMessage(challenge.message, ed25519FromSeed(ALICE.privateKeyHex)),
+      nonce: challenge.nonce,
+    };
+    assert.equal((await client.signIn(body)).error, undefined);
+    const replayed = await createAuthClient({ baseUrl: t.url }).signIn(body);
+    assert.equal(replayed.error?.kind === 'answered' && replayed.error.status.code, 422);
+    assert.deepEqual(await client.logout(), { data: {} });
   });
 });

@@ -6,12 +6,13 @@ export { indexedDbStorage, memoryStorage } from './storage.js';
 export type { IndexedDbStorageOptions, StoredTokens, TokenPair, TokenStorage } from './storage.js';
 
 export type SignInRequest = components['schemas']['SignInRequest'];
+export type SignInChallenge = components['schemas']['SignInChallenge'];
 export type LogoutScope = components['parameters']['LogoutScope'];
 export type Status = components['schemas']['Status'];
 export type EmptyData = components['schemas']['EmptyData'];
 
 /** The operations the client calls. */
-export type AuthOperation = 'authorizeUser' | 'refreshTokens' | 'logout';
+export type AuthOperation = 'createSignInChallenge' | 'authorizeUser' | 'refreshTokens' | 'logout';
 /** The error statuses the contract documents for an operation. */
 export type ErrorCode<Op extends AuthOperation> = Exclude<keyof operations[Op]['responses'], 200>;
 
@@ -56,6 +57,13 @@ export interface AuthClientOptions {
 }
 
 export interface AuthClient {
+  /**
+   * A single-use challenge for `email`, to sign in without a replayable body: sign its
+   * `message` as the FIB guide signs the email, then `signIn({ email, signature,
+   * authPublicKeyHex, nonce })` before `expiresAt`. Required where the service runs with
+   * `SIGN_IN_CHALLENGE=required`.
+   */
+  challenge(email: string): Promise<AuthResult<SignInChallenge, 'createSignInChallenge'>>;
   /** Signs in and keeps the new pair. */
   signIn(body: SignInRequest): Promise<AuthResult<TokenPair, 'authorizeUser'>>;
   /** Replaces the pair now. Concurrent calls, and refreshes of other clients on the same storage, share one request. */
@@ -73,6 +81,7 @@ export interface AuthClient {
 }
 
 const SESSION = '/auth/api/v1/authentication-management/session';
+const CHALLENGE = '/auth/api/v1/authentication-management/session/challenge';
 const LOGOUT = '/auth/api/v1/authentication-management/logout';
 
 /**
@@ -80,6 +89,7 @@ const LOGOUT = '/auth/api/v1/authentication-management/logout';
  * directions: a status missing here or not in the contract fails to compile.
  */
 const DOCUMENTED_ERRORS: { [Op in AuthOperation]: Record<ErrorCode<Op>, true> } = {
+  createSignInChallenge: { 400: true, 413: true, 415: true, 500: true },
   authorizeUser: { 400: true, 404: true, 413: true, 415: true, 422: true, 429: true, 500: true },
   refreshTokens: { 401: true, 404: true, 422: true, 429: true, 500: true },
   logout: { 400: true, 401: true, 404: true, 422: true, 429: true, 500: true },
@@ -183,6 +193,8 @@ export function createAuthClient({
   };
 
   return {
+    challenge: (email) => settle('createSignInChallenge', () => api.POST(CHALLENGE, { body: { email } })),
+
     async signIn(body) {
       const result = await settle('authorizeUser', () => api.POST(SESSION, { body }));
       if (!result.error) await store(result.data);
