@@ -210,6 +210,13 @@ async function newestCursor(c: ScenarioContext): Promise<string> {
   return String((await c.t.server.store.revocationsAfter(undefined, 1_000_000)).cursor);
 }
 
+/** A refresh token presented a second time: its first use already replaced the pair. */
+async function refreshTokenUsedBefore({ t }: ScenarioContext): Promise<RequestChange> {
+  const session = await t.newSession();
+  await refreshed(t, session.refreshToken);
+  return bearer(session.refreshToken);
+}
+
 /** Every named example of every operation's responses, by operationId. */
 export const scenarios: Record<string, Record<string, Scenario>> = {
   createSignInChallenge: {
@@ -284,11 +291,7 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   refreshTokens: {
     ...bearerScenarios('refresh'),
     TokensRefreshed: async ({ t }) => bearer((await t.newSession()).refreshToken),
-    RefreshTokenReused: async ({ t }) => {
-      const session = await t.newSession();
-      await refreshed(t, session.refreshToken);
-      return bearer(session.refreshToken);
-    },
+    RefreshTokenReused: refreshTokenUsedBefore,
     SessionLoggedOut: async ({ t }) => {
       const session = await t.newSession();
       assert.equal((await t.logout(session.accessToken)).status, 200);
@@ -298,11 +301,7 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   endSession: {
     ...bearerScenarios('refresh'),
     SessionEndedByRefreshToken: async ({ t }) => bearer((await t.newSession()).refreshToken),
-    RefreshTokenReused: async ({ t }) => {
-      const session = await t.newSession();
-      await refreshed(t, session.refreshToken);
-      return bearer(session.refreshToken);
-    },
+    RefreshTokenReused: refreshTokenUsedBefore,
     SessionLoggedOut: async ({ t }) => {
       const session = await t.newSession();
       const ended = await t.call('DELETE', `${BASE}/session`, { headers: { authorization: `Bearer ${session.refreshToken}` } });
