@@ -21,9 +21,10 @@ const calls: {
   authorizeUser: { signInFirst: false, call: (client) => client.signIn(ALICE_SIGN_IN) },
   refreshTokens: { signInFirst: true, call: (client) => client.refresh() },
   logout: { signInFirst: true, call: (client) => client.logout() },
+  endSession: { signInFirst: true, call: (client) => client.endSession() },
 };
 
-test("every documented answer of the challenge, sign-in, refresh and logout is decoded into the client's typed result", async () => {
+test("every documented answer of the challenge, sign-in, refresh, logout and DELETE /session is decoded into the client's typed result", async () => {
   const contract = await resolvedContract();
   let decoded = 0;
   for (const [path, pathItem] of Object.entries(contract.paths)) {

@@ -15,6 +15,7 @@ import { refreshesSeen } from './support/client.js';
 import { ALICE_SIGN_IN } from './support/vectors.js';
 import { example, startTestServer, type EnvelopeExampleName, type TestServer } from './support/harness.js';
 import { freePort } from './support/processes.js';
+import { manualClock } from './support/clock.js';
 import { ALICE, BOB_SIGNATURE, ed25519FromSeed, signMessage } from './support/vectors.js';
 
 /** Signs Alice in through a new client and returns it. */
@@ -326,5 +327,26 @@ describe('fib-auth/client with SIGN_IN_CHALLENGE=required', () => {
     const replayed = await createAuthClient({ baseUrl: t.url }).signIn(body);
     assert.equal(replayed.error?.kind === 'answered' && replayed.error.status.code, 422);
     assert.deepEqual(await client.logout(), { data: {} });
+  });
+});
+
+describe('fib-auth/client endSession()', () => {
+  const clock = manualClock();
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({}, { clock });
+    await t.addUser(ALICE.email, ALICE.publicKeyHex);
+  });
+  after(() => t.stop());
+
+  test('ends the session with the refresh token after the access token expired, then the client is signed out', async () => {
+    const client = createAuthClient({ baseUrl: t.url });
+    const { data: pair } = await client.signIn(ALICE_SIGN_IN);
+    assert.ok(pair);
+    clock.advance(t.config.accessTokenTtl); // the server's clock: the access token has expired
+    assert.deepEqual(await client.endSession(), { data: {} });
+    assert.equal((await client.accessToken()).error?.kind, 'signedOut');
+    assert.equal((await client.endSession()).error?.kind, 'signedOut');
+    assert.equal((await t.refresh(pair.refreshToken)).status, 401, 'the session is over on the server');
   });
 });

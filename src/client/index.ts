@@ -12,7 +12,7 @@ export type Status = components['schemas']['Status'];
 export type EmptyData = components['schemas']['EmptyData'];
 
 /** The operations the client calls. */
-export type AuthOperation = 'createSignInChallenge' | 'authorizeUser' | 'refreshTokens' | 'logout';
+export type AuthOperation = 'createSignInChallenge' | 'authorizeUser' | 'refreshTokens' | 'logout' | 'endSession';
 /** The error statuses the contract documents for an operation. */
 export type ErrorCode<Op extends AuthOperation> = Exclude<keyof operations[Op]['responses'], 200>;
 
@@ -70,6 +70,11 @@ export interface AuthClient {
   refresh(): Promise<AuthResult<TokenPair, 'refreshTokens'>>;
   /** Ends the session (`local`, the default) or every session of the user (`global`), and forgets the pair. */
   logout(options?: { scope?: LogoutScope }): Promise<AuthResult<EmptyData, 'logout' | 'refreshTokens'>>;
+  /**
+   * Ends this session with the refresh token (`DELETE /session`) and forgets the pair: the way
+   * out once the access token has expired, without refreshing first.
+   */
+  endSession(): Promise<AuthResult<EmptyData, 'endSession'>>;
   /** A valid access token: the stored one, or a new one when it expires within the margin. */
   accessToken(): Promise<AuthResult<string, 'refreshTokens'>>;
   /**
@@ -93,6 +98,7 @@ const DOCUMENTED_ERRORS: { [Op in AuthOperation]: Record<ErrorCode<Op>, true> } 
   authorizeUser: { 400: true, 404: true, 413: true, 415: true, 422: true, 429: true, 500: true },
   refreshTokens: { 401: true, 404: true, 422: true, 429: true, 500: true },
   logout: { 400: true, 401: true, 404: true, 422: true, 429: true, 500: true },
+  endSession: { 401: true, 404: true, 422: true, 429: true, 500: true },
 };
 
 /** The answers after which the pair is of no more use: the token was refused, or the session or user is gone. */
@@ -229,6 +235,16 @@ export function createAuthClient({
       if (!result.error || isRefused(result.error)) await storage.save(undefined);
       return result;
     },
+
+    endSession: () =>
+      // In turn with refreshes, which would otherwise present the same refresh token (reuse).
+      storage.exclusive(async (): Promise<AuthResult<EmptyData, 'endSession'>> => {
+        const current = await storage.load();
+        if (!current) return signedOut('endSession');
+        const result = await settle('endSession', () => api.DELETE(SESSION, { headers: bearer(current.refreshToken) }));
+        if (!result.error || isRefused(result.error)) await storage.save(undefined);
+        return result;
+      }),
 
     async fetch(input, init) {
       const request = new Request(input, init);
