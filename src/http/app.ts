@@ -24,6 +24,8 @@ interface State {
   operationId?: string;
   /** The request as the router reads it, its body read in the operation's media type. */
   routed?: RoutedRequest;
+  /** The body's value, decoded once: the rate limits read a sign-in's email from it. */
+  body?: unknown;
   /** Why the request was refused, as the error layer classified it. */
   outcome?: Outcome;
 }
@@ -120,7 +122,7 @@ function formFields(text: string): Record<string, string | string[]> {
  * 400 for JSON that does not parse. JSON goes to the router as text: it parses whatever is not
  * an object once more, and would decode a body that is a JSON string a second time.
  */
-async function readBody(ctx: KoaContext, mediaType: string): Promise<string | object | undefined> {
+async function readBody(ctx: KoaContext, mediaType: string): Promise<{ forRouter: string | object; value: unknown } | undefined> {
   let text: string;
   try {
     text = await getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length: ctx.request.length, encoding: 'utf8' });
@@ -134,13 +136,15 @@ async function readBody(ctx: KoaContext, mediaType: string): Promise<string | ob
   }
   if (text === '') return undefined; // no body; validation answers that one is required
   if (!ctx.request.is(mediaType)) throw new HttpFailure('mediaTypeUnsupported', mediaType);
-  if (mediaType === FORM) return formFields(text);
+  if (mediaType === FORM) {
+    const fields = formFields(text);
+    return { forRouter: fields, value: fields };
+  }
   try {
-    JSON.parse(text);
+    return { forRouter: text, value: JSON.parse(text) as unknown };
   } catch {
     throw new HttpFailure('bodyNotJson');
   }
-  return text;
 }
 
 /** Finds the contract operation a request addresses and reads its body, if it takes one. */
@@ -155,7 +159,9 @@ function route(api: OpenAPIBackend) {
     const operation = api.matchOperation(routed);
     ctx.state.operationId = operation?.operationId;
     const [mediaType] = Object.keys((operation?.requestBody as { content?: object } | undefined)?.content ?? {});
-    if (mediaType) routed.body = await readBody(ctx, mediaType);
+    const body = mediaType ? await readBody(ctx, mediaType) : undefined;
+    routed.body = body?.forRouter;
+    ctx.state.body = body?.value;
     ctx.state.routed = routed;
     await next();
   };
@@ -163,8 +169,7 @@ function route(api: OpenAPIBackend) {
 
 /** The email a sign-in body names, lower-cased as emails are matched. */
 function emailOf(body: unknown): string | undefined {
-  const value: unknown = typeof body === 'string' ? JSON.parse(body) : undefined;
-  const email = value !== null && typeof value === 'object' ? (value as { email?: unknown }).email : undefined;
+  const email = body !== null && typeof body === 'object' ? (body as { email?: unknown }).email : undefined;
   return typeof email === 'string' ? email.toLowerCase() : undefined;
 }
 
@@ -182,7 +187,7 @@ function limitRefusals(limits: RateLimits) {
     const request: LimitedRequest = {
       operationId,
       address: limits.clientAddress(ctx.req),
-      email: operationId === 'authorizeUser' ? emailOf(ctx.state.routed?.body) : undefined,
+      email: operationId === 'authorizeUser' ? emailOf(ctx.state.body) : undefined,
     };
     limits.check(request);
     try {
