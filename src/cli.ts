@@ -1,13 +1,15 @@
+import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
 import { CLIENT_ID_PATTERN, Clients } from './domain/clients.js';
 import { parsePublicKeyHex } from './domain/signature.js';
 import { generateNextKey, rotateSigningKey } from './key-files.js';
-import { createLogger } from './logger.js';
+import { createLogger, type Logger } from './logger.js';
 import { startServer } from './server.js';
 import { openStore } from './store/open.js';
+import { startPrimary, workerParts } from './workers.js';
 import { ROLES, type Role, type Store } from './domain/store.js';
 
 const USAGE = `usage:
@@ -142,14 +144,17 @@ async function keys(args: string[]): Promise<void> {
   }
 }
 
-async function serve(args: string[]): Promise<void> {
-  options(args, {});
-  const config = loadConfig();
-  const logger = createLogger(config.logLevel);
-  const server = await startServer(config, logger);
+/**
+ * Stops on SIGTERM or SIGINT, or when `stopped` resolves: logs `why`, runs `close` once, and
+ * exits 0 when it resolves, 1 when it fails.
+ */
+function stopOn(logger: Logger, why: string, close: () => Promise<void>): (signal: string) => void {
+  let stopping = false;
   const stop = (signal: string) => {
-    const closed = server.close(); // stops listening before it returns
-    logger.info({ signal }, 'shutting down: no new connections, draining requests in flight');
+    if (stopping) return;
+    stopping = true;
+    const closed = close(); // a server stops listening before this returns
+    logger.info({ signal }, why);
     closed.then(
       () => process.exit(0),
       (err: unknown) => {
@@ -159,6 +164,30 @@ async function serve(args: string[]): Promise<void> {
     );
   };
   process.once('SIGTERM', stop).once('SIGINT', stop);
+  return stop;
+}
+
+/** Serves with the primary of a cluster; its workers run `serve` as well, and serve HTTP. */
+async function serveWorkers(config: Config, logger: Logger): Promise<void> {
+  const primary = await startPrimary(config, logger);
+  const port = await primary.listening;
+  logger.info({ port, host: config.host, workers: config.workers }, 'fib-auth listening');
+  const stop = stopOn(logger, 'shutting down: every worker drains its requests in flight', () => primary.close());
+  process.on('SIGHUP', () => primary.reloadKeys());
+  void primary.stopped.then(() => stop('every worker stopped'));
+}
+
+async function serve(args: string[]): Promise<void> {
+  options(args, {});
+  const config = loadConfig();
+  const processLogger = createLogger(config.logLevel);
+  if (config.workers > 1 && cluster.isPrimary) return serveWorkers(config, processLogger);
+  // A worker's lines say which worker wrote them.
+  const logger = cluster.isWorker ? processLogger.child({ worker: cluster.worker!.id }) : processLogger;
+  const server = await startServer(config, logger, cluster.isWorker ? workerParts(config) : {});
+  const stop = stopOn(logger, 'shutting down: no new connections, draining requests in flight', () => server.close());
+  // A worker whose primary is gone has no store and no peers: it stops as on SIGTERM.
+  if (cluster.isWorker) process.once('disconnect', () => stop('disconnect'));
   process.on('SIGHUP', () => {
     server.reloadKeys().catch((err: unknown) => logger.error({ err }, 'reloading the keys failed; the old keys stay in use'));
   });

@@ -1,6 +1,9 @@
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
 export interface Config {
+  /** Processes that serve HTTP (docs/design.md §13); one serves from the process itself. */
+  workers: number;
   port: number;
   host: string;
   databaseUrl: string;
@@ -78,6 +81,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`HEADERS_TIMEOUT (${headersTimeout}) must not be longer than REQUEST_TIMEOUT (${requestTimeout})`);
   }
   return {
+    workers: integer(env, 'WORKERS', availableParallelism(), 1, 64),
     port: integer(env, 'PORT', 8080, 0, 65535),
     host: env.HOST || '0.0.0.0',
     databaseUrl,

@@ -2,7 +2,11 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { VerifiedSignature } from './domain/tokens.js';
 import { OUTCOMES, type Outcome } from './http/failures.js';
 
-/** Prometheus metrics of one server, in a registry of its own. */
+/**
+ * Prometheus metrics of one server, in a registry of its own. In a worker of a cluster
+ * (src/workers.ts) `clusterText` gives the text of every worker's registry summed, since a
+ * scrape reaches one worker but must see the whole server.
+ */
 export class Metrics {
   readonly registry = new Registry();
   private readonly requests = new Counter({
@@ -32,13 +36,17 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(liveSessions: () => Promise<number>) {
+  constructor(
+    liveSessions: () => Promise<number>,
+    private readonly clusterText?: () => Promise<string>,
+  ) {
     for (const outcome of ['logged_out', ...OUTCOMES]) this.logouts.inc({ outcome }, 0);
     for (const signature of ['token', 'user'] satisfies VerifiedSignature[]) this.verifications.inc({ signature }, 0);
     new Gauge({
       name: 'fib_auth_active_sessions',
       help: 'Sessions that are neither revoked nor expired.',
       registers: [this.registry],
+      aggregator: 'first', // every worker counts the same store
       async collect() {
         this.set(await liveSessions());
       },
@@ -58,6 +66,6 @@ export class Metrics {
   readonly verified = (signature: VerifiedSignature): void => this.verifications.inc({ signature });
 
   text(): Promise<string> {
-    return this.registry.metrics();
+    return this.clusterText ? this.clusterText() : this.registry.metrics();
   }
 }

@@ -9,10 +9,11 @@ import { RevocationFeed } from './domain/revocation-feed.js';
 import { Tokens } from './domain/tokens.js';
 import { createApi } from './http/api.js';
 import { answerUnparsedRequest, createApp } from './http/app.js';
-import { RateLimits } from './http/rate-limits.js';
+import { RateLimits, type LimitPeers } from './http/rate-limits.js';
 import { keyFileSource } from './key-files.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
+import type { Registry } from 'prom-client';
 import { openStore } from './store/open.js';
 import type { Store } from './domain/store.js';
 
@@ -34,11 +35,41 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** What a worker of a cluster shares with the other workers, through its primary (src/workers.ts). */
+export interface ClusterLinks {
+  /** Makes this worker's registry one of those the primary sums. */
+  shareMetrics: (registry: Registry) => void;
+  /** The metrics of every worker, summed. */
+  metricsText: () => Promise<string>;
+  limitPeers: LimitPeers;
+}
+
 export interface ServerParts {
-  /** Replaces the store `config.databaseUrl` names: tests pass one that fails on purpose. */
+  /** Replaces the store `config.databaseUrl` names: tests pass one that fails on purpose; a worker its primary's. */
   store?: Store;
   /** The one clock every part reads; tests pass one they move. */
   clock?: Clock;
+  /** Set in a worker of a cluster, whose primary purges the store, sums the metrics and relays what the limits count. */
+  cluster?: ClusterLinks;
+}
+
+/** Deletes what has expired now, and again every minute until the returned function is called. */
+export async function purgeExpiredEntries(store: Store, clock: Clock, logger: Logger): Promise<() => void> {
+  const purge = () => {
+    const now = epochSeconds(clock);
+    return Promise.all([
+      store.purgeExpiredSessions(now),
+      store.purgeExpiredRevocations(now),
+      store.purgeExpiredSignInChallenges(now),
+    ]).then(
+      ([sessions, revocations, challenges]) =>
+        sessions + revocations + challenges > 0 && logger.info({ sessions, revocations, challenges }, 'purged expired entries'),
+      (err: unknown) => logger.error({ err }, 'purging expired entries failed'),
+    );
+  };
+  const timer = setInterval(() => void purge(), PURGE_INTERVAL_MS).unref();
+  await purge();
+  return () => clearInterval(timer);
 }
 
 export async function startServer(config: Config, logger: Logger, parts: ServerParts = {}): Promise<RunningServer> {
@@ -49,7 +80,8 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const keys = await KeyRing.load(keySource, clock);
 
   const store = parts.store ?? (await openStore(config, logger));
-  const metrics = new Metrics(() => store.countLiveSessions(epochSeconds(clock)));
+  const metrics = new Metrics(() => store.countLiveSessions(epochSeconds(clock)), parts.cluster?.metricsText);
+  parts.cluster?.shareMetrics(metrics.registry);
   const lifetimes = { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl };
   const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
   const feed = new RevocationFeed(store);
@@ -66,6 +98,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
       trustProxy: config.trustProxy,
     },
     clock,
+    parts.cluster?.limitPeers,
   );
   const app = createApp(api, { logger, metrics, corsOrigins: config.corsOrigins, limits });
 
@@ -80,7 +113,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     },
     (req, res) => void handle(req, res),
   );
-  server.maxConnections = config.maxConnections;
+  server.maxConnections = config.maxConnections; // per process: a cluster divides it among its workers
   server.on('clientError', answerUnparsedRequest(logger));
   server.listen(config.port, config.host);
   // Responses still being worked on when closing starts close their connection after them:
@@ -95,22 +128,9 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
 
-  const purge = () => {
-    const now = epochSeconds(clock);
-    return Promise.all([
-      store.purgeExpiredSessions(now),
-      store.purgeExpiredRevocations(now),
-      store.purgeExpiredSignInChallenges(now),
-    ]).then(
-      ([sessions, revocations, challenges]) =>
-        sessions + revocations + challenges > 0 && logger.info({ sessions, revocations, challenges }, 'purged expired entries'),
-      (err: unknown) => logger.error({ err }, 'purging expired entries failed'),
-    );
-  };
-  const purgeTimer = setInterval(() => void purge(), PURGE_INTERVAL_MS).unref();
-  await purge();
+  const stopPurging = parts.cluster ? () => {} : await purgeExpiredEntries(store, clock, logger);
 
-  logger.info({ port, host: config.host, keyId: keys.signer.kid }, 'fib-auth listening');
+  logger.info({ port, host: config.host, keyId: keys.signer.kid }, parts.cluster ? 'worker listening' : 'fib-auth listening');
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
@@ -121,7 +141,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
       logger.info({ keyId: keys.signer.kid, verifying: keys.jwks().map((k) => k.kid) }, 'reloaded the keys');
     },
     async close() {
-      clearInterval(purgeTimer);
+      stopPurging();
       feed.close(); // long polls answer now instead of holding the drain
       closing = true;
       for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../src/package-root.js';
-import { CLI, serveChild, type ChildServer } from './support/child-server.js';
+import { CLI, serveChild } from './support/child-server.js';
 import { BASE, bearer, bodyOf, rawCall } from './support/harness.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
@@ -23,11 +23,11 @@ if (straceMissing && !required) console.warn(`WARNING: ${straceMissing}`);
 
 let dir: string;
 let databaseFile: string;
-let server: ChildServer;
-before(async () => {
+let env: NodeJS.ProcessEnv;
+before(() => {
   dir = mkdtempSync(join(tmpdir(), 'fib-auth-durability-'));
   databaseFile = join(dir, 'fib-auth.sqlite');
-  const env = {
+  env = {
     PATH: process.env.PATH,
     DATABASE_URL: `sqlite:${databaseFile}`,
     FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
@@ -40,12 +40,8 @@ before(async () => {
     { cwd: packageRoot, env, encoding: 'utf8' },
   );
   assert.equal(added.status, 0, added.stderr);
-  server = await serveChild(env);
 });
-after(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** One system call as strace saw it: when it started and ended (seconds), what its first descriptor is, and the rest. */
 interface Syscall {
@@ -59,19 +55,31 @@ interface Syscall {
 
 const SYSCALLS = ['fsync', 'fdatasync', 'read', 'recvfrom', 'recvmsg', 'write', 'writev', 'sendto', 'sendmsg'];
 
+/** The process and every process it started, and theirs: a cluster's primary and its workers. */
+function processTree(pid: number): number[] {
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
+  );
+  return [pid, ...children.flatMap(processTree)];
+}
+
 /**
- * Runs `action` while strace records the server's syncs, reads and writes, one file per thread
- * (so no call is split by another thread's); returns the calls in the order they started.
+ * Runs `action` while strace records the syncs, reads and writes of the server's processes
+ * (with workers, one reads the request and answers it, the primary commits), one file per
+ * thread (so no call is split by another thread's); returns the calls in the order they started.
  */
-async function syscallsDuring(pid: number, action: () => Promise<void>): Promise<Syscall[]> {
+async function syscallsDuring(pids: number[], action: () => Promise<void>): Promise<Syscall[]> {
   const traceDir = mkdtempSync(join(dir, 'trace-'));
   const args = ['-ff', '-ttt', '-T', '-yy', '-s', '80', '-e', `trace=${SYSCALLS.join(',')}`, '-o', join(traceDir, 'trace')];
-  const tracer = spawn(STRACE, [...args, '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const attach = pids.flatMap((pid) => ['-p', String(pid)]);
+  const tracer = spawn(STRACE, [...args, ...attach], { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => tracer.once('exit', resolve));
   await new Promise<void>((resolve, reject) => {
     tracer.once('exit', (code) => reject(new Error(`strace exited ${code} before attaching`)));
+    const waiting = new Set(pids);
     createInterface({ input: tracer.stderr }).on('line', (line) => {
-      if (line.includes(`Process ${pid} attached`)) resolve();
+      for (const pid of waiting) if (line.includes(`Process ${pid} attached`)) waiting.delete(pid);
+      if (waiting.size === 0) resolve();
     });
   });
   try {
@@ -98,42 +106,49 @@ async function syscallsDuring(pid: number, action: () => Promise<void>): Promise
     .sort((a, b) => a.start - b.start);
 }
 
-test(
-  'SQLite: a logout is on disk before its 200 (the commit waits for fsync)',
-  { skip: required ? false : straceMissing },
-  async (ctx) => {
-    assert.ok(!straceMissing, straceMissing);
-    const signIn = await rawCall(server.url, 'POST', `${BASE}/session`, {
-      body: ALICE_SIGN_IN,
-    });
-    const { accessToken } = (await bodyOf(signIn, 'authorizeUser', 200)).data;
+for (const workers of [1, 2]) {
+  test(
+    `SQLite, WORKERS=${workers}: a logout is on disk before its 200 (the commit waits for fsync)`,
+    { skip: required ? false : straceMissing },
+    async (ctx) => {
+      assert.ok(!straceMissing, straceMissing);
+      const server = await serveChild({ ...env, WORKERS: String(workers) });
+      ctx.after(() => server.stop());
+      const signIn = await rawCall(server.url, 'POST', `${BASE}/session`, {
+        body: ALICE_SIGN_IN,
+      });
+      const { accessToken } = (await bodyOf(signIn, 'authorizeUser', 200)).data;
 
-    const calls = await syscallsDuring(server.pid, async () => {
-      const logout = await rawCall(server.url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) });
-      assert.equal(logout.status, 200);
-    });
-    const onTcp = (names: string[], text: string) =>
-      calls.find((c) => names.includes(c.name) && c.descriptor.startsWith('TCP:') && c.line.includes(text));
-    const request = onTcp(['read', 'recvfrom', 'recvmsg'], `"POST ${BASE}/logout HTTP/1.1\\r\\n`);
-    const answer = onTcp(['write', 'writev', 'sendto', 'sendmsg'], '"HTTP/1.1 ');
-    const trace = calls.map((c) => c.line).join('\n');
-    assert.ok(request, `strace saw the server read the logout request:\n${trace}`);
-    assert.ok(answer, `strace saw the server write its answer:\n${trace}`);
-    assert.match(answer.line, /"HTTP\/1\.1 200 /, 'the answer is the 200');
-    // Without synchronous = FULL, better-sqlite3's build commits in WAL mode without any fsync.
-    const syncs = calls.filter(
-      (c) => ['fsync', 'fdatasync'].includes(c.name) && [databaseFile, `${databaseFile}-wal`].includes(c.descriptor),
-    );
-    const beforeAnswer = syncs.filter((c) => c.start >= request.end && c.end <= answer.start);
-    const late = syncs.filter((c) => c.end > answer.start).map((c) => c.line);
-    assert.ok(
-      beforeAnswer.length >= 1,
-      `between reading the logout and writing its 200, the server fsynced the database file or its WAL` +
-        ` (${late.length} fsyncs of it came later: ${late.join('; ')}):\n${trace}`,
-    );
-    const lastSync = beforeAnswer[beforeAnswer.length - 1];
-    ctx.diagnostic(
-      `${lastSync.name} of ${lastSync.descriptor} ended ${Math.round((answer.start - lastSync.end) * 1e6)} µs before the 200`,
-    );
-  },
-);
+      const pids = processTree(server.pid);
+      // With workers, a worker reads the request and answers it; the primary commits.
+      assert.equal(pids.length, workers === 1 ? 1 : 1 + workers, `the server's processes: ${pids.join(', ')}`);
+      const calls = await syscallsDuring(pids, async () => {
+        const logout = await rawCall(server.url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) });
+        assert.equal(logout.status, 200);
+      });
+      const onTcp = (names: string[], text: string) =>
+        calls.find((c) => names.includes(c.name) && c.descriptor.startsWith('TCP:') && c.line.includes(text));
+      const request = onTcp(['read', 'recvfrom', 'recvmsg'], `"POST ${BASE}/logout HTTP/1.1\\r\\n`);
+      const answer = onTcp(['write', 'writev', 'sendto', 'sendmsg'], '"HTTP/1.1 ');
+      const trace = calls.map((c) => c.line).join('\n');
+      assert.ok(request, `strace saw the server read the logout request:\n${trace}`);
+      assert.ok(answer, `strace saw the server write its answer:\n${trace}`);
+      assert.match(answer.line, /"HTTP\/1\.1 200 /, 'the answer is the 200');
+      // Without synchronous = FULL, better-sqlite3's build commits in WAL mode without any fsync.
+      const syncs = calls.filter(
+        (c) => ['fsync', 'fdatasync'].includes(c.name) && [databaseFile, `${databaseFile}-wal`].includes(c.descriptor),
+      );
+      const beforeAnswer = syncs.filter((c) => c.start >= request.end && c.end <= answer.start);
+      const late = syncs.filter((c) => c.end > answer.start).map((c) => c.line);
+      assert.ok(
+        beforeAnswer.length >= 1,
+        `between reading the logout and writing its 200, the server fsynced the database file or its WAL` +
+          ` (${late.length} fsyncs of it came later: ${late.join('; ')}):\n${trace}`,
+      );
+      const lastSync = beforeAnswer[beforeAnswer.length - 1];
+      ctx.diagnostic(
+        `${lastSync.name} of ${lastSync.descriptor} ended ${Math.round((answer.start - lastSync.end) * 1e6)} µs before the 200`,
+      );
+    },
+  );
+}

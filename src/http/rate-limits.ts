@@ -113,6 +113,21 @@ export function clientAddress(req: IncomingMessage, trustProxy: number): string 
   return isIP(seen) ? seen : socketAddress;
 }
 
+/** One refusal counted against a limit's key, as the processes of one server tell each other. */
+export interface CountedRefusal {
+  counter: string;
+  key: string;
+}
+
+/**
+ * The other processes serving the same port (workers of a cluster): each tells the others
+ * what it counted, so a limit holds for the server, not for each process.
+ */
+export interface LimitPeers {
+  publish(counted: CountedRefusal): void;
+  subscribe(listener: (counted: CountedRefusal) => void): void;
+}
+
 export interface LimitedRequest {
   operationId: string | undefined;
   address: string;
@@ -124,7 +139,7 @@ export interface LimitedRequest {
  * Limits on refused requests (docs/design.md §12): per client address for every operation that
  * takes credentials, and per email for failed sign-ins. Checked before anything else runs, so a
  * request over a limit costs no signature verification and no lookup; only refusals count.
- * The counters are this instance's own (see §12 for why).
+ * The counters are this instance's own (see §12 for why), shared by its worker processes.
  */
 export class RateLimits {
   private readonly perAddress: WindowCounter | undefined;
@@ -133,11 +148,13 @@ export class RateLimits {
   constructor(
     private readonly settings: RateLimitSettings,
     clock: Clock,
+    private readonly peers?: LimitPeers,
   ) {
     const { refusedPerAddress, failedSignInsPerEmail } = settings;
     if (refusedPerAddress.limit > 0) this.perAddress = new WindowCounter('refused-per-address', refusedPerAddress, clock);
     if (failedSignInsPerEmail.limit > 0)
       this.perEmail = new WindowCounter('failed-sign-ins-per-email', failedSignInsPerEmail, clock);
+    peers?.subscribe(({ counter, key }) => [this.perAddress, this.perEmail].find((c) => c?.name === counter)?.count(key));
   }
 
   /** Whether any limit applies to `operationId`. */
@@ -166,7 +183,10 @@ export class RateLimits {
   /** Counts the request when its answer was a refusal. */
   answered(request: LimitedRequest, status: number): void {
     if (!REFUSALS[request.operationId as OperationId]?.has(status)) return;
-    for (const [counter, key] of this.countersOf(request)) counter.count(key);
+    for (const [counter, key] of this.countersOf(request)) {
+      counter.count(key);
+      this.peers?.publish({ counter: counter.name, key });
+    }
   }
 
   private countersOf({ operationId, address, email }: LimitedRequest): [WindowCounter, string, HttpFailureReason][] {

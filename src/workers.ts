@@ -1,0 +1,180 @@
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import type { Config } from './config.js';
+import { systemClock } from './domain/clock.js';
+import { KeyRing } from './domain/key-ring.js';
+import type { Store } from './domain/store.js';
+import type { CountedRefusal } from './http/rate-limits.js';
+import { keyFileSource } from './key-files.js';
+import type { Logger } from './logger.js';
+import type { ClusterLinks, ServerParts } from './server.js';
+import { purgeExpiredEntries } from './server.js';
+import { openStore } from './store/open.js';
+import { isStoreMessage, remoteStore, serveStore, type Channel } from './store/remote-store.js';
+
+/**
+ * Several processes serve HTTP on one port (docs/design.md §13): node:cluster's primary forks
+ * WORKERS workers and hands each new connection to one of them in turn. The primary serves no
+ * request: it opens the store first (migrations), purges it, and on SQLite is the one writer
+ * every worker's store calls go to, so that the file keeps one group commit; on PostgreSQL each
+ * worker has a pool of its own. It sums the workers' metrics for a scrape, tells every worker
+ * what one counted against a rate limit, passes SIGHUP on to each, and on SIGTERM lets each
+ * drain before it closes the store.
+ */
+
+/** What a worker and its primary say to each other, beside the store's calls and prom-client's own. */
+type ClusterMessage =
+  | { type: 'limits:counted'; counted: CountedRefusal }
+  | { type: 'metrics:request'; id: number }
+  | { type: 'metrics:text'; id: number; text?: string; error?: string };
+
+const isClusterMessage = (message: unknown): message is ClusterMessage =>
+  typeof message === 'object' &&
+  message !== null &&
+  ['limits:counted', 'metrics:request', 'metrics:text'].includes((message as { type?: string }).type ?? '');
+
+/** One SQLite file has one writer: the primary. */
+const storeIsShared = (config: Config) => config.databaseUrl.startsWith('sqlite:');
+
+/** The channel from this worker to its primary. */
+function primaryChannel(): Channel {
+  return {
+    send: (message) => process.send!(message),
+    onMessage: (listener) => process.on('message', (message) => isStoreMessage(message) && listener(message)),
+    onClose: (listener) => process.once('disconnect', listener),
+  };
+}
+
+/** The channel from the primary to one worker. */
+function workerChannel(worker: Worker): Channel {
+  return {
+    send: (message) => worker.isConnected() && worker.send(message),
+    onMessage: (listener) => worker.on('message', (message) => isStoreMessage(message) && listener(message)),
+    onClose: (listener) => worker.once('disconnect', listener),
+  };
+}
+
+/** What a worker needs of its primary to serve as part of the whole server. */
+export function workerParts(config: Config): ServerParts {
+  const send = (message: ClusterMessage) => process.send!(message);
+  const metricsWaiting = new Map<number, { resolve(text: string): void; reject(error: Error): void }>();
+  const limitListeners: ((counted: CountedRefusal) => void)[] = [];
+  process.on('message', (message) => {
+    if (!isClusterMessage(message)) return;
+    if (message.type === 'limits:counted') for (const listener of limitListeners) listener(message.counted);
+    if (message.type === 'metrics:text') {
+      const waiting = metricsWaiting.get(message.id);
+      metricsWaiting.delete(message.id);
+      if (message.text === undefined) waiting?.reject(new Error(`the primary could not sum the metrics: ${message.error}`));
+      else waiting?.resolve(message.text);
+    }
+  });
+  let nextId = 0;
+  const cluster: ClusterLinks = {
+    shareMetrics(registry) {
+      AggregatorRegistry.setRegistries(registry);
+      new AggregatorRegistry(); // from now on answers the primary's requests for this worker's metrics
+    },
+    metricsText: () =>
+      new Promise((resolve, reject) => {
+        const id = nextId++;
+        metricsWaiting.set(id, { resolve, reject });
+        send({ type: 'metrics:request', id });
+      }),
+    limitPeers: {
+      publish: (counted) => send({ type: 'limits:counted', counted }),
+      subscribe: (listener) => void limitListeners.push(listener),
+    },
+  };
+  return { cluster, store: storeIsShared(config) ? remoteStore(primaryChannel()) : undefined };
+}
+
+export interface Primary {
+  /** Resolves once every worker listens, with the port they share. */
+  listening: Promise<number>;
+  /** Resolves once every worker stopped (SIGTERM to the process group stops them all). */
+  stopped: Promise<void>;
+  /** Lets every worker drain and stop, then closes the store. */
+  close(): Promise<void>;
+  /** Tells every worker to read the keys again. */
+  reloadKeys(): void;
+}
+
+/** Starts the primary of a cluster of `config.workers` workers. */
+export async function startPrimary(config: Config, logger: Logger): Promise<Primary> {
+  // Before any worker reads it: the first start creates the key file, once.
+  await KeyRing.load(
+    keyFileSource(config.signingKeyFile, () => logger.info({ file: config.signingKeyFile }, 'created a new signing key')),
+    systemClock,
+  );
+  const store: Store = await openStore(config, logger);
+  const stopPurging = await purgeExpiredEntries(store, systemClock, logger);
+  const metrics = new AggregatorRegistry();
+  let closing = false;
+
+  const relay = (from: Worker, message: unknown) => {
+    if (!isClusterMessage(message)) return;
+    if (message.type === 'limits:counted') {
+      for (const worker of Object.values(cluster.workers ?? {}))
+        if (worker && worker !== from && worker.isConnected()) worker.send(message);
+    }
+    if (message.type === 'metrics:request') {
+      metrics.clusterMetrics().then(
+        (text) => from.isConnected() && from.send({ type: 'metrics:text', id: message.id, text } satisfies ClusterMessage),
+        (error: Error) =>
+          from.isConnected() &&
+          from.send({ type: 'metrics:text', id: message.id, error: error.message } satisfies ClusterMessage),
+      );
+    }
+  };
+
+  let started = 0;
+  let resolveListening!: (port: number) => void;
+  let rejectListening!: (error: Error) => void;
+  const listening = new Promise<number>((resolve, reject) => ((resolveListening = resolve), (rejectListening = reject)));
+  const listened = new Set<Worker>();
+  const running = new Set<Worker>();
+  let resolveStopped!: () => void;
+  /** Resolves once no worker runs any more. */
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+  const fork = () => {
+    const worker = cluster.fork();
+    running.add(worker);
+    if (storeIsShared(config)) serveStore(store, workerChannel(worker));
+    worker.on('message', (message) => relay(worker, message));
+    worker.once('listening', ({ port }) => {
+      listened.add(worker);
+      if (++started === config.workers) resolveListening(port);
+    });
+    worker.once('exit', (code, signal) => {
+      running.delete(worker);
+      if (!listened.has(worker)) {
+        // It could not start (the store, the keys): another would fail alike.
+        rejectListening(new Error(`a worker exited (${signal ?? code}) before it listened`));
+      } else if (!closing && (code !== 0 || signal !== null)) {
+        // A worker that crashed is replaced; its connections are gone, the others' are not.
+        // One that exited 0 was stopped (SIGTERM to the process group): it is not.
+        logger.error({ worker: worker.id, code, signal }, 'a worker exited; starting another');
+        fork();
+      }
+      if (running.size === 0) resolveStopped();
+    });
+  };
+  for (let i = 0; i < config.workers; i++) fork();
+
+  return {
+    listening,
+    stopped,
+    reloadKeys() {
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+    },
+    async close() {
+      closing = true;
+      stopPurging();
+      // Each worker drains its requests in flight, then exits; their store calls are still answered.
+      for (const worker of running) worker.process.kill('SIGTERM');
+      await stopped;
+      await store.close();
+    },
+  };
+}
