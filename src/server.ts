@@ -113,7 +113,8 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     },
     (req, res) => void handle(req, res),
   );
-  server.maxConnections = config.maxConnections; // per process: a cluster divides it among its workers
+  // The cap is the server's: a cluster's workers share it.
+  server.maxConnections = Math.ceil(config.maxConnections / (parts.cluster ? config.workers : 1));
   server.on('clientError', answerUnparsedRequest(logger));
   server.listen(config.port, config.host);
   // Responses still being worked on when closing starts close their connection after them:

@@ -128,6 +128,8 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
     }
   };
 
+  // Structured clone, not JSON: a store call's `undefined` argument (no cursor) stays undefined.
+  cluster.setupPrimary({ serialization: 'advanced' });
   let started = 0;
   let resolveListening!: (port: number) => void;
   let rejectListening!: (error: Error) => void;

@@ -2,7 +2,7 @@ import type { Store } from '../domain/store.js';
 
 /**
  * A message channel between two processes (a cluster worker and its primary): what one end
- * sends, the other's listener receives, in order. Messages are plain JSON values.
+ * sends, the other's listener receives, in order, as a structured clone (undefined included).
  */
 export interface Channel {
   send(message: StoreMessage): void;
@@ -145,7 +145,7 @@ export function serveStore(store: Store, channel: Channel): () => void {
       }
       const methods = store as unknown as Record<CallableMethod, (...a: unknown[]) => Promise<unknown>>;
       methods[method](...args).then(
-        (value) => outcomes.add({ id, value }), // undefined crosses as a missing value
+        (value) => outcomes.add({ id, value }),
         (error: unknown) => {
           const { message: text, code } = error as { message?: string; code?: unknown };
           outcomes.add({ id, error: { message: String(text ?? error), code: typeof code === 'string' ? code : undefined } });
