@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { connect, type Socket } from 'node:net';
 import { ProcessSampler, type ProcessUsage } from './process-usage.js';
 
 export interface LoadRequest {
@@ -13,7 +13,7 @@ export interface LoadOptions {
   seconds: number;
   /** Reuse the requests from the start when they run out (sign-in); otherwise the run ends with them. */
   cycle?: boolean;
-  /** The process answering, whose CPU and memory are sampled during the run. */
+  /** The process answering, whose process tree's CPU and memory are sampled during the run. */
   pid?: number;
 }
 
@@ -37,13 +37,120 @@ function percentile(sorted: Float64Array, p: number): number {
 
 export const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
 
+/** How long after the run's time an unanswered request is given up (counted as `error`). */
+const GRACE_MS = 10_000;
+
+/** A request as the bytes sent on the wire, with a body length whenever the method carries one. */
+function encode(host: string, request: LoadRequest): Buffer {
+  const body = request.body ?? '';
+  let head = `${request.method} ${request.path} HTTP/1.1\r\nhost: ${host}\r\n`;
+  for (const [name, value] of Object.entries(request.headers ?? {})) head += `${name}: ${value}\r\n`;
+  if (request.method !== 'GET' || body) head += `content-length: ${Buffer.byteLength(body)}\r\n`;
+  return Buffer.from(`${head}\r\n${body}`);
+}
+
+/** Statuses whose answers have no body whatever their headers say (RFC 9112 §6.3). */
+const noBody = (status: number) => status < 200 || status === 204 || status === 304;
+
 /**
- * Closed-loop load: `concurrency` keep-alive connections, each with one worker that sends the
- * next unused request as soon as its previous answer arrived. Every request is used once
- * (a logout token can succeed only once), so the run ends after `seconds` or with the requests.
+ * Reads HTTP/1.1 answers off one keep-alive connection, as little as it takes to know where
+ * each ends: the status line, Content-Length, or chunked transfer coding (chunk sizes and
+ * trailers), or the end of the connection when neither is given. Any number of answers may
+ * arrive in one chunk of data, and one answer across many.
+ */
+class AnswerReader {
+  private pending: Buffer | undefined;
+  private state: 'head' | 'body' | 'chunk-size' | 'chunk-data' | 'trailers' | 'until-close' = 'head';
+  private status = 0;
+  /** The answer said `connection: close`: nothing more comes on this connection. */
+  private closing = false;
+  /** Bytes left of the body (state `body`) or of the chunk with its CRLF (state `chunk-data`). */
+  private remaining = 0;
+
+  constructor(private readonly answered: (status: number, closing: boolean) => void) {}
+
+  /** True while an answer that ends with the connection is being read. */
+  get endsWithConnection(): boolean {
+    return this.state === 'until-close';
+  }
+
+  feed(data: Buffer): void {
+    const buffer = this.pending ? Buffer.concat([this.pending, data]) : data;
+    this.pending = undefined;
+    let offset = 0;
+    while (offset < buffer.length) {
+      if (this.state === 'body' || this.state === 'chunk-data') {
+        const taken = Math.min(this.remaining, buffer.length - offset);
+        offset += taken;
+        this.remaining -= taken;
+        if (this.remaining > 0) return;
+        if (this.state === 'body') this.finish();
+        else this.state = 'chunk-size';
+        continue;
+      }
+      if (this.state === 'until-close') return;
+      const end = buffer.indexOf(this.state === 'head' ? '\r\n\r\n' : '\r\n', offset, 'latin1');
+      if (end < 0) {
+        this.pending = buffer.subarray(offset);
+        return;
+      }
+      const text = buffer.toString('latin1', offset, end);
+      if (this.state === 'head') {
+        offset = end + 4;
+        this.head(text);
+      } else if (this.state === 'chunk-size') {
+        offset = end + 2;
+        const size = parseInt(text, 16); // stops at a chunk extension's ';'
+        if (Number.isNaN(size)) throw new Error(`bad chunk size line ${JSON.stringify(text)}`);
+        if (size === 0) this.state = 'trailers';
+        else [this.state, this.remaining] = ['chunk-data', size + 2];
+      } else {
+        offset = end + 2;
+        if (text === '') this.finish(); // the empty line after the trailers (usually none)
+      }
+    }
+  }
+
+  private head(text: string): void {
+    this.status = Number(text.slice(9, 12)); // "HTTP/1.1 200 OK"
+    let length: number | undefined;
+    let chunked = false;
+    this.closing = false;
+    for (const line of text.split('\r\n').slice(1)) {
+      const colon = line.indexOf(':');
+      const name = line.slice(0, colon).toLowerCase();
+      if (name === 'content-length') length = Number(line.slice(colon + 1));
+      else if (name === 'transfer-encoding') chunked = /chunked\s*$/i.test(line);
+      else if (name === 'connection') this.closing = /close/i.test(line);
+    }
+    if (noBody(this.status)) this.finish();
+    else if (chunked) this.state = 'chunk-size';
+    else if (length === undefined) this.state = 'until-close';
+    else if (length === 0) this.finish();
+    else [this.state, this.remaining] = ['body', length];
+  }
+
+  /** The connection ended: an answer read until then is complete. */
+  closed(): void {
+    if (this.state === 'until-close') this.finish();
+  }
+
+  private finish(): void {
+    this.state = 'head';
+    this.answered(this.status, this.closing);
+  }
+}
+
+/**
+ * Closed-loop load on raw keep-alive sockets: `concurrency` connections, each sending the next
+ * unused request as soon as its previous answer arrived. Each request is encoded once, before
+ * the run. Every request is used once (a logout token can succeed only once), so the run ends
+ * after `seconds` or with the requests. A connection that fails or closes while a request is
+ * out counts that request as `error` and is replaced by a new one.
  */
 export async function load(origin: string, requests: readonly LoadRequest[], options: LoadOptions): Promise<LoadResult> {
-  const pool = new Pool(origin, { connections: options.concurrency, pipelining: 1 });
+  const { hostname, port, host } = new URL(origin);
+  const encoded = requests.map((request) => encode(host, request));
   const latencies = new Float64Array(options.cycle ? 1 << 22 : requests.length);
   const statuses: Record<string, number> = {};
   let next = 0;
@@ -52,29 +159,84 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
   const cpuAtStart = process.cpuUsage();
   const started = performance.now();
   const deadline = started + options.seconds * 1000;
+  const more = () => performance.now() < deadline && (options.cycle ? done < latencies.length : next < requests.length);
 
-  async function worker() {
-    while (performance.now() < deadline && (options.cycle ? done < latencies.length : next < requests.length)) {
-      const request = requests[next++ % requests.length];
-      const sent = performance.now();
-      let status: string;
-      try {
-        const answer = await pool.request({ origin, ...request });
-        await answer.body.dump();
-        status = String(answer.statusCode);
-      } catch {
-        status = 'error';
-      }
+  const sockets = new Set<Socket>();
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  let running = options.concurrency;
+  const slotDone = () => {
+    if (--running === 0) finish();
+  };
+
+  function slot(): void {
+    let socket: Socket | undefined;
+    let reader: AnswerReader;
+    let sent = 0;
+    let waiting = false;
+    const record = (status: string) => {
+      waiting = false;
       latencies[done++] = performance.now() - sent;
       statuses[status] = (statuses[status] ?? 0) + 1;
-    }
+    };
+    const open = () => {
+      const own = connect({ host: hostname, port: Number(port), noDelay: true });
+      socket = own;
+      sockets.add(own);
+      reader = new AnswerReader((status, closing) => {
+        record(String(status));
+        if (closing) {
+          socket = undefined;
+          own.end();
+        }
+        send();
+      });
+      own.on('data', (data: Buffer) => {
+        try {
+          reader.feed(data);
+        } catch {
+          own.destroy(); // an answer this reader cannot follow: the request counts as `error`
+        }
+      });
+      own.on('error', () => {}); // followed by 'close'
+      own.on('close', () => {
+        sockets.delete(own);
+        if (socket !== own) return;
+        socket = undefined;
+        if (waiting && reader.endsWithConnection) reader.closed();
+        else if (waiting) {
+          record('error');
+          send();
+        }
+      });
+    };
+    const send = () => {
+      if (!more()) {
+        socket?.end();
+        slotDone();
+        return;
+      }
+      if (!socket) open();
+      waiting = true;
+      sent = performance.now();
+      socket!.write(encoded[next++ % encoded.length]);
+    };
+    send();
   }
 
-  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  for (let i = 0; i < options.concurrency; i++) slot();
+  const giveUp = setTimeout(
+    () => {
+      for (const socket of sockets) socket.destroy(); // their requests count as `error`
+    },
+    options.seconds * 1000 + GRACE_MS,
+  );
+  await finished;
+  clearTimeout(giveUp);
   const seconds = (performance.now() - started) / 1000;
   const server = sampler?.stop();
   const cpu = process.cpuUsage(cpuAtStart);
-  await pool.close();
+  for (const socket of sockets) socket.destroy();
   const sorted = latencies.subarray(0, done).sort();
   return {
     concurrency: options.concurrency,
