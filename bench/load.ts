@@ -15,6 +15,8 @@ export interface LoadOptions {
   cycle?: boolean;
   /** The process answering, whose process tree's CPU and memory are sampled during the run. */
   pid?: number;
+  /** Called with each answer's body, by the index of its request; without it, bodies are skipped unread. */
+  onAnswer?: (index: number, status: number, body: Buffer) => void;
 }
 
 export interface LoadResult {
@@ -49,6 +51,8 @@ function encode(host: string, request: LoadRequest): Buffer {
   return Buffer.from(`${head}\r\n${body}`);
 }
 
+const NO_BODY = Buffer.alloc(0);
+
 /** Statuses whose answers have no body whatever their headers say (RFC 9112 §6.3). */
 const noBody = (status: number) => status < 200 || status === 204 || status === 304;
 
@@ -66,8 +70,13 @@ class AnswerReader {
   private closing = false;
   /** Bytes left of the body (state `body`) or of the chunk with its CRLF (state `chunk-data`). */
   private remaining = 0;
+  /** The body's bytes so far, when they are kept (`onAnswer`). */
+  private body: Buffer[] = [];
 
-  constructor(private readonly answered: (status: number, closing: boolean) => void) {}
+  constructor(
+    private readonly answered: (status: number, closing: boolean, body: Buffer) => void,
+    private readonly keepBody: boolean,
+  ) {}
 
   /** True while an answer that ends with the connection is being read. */
   get endsWithConnection(): boolean {
@@ -81,6 +90,9 @@ class AnswerReader {
     while (offset < buffer.length) {
       if (this.state === 'body' || this.state === 'chunk-data') {
         const taken = Math.min(this.remaining, buffer.length - offset);
+        // A chunk's data is followed by CRLF, counted in `remaining` but not part of the body.
+        const data = this.state === 'body' ? taken : Math.max(0, Math.min(taken, this.remaining - 2));
+        if (this.keepBody && data > 0) this.body.push(buffer.subarray(offset, offset + data));
         offset += taken;
         this.remaining -= taken;
         if (this.remaining > 0) return;
@@ -88,7 +100,10 @@ class AnswerReader {
         else this.state = 'chunk-size';
         continue;
       }
-      if (this.state === 'until-close') return;
+      if (this.state === 'until-close') {
+        if (this.keepBody) this.body.push(buffer.subarray(offset));
+        return;
+      }
       const end = buffer.indexOf(this.state === 'head' ? '\r\n\r\n' : '\r\n', offset, 'latin1');
       if (end < 0) {
         this.pending = buffer.subarray(offset);
@@ -137,7 +152,9 @@ class AnswerReader {
 
   private finish(): void {
     this.state = 'head';
-    this.answered(this.status, this.closing);
+    const body = this.keepBody ? Buffer.concat(this.body) : NO_BODY;
+    this.body = [];
+    this.answered(this.status, this.closing, body);
   }
 }
 
@@ -150,7 +167,11 @@ class AnswerReader {
  */
 export async function load(origin: string, requests: readonly LoadRequest[], options: LoadOptions): Promise<LoadResult> {
   const { hostname, port, host } = new URL(origin);
-  const encoded = requests.map((request) => encode(host, request));
+  const encodings = new Map<LoadRequest, Buffer>();
+  const encoded = requests.map((request) => {
+    if (!encodings.has(request)) encodings.set(request, encode(host, request));
+    return encodings.get(request)!;
+  });
   const latencies = new Float64Array(options.cycle ? 1 << 22 : requests.length);
   const statuses: Record<string, number> = {};
   let next = 0;
@@ -173,6 +194,7 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
     let socket: Socket | undefined;
     let reader: AnswerReader;
     let sent = 0;
+    let index = 0;
     let waiting = false;
     const record = (status: string) => {
       waiting = false;
@@ -183,14 +205,15 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
       const own = connect({ host: hostname, port: Number(port), noDelay: true });
       socket = own;
       sockets.add(own);
-      reader = new AnswerReader((status, closing) => {
+      reader = new AnswerReader((status, closing, body) => {
         record(String(status));
+        options.onAnswer?.(index, status, body);
         if (closing) {
           socket = undefined;
           own.end();
         }
         send();
-      });
+      }, options.onAnswer !== undefined);
       own.on('data', (data: Buffer) => {
         try {
           reader.feed(data);
@@ -219,7 +242,8 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
       if (!socket) open();
       waiting = true;
       sent = performance.now();
-      socket!.write(encoded[next++ % encoded.length]);
+      index = next++;
+      socket!.write(encoded[index % encoded.length]);
     };
     send();
   }
