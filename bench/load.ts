@@ -53,6 +53,15 @@ function encode(host: string, request: LoadRequest): Buffer {
 
 const NO_BODY = Buffer.alloc(0);
 
+/** The value of the first header called `name` in an answer's head, lowercased; undefined without one. */
+function headerValue(lowercaseHead: string, name: string): string | undefined {
+  const line = lowercaseHead.indexOf(`\r\n${name}:`); // every header line follows the status line's CRLF or another's
+  if (line < 0) return undefined;
+  const start = line + name.length + 3;
+  const end = lowercaseHead.indexOf('\r\n', start);
+  return lowercaseHead.slice(start, end < 0 ? undefined : end).trim();
+}
+
 /** Statuses whose answers have no body whatever their headers say (RFC 9112 §6.3). */
 const noBody = (status: number) => status < 200 || status === 204 || status === 304;
 
@@ -128,16 +137,11 @@ class AnswerReader {
 
   private head(text: string): void {
     this.status = Number(text.slice(9, 12)); // "HTTP/1.1 200 OK"
-    let length: number | undefined;
-    let chunked = false;
-    this.closing = false;
-    for (const line of text.split('\r\n').slice(1)) {
-      const colon = line.indexOf(':');
-      const name = line.slice(0, colon).toLowerCase();
-      if (name === 'content-length') length = Number(line.slice(colon + 1));
-      else if (name === 'transfer-encoding') chunked = /chunked\s*$/i.test(line);
-      else if (name === 'connection') this.closing = /close/i.test(line);
-    }
+    const lower = text.toLowerCase();
+    const contentLength = headerValue(lower, 'content-length');
+    const length = contentLength === undefined ? undefined : Number(contentLength);
+    const chunked = /chunked$/.test(headerValue(lower, 'transfer-encoding') ?? '');
+    this.closing = headerValue(lower, 'connection')?.includes('close') ?? false;
     if (noBody(this.status)) this.finish();
     else if (chunked) this.state = 'chunk-size';
     else if (length === undefined) this.state = 'until-close';
