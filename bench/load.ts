@@ -26,6 +26,8 @@ export interface LoadResult {
   rps: number;
   /** Answers by HTTP status, and `error` for requests that got none. */
   statuses: Record<string, number>;
+  /** The first connection error, when there was one: what `error` in `statuses` means. */
+  firstError?: string;
   latencyMs: { p50: number; p90: number; p99: number; max: number };
   server?: ProcessUsage;
   /** CPU cores this process (the load generator) used meanwhile. */
@@ -180,6 +182,7 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
   const statuses: Record<string, number> = {};
   let next = 0;
   let done = 0;
+  let firstError: string | undefined;
   const sampler = options.pid === undefined ? undefined : new ProcessSampler(options.pid);
   const cpuAtStart = process.cpuUsage();
   const started = performance.now();
@@ -221,17 +224,18 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
       own.on('data', (data: Buffer) => {
         try {
           reader.feed(data);
-        } catch {
-          own.destroy(); // an answer this reader cannot follow: the request counts as `error`
+        } catch (error) {
+          own.destroy(error as Error); // an answer this reader cannot follow: the request counts as `error`
         }
       });
-      own.on('error', () => {}); // followed by 'close'
+      own.on('error', (error) => (firstError ??= error.message)); // followed by 'close'
       own.on('close', () => {
         sockets.delete(own);
         if (socket !== own) return;
         socket = undefined;
         if (waiting && reader.endsWithConnection) reader.closed();
         else if (waiting) {
+          firstError ??= 'the connection closed before the answer';
           record('error');
           send();
         }
@@ -255,7 +259,8 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
   for (let i = 0; i < options.concurrency; i++) slot();
   const giveUp = setTimeout(
     () => {
-      for (const socket of sockets) socket.destroy(); // their requests count as `error`
+      const unanswered = new Error(`no answer ${GRACE_MS} ms after the run's time`);
+      for (const socket of sockets) socket.destroy(unanswered); // their requests count as `error`
     },
     options.seconds * 1000 + GRACE_MS,
   );
@@ -272,6 +277,7 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
     seconds: round(seconds),
     rps: Math.round(done / seconds),
     statuses,
+    firstError,
     latencyMs: {
       p50: round(percentile(sorted, 50)),
       p90: round(percentile(sorted, 90)),

@@ -215,7 +215,7 @@ export function markdownTable(r: Results): string {
     `Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC: ${r.machine.cores} cores (${r.machine.cpu}), Node ${r.machine.node}, ` +
       `load average ${r.machine.loadAverageAtStart.toFixed(1)} at the start and ${r.machine.loadAverageAtEnd?.toFixed(1)} at the end, ` +
       `${r.settings.runs} runs of ${r.settings.secondsPerRun} s per cell (medians), server LOG_LEVEL=${r.settings.serverLogLevel}, ` +
-      `${workers}, ${shown(r.settings.serverProcesses)} server processes at most, ` +
+      `${workers}, server processes at most: ${shown(r.settings.serverProcesses)}, ` +
       `tokens of ${r.settings.tokenCharacters} characters; \`npm run bench\` took ${r.benchSeconds} s.`,
     '',
     `Ed25519 verification of the same token, per core: node:crypto \`verify\` ${s.ceiling.nodeCrypto}/s (${Math.round(1e6 / s.ceiling.nodeCrypto)} µs); ` +

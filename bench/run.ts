@@ -59,11 +59,12 @@ function observe(observed: Map<number, number>, result: LoadResult): void {
 }
 
 /** Every request of a run against the real server must have been answered 200. */
-function assertAllOk(what: string, result: LoadResult): void {
+function assertAllOk(what: string, result: LoadResult, server: Service): void {
   assert.deepEqual(
     result.statuses,
     { 200: result.requests },
-    `${what}: every request must succeed, got ${JSON.stringify(result.statuses)}`,
+    `${what}: every request must succeed, got ${JSON.stringify(result.statuses)}` +
+      (result.firstError ? ` (${result.firstError}); the server's last output:\n${server.output().slice(-2000)}` : ''),
   );
 }
 
@@ -125,7 +126,7 @@ async function growth(
         seconds: GROWTH_SECONDS,
         pid: server.pid,
       });
-      assertAllOk(`growth at ${size} sessions`, round);
+      assertAllOk(`growth at ${size} sessions`, round, server);
       return round;
     };
     await logOutAll(); // warm-up: the first size would otherwise pay for the JIT
@@ -232,7 +233,7 @@ async function main(): Promise<void> {
       // Each token logs out once: mint what this run can use at most.
       const requests = await sessions.logouts(runBudget(observed, concurrency, seconds));
       const result = await load(server.origin, requests, { concurrency, seconds, pid: server.pid });
-      assertAllOk(`logout at concurrency ${concurrency}`, result);
+      assertAllOk(`logout at concurrency ${concurrency}`, result, server);
       observe(observed, result);
       return result;
     };
@@ -305,12 +306,12 @@ async function main(): Promise<void> {
         cycle: true,
         pid: server.pid,
       });
-      assertAllOk('sign-in', signIn);
+      assertAllOk('sign-in', signIn, server);
       results.signIn.push(signIn);
       // A refresh verifies one token like a logout, and signs two more: it is not faster.
       const refreshRequests = await sessions.refreshes(Math.ceil(Math.max(...observed.values()) * 1.5 * SECONDS) + 500);
       const refresh = await load(server.origin, refreshRequests, { concurrency: heaviest, seconds: SECONDS, pid: server.pid });
-      assertAllOk('refresh', refresh);
+      assertAllOk('refresh', refresh, server);
       results.refresh.push(refresh);
       log(`sign-in ${signIn.rps} req/s, refresh ${refresh.rps} req/s`);
     }
