@@ -74,9 +74,11 @@ export function renderChart(r: Results, { logout, ceiling }: Summary): string {
     [
       { name: 'bare koa', color: '#9e9e9e', values: logout.map((l) => l.koa) },
       { name: 'Prism mock', color: '#f4a261', values: logout.map((l) => l.prism) },
-      { name: 'fib-auth', color: '#1d6fb8', values: logout.map((l) => l.server) },
+      // Older results have no peer: its bars are drawn at 0.
+      { name: 'oidc-provider', color: '#7b2cbf', values: logout.map((l) => l.peer?.rps ?? 0) },
+      { name: 'fib-auth', color: '#1d6fb8', values: logout.map((l) => l.server.rps) },
     ],
-    { name: 'ceiling × cores', color: '#c1121f', values: logout.map((l) => Math.round(ceiling.perCore * l.cores)) },
+    { name: "1 core's verify", color: '#c1121f', values: logout.map(() => ceiling.nodeCrypto) },
   );
   const backends = (['sqlite', 'postgres'] as const).filter((b) => Array.isArray(r.growth[b]));
   const points = (b: 'sqlite' | 'postgres') => r.growth[b] as GrowthPoint[];

@@ -29,6 +29,7 @@ import {
 import { load, type LoadRequest, type LoadResult } from './load.js';
 import { rssMiB } from './process-usage.js';
 import { printReport, writeReport, type GrowthPoint, type Results } from './report.js';
+import { OidcPeer } from './peer.js';
 import { measureResourceServer } from './resource-server.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -43,12 +44,27 @@ const GROWTH_SECONDS = 4;
 const log = (line: string) => console.log(`[bench] ${line}`);
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
+/**
+ * How many single-use requests (logout tokens, the peer's tokens) a run of `seconds` at
+ * `concurrency` can use at most, judged by the fastest run of the target so far.
+ */
+function runBudget(observed: Map<number, number>, concurrency: number, seconds: number): number {
+  const expected = observed.get(concurrency) ?? (Math.max(...observed.values(), 0) || 5000);
+  return Math.ceil(expected * 1.5 * seconds) + 500;
+}
+
+/** Records a run's throughput for `runBudget`. */
+function observe(observed: Map<number, number>, result: LoadResult): void {
+  observed.set(result.concurrency, Math.max(observed.get(result.concurrency) ?? 0, result.rps));
+}
+
 /** Every request of a run against the real server must have been answered 200. */
-function assertAllOk(what: string, result: LoadResult): void {
+function assertAllOk(what: string, result: LoadResult, server: Service): void {
   assert.deepEqual(
     result.statuses,
     { 200: result.requests },
-    `${what}: every request must succeed, got ${JSON.stringify(result.statuses)}`,
+    `${what}: every request must succeed, got ${JSON.stringify(result.statuses)}` +
+      (result.firstError ? ` (${result.firstError}); the server's last output:\n${server.output().slice(-2000)}` : ''),
   );
 }
 
@@ -110,7 +126,7 @@ async function growth(
         seconds: GROWTH_SECONDS,
         pid: server.pid,
       });
-      assertAllOk(`growth at ${size} sessions`, round);
+      assertAllOk(`growth at ${size} sessions`, round, server);
       return round;
     };
     await logOutAll(); // warm-up: the first size would otherwise pay for the JIT
@@ -124,10 +140,11 @@ async function growth(
       p99Ms: median(rounds.map((r) => r.latencyMs.p99)),
       rps: median(rounds.map((r) => r.rps)),
       bytesPerSession: Math.round((await db.sessionBytes()) / size),
+      rssMiB: Math.max(...rounds.map((r) => r.server?.rssMaxMiB ?? 0)),
       fillSeconds: Math.round(fillSeconds * 10) / 10,
     };
     log(
-      `growth ${point.sessions} sessions: p50 ${point.p50Ms} ms, p99 ${point.p99Ms} ms, ${point.bytesPerSession} B/session (filled in ${point.fillSeconds} s)`,
+      `growth ${point.sessions} sessions: p50 ${point.p50Ms} ms, p99 ${point.p99Ms} ms, ${point.bytesPerSession} B/session, server RSS ${point.rssMiB} MiB (filled in ${point.fillSeconds} s)`,
     );
     points.push(point);
   }
@@ -181,7 +198,8 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stopAll().finally(() => process.exit(130)));
   try {
     log(
-      `${cpus().length} cores (load average ${loadAverageAtStart}), ${SECONDS} s per run, ${REPS} runs each, server LOG_LEVEL=${LOG_LEVEL}`,
+      `${cpus().length} cores (load average ${loadAverageAtStart}), ${SECONDS} s per run, ${REPS} runs each, server LOG_LEVEL=${LOG_LEVEL}, ` +
+        `WORKERS=${process.env.WORKERS ?? "unset (the server's default)"}`,
     );
     const sqlitePath = join(dir, 'fib-auth.sqlite');
     const server = await startFibAuth(`sqlite:${sqlitePath}`, keyFile, await freePort());
@@ -196,6 +214,9 @@ async function main(): Promise<void> {
     const prismBin = join(packageRoot, 'node_modules/.bin/prism');
     const prism = await startService(prismBin, ['mock', '-p', String(prismPort), '-v', 'warn', bundledSpecPath], prismPort);
     services.push(prism);
+    const peer = await OidcPeer.start();
+    services.push(peer.service);
+    log('oidc-provider issues, introspects and revokes a token');
 
     const minter = await TokenMinter.fromKeyFile(keyFile);
     const db = openSqlite(sqlitePath);
@@ -209,12 +230,17 @@ async function main(): Promise<void> {
     const fixedRequests = await sessions.logouts(1000);
     const observed = new Map<number, number>();
     const serverRun = async (concurrency: number, seconds: number) => {
-      // Each token logs out once: mint what this run can use at most, judged by the runs so far.
-      const expected = Math.max(...observed.values(), 0) || 5000;
-      const requests = await sessions.logouts(Math.ceil(expected * 1.5 * seconds) + 500);
+      // Each token logs out once: mint what this run can use at most.
+      const requests = await sessions.logouts(runBudget(observed, concurrency, seconds));
       const result = await load(server.origin, requests, { concurrency, seconds, pid: server.pid });
-      assertAllOk(`logout at concurrency ${concurrency}`, result);
-      observed.set(concurrency, Math.max(observed.get(concurrency) ?? 0, result.rps));
+      assertAllOk(`logout at concurrency ${concurrency}`, result, server);
+      observe(observed, result);
+      return result;
+    };
+    const observedPeer = new Map<number, number>();
+    const peerRun = async (concurrency: number, seconds: number) => {
+      const result = await peer.revocations(concurrency, seconds, runBudget(observedPeer, concurrency, seconds));
+      observe(observedPeer, result);
       return result;
     };
     const targets = {
@@ -222,6 +248,7 @@ async function main(): Promise<void> {
         load(koa.origin, fixedRequests, { concurrency, seconds, cycle: true, pid: koa.pid }),
       prism: (concurrency: number, seconds: number) =>
         load(prism.origin, fixedRequests, { concurrency, seconds, cycle: true, pid: prism.pid }),
+      peer: peerRun,
       server: serverRun,
     };
 
@@ -234,6 +261,7 @@ async function main(): Promise<void> {
         serverLogLevel: LOG_LEVEL,
         tokenCharacters: sampleToken.length,
         users: USERS,
+        workers: process.env.WORKERS,
       },
       ceiling: [],
       logout: {},
@@ -245,7 +273,8 @@ async function main(): Promise<void> {
     };
     for (const concurrency of CONCURRENCIES) {
       for (const run of Object.values(targets)) await run(concurrency, WARMUP_SECONDS);
-      results.logout[concurrency] = { koa: [], prism: [], server: [] };
+      const byTarget: Record<keyof typeof targets, LoadResult[]> = { koa: [], prism: [], peer: [], server: [] };
+      results.logout[concurrency] = byTarget;
       for (let rep = 0; rep < REPS; rep++) {
         // Interleaved, so that other work on this shared machine weighs on every column alike.
         results.ceiling.push(await measureCeiling(sampleToken, minter.publicKey, 1, 50));
@@ -254,10 +283,10 @@ async function main(): Promise<void> {
           (c: number, s: number) => Promise<LoadResult>,
         ][]) {
           const result = await run(concurrency, SECONDS);
-          results.logout[concurrency][name].push(result);
+          byTarget[name].push(result);
           log(
             `c=${concurrency} run ${rep + 1} ${name}: ${result.rps} req/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, ` +
-              `${result.server?.cores} cores (load generator ${result.loadGeneratorCores})`,
+              `${result.server?.cores} cores in ${result.server?.processes} processes (load generator ${result.loadGeneratorCores})`,
           );
         }
       }
@@ -277,12 +306,12 @@ async function main(): Promise<void> {
         cycle: true,
         pid: server.pid,
       });
-      assertAllOk('sign-in', signIn);
+      assertAllOk('sign-in', signIn, server);
       results.signIn.push(signIn);
       // A refresh verifies one token like a logout, and signs two more: it is not faster.
       const refreshRequests = await sessions.refreshes(Math.ceil(Math.max(...observed.values()) * 1.5 * SECONDS) + 500);
       const refresh = await load(server.origin, refreshRequests, { concurrency: heaviest, seconds: SECONDS, pid: server.pid });
-      assertAllOk('refresh', refresh);
+      assertAllOk('refresh', refresh, server);
       results.refresh.push(refresh);
       log(`sign-in ${signIn.rps} req/s, refresh ${refresh.rps} req/s`);
     }
@@ -292,6 +321,7 @@ async function main(): Promise<void> {
       ...results.refresh,
     ];
     results.rss.underLoadMiB = Math.max(...serverRuns.map((r) => r.server?.rssMaxMiB ?? 0));
+    results.settings.serverProcesses = Math.max(...serverRuns.map((r) => r.server?.processes ?? 0));
 
     log('resource servers: propagation under logout load, local verify, introspection');
     results.resourceServer = await measureResourceServer({
