@@ -24,7 +24,10 @@ type Outcome = { id: number; value: unknown } | { id: number; error: { message: 
 
 /** What the two ends of a store channel say to each other. */
 export type StoreMessage =
-  { type: 'store:calls'; calls: Call[] } | { type: 'store:outcomes'; outcomes: Outcome[] } | { type: 'store:revocations' };
+  | { type: 'store:calls'; calls: Call[] }
+  | { type: 'store:outcomes'; outcomes: Outcome[] }
+  | { type: 'store:watch' }
+  | { type: 'store:revocations' };
 
 /** Every method a remote store forwards; the type makes the list complete. */
 const CALLABLE: Record<CallableMethod, true> = {
@@ -91,6 +94,7 @@ export function remoteStore(channel: Channel): Store {
   let nextId = 0;
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   const watchers = new Set<() => void>();
+  let watching = false;
   const calls = new Batcher<Call>((batch) => channel.send({ type: 'store:calls', calls: batch }));
   channel.onMessage((message) => {
     if (message.type === 'store:revocations') for (const watcher of watchers) watcher();
@@ -121,6 +125,9 @@ export function remoteStore(channel: Channel): Store {
   return {
     ...(methods as Omit<Store, 'watchRevocations' | 'close'>),
     watchRevocations(listener) {
+      // The other end tells only a store that watches: most workers never serve the feed.
+      if (watchers.size === 0 && !watching) channel.send({ type: 'store:watch' });
+      watching = true;
       watchers.add(listener);
       return () => watchers.delete(listener);
     },
@@ -130,13 +137,16 @@ export function remoteStore(channel: Channel): Store {
 }
 
 /**
- * Runs the calls that come over `channel` on `store`, and answers them; tells the other end
- * whenever the store says revocations may have been added. Returns the function that stops
- * the telling.
+ * Runs the calls that come over `channel` on `store`, and answers them; once the other end
+ * watches, tells it whenever the store says revocations may have been added (at most once per
+ * turn of the event loop). Returns the function that stops the telling.
  */
 export function serveStore(store: Store, channel: Channel): () => void {
   const outcomes = new Batcher<Outcome>((batch) => channel.send({ type: 'store:outcomes', outcomes: batch }));
+  const revocations = new Batcher<true>(() => channel.send({ type: 'store:revocations' }));
+  let stopWatching: (() => void) | undefined;
   channel.onMessage((message) => {
+    if (message.type === 'store:watch') stopWatching ??= store.watchRevocations(() => revocations.add(true));
     if (message.type !== 'store:calls') return;
     for (const { id, method, args } of message.calls) {
       if (!isCallable(method)) {
@@ -153,5 +163,5 @@ export function serveStore(store: Store, channel: Channel): () => void {
       );
     }
   });
-  return store.watchRevocations(() => channel.send({ type: 'store:revocations' }));
+  return () => stopWatching?.();
 }
