@@ -139,11 +139,16 @@ export class Tokens {
  * as an unsecured JWT with the token's own `typ`. The token's header was checked before: it
  * holds nothing but `alg`, `typ` and `kid`.
  */
-function claimsOfVerified(token: BearerToken, key: KeyObject, options: JWTClaimVerificationOptions): JWTPayload {
+function claimsOfVerified(
+  token: BearerToken,
+  signature: Buffer,
+  key: KeyObject,
+  options: JWTClaimVerificationOptions,
+): JWTPayload {
   const [headerSegment, payloadSegment] = token.compact.split('.');
   let verified: boolean;
   try {
-    verified = verify(null, Buffer.from(`${headerSegment}.${payloadSegment}`), key, Buffer.from(token.signature, 'base64url'));
+    verified = verify(null, Buffer.from(`${headerSegment}.${payloadSegment}`), key, signature);
   } catch (cause) {
     throw new errors.JWSSignatureVerificationFailed(undefined, { cause });
   }
@@ -169,9 +174,8 @@ export async function verifyToken<T extends TokenType>(
   keyFor: (kid: string) => KeyObject | CryptoKey | undefined | Promise<KeyObject | CryptoKey | undefined>,
   now: number,
 ): Promise<ClaimsOf[T]> {
-  if (Buffer.from(token.signature, 'base64url').length !== ED25519_SIGNATURE_BYTES) {
-    throw new AuthFailure('tokenSignatureMalformed');
-  }
+  const signature = Buffer.from(token.signature, 'base64url');
+  if (signature.length !== ED25519_SIGNATURE_BYTES) throw new AuthFailure('tokenSignatureMalformed');
   if (token.header.alg !== 'EdDSA') throw new AuthFailure('tokenAlgorithmRejected');
   if (Object.keys(token.header).some((name) => !HEADER_PARAMETERS.has(name))) throw new AuthFailure('tokenHeaderUnsupported');
   if (typeof token.header.kid !== 'string') throw new AuthFailure('tokenKeyIdMissing');
@@ -183,7 +187,7 @@ export async function verifyToken<T extends TokenType>(
   try {
     payload =
       key instanceof KeyObject
-        ? claimsOfVerified(token, key, options)
+        ? claimsOfVerified(token, signature, key, options)
         : (await jwtVerify(token.compact, key, { ...options, algorithms: ['EdDSA'] })).payload;
   } catch (error) {
     throw failureOfJoseError(error, type);
