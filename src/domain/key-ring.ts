@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto';
+import { KeyObject } from 'node:crypto';
 import { exportJWK, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { Clock } from './clock.js';
 import { signingKeyFrom, type SigningKey } from './keys.js';
@@ -24,15 +24,16 @@ export const ROTATION_GRACE_SECONDS = 300;
 
 interface Keys {
   signer: SigningKey;
-  verifiers: Map<string, { key: CryptoKey; jwk: JWK }>;
+  verifiers: Map<string, { key: KeyObject; jwk: JWK }>;
 }
 
 async function keysOf(material: KeyMaterial, now: number): Promise<Keys> {
   const signer = await signingKeyFrom(material.signing);
-  const verifiers = new Map([[signer.kid, { key: signer.publicKey, jwk: await exportJWK(signer.publicKey) }]]);
+  const verifiers = new Map([[signer.kid, { key: KeyObject.from(signer.publicKey), jwk: await exportJWK(signer.publicKey) }]]);
   for (const entry of material.verification) {
     if (verifiers.has(entry.kid) || (entry.notAfter !== null && entry.notAfter * 1000 <= now)) continue;
-    verifiers.set(entry.kid, { key: (await importJWK(entry.jwk, 'EdDSA')) as CryptoKey, jwk: entry.jwk });
+    const key = KeyObject.from((await importJWK(entry.jwk, 'EdDSA')) as CryptoKey);
+    verifiers.set(entry.kid, { key, jwk: entry.jwk });
   }
   return { signer, verifiers };
 }
@@ -61,7 +62,7 @@ export class KeyRing {
     return this.keys.signer;
   }
 
-  verifier(kid: string): CryptoKey | undefined {
+  verifier(kid: string): KeyObject | undefined {
     return this.keys.verifiers.get(kid)?.key;
   }
 

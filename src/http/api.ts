@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { ParameterizedContext } from 'koa';
-import { OpenAPIBackend, type Context } from 'openapi-backend';
+import { OpenAPIBackend, type Context, type Operation, type ParsedRequest, type Request } from 'openapi-backend';
 import { parseBearer } from '../domain/bearer.js';
 import type { Clients } from '../domain/clients.js';
 import { AuthFailure } from '../domain/failures.js';
@@ -58,6 +58,36 @@ function validationMessage(c: Context): string {
   return `${subject} ${error.message ?? 'is not valid'}.`;
 }
 
+type Parts = Record<string, unknown>;
+type Parsed = ParsedRequest<unknown, Parts, Parts, Parts, Parts>;
+
+/**
+ * openapi-backend's `handleRequest` parses a request three times: before routing, after it,
+ * and again to validate it; each parse compiles the operation's path template and decodes the
+ * body anew. Here a request is parsed once for the operation it addresses, and each caller
+ * gets its own copy of the parts that validation coerces in place (parameters, headers,
+ * cookies). A request that addresses no operation is parsed as before, for the 404 or 405.
+ */
+function parseEachRequestOnce(api: OpenAPIBackend): void {
+  const { router } = api;
+  const parseAsTheLibraryDoes = router.parseRequest.bind(router);
+  const parse = (req: Request, operation?: Operation) => parseAsTheLibraryDoes(req, operation) as Parsed;
+  const parsed = new WeakMap<Request, { operation: Operation; request: Parsed }>();
+  router.parseRequest = (req: Request, operation = router.matchOperation(req)) => {
+    if (!operation) return parse(req);
+    let earlier = parsed.get(req);
+    if (earlier?.operation !== operation) parsed.set(req, (earlier = { operation, request: parse(req, operation) }));
+    const { request } = earlier;
+    return {
+      ...request,
+      params: { ...request.params },
+      query: { ...request.query },
+      headers: { ...request.headers },
+      cookies: { ...request.cookies },
+    };
+  };
+}
+
 /**
  * The contract's router: it dispatches each request to the handler of its operationId, and
  * sends every refusal (unknown path, wrong method, failed security, failed validation) to the
@@ -96,5 +126,6 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
   // match, several times per request; the contract does not change while the server runs.
   const operations = api.router.getOperations();
   api.router.getOperations = () => operations;
+  parseEachRequestOnce(api);
   return api;
 }

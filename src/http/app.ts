@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import Koa, { type Context as KoaContext, type Next } from 'koa';
 import getRawBody from 'raw-body';
 import type { OpenAPIBackend, Request as RoutedRequest } from 'openapi-backend';
-import type { Logger } from '../logger.js';
+import { requestLineLogger, type Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { allowedMethods } from './api.js';
 import { envelope, PlainReply, type Envelope } from './envelope.js';
@@ -42,6 +42,7 @@ function identify() {
 
 /** Records every answered request in the log and the metrics, once it is answered. */
 function observe(logger: Logger, metrics: Metrics) {
+  const lines = requestLineLogger(logger);
   return async (ctx: AppContext, next: Next) => {
     const started = performance.now();
     await next();
@@ -50,7 +51,7 @@ function observe(logger: Logger, metrics: Metrics) {
     metrics.observe(operation, ctx.status, seconds, ctx.state.outcome);
     const { requestId } = ctx.state;
     const ms = Math.round(seconds * 1e4) / 10;
-    logger.info({ requestId, method: ctx.method, path: ctx.path, operation, status: ctx.status, ms }, 'request');
+    lines.info({ requestId, method: ctx.method, path: ctx.path, operation, status: ctx.status, ms }, 'request');
   };
 }
 

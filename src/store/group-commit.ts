@@ -1,6 +1,14 @@
-import { sql, type Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
 
 type Write<DB, T> = (db: Kysely<DB>) => Promise<T>;
+
+/** The transaction's statements, compiled once, as every batch runs them. */
+const BEGIN = CompiledQuery.raw('begin immediate');
+const SAVEPOINT = CompiledQuery.raw('savepoint write');
+const RELEASE = CompiledQuery.raw('release write');
+const ROLLBACK_TO = CompiledQuery.raw('rollback to write');
+const COMMIT = CompiledQuery.raw('commit');
+const ROLLBACK = CompiledQuery.raw('rollback');
 
 /** How many statements a write runs: SQLite undoes a single statement that fails by itself. */
 export type Statements = 'one' | 'several';
@@ -42,26 +50,26 @@ export class GroupCommit<DB> {
     const answers: (() => void)[] = [];
     try {
       await this.db.connection().execute(async (connection) => {
-        await sql`begin immediate`.execute(connection);
+        await connection.executeQuery(BEGIN);
         try {
           for (const { write, statements, resolve, reject } of batch) {
             const atomic = statements === 'several';
-            if (atomic) await sql`savepoint write`.execute(connection);
+            if (atomic) await connection.executeQuery(SAVEPOINT);
             try {
               const value = await write(connection);
-              if (atomic) await sql`release write`.execute(connection);
+              if (atomic) await connection.executeQuery(RELEASE);
               answers.push(() => resolve(value));
             } catch (error) {
               if (atomic) {
-                await sql`rollback to write`.execute(connection);
-                await sql`release write`.execute(connection);
+                await connection.executeQuery(ROLLBACK_TO);
+                await connection.executeQuery(RELEASE);
               }
               answers.push(() => reject(error));
             }
           }
-          await sql`commit`.execute(connection);
+          await connection.executeQuery(COMMIT);
         } catch (error) {
-          await sql`rollback`.execute(connection).catch(() => undefined); // the error below says what failed
+          await connection.executeQuery(ROLLBACK).catch(() => undefined); // the error below says what failed
           throw error;
         }
       });

@@ -1,4 +1,4 @@
-import { Kysely, Migrator, sql, type Dialect, type Selectable } from 'kysely';
+import { Kysely, Migrator, sql, type Compilable, type Dialect, type QueryResult, type Selectable } from 'kysely';
 import { GroupCommit, type Statements } from './group-commit.js';
 import { migrations, REVOCATION_LOCK_KEY, type Backend, type Database } from './schema.js';
 import type {
@@ -69,21 +69,162 @@ async function currentSchema(db: Kysely<Database>): Promise<string> {
 
 const POSTGRES_DEADLOCK_DETECTED = '40P01';
 
-const changed = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint }) =>
-  (result.numUpdatedRows ?? result.numDeletedRows ?? 0n) > 0n;
+const changed = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint; numAffectedRows?: bigint }) =>
+  (result.numUpdatedRows ?? result.numDeletedRows ?? result.numAffectedRows ?? 0n) > 0n;
+
+/** Stands for an argument of a query compiled once, while it is compiled. */
+interface ArgumentSlot {
+  readonly argument: number;
+}
+
+/**
+ * A query that Kysely builds and compiles once, for the statements every request runs:
+ * building and compiling a query anew each time cost about as much as running it. It is built
+ * with a placeholder for each of `build`'s arguments; each run sends the compiled SQL with the
+ * arguments in the placeholders' places.
+ */
+function compiledOnce<Args extends unknown[], Row>(
+  build: (...args: Args) => Compilable<Row>,
+): (db: Kysely<Database>, ...args: Args) => Promise<QueryResult<Row>> {
+  const slots = Array.from({ length: build.length }, (_, argument): ArgumentSlot => ({ argument }));
+  const compiled = build(...(slots as unknown as Args)).compile();
+  if (!slots.every((slot) => compiled.parameters.includes(slot)))
+    throw new Error(`an argument is not a parameter of: ${compiled.sql}`);
+  const positions = compiled.parameters.map((value) => slots.indexOf(value as ArgumentSlot));
+  return (db, ...args) =>
+    db.executeQuery({ ...compiled, parameters: positions.map((at, i) => (at < 0 ? compiled.parameters[i] : args[at])) });
+}
+
+/** Ends a live session whose current access or refresh id is `jti`: a logout. */
+function endLiveSession(db: Kysely<Database>, id: string, column: 'access_jti' | 'refresh_jti', jti: string, now: number) {
+  return db
+    .updateTable('sessions')
+    .set({ revoked_at: now, revoked_reason: 'logout' satisfies RevokeReason })
+    .where('id', '=', id)
+    .where(column, '=', jti)
+    .where('revoked_at', 'is', null);
+}
+
+/** The statements of sign-in, refresh, logout and introspection, compiled once (`compiledOnce`). */
+function requestQueries(db: Kysely<Database>, concurrentWriters: boolean) {
+  // The casts type the parameters for databases that do not infer them in a select list.
+  const bigint = (value: number | null) => sql<number>`cast(${value} as bigint)`;
+  const text = (value: string | null) => sql<string>`cast(${value} as text)`;
+  return {
+    findUser: compiledOnce((email: string) => db.selectFrom('users').selectAll().where('email', '=', email)),
+    findSession: compiledOnce((id: string) => db.selectFrom('sessions').selectAll().where('id', '=', id)),
+    findClient: compiledOnce((id: string) => db.selectFrom('clients').selectAll().where('id', '=', id)),
+    // One statement that copies the user's row into the session: while the user is registered
+    // it stores the session, and after `users remove` it stores nothing. A sign-in racing the
+    // removal thus either lands before it (and the removal revokes it) or has no session.
+    // With concurrent writers the user's row is share-locked, so that the removal waits for
+    // this insert and then revokes the session, or this insert waits and finds no user.
+    createSession: compiledOnce(
+      (
+        id: string,
+        email: string,
+        accessJti: string,
+        refreshJti: string,
+        accessExpiresAt: number,
+        refreshExpiresAt: number,
+        createdAt: number,
+        revokedAt: number | null,
+        revokedReason: string | null,
+      ) =>
+        db
+          .insertInto('sessions')
+          .columns([
+            'id',
+            'user_email',
+            'access_jti',
+            'refresh_jti',
+            'access_expires_at',
+            'refresh_expires_at',
+            'created_at',
+            'revoked_at',
+            'revoked_reason',
+          ])
+          .expression(
+            db
+              .selectFrom('users')
+              .select([
+                text(id).as('id'),
+                'email',
+                text(accessJti).as('access_jti'),
+                text(refreshJti).as('refresh_jti'),
+                bigint(accessExpiresAt).as('access_expires_at'),
+                bigint(refreshExpiresAt).as('refresh_expires_at'),
+                bigint(createdAt).as('created_at'),
+                bigint(revokedAt).as('revoked_at'),
+                text(revokedReason).as('revoked_reason'),
+              ])
+              .where('email', '=', email)
+              .$if(concurrentWriters, (select) => select.forShare()),
+          ),
+    ),
+    endSessionByAccessJti: compiledOnce((id: string, jti: string, now: number) => endLiveSession(db, id, 'access_jti', jti, now)),
+    endSessionByAccessJtiReturningUser: compiledOnce((id: string, jti: string, now: number) =>
+      endLiveSession(db, id, 'access_jti', jti, now).returning('user_email'),
+    ),
+    endSessionByRefreshJti: compiledOnce((id: string, jti: string, now: number) =>
+      endLiveSession(db, id, 'refresh_jti', jti, now),
+    ),
+    rotateSession: compiledOnce(
+      (
+        id: string,
+        refreshJti: string,
+        accessJtiNext: string,
+        refreshJtiNext: string,
+        accessExpiresAt: number,
+        refreshExpiresAt: number,
+      ) =>
+        db
+          .updateTable('sessions')
+          .set({
+            access_jti: accessJtiNext,
+            refresh_jti: refreshJtiNext,
+            access_expires_at: accessExpiresAt,
+            refresh_expires_at: refreshExpiresAt,
+          })
+          .where('id', '=', id)
+          .where('refresh_jti', '=', refreshJti)
+          .where('revoked_at', 'is', null),
+    ),
+    createSignInChallenge: compiledOnce((nonce: string, email: string, expiresAt: number, usedAt: number | null) =>
+      db.insertInto('sign_in_challenges').values({ nonce, email, expires_at: expiresAt, used_at: usedAt }),
+    ),
+    findSignInChallenge: compiledOnce((nonce: string) =>
+      db.selectFrom('sign_in_challenges').selectAll().where('nonce', '=', nonce),
+    ),
+    // One conditional UPDATE: on PostgreSQL a second one waits for the first's row lock, then
+    // finds `used_at` set and changes nothing.
+    useSignInChallenge: compiledOnce((nonce: string, email: string, now: number) =>
+      db
+        .updateTable('sign_in_challenges')
+        .set({ used_at: now })
+        .where('nonce', '=', nonce)
+        .where('email', '=', email)
+        .where('used_at', 'is', null)
+        .where('expires_at', '>', now),
+    ),
+  };
+}
 
 /** The store on any SQL database Kysely speaks to; the dialect picks the backend. */
 export class SqlStore implements Store {
   /** Who waits for revocations, and the external watch that runs while anyone does. */
   private readonly revocationListeners = new Set<() => void>();
   private stopExternalWatch: (() => void) | undefined;
+  private readonly queries: ReturnType<typeof requestQueries>;
 
   private constructor(
     private readonly db: Kysely<Database>,
     private readonly backend: Backend,
     private readonly groupCommit: GroupCommit<Database> | undefined,
     private readonly externalWatch: ExternalRevocationWatch,
-  ) {}
+  ) {
+    this.queries = requestQueries(db, this.concurrentWriters);
+  }
 
   /**
    * Opens the database and brings its schema up to date. Several instances may start at once:
@@ -180,7 +321,7 @@ export class SqlStore implements Store {
   }
 
   async findUser(email: string): Promise<UserRecord | undefined> {
-    const row = await this.db.selectFrom('users').selectAll().where('email', '=', email.toLowerCase()).executeTakeFirst();
+    const [row] = (await this.queries.findUser(this.db, email.toLowerCase())).rows;
     return row && userOf(row);
   }
 
@@ -189,78 +330,40 @@ export class SqlStore implements Store {
   }
 
   async createSession(session: SessionRecord): Promise<boolean> {
-    // One statement that copies the user's row into the session: while the user is registered
-    // it stores the session, and after `users remove` it stores nothing. A sign-in racing the
-    // removal thus either lands before it (and the removal revokes it) or has no session.
-    // With concurrent writers the user's row is share-locked, so that the removal waits for
-    // this insert and then revokes the session, or this insert waits and finds no user.
-    // The casts type the parameters for databases that do not infer them in a select list.
-    const bigint = (value: number | null) => sql<number>`cast(${value} as bigint)`;
-    const text = (value: string | null) => sql<string>`cast(${value} as text)`;
     const result = await this.write((db) =>
-      db
-        .insertInto('sessions')
-        .columns([
-          'id',
-          'user_email',
-          'access_jti',
-          'refresh_jti',
-          'access_expires_at',
-          'refresh_expires_at',
-          'created_at',
-          'revoked_at',
-          'revoked_reason',
-        ])
-        .expression(
-          db
-            .selectFrom('users')
-            .select([
-              text(session.id).as('id'),
-              'email',
-              text(session.accessJti).as('access_jti'),
-              text(session.refreshJti).as('refresh_jti'),
-              bigint(session.accessExpiresAt).as('access_expires_at'),
-              bigint(session.refreshExpiresAt).as('refresh_expires_at'),
-              bigint(session.createdAt).as('created_at'),
-              bigint(session.revokedAt).as('revoked_at'),
-              text(session.revokedReason).as('revoked_reason'),
-            ])
-            .where('email', '=', session.userEmail.toLowerCase())
-            .$if(this.concurrentWriters, (select) => select.forShare()),
-        )
-        .executeTakeFirst(),
+      this.queries.createSession(
+        db,
+        session.id,
+        session.userEmail.toLowerCase(),
+        session.accessJti,
+        session.refreshJti,
+        session.accessExpiresAt,
+        session.refreshExpiresAt,
+        session.createdAt,
+        session.revokedAt,
+        session.revokedReason,
+      ),
     );
-    return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
+    return changed(result);
   }
 
   async findSession(id: string): Promise<SessionRecord | undefined> {
-    const row = await this.db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
+    const [row] = (await this.queries.findSession(this.db, id)).rows;
     return row && sessionOf(row);
   }
 
-  /** Ends a live session whose current access or refresh id is `jti`: a logout. */
-  private endLiveSession(db: Kysely<Database>, id: string, column: 'access_jti' | 'refresh_jti', jti: string, now: number) {
-    return db
-      .updateTable('sessions')
-      .set({ revoked_at: now, revoked_reason: 'logout' satisfies RevokeReason })
-      .where('id', '=', id)
-      .where(column, '=', jti)
-      .where('revoked_at', 'is', null);
-  }
-
   async endSessionByRefreshJti(id: string, refreshJti: string, now: number): Promise<boolean> {
-    return changed(
-      await this.revokingWrite((db) => this.endLiveSession(db, id, 'refresh_jti', refreshJti, now).executeTakeFirst()),
-    );
+    return changed(await this.revokingWrite((db) => this.queries.endSessionByRefreshJti(db, id, refreshJti, now)));
   }
 
   async endSession(id: string, accessJti: string, now: number, everySessionOfUser = false): Promise<boolean> {
     const logout = { revoked_at: now, revoked_reason: 'logout' satisfies RevokeReason };
-    const endThis = (db: Kysely<Database>) => this.endLiveSession(db, id, 'access_jti', accessJti, now);
-    if (!everySessionOfUser) return changed(await this.revokingWrite((db) => endThis(db).executeTakeFirst()));
+    if (!everySessionOfUser) {
+      return changed(await this.revokingWrite((db) => this.queries.endSessionByAccessJti(db, id, accessJti, now)));
+    }
     const endAll = () =>
       this.revokingWrite(async (trx) => {
-        const ended = await endThis(trx).returning('user_email').executeTakeFirst();
+        const [ended] = (await this.queries.endSessionByAccessJtiReturningUser(trx, id, accessJti, now)).rows;
         if (ended) {
           await trx
             .updateTable('sessions')
@@ -284,18 +387,15 @@ export class SqlStore implements Store {
 
   async rotateSession(id: string, refreshJti: string, next: SessionCredentials): Promise<boolean> {
     const result = await this.revokingWrite((db) =>
-      db
-        .updateTable('sessions')
-        .set({
-          access_jti: next.accessJti,
-          refresh_jti: next.refreshJti,
-          access_expires_at: next.accessExpiresAt,
-          refresh_expires_at: next.refreshExpiresAt,
-        })
-        .where('id', '=', id)
-        .where('refresh_jti', '=', refreshJti)
-        .where('revoked_at', 'is', null)
-        .executeTakeFirst(),
+      this.queries.rotateSession(
+        db,
+        id,
+        refreshJti,
+        next.accessJti,
+        next.refreshJti,
+        next.accessExpiresAt,
+        next.refreshExpiresAt,
+      ),
     );
     return changed(result);
   }
@@ -331,20 +431,12 @@ export class SqlStore implements Store {
 
   async createSignInChallenge(challenge: SignInChallengeRecord): Promise<void> {
     await this.write((db) =>
-      db
-        .insertInto('sign_in_challenges')
-        .values({
-          nonce: challenge.nonce,
-          email: challenge.email,
-          expires_at: challenge.expiresAt,
-          used_at: challenge.usedAt,
-        })
-        .executeTakeFirst(),
+      this.queries.createSignInChallenge(db, challenge.nonce, challenge.email, challenge.expiresAt, challenge.usedAt),
     );
   }
 
   async findSignInChallenge(nonce: string): Promise<SignInChallengeRecord | undefined> {
-    const row = await this.db.selectFrom('sign_in_challenges').selectAll().where('nonce', '=', nonce).executeTakeFirst();
+    const [row] = (await this.queries.findSignInChallenge(this.db, nonce)).rows;
     return (
       row && {
         nonce: row.nonce,
@@ -356,19 +448,7 @@ export class SqlStore implements Store {
   }
 
   async useSignInChallenge(nonce: string, email: string, now: number): Promise<boolean> {
-    // One conditional UPDATE: on PostgreSQL a second one waits for the first's row lock, then
-    // finds `used_at` set and changes nothing.
-    const result = await this.write((db) =>
-      db
-        .updateTable('sign_in_challenges')
-        .set({ used_at: now })
-        .where('nonce', '=', nonce)
-        .where('email', '=', email)
-        .where('used_at', 'is', null)
-        .where('expires_at', '>', now)
-        .executeTakeFirst(),
-    );
-    return changed(result);
+    return changed(await this.write((db) => this.queries.useSignInChallenge(db, nonce, email, now)));
   }
 
   async purgeExpiredSignInChallenges(now: number): Promise<number> {
@@ -394,7 +474,7 @@ export class SqlStore implements Store {
   }
 
   async findClient(id: string): Promise<ClientRecord | undefined> {
-    const row = await this.db.selectFrom('clients').selectAll().where('id', '=', id).executeTakeFirst();
+    const [row] = (await this.queries.findClient(this.db, id)).rows;
     return row && clientOf(row);
   }
 
