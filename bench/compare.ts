@@ -2,7 +2,8 @@
  * `npm run bench:compare -- REV...`: logout, sign-in and refresh throughput of several commits side by side, each
  * built in a temporary clone (with this checkout's node_modules) and run as its own server,
  * measured in interleaved rounds so that other work on the machine weighs on each alike.
- * For judging one optimisation at a time; `npm run bench` is the full benchmark.
+ * For judging one optimisation at a time; `npm run bench` is the full benchmark. A revision
+ * may name server settings after it: `HEAD:WORKERS=1` runs HEAD's server with WORKERS=1.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -26,7 +27,7 @@ const HEAVIEST = 50;
 
 const revisions = process.argv.slice(2);
 if (revisions.length < 2) {
-  console.error('usage: npm run bench:compare -- REV REV [REV...]   (git revisions of this repository)');
+  console.error('usage: npm run bench:compare -- REV[:NAME=VALUE,...] REV [REV...]   (git revisions of this repository)');
   process.exit(2);
 }
 
@@ -62,9 +63,11 @@ interface Operation {
 const contenders: Contender[] = [];
 try {
   for (const revision of revisions) {
+    const [commit, settings = ''] = revision.split(':');
+    const env = Object.fromEntries(settings.split(',').filter(Boolean).map((pair) => pair.split('=')));
     const root = join(dir, `checkout-${contenders.length}`);
     execFileSync('git', ['clone', '--quiet', packageRoot, root]);
-    execFileSync('git', ['-C', root, 'checkout', '--quiet', revision]);
+    execFileSync('git', ['-C', root, 'checkout', '--quiet', commit]);
     symlinkSync(join(packageRoot, 'node_modules'), join(root, 'node_modules'));
     execFileSync(process.execPath, [
       join(packageRoot, 'node_modules/typescript/bin/tsc'),
@@ -72,7 +75,7 @@ try {
       join(root, 'tsconfig.build.json'),
     ]);
     const databasePath = join(dir, `${contenders.length}.sqlite`);
-    const service = await startFibAuth(`sqlite:${databasePath}`, keyFile, await freePort(), { root });
+    const service = await startFibAuth(`sqlite:${databasePath}`, keyFile, await freePort(), { root, env });
     const db = openSqlite(databasePath);
     await db.addUsers(users);
     contenders.push({ revision, service, db, sessions: new SessionFactory(db, minter, users) });

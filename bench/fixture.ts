@@ -80,16 +80,19 @@ export interface ServerOptions {
   nodeOptions?: string[];
   /** The checkout whose build runs: this one by default. */
   root?: string;
+  /** More of the server's environment (WORKERS=1, say). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The real server, `fib-auth serve` as the package's bin runs it, as its own process. */
 export function startFibAuth(databaseUrl: string, keyFile: string, port: number, options: ServerOptions = {}): Promise<Service> {
-  const { nodeOptions = [], root = packageRoot } = options;
+  const { nodeOptions = [], root = packageRoot, env = {} } = options;
   return startService(process.execPath, [...nodeOptions, binOf(root), 'serve'], port, {
     PORT: String(port),
     HOST: '127.0.0.1',
     DATABASE_URL: databaseUrl,
     FIB_AUTH_SIGNING_KEY_FILE: keyFile,
     LOG_LEVEL,
+    ...env,
   });
 }

@@ -184,7 +184,7 @@ async function serve(args: string[]): Promise<void> {
   if (config.workers > 1 && cluster.isPrimary) return serveWorkers(config, processLogger);
   // A worker's lines say which worker wrote them.
   const logger = cluster.isWorker ? processLogger.child({ worker: cluster.worker!.id }) : processLogger;
-  const server = await startServer(config, logger, cluster.isWorker ? workerParts(config) : {});
+  const server = await startServer(config, logger, cluster.isWorker ? workerParts() : {});
   const stop = stopOn(logger, 'shutting down: no new connections, draining requests in flight', () => server.close());
   // A worker whose primary is gone has no store and no peers: it stops as on SIGTERM.
   if (cluster.isWorker) process.once('disconnect', () => stop('disconnect'));

@@ -74,6 +74,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (signInChallenge !== 'optional' && signInChallenge !== 'required') {
     throw new ConfigError(`SIGN_IN_CHALLENGE must be optional or required, got ${JSON.stringify(signInChallenge)}`);
   }
+  // A database in memory belongs to one process: it is served by that process alone.
+  const inMemory = databaseUrl === 'sqlite::memory:';
+  const workers = integer(env, 'WORKERS', inMemory ? 1 : availableParallelism(), 1, 64);
+  if (inMemory && workers > 1)
+    throw new ConfigError('WORKERS must be 1 with DATABASE_URL=sqlite::memory: (one process holds it)');
   const headersTimeout = integer(env, 'HEADERS_TIMEOUT', 10, 1, 3600);
   const requestTimeout = integer(env, 'REQUEST_TIMEOUT', 30, 1, 3600);
   // Node refuses a headers timeout longer than the request's, which includes the headers.
@@ -81,7 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`HEADERS_TIMEOUT (${headersTimeout}) must not be longer than REQUEST_TIMEOUT (${requestTimeout})`);
   }
   return {
-    workers: integer(env, 'WORKERS', availableParallelism(), 1, 64),
+    workers,
     port: integer(env, 'PORT', 8080, 0, 65535),
     host: env.HOST || '0.0.0.0',
     databaseUrl,

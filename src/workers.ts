@@ -10,19 +10,17 @@ import type { Logger } from './logger.js';
 import type { ClusterLinks, ServerParts } from './server.js';
 import { purgeExpiredEntries } from './server.js';
 import { openStore } from './store/open.js';
-import { isStoreMessage, remoteStore, serveStore, type Channel } from './store/remote-store.js';
 
 /**
  * Several processes serve HTTP on one port (docs/design.md §13): node:cluster's primary forks
  * WORKERS workers and hands each new connection to one of them in turn. The primary serves no
- * request: it opens the store first (migrations), purges it, and on SQLite is the one writer
- * every worker's store calls go to, so that the file keeps one group commit; on PostgreSQL each
- * worker has a pool of its own. It sums the workers' metrics for a scrape, tells every worker
+ * request: it opens the store first (migrations) and purges it; each worker opens the store
+ * too (SQLite: a connection with its own group commit; PostgreSQL: a pool). It sums the workers' metrics for a scrape, tells every worker
  * what one counted against a rate limit, passes SIGHUP on to each, and on SIGTERM lets each
  * drain before it closes the store.
  */
 
-/** What a worker and its primary say to each other, beside the store's calls and prom-client's own. */
+/** What a worker and its primary say to each other, beside prom-client's own messages. */
 type ClusterMessage =
   | { type: 'limits:counted'; counted: CountedRefusal }
   | { type: 'metrics:request'; id: number }
@@ -33,29 +31,8 @@ const isClusterMessage = (message: unknown): message is ClusterMessage =>
   message !== null &&
   ['limits:counted', 'metrics:request', 'metrics:text'].includes((message as { type?: string }).type ?? '');
 
-/** One SQLite file has one writer: the primary. */
-const storeIsShared = (config: Config) => config.databaseUrl.startsWith('sqlite:');
-
-/** The channel from this worker to its primary. */
-function primaryChannel(): Channel {
-  return {
-    send: (message) => process.send!(message),
-    onMessage: (listener) => process.on('message', (message) => isStoreMessage(message) && listener(message)),
-    onClose: (listener) => process.once('disconnect', listener),
-  };
-}
-
-/** The channel from the primary to one worker. */
-function workerChannel(worker: Worker): Channel {
-  return {
-    send: (message) => worker.isConnected() && worker.send(message),
-    onMessage: (listener) => worker.on('message', (message) => isStoreMessage(message) && listener(message)),
-    onClose: (listener) => worker.once('disconnect', listener),
-  };
-}
-
 /** What a worker needs of its primary to serve as part of the whole server. */
-export function workerParts(config: Config): ServerParts {
+export function workerParts(): ServerParts {
   const send = (message: ClusterMessage) => process.send!(message);
   const metricsWaiting = new Map<number, { resolve(text: string): void; reject(error: Error): void }>();
   const limitListeners: ((counted: CountedRefusal) => void)[] = [];
@@ -86,7 +63,7 @@ export function workerParts(config: Config): ServerParts {
       subscribe: (listener) => void limitListeners.push(listener),
     },
   };
-  return { cluster, store: storeIsShared(config) ? remoteStore(primaryChannel()) : undefined };
+  return { cluster };
 }
 
 export interface Primary {
@@ -128,8 +105,6 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
     }
   };
 
-  // Structured clone, not JSON: a store call's `undefined` argument (no cursor) stays undefined.
-  cluster.setupPrimary({ serialization: 'advanced' });
   let started = 0;
   let resolveListening!: (port: number) => void;
   let rejectListening!: (error: Error) => void;
@@ -142,7 +117,6 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   const fork = () => {
     const worker = cluster.fork();
     running.add(worker);
-    if (storeIsShared(config)) serveStore(store, workerChannel(worker));
     worker.on('message', (message) => relay(worker, message));
     worker.once('listening', ({ port }) => {
       listened.add(worker);

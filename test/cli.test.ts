@@ -169,6 +169,8 @@ describe('the fib-auth command', () => {
       [{ REQUEST_TIMEOUT: '99999' }, /^fib-auth: REQUEST_TIMEOUT /],
       [{ HEADERS_TIMEOUT: '40' }, /^fib-auth: HEADERS_TIMEOUT \(40\) must not be longer than REQUEST_TIMEOUT \(30\)\n$/],
       [{ MAX_CONNECTIONS: '0' }, /^fib-auth: MAX_CONNECTIONS must be an integer from 1 to 1000000, got "0"\n$/],
+      [{ WORKERS: '0' }, /^fib-auth: WORKERS must be an integer from 1 to 64, got "0"\n$/],
+      [{ WORKERS: '2', DATABASE_URL: 'sqlite::memory:' }, /^fib-auth: WORKERS must be 1 with DATABASE_URL=sqlite::memory: /],
     ];
     for (const [bad, expected] of cases) {
       const result = run(['serve'], bad);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CompiledQuery, type Kysely } from 'kysely';
 
 type Write<DB, T> = (db: Kysely<DB>) => Promise<T>;
@@ -9,6 +10,9 @@ const RELEASE = CompiledQuery.raw('release write');
 const ROLLBACK_TO = CompiledQuery.raw('rollback to write');
 const COMMIT = CompiledQuery.raw('commit');
 const ROLLBACK = CompiledQuery.raw('rollback');
+
+/** How long a batch waits before it asks again for the write lock another process holds. */
+const LOCK_RETRY_MS = 1;
 
 /** How many statements a write runs: SQLite undoes a single statement that fails by itself. */
 export type Statements = 'one' | 'several';
@@ -30,12 +34,20 @@ interface Queued<DB> {
  * A write that fails is undone alone and answered with its error, and the others still commit:
  * SQLite undoes a failed statement by itself, and a write of several statements runs under a
  * savepoint. When the transaction cannot start (another process holds the write lock past
- * busy_timeout) or cannot commit, every write of the batch fails and none took effect.
+ * `lockTimeoutMs`) or cannot commit, every write of the batch fails and none took effect.
+ *
+ * Other processes (the other workers, docs/design.md §13) write the same file. SQLite's own
+ * busy handler would wait for their lock by sleeping on the event loop; so the connection has
+ * no busy timeout (open.ts) and a batch that finds the lock taken asks again a millisecond
+ * later, while this process goes on serving requests, whose writes join the next batch.
  */
 export class GroupCommit<DB> {
   private queue: Queued<DB>[] = [];
 
-  constructor(private readonly db: Kysely<DB>) {}
+  constructor(
+    private readonly db: Kysely<DB>,
+    private readonly lockTimeoutMs: number,
+  ) {}
 
   run<T>(write: Write<DB, T>, statements: Statements): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -50,7 +62,7 @@ export class GroupCommit<DB> {
     const answers: (() => void)[] = [];
     try {
       await this.db.connection().execute(async (connection) => {
-        await connection.executeQuery(BEGIN);
+        await this.begin(connection);
         try {
           for (const { write, statements, resolve, reject } of batch) {
             const atomic = statements === 'several';
@@ -78,5 +90,18 @@ export class GroupCommit<DB> {
       return;
     }
     for (const answer of answers) answer();
+  }
+
+  private async begin(connection: Kysely<DB>): Promise<void> {
+    const deadline = performance.now() + this.lockTimeoutMs;
+    for (;;) {
+      try {
+        await connection.executeQuery(BEGIN);
+        return;
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== 'SQLITE_BUSY' || performance.now() >= deadline) throw error;
+        await sleep(LOCK_RETRY_MS);
+      }
+    }
   }
 }

@@ -240,7 +240,7 @@ export class SqlStore implements Store {
    */
   static async open(
     dialect: Dialect,
-    options: { backend: Backend; groupCommit?: boolean; externalWatch: ExternalRevocationWatch },
+    options: { backend: Backend; groupCommit?: { lockTimeoutMs: number }; externalWatch: ExternalRevocationWatch },
   ): Promise<SqlStore> {
     const db = new Kysely<Database>({ dialect });
     try {
@@ -256,7 +256,7 @@ export class SqlStore implements Store {
       await db.destroy();
       throw error;
     }
-    const groupCommit = options.groupCommit ? new GroupCommit(db) : undefined;
+    const groupCommit = options.groupCommit ? new GroupCommit(db, options.groupCommit.lockTimeoutMs) : undefined;
     return new SqlStore(db, options.backend, groupCommit, options.externalWatch);
   }
 
