@@ -64,7 +64,12 @@ const contenders: Contender[] = [];
 try {
   for (const revision of revisions) {
     const [commit, settings = ''] = revision.split(':');
-    const env = Object.fromEntries(settings.split(',').filter(Boolean).map((pair) => pair.split('=')));
+    const env: Record<string, string> = Object.fromEntries(
+      settings
+        .split(',')
+        .filter(Boolean)
+        .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+    );
     const root = join(dir, `checkout-${contenders.length}`);
     execFileSync('git', ['clone', '--quiet', packageRoot, root]);
     execFileSync('git', ['-C', root, 'checkout', '--quiet', commit]);
