@@ -9,7 +9,7 @@ import { generateNextKey, rotateSigningKey } from './key-files.js';
 import { createLogger, type Logger } from './logger.js';
 import { startServer } from './server.js';
 import { openStore } from './store/open.js';
-import { startPrimary, workerParts } from './workers.js';
+import { startPrimary, tellPrimaryClosed, workerParts } from './workers.js';
 import { ROLES, type Role, type Store } from './domain/store.js';
 
 const USAGE = `usage:
@@ -172,7 +172,7 @@ async function serveWorkers(config: Config, logger: Logger): Promise<void> {
   const primary = await startPrimary(config, logger);
   const port = await primary.listening;
   logger.info({ port, host: config.host, workers: config.workers }, 'fib-auth listening');
-  const stop = stopOn(logger, 'shutting down: every worker drains its requests in flight', () => primary.close());
+  const stop = stopOn(logger, 'shutting down: stopping every worker', () => primary.close());
   process.on('SIGHUP', () => primary.reloadKeys());
   void primary.stopped.then(() => stop('every worker stopped'));
 }
@@ -185,7 +185,13 @@ async function serve(args: string[]): Promise<void> {
   // A worker's lines say which worker wrote them.
   const logger = cluster.isWorker ? processLogger.child({ worker: cluster.worker!.id }) : processLogger;
   const server = await startServer(config, logger, cluster.isWorker ? workerParts() : {});
-  const stop = stopOn(logger, 'shutting down: no new connections, draining requests in flight', () => server.close());
+  const stop = cluster.isWorker
+    ? stopOn(logger, 'worker stopped listening; draining its requests in flight', () => {
+        const closed = server.close(); // stops listening before it returns
+        tellPrimaryClosed();
+        return closed;
+      })
+    : stopOn(logger, 'shutting down: no new connections, draining requests in flight', () => server.close());
   // A worker whose primary is gone has no store and no peers: it stops as on SIGTERM.
   if (cluster.isWorker) process.once('disconnect', () => stop('disconnect'));
   process.on('SIGHUP', () => {

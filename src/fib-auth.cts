@@ -2,11 +2,10 @@
 /**
  * The `fib-auth` command. It sizes libuv's thread pool, then runs the CLI (cli.ts).
  *
- * jose verifies each token signature through WebCrypto, on libuv's thread pool, while the main
- * thread does all the rest. The pool's default of four threads, on a machine with fewer cores
- * than that plus one, makes the pool's threads and the main thread take turns on the cores: on
- * two cores, one pool thread gave 13 % more logouts per second at 50 in flight than four
- * (BENCHMARKS.md). So the pool gets one thread per core beside the main thread, unless
+ * jose signs tokens (sign-in, refresh) through WebCrypto, on libuv's thread pool, while the
+ * main thread does all the rest. The pool's default of four threads, on a machine with fewer
+ * cores than that plus one, makes the pool's threads and the main thread take turns on the
+ * cores (BENCHMARKS.md). So the pool gets one thread per core beside the main thread, unless
  * UV_THREADPOOL_SIZE says otherwise. libuv reads the variable once, when the pool starts, and
  * Node's ESM loader starts it while loading modules: this file is CommonJS so that it runs first.
  */

@@ -24,12 +24,18 @@ import { openStore } from './store/open.js';
 type ClusterMessage =
   | { type: 'limits:counted'; counted: CountedRefusal }
   | { type: 'metrics:request'; id: number }
-  | { type: 'metrics:text'; id: number; text?: string; error?: string };
+  | { type: 'metrics:text'; id: number; text?: string; error?: string }
+  | { type: 'worker:closed' };
 
 const isClusterMessage = (message: unknown): message is ClusterMessage =>
   typeof message === 'object' &&
   message !== null &&
-  ['limits:counted', 'metrics:request', 'metrics:text'].includes((message as { type?: string }).type ?? '');
+  ['limits:counted', 'metrics:request', 'metrics:text', 'worker:closed'].includes((message as { type?: string }).type ?? '');
+
+/** Tells the primary that this worker accepts no more connections (it drains the ones it has). */
+export function tellPrimaryClosed(): void {
+  process.send!({ type: 'worker:closed' } satisfies ClusterMessage);
+}
 
 /** What a worker needs of its primary to serve as part of the whole server. */
 export function workerParts(): ServerParts {
@@ -89,8 +95,14 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   const metrics = new AggregatorRegistry();
   let closing = false;
 
+  const closed = new Set<Worker>();
   const relay = (from: Worker, message: unknown) => {
     if (!isClusterMessage(message)) return;
+    // Node's cluster closes the shared port once no worker listens, which is before this
+    // message arrives (the worker's close goes first on the same channel).
+    if (message.type === 'worker:closed' && closed.add(from).size === running.size) {
+      logger.info('shutting down: no new connections, every worker drains its requests in flight');
+    }
     if (message.type === 'limits:counted') {
       for (const worker of Object.values(cluster.workers ?? {}))
         if (worker && worker !== from && worker.isConnected()) worker.send(message);
