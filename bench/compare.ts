@@ -15,7 +15,7 @@ import { packageRoot } from '../src/package-root.js';
 import { openSqlite, type BenchDatabase } from './database.js';
 import { freePort } from '../test/support/processes.js';
 import { TokenMinter } from '../test/support/tokens.js';
-import { makeUsers, SessionFactory, startFibAuth, type Service } from './fixture.js';
+import { makeUsers, SessionFactory, startFibAuth, warmUp, type Service } from './fixture.js';
 import { load, type LoadRequest } from './load.js';
 import { BASE } from '../test/support/api.js';
 
@@ -83,7 +83,9 @@ try {
     const service = await startFibAuth(`sqlite:${databasePath}`, keyFile, await freePort(), { root, env });
     const db = openSqlite(databasePath);
     await db.addUsers(users);
-    contenders.push({ revision, service, db, sessions: new SessionFactory(db, minter, users) });
+    const sessions = new SessionFactory(db, minter, users);
+    await warmUp(service, sessions);
+    contenders.push({ revision, service, db, sessions });
   }
   const operations: Operation[] = [
     ...CONCURRENCIES.map((concurrency) => ({

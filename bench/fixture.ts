@@ -6,7 +6,7 @@ import { startProcess, type StartedProcess } from '../test/support/processes.js'
 import { newSession, type LiveSession, type TokenMinter } from '../test/support/tokens.js';
 import { signInBody } from '../test/support/vectors.js';
 import type { BenchDatabase, BenchUser } from './database.js';
-import type { LoadRequest } from './load.js';
+import { load, type LoadRequest } from './load.js';
 
 /** The server's default: one JSON line per request, written to standard output (here nowhere). */
 export const LOG_LEVEL = 'info';
@@ -95,4 +95,14 @@ export function startFibAuth(databaseUrl: string, keyFile: string, port: number,
     LOG_LEVEL,
     ...env,
   });
+}
+
+/**
+ * Logs out for a while at concurrency 50 before anything is measured. A server of several
+ * workers answers once its first worker listens, while the others still start; each worker
+ * then compiles its own code, and one connection (c=1) reaches one worker only. Fifty
+ * connections reach every worker and warm each up.
+ */
+export async function warmUp(server: Service, sessions: SessionFactory, seconds = 3): Promise<void> {
+  await load(server.origin, await sessions.logouts(20_000), { concurrency: 50, seconds });
 }

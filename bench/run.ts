@@ -23,6 +23,7 @@ import {
   SessionFactory,
   startFibAuth,
   startService,
+  warmUp,
   type Service,
   type SignInUser,
 } from './fixture.js';
@@ -224,6 +225,7 @@ async function main(): Promise<void> {
     await db.addUsers(users);
     const sessions = new SessionFactory(db, minter, users);
     const sampleToken = await checkMintedTokens(server, sessions, minter, users[0]);
+    await warmUp(server, sessions);
     log(`minted tokens match the server's (${sampleToken.length} characters)`);
 
     // Koa and Prism check nothing, so they answer the same requests again and again.
