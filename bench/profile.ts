@@ -46,8 +46,10 @@ const window = { start: 0, end: 0 };
 const dir = mkdtempSync(join(tmpdir(), 'fib-auth-profile-'));
 const keyFile = join(dir, 'signing-key.pem');
 const sqlitePath = join(dir, 'fib-auth.sqlite');
+// One process: with workers each would write a profile of its own, and the primary's is idle.
 const server = await startFibAuth(`sqlite:${sqlitePath}`, keyFile, await freePort(), {
   nodeOptions: ['--cpu-prof', `--cpu-prof-dir=${dir}`],
+  env: { WORKERS: '1' },
 });
 try {
   const db = openSqlite(sqlitePath);
