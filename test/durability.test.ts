@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../src/package-root.js';
 import { CLI, serveChild } from './support/child-server.js';
+import { processTree } from './support/processes.js';
 import { BASE, bearer, bodyOf, rawCall } from './support/harness.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
@@ -54,14 +55,6 @@ interface Syscall {
 }
 
 const SYSCALLS = ['fsync', 'fdatasync', 'read', 'recvfrom', 'recvmsg', 'write', 'writev', 'sendto', 'sendmsg'];
-
-/** The process and every process it started, and theirs: a cluster's primary and its workers. */
-function processTree(pid: number): number[] {
-  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) =>
-    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
-  );
-  return [pid, ...children.flatMap(processTree)];
-}
 
 /**
  * Runs `action` while strace records the syncs, reads and writes of the server's processes

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test as testOn } from 'node:test';
@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../src/package-root.js';
 import { CLI, serveChild, type ChildServer } from './support/child-server.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
+import { processTree } from './support/processes.js';
 import { BASE, bearer, bodyOf, rawCall, type Reply } from './support/harness.js';
 import { decodePart } from './support/tokens.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
@@ -17,14 +18,6 @@ import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 // fresh one, and the primary hands them to the workers in turn, so both answer.
 const WORKERS = 2;
 const FAILED_SIGN_INS_PER_EMAIL = 4;
-
-/** The process and every process it started: the primary and its workers. */
-function processTree(pid: number): number[] {
-  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) =>
-    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
-  );
-  return [pid, ...children.flatMap(processTree)];
-}
 
 interface LogLine {
   msg: string;

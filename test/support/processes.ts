@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../../src/package-root.js';
@@ -25,6 +26,14 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Standard output goes nowhere: a server under load writes a log line per request that nobody reads. */
   quiet?: boolean;
+}
+
+/** The process and every process it started, and theirs: a cluster's primary and its workers. */
+export function processTree(pid: number): number[] {
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
+  );
+  return [pid, ...children.flatMap(processTree)];
 }
 
 /** A port that was free a moment ago, for a process that takes its port as an argument. */
