@@ -15,9 +15,9 @@ import { openStore } from './store/open.js';
  * Several processes serve HTTP on one port (docs/design.md §13): node:cluster's primary forks
  * WORKERS workers and hands each new connection to one of them in turn. The primary serves no
  * request: it opens the store first (migrations) and purges it; each worker opens the store
- * too (SQLite: a connection with its own group commit; PostgreSQL: a pool). It sums the workers' metrics for a scrape, tells every worker
- * what one counted against a rate limit, passes SIGHUP on to each, and on SIGTERM lets each
- * drain before it closes the store.
+ * too (SQLite: a connection with its own group commit; PostgreSQL: a pool). The primary sums
+ * the workers' metrics for a scrape, tells every worker what one counted against a rate
+ * limit, passes SIGHUP on to each, and on SIGTERM lets each drain before it closes the store.
  */
 
 /** What a worker and its primary say to each other, beside prom-client's own messages. */
