@@ -96,12 +96,20 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   let closing = false;
 
   const closed = new Set<Worker>();
+  let announcedClosed = false;
+  /** Logs once that no worker listens: a worker that drained and exited counts as closed too. */
+  const announceWhenClosed = () => {
+    if (announcedClosed || closed.size === 0 || ![...running].every((worker) => closed.has(worker))) return;
+    announcedClosed = true;
+    logger.info('shutting down: no new connections, every worker drains its requests in flight');
+  };
   const relay = (from: Worker, message: unknown) => {
     if (!isClusterMessage(message)) return;
     // Node's cluster closes the shared port once no worker listens, which is before this
     // message arrives (the worker's close goes first on the same channel).
-    if (message.type === 'worker:closed' && closed.add(from).size === running.size) {
-      logger.info('shutting down: no new connections, every worker drains its requests in flight');
+    if (message.type === 'worker:closed') {
+      closed.add(from);
+      announceWhenClosed();
     }
     if (message.type === 'limits:counted') {
       for (const worker of Object.values(cluster.workers ?? {}))
@@ -145,6 +153,7 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
         logger.error({ worker: worker.id, code, signal }, 'a worker exited; starting another');
         fork();
       }
+      announceWhenClosed();
       if (running.size === 0) resolveStopped();
     });
   };
