@@ -227,11 +227,19 @@ describe('the server process dying', () => {
     socket.write(
       `POST ${BASE}/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`,
     );
-    while (!received.includes('100 Continue')) await sleep(5);
+    /** Waits for `done`, failing after 10 s instead of hanging the suite. */
+    const until = async (what: string, done: () => boolean) => {
+      for (const deadline = Date.now() + 10_000; !done(); await sleep(5)) {
+        if (Date.now() > deadline) assert.fail(`${what} did not happen within 10 s:\n${server.lines.join('\n')}`);
+      }
+    };
+    await until('the 100 Continue', () => received.includes('100 Continue'));
 
     const exited = server.stop('SIGTERM');
     // The server logs this once it has stopped listening.
-    while (!server.lines.some((line) => line.includes('no new connections'))) await sleep(5);
+    await until('the log line saying the server stopped listening', () =>
+      server.lines.some((line) => line.includes('no new connections')),
+    );
     await assert.rejects(rawCall(server.url, 'POST', `${BASE}/logout`), { code: 'ECONNREFUSED' });
 
     socket.write(body);
