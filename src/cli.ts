@@ -192,7 +192,7 @@ async function serve(args: string[]): Promise<void> {
         return closed;
       })
     : stopOn(logger, 'shutting down: no new connections, draining requests in flight', () => server.close());
-  // A worker whose primary is gone has no store and no peers: it stops as on SIGTERM.
+  // A worker whose primary is gone has no peers for its limits and metrics: it stops as on SIGTERM.
   if (cluster.isWorker) process.once('disconnect', () => stop('disconnect'));
   process.on('SIGHUP', () => {
     server.reloadKeys().catch((err: unknown) => logger.error({ err }, 'reloading the keys failed; the old keys stay in use'));

@@ -45,7 +45,7 @@ export interface ClusterLinks {
 }
 
 export interface ServerParts {
-  /** Replaces the store `config.databaseUrl` names: tests pass one that fails on purpose; a worker its primary's. */
+  /** Replaces the store `config.databaseUrl` names: tests pass one that fails on purpose. */
   store?: Store;
   /** The one clock every part reads; tests pass one they move. */
   clock?: Clock;

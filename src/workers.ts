@@ -168,7 +168,7 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
     async close() {
       closing = true;
       stopPurging();
-      // Each worker drains its requests in flight, then exits; their store calls are still answered.
+      // Each worker drains its requests in flight with its own store, then exits.
       for (const worker of running) worker.process.kill('SIGTERM');
       await stopped;
       await store.close();

@@ -58,7 +58,7 @@ const SYSCALLS = ['fsync', 'fdatasync', 'read', 'recvfrom', 'recvmsg', 'write', 
 
 /**
  * Runs `action` while strace records the syncs, reads and writes of the server's processes
- * (with workers, one reads the request and answers it, the primary commits), one file per
+ * (with workers, the worker that reads the request also commits it and answers it), one file per
  * thread (so no call is split by another thread's); returns the calls in the order they started.
  */
 async function syscallsDuring(pids: number[], action: () => Promise<void>): Promise<Syscall[]> {
@@ -113,7 +113,7 @@ for (const workers of [1, 2]) {
       const { accessToken } = (await bodyOf(signIn, 'authorizeUser', 200)).data;
 
       const pids = processTree(server.pid);
-      // With workers, a worker reads the request and answers it; the primary commits.
+      // With workers, the primary only hands connections over; a worker reads, commits and answers.
       assert.equal(pids.length, workers === 1 ? 1 : 1 + workers, `the server's processes: ${pids.join(', ')}`);
       const calls = await syscallsDuring(pids, async () => {
         const logout = await rawCall(server.url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) });
