@@ -185,8 +185,9 @@ export interface paths {
          *     (the session ended: `logout`, `refresh-reuse`, `user-removed`); with `jti`, only the access
          *     token with that `jti` (retired by a `refresh`). Refuse such a token with 401 and the
          *     message logout gives for that reason. From `until` (epoch seconds) on the tokens are
-         *     expired anyway: forget the entry then. The server forgets it too, so the feed stays bounded
-         *     by the access-token lifetime.
+         *     expired anyway: forget the entry then. The server forgets it 60 seconds later (a reader
+         *     whose clock lags may still need it), so the feed stays bounded by the access-token
+         *     lifetime.
          *
          *     **Cursors.** A cursor is opaque, global across every instance of the service, and survives
          *     restarts: entries are listed in the order they committed. A cursor the server never gave

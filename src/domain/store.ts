@@ -141,7 +141,10 @@ export interface Store {
    * (another instance, the CLI); returns the function that stops it.
    */
   watchRevocations(listener: () => void): () => void;
-  /** Deletes revocations whose tokens have all expired; returns how many. */
+  /**
+   * Deletes revocations whose tokens have all expired more than REVOCATION_RETENTION_SECONDS
+   * (revocation-feed.ts) before `now`; returns how many.
+   */
   purgeExpiredRevocations(now: number): Promise<number>;
 
   /** Resolves when the store answers a query. */

@@ -14,6 +14,7 @@ import type {
   Store,
   UserRecord,
 } from '../domain/store.js';
+import { REVOCATION_RETENTION_SECONDS } from '../domain/revocation-feed.js';
 
 type UserRow = Selectable<Database['users']>;
 type SessionRow = Selectable<Database['sessions']>;
@@ -526,7 +527,8 @@ export class SqlStore implements Store {
   }
 
   async purgeExpiredRevocations(now: number): Promise<number> {
-    const result = await this.write((db) => db.deleteFrom('revocations').where('until', '<=', now).executeTakeFirst());
+    const before = now - REVOCATION_RETENTION_SECONDS;
+    const result = await this.write((db) => db.deleteFrom('revocations').where('until', '<=', before).executeTakeFirst());
     return Number(result.numDeletedRows);
   }
 
