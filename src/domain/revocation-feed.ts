@@ -25,7 +25,7 @@ export class RevocationFeed {
 
   constructor(private readonly store: Store) {}
 
-  async read(after: number | undefined, waitSeconds: number, gone?: AbortSignal): Promise<RevocationPage> {
+  async read(after: string | undefined, waitSeconds: number, gone?: AbortSignal): Promise<RevocationPage> {
     this.stopWatching ??= this.store.watchRevocations(() => this.changed());
     const deadline = performance.now() + waitSeconds * 1000;
     for (;;) {
