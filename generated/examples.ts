@@ -1655,7 +1655,7 @@ export const contractExamples = {
             "message": "Revocations still in force."
           },
           "data": {
-            "cursor": "1841",
+            "cursor": "3f9a1c07d2b84e65:1841",
             "snapshot": true,
             "more": false,
             "revocations": [
@@ -1685,7 +1685,7 @@ export const contractExamples = {
             "message": "Revocations after the cursor."
           },
           "data": {
-            "cursor": "1842",
+            "cursor": "3f9a1c07d2b84e65:1842",
             "snapshot": false,
             "more": false,
             "revocations": [
@@ -1709,7 +1709,7 @@ export const contractExamples = {
             "message": "Revocations after the cursor."
           },
           "data": {
-            "cursor": "1842",
+            "cursor": "3f9a1c07d2b84e65:1842",
             "snapshot": false,
             "more": false,
             "revocations": []
@@ -1724,7 +1724,7 @@ export const contractExamples = {
           "status": {
             "code": 400,
             "name": "Bad Request",
-            "message": "The query parameter 'after' must match pattern \"^[0-9]{1,15}$\"."
+            "message": "The query parameter 'after' must match pattern \"^([0-9a-f]{16}:)?[0-9]{1,15}$\"."
           },
           "data": {}
         }

@@ -185,13 +185,17 @@ export interface paths {
          *     (the session ended: `logout`, `refresh-reuse`, `user-removed`); with `jti`, only the access
          *     token with that `jti` (retired by a `refresh`). Refuse such a token with 401 and the
          *     message logout gives for that reason. From `until` (epoch seconds) on the tokens are
-         *     expired anyway: forget the entry then. The server forgets it too, so the feed stays bounded
-         *     by the access-token lifetime.
+         *     expired anyway: forget the entry then. The server forgets it 60 seconds later (a reader
+         *     whose clock lags may still need it), so the feed stays bounded by the access-token
+         *     lifetime.
          *
-         *     **Cursors.** A cursor is opaque, global across every instance of the service, and survives
-         *     restarts: entries are listed in the order they committed. A cursor the server never gave
-         *     out (another database) is answered with a snapshot: replace what you hold with it. An old
-         *     cursor loses nothing: entries are forgotten only once their tokens have expired.
+         *     **Cursors.** A cursor is opaque: send it back as it came. It is global across every
+         *     instance of the service and survives restarts: entries are listed in the order they
+         *     committed. It names the database that gave it out, so a cursor this database did not
+         *     give out (the service was moved to another database, or one restored from a backup is
+         *     behind it) is answered with a snapshot: replace what you hold with it. So is a bare number,
+         *     the cursor of a version before cursors named their database. An old cursor loses nothing:
+         *     entries are forgotten only after their tokens have expired.
          *
          *     **Fail closed.** Trust your revocation set only while the feed answers: when no answer
          *     with `more: false` has arrived for your staleness bound (the `fib-auth/resource-server`
@@ -474,7 +478,7 @@ export interface components {
             until: number;
         };
         RevocationPage: {
-            /** @description Send it as `after` in the next request. */
+            /** @description Send it as `after` in the next request. It names the database it is a position in. */
             cursor: string;
             /** @description True when `revocations` is everything still relevant, to replace what you hold; false when it follows your cursor, to add. */
             snapshot: boolean;
@@ -770,7 +774,11 @@ export interface components {
          *     when a device is lost or the user changes their key.
          */
         LogoutScope: "local" | "global";
-        /** @description The `cursor` of the previous answer. Leave it out to get a snapshot. */
+        /**
+         * @description The `cursor` of the previous answer, as it came. Leave it out to get a snapshot. A cursor
+         *     this database did not give out (another database's, or a bare number, which versions before
+         *     cursors named their database gave out) is answered with a snapshot.
+         */
         RevocationCursor: string;
         /**
          * @description Seconds the server may hold the request when no revocation follows the cursor (long poll);
@@ -936,7 +944,11 @@ export interface operations {
     listRevocations: {
         parameters: {
             query?: {
-                /** @description The `cursor` of the previous answer. Leave it out to get a snapshot. */
+                /**
+                 * @description The `cursor` of the previous answer, as it came. Leave it out to get a snapshot. A cursor
+                 *     this database did not give out (another database's, or a bare number, which versions before
+                 *     cursors named their database gave out) is answered with a snapshot.
+                 */
                 after?: components["parameters"]["RevocationCursor"];
                 /**
                  * @description Seconds the server may hold the request when no revocation follows the cursor (long poll);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -8,18 +8,19 @@ import {
   createAuthClient,
   memoryStorage,
   type AuthClient,
+  type AuthClientOptions,
   type StoredTokens,
   type TokenStorage,
 } from 'fib-auth/client';
 import { refreshesSeen } from './support/client.js';
 import { ALICE_SIGN_IN } from './support/vectors.js';
-import { example, startTestServer, type EnvelopeExampleName, type TestServer } from './support/harness.js';
+import { BASE, example, startTestServer, type EnvelopeExampleName, type TestServer } from './support/harness.js';
 import { freePort } from './support/processes.js';
 import { manualClock } from './support/clock.js';
 import { ALICE, BOB_SIGNATURE, ed25519FromSeed, signMessage } from './support/vectors.js';
 
 /** Signs Alice in through a new client and returns it. */
-async function signedIn(t: TestServer, options: { storage?: TokenStorage; refreshMargin?: number } = {}): Promise<AuthClient> {
+async function signedIn(t: TestServer, options: Omit<AuthClientOptions, 'baseUrl'> = {}): Promise<AuthClient> {
   const client = createAuthClient({ baseUrl: t.url, ...options });
   const { data, error } = await client.signIn(ALICE_SIGN_IN);
   assert.equal(error, undefined, JSON.stringify(error));
@@ -232,74 +233,152 @@ describe('the client when the access token expires (ACCESS_TOKEN_TTL=3)', () => 
   });
 });
 
+/** A local HTTP service on a port of its own (an origin of its own) that records what it is sent. */
+async function recordingService() {
+  const service = {
+    url: '',
+    seen: [] as { authorization?: string; body: string }[],
+    /** Which tokens it refuses, as it would an expired or retired one. */
+    refuses: (_token: string) => false,
+    /** The challenge of its 401 (RFC 6750 §3.1); undefined sends none. */
+    challenge: 'Bearer error="invalid_token"' as string | undefined,
+    close: () => server.close(),
+  };
+  const answer = async (request: IncomingMessage, response: ServerResponse) => {
+    let body = '';
+    for await (const chunk of request) body += chunk;
+    const authorization = request.headers.authorization;
+    service.seen.push({ authorization, body });
+    const token = authorization?.replace(/^Bearer /, '');
+    if (token && !service.refuses(token)) {
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ echo: body }));
+    } else {
+      response.writeHead(401, service.challenge === undefined ? {} : { 'www-authenticate': service.challenge }).end();
+    }
+  };
+  const server = createServer((request, response) => void answer(request, response));
+  await once(server.listen(0, '127.0.0.1'), 'listening');
+  service.url = `http://127.0.0.1:${(server.address() as { port: number }).port}/reports`;
+  return service;
+}
+
 describe("the client's fetch, for the caller's requests to other FIB services", () => {
   let t: TestServer;
-  let service: Server;
-  let serviceUrl: string;
-  /** Which tokens the service refuses, as it would an expired or retired one. */
-  let refuses = (_token: string) => false;
-  const seen: { authorization?: string; body: string }[] = [];
+  /** A FIB service the client is told to send the token to (`tokenOrigins`). */
+  let service: Awaited<ReturnType<typeof recordingService>>;
+  /** Any other origin: it must never see a token. */
+  let foreign: Awaited<ReturnType<typeof recordingService>>;
+  const signedInFor = () => signedIn(t, { tokenOrigins: [new URL(service.url).origin] });
   before(async () => {
     t = await startTestServer();
     await t.addUser(ALICE.email, ALICE.publicKeyHex);
-    const answer = async (request: IncomingMessage, response: ServerResponse) => {
-      let body = '';
-      for await (const chunk of request) body += chunk;
-      const authorization = request.headers.authorization;
-      seen.push({ authorization, body });
-      const token = authorization?.replace(/^Bearer /, '');
-      if (!token || refuses(token)) response.writeHead(401).end();
-      else response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ echo: body }));
-    };
-    service = createServer((request, response) => void answer(request, response));
-    await once(service.listen(0, '127.0.0.1'), 'listening');
-    serviceUrl = `http://127.0.0.1:${(service.address() as { port: number }).port}/reports`;
+    service = await recordingService();
+    foreign = await recordingService();
   });
   after(async () => {
     service.close();
+    foreign.close();
     await t.stop();
   });
 
-  test('adds Authorization; after a 401 refreshes once and sends the request again, body and all', async () => {
-    const client = await signedIn(t);
+  test('adds Authorization; after a 401 with the invalid_token challenge refreshes once and sends the request again, body and all', async () => {
+    const client = await signedInFor();
     const first = await accessTokenOf(client);
     const init = { method: 'POST', body: '{"report":1}', headers: { 'content-type': 'application/json' } };
-    assert.deepEqual(await (await client.fetch(serviceUrl, init)).json(), { echo: '{"report":1}' });
-    assert.deepEqual(seen.splice(0), [{ authorization: `Bearer ${first}`, body: '{"report":1}' }]);
+    assert.deepEqual(await (await client.fetch(service.url, init)).json(), { echo: '{"report":1}' });
+    assert.deepEqual(service.seen.splice(0), [{ authorization: `Bearer ${first}`, body: '{"report":1}' }]);
 
-    refuses = (token) => token === first;
+    service.refuses = (token) => token === first;
     const before = refreshesSeen(t).length;
-    const retried = await client.fetch(new Request(serviceUrl, init));
+    const retried = await client.fetch(new Request(service.url, init));
     assert.equal(retried.status, 200);
     assert.deepEqual(await retried.json(), { echo: '{"report":1}' });
     const second = await accessTokenOf(client);
     assert.notEqual(second, first);
-    assert.deepEqual(seen.splice(0), [
+    assert.deepEqual(service.seen.splice(0), [
       { authorization: `Bearer ${first}`, body: '{"report":1}' },
       { authorization: `Bearer ${second}`, body: '{"report":1}' },
     ]);
     assert.equal(refreshesSeen(t).length, before + 1);
 
     // A service that keeps refusing gets one retry, and its 401 is the answer.
-    refuses = () => true;
-    assert.equal((await client.fetch(serviceUrl)).status, 401);
+    service.refuses = () => true;
+    assert.equal((await client.fetch(service.url)).status, 401);
     const third = await accessTokenOf(client);
     assert.deepEqual(
-      seen.splice(0).map((r) => r.authorization),
+      service.seen.splice(0).map((r) => r.authorization),
       [`Bearer ${second}`, `Bearer ${third}`],
     );
     assert.equal(refreshesSeen(t).length, before + 2);
+    service.refuses = () => false;
     assert.deepEqual(await client.logout(), { data: {} });
   });
 
+  test('sends the token to the origin of baseUrl too', async () => {
+    const client = await signedInFor();
+    const reply = await client.fetch(`${t.url}${BASE}/logout`, { method: 'POST' });
+    assert.equal(reply.status, 200, 'the logout went with the access token');
+  });
+
+  test('a 401 without the invalid_token challenge is the answer: no refresh, no second request', async () => {
+    const client = await signedInFor();
+    const token = await accessTokenOf(client);
+    service.refuses = () => true;
+    const before = refreshesSeen(t).length;
+    try {
+      for (const challenge of [undefined, 'Bearer', 'Basic realm="reports"', 'Bearer error="insufficient_scope"']) {
+        service.challenge = challenge;
+        assert.equal((await client.fetch(service.url)).status, 401, String(challenge));
+        assert.deepEqual(
+          service.seen.splice(0).map((r) => r.authorization),
+          [`Bearer ${token}`],
+          String(challenge),
+        );
+      }
+      assert.equal(refreshesSeen(t).length, before, 'no refresh');
+    } finally {
+      service.refuses = () => false;
+      service.challenge = 'Bearer error="invalid_token"';
+    }
+    assert.deepEqual(await client.logout(), { data: {} });
+  });
+
+  test('a request to any other origin goes out as it is: the token is never sent there, and its 401 refreshes nothing', async () => {
+    const client = await signedInFor();
+    const before = refreshesSeen(t).length;
+    const bare = await client.fetch(foreign.url, { method: 'POST', body: '{"report":2}' });
+    const own = await client.fetch(new Request(foreign.url, { headers: { authorization: 'Bearer not-yours' } }));
+    assert.deepEqual(
+      foreign.seen.splice(0),
+      [
+        { authorization: undefined, body: '{"report":2}' },
+        { authorization: 'Bearer not-yours', body: '' },
+      ],
+      'the other origin never sees the token; an Authorization the caller set is left alone',
+    );
+    assert.deepEqual([bare.status, own.status], [401, 200]);
+    assert.equal(refreshesSeen(t).length, before, 'its 401 with Bearer error="invalid_token" refreshes nothing');
+    // A client without tokenOrigins keeps the token to the service's own origin.
+    const plain = await signedIn(t);
+    assert.equal((await plain.fetch(service.url)).status, 401);
+    assert.deepEqual(service.seen.splice(0), [{ authorization: undefined, body: '' }]);
+    for (const c of [client, plain]) assert.deepEqual(await c.logout(), { data: {} });
+  });
+
+  test('tokenOrigins takes origins only', () => {
+    for (const origin of ['https://reports.example.com/', 'https://reports.example.com/api', 'reports.example.com']) {
+      assert.throws(() => createAuthClient({ baseUrl: t.url, tokenOrigins: [origin] }), TypeError, origin);
+    }
+  });
+
   test('rejects with an AuthClientError, sending nothing, when there is no access token', async () => {
-    const client = createAuthClient({ baseUrl: t.url });
-    await assert.rejects(client.fetch(serviceUrl), (error) => {
+    const client = createAuthClient({ baseUrl: t.url, tokenOrigins: [new URL(service.url).origin] });
+    await assert.rejects(client.fetch(service.url), (error) => {
       assert.ok(error instanceof AuthClientError);
       assert.equal(error.error.kind, 'signedOut');
       return true;
     });
-    assert.deepEqual(seen, []);
+    assert.deepEqual(service.seen, []);
   });
 });
 

@@ -187,6 +187,16 @@ describe('introspection and the revocation feed', () => {
       });
     });
 
+    test('a cursor this database did not give out gets a snapshot, a bare number (of a version before) too, not a 400', async () => {
+      const cursor = await newestCursor();
+      const position = cursor.split(':').at(-1)!;
+      for (const after of [position, `0123456789abcdef:${position}`]) {
+        const reply = await feed(`after=${after}&wait=0`);
+        await assertExampleStatus(reply, 'RevocationsSnapshot');
+        assert.deepEqual((await bodyOf(reply, 'listRevocations', 200)).data.cursor, cursor, after);
+      }
+    });
+
     test('400 for a bad cursor or wait, 401 without credentials', async () => {
       await assertExample(await feed('after=abc'), 'RevocationCursorInvalid');
       await assertExample(await feed('wait=31'), 'RevocationWaitInvalid');
@@ -199,7 +209,8 @@ describe('shutting down with long polls open', () => {
   test('they are answered at once, and the server stops without waiting for their wait', async () => {
     const t = await startTestServer();
     const secret = (await new Clients(t.server.store, Date.now).add('rs'))!;
-    const waiting = t.call('GET', `${BASE}/revocations?after=0&wait=30`, { headers: basic('rs', secret) });
+    const { cursor } = await t.server.store.revocationsAfter(undefined, 1);
+    const waiting = t.call('GET', `${BASE}/revocations?after=${cursor}&wait=30`, { headers: basic('rs', secret) });
     await new Promise((resolve) => setTimeout(resolve, 200));
     const started = performance.now();
     await t.stop();

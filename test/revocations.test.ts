@@ -16,6 +16,8 @@ import { NOW, sessionRecord, userRecord } from './support/records.js';
 
 const openOn = (database: TestDatabase) => openStore(loadConfig({ DATABASE_URL: database.url }));
 const session = sessionRecord;
+/** The position a cursor names (`<database id>:<seq>`, docs/design.md §11). */
+const seqOf = (cursor: string) => Number(String(cursor).split(':').at(-1));
 
 /** A fresh registered user, so that each test reads only its own entries. */
 async function newUser(store: Store): Promise<string> {
@@ -45,7 +47,7 @@ for (const backend of DATABASES) {
     let database: TestDatabase;
     let store: Store;
     const newest = async () => (await store.revocationsAfter(undefined, 1_000_000)).cursor;
-    const listedAfter = async (cursor: number) => {
+    const listedAfter = async (cursor: string) => {
       const page = await store.revocationsAfter(cursor, 1000);
       assert.equal(page.snapshot, false);
       return page.revocations;
@@ -128,15 +130,54 @@ for (const backend of DATABASES) {
       const idle = await store.revocationsAfter(second.cursor, 3);
       assert.deepEqual(idle, { cursor: second.cursor, snapshot: false, more: false, revocations: [] });
 
-      const foreign = await store.revocationsAfter(second.cursor + 1000, 1_000_000);
-      assert.equal(foreign.snapshot, true);
+      const [database] = second.cursor.split(':');
+      const beyond = await store.revocationsAfter(`${database}:${seqOf(second.cursor) + 1000}`, 1_000_000);
+      assert.equal(beyond.snapshot, true, 'a position beyond the newest entry (a database restored from a backup)');
       const snapshot = await store.revocationsAfter(undefined, 1_000_000);
       assert.equal(snapshot.snapshot, true);
-      assert.deepEqual(foreign.revocations, snapshot.revocations);
+      assert.deepEqual(beyond, snapshot);
       assert.ok(sessions.every((s) => snapshot.revocations.some((r) => r.sid === s.id)));
     });
 
-    test('entries are purged once their tokens have expired, and an old cursor still gets what remains', async () => {
+    test('a cursor another database gave out gets a snapshot, also where this one has passed its position', async () => {
+      // The database a service was moved away from (or failed over from) gave the reader its cursor.
+      const other = await backend.create();
+      const otherStore = await openOn(other);
+      try {
+        const gone = session(await newUser(otherStore));
+        await otherStore.createSession(gone);
+        await otherStore.endSession(gone.id, gone.accessJti, NOW + 1);
+        const fromOther = (await otherStore.revocationsAfter(undefined, 1_000_000)).cursor;
+
+        const email = await newUser(store);
+        for (const s of [session(email), session(email), session(email)]) {
+          await store.createSession(s);
+          await store.endSession(s.id, s.accessJti, NOW + 1);
+        }
+        const everything = await store.revocationsAfter(undefined, 1_000_000);
+        assert.ok(seqOf(everything.cursor) > seqOf(fromOther), 'this database has passed the other cursor’s position');
+        // Read as a position here, it would skip this database's entries up to it.
+        const page = await store.revocationsAfter(fromOther, 1_000_000);
+        assert.equal(page.snapshot, true, 'a cursor of another database is answered with a snapshot');
+        assert.deepEqual(page, everything);
+      } finally {
+        await otherStore.close();
+        await other.drop();
+      }
+    });
+
+    test('a bare position, the cursor of a version before cursors named their database, gets a snapshot', async () => {
+      const email = await newUser(store);
+      const s = session(email);
+      await store.createSession(s);
+      await store.endSession(s.id, s.accessJti, NOW + 1);
+      const everything = await store.revocationsAfter(undefined, 1_000_000);
+      const page = await store.revocationsAfter(String(seqOf(everything.cursor) - 1), 1_000_000);
+      assert.equal(page.snapshot, true, 'a bare position is answered with a snapshot');
+      assert.deepEqual(page, everything);
+    });
+
+    test('entries are purged a minute after their tokens expired, and an old cursor still gets what remains', async () => {
       const email = await newUser(store);
       const start = await newest();
       const short = session(email, { accessExpiresAt: NOW + 10 });
@@ -145,11 +186,20 @@ for (const backend of DATABASES) {
         await store.createSession(s);
         await store.endSession(s.id, s.accessJti, NOW + 1);
       }
-      assert.ok((await store.purgeExpiredRevocations(NOW + 10)) >= 1);
+      // A resource server whose clock lags this one's still accepts the short session's tokens
+      // for the lag: a snapshot must still list the entry, as the library keeps it 60 s past until.
+      await store.purgeExpiredRevocations(NOW + 10 + 30);
+      const snapshot = await store.revocationsAfter(undefined, 1_000_000);
+      assert.ok(
+        snapshot.revocations.some((r) => r.sid === short.id),
+        'an entry whose until passed 30 s ago is still in a snapshot',
+      );
+      assert.ok((await store.purgeExpiredRevocations(NOW + 10 + 61)) >= 1);
       assert.deepEqual(
         (await listedAfter(start)).map((r) => r.sid),
         [long.id],
       );
+      assert.ok(!(await store.revocationsAfter(undefined, 1_000_000)).revocations.some((r) => r.sid === short.id));
     });
 
     test('watchRevocations hears this store’s own revoking writes', async () => {

@@ -251,12 +251,15 @@ for (const backend of DATABASES) {
       assert.ok(await store.findSession(refreshable.id));
     });
 
-    test('reopening runs the migrations again without losing a row', async () => {
+    test('reopening runs the migrations again without losing a row, and the feed’s cursors stay positions', async () => {
       const s = session();
       await store.createSession(s);
+      const { cursor } = await store.revocationsAfter(undefined, 1_000_000);
       const again = await openOn(database);
       try {
         assert.deepEqual(await again.findSession(s.id), s);
+        const page = await again.revocationsAfter(cursor, 1_000_000);
+        assert.deepEqual(page, { cursor, snapshot: false, more: false, revocations: [] }, 'the database keeps its id');
         await again.ping();
       } finally {
         await again.close();

@@ -54,6 +54,11 @@ export interface AuthClientOptions {
    * default; at most half the token's lifetime).
    */
   refreshMargin?: number;
+  /**
+   * The origins besides `baseUrl`'s to which `fetch` sends the access token, each exactly an
+   * origin: `['https://reports.example.com']`. None by default.
+   */
+  tokenOrigins?: readonly string[];
 }
 
 export interface AuthClient {
@@ -78,9 +83,11 @@ export interface AuthClient {
   /** A valid access token: the stored one, or a new one when it expires within the margin. */
   accessToken(): Promise<AuthResult<string, 'refreshTokens'>>;
   /**
-   * `fetch` for the caller's own requests to other FIB services: sends them with
-   * `Authorization: Bearer <accessToken>`, and after a 401 refreshes and sends once more.
-   * Rejects with an `AuthClientError` when there is no access token to send.
+   * `fetch` for the caller's own requests to other FIB services. A request to the origin of
+   * `baseUrl` or of `tokenOrigins` goes with `Authorization: Bearer <accessToken>`, and after
+   * a 401 whose challenge is `Bearer error="invalid_token"` the pair is refreshed and the
+   * request sent once more; it rejects with an `AuthClientError` when there is no access
+   * token to send. A request to any other origin goes out as it is, without the token.
    */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
 }
@@ -100,6 +107,9 @@ const DOCUMENTED_ERRORS: { [Op in AuthOperation]: Record<ErrorCode<Op>, true> } 
   logout: { 400: true, 401: true, 404: true, 422: true, 429: true, 500: true },
   endSession: { 401: true, 404: true, 422: true, 429: true, 500: true },
 };
+
+/** RFC 6750 §3.1: the token sent was refused (expired, revoked), so a new one may be accepted. */
+const INVALID_TOKEN = /\bBearer\b.*\berror="?invalid_token\b/i;
 
 /** The answers after which the pair is of no more use: the token was refused, or the session or user is gone. */
 const REFUSED = new Set([401, 404, 422]);
@@ -153,7 +163,13 @@ export function createAuthClient({
   fetch: send = (input, init) => globalThis.fetch(input, init),
   storage = memoryStorage(),
   refreshMargin = 30,
+  tokenOrigins = [],
 }: AuthClientOptions): AuthClient {
+  for (const origin of tokenOrigins)
+    if (new URL(origin).origin !== origin) throw new TypeError(`tokenOrigins: ${origin} is not an origin (https://host[:port])`);
+  // A relative baseUrl is the page's own origin, as openapi-fetch's requests resolve it.
+  const page = (globalThis as { location?: { href: string } }).location?.href;
+  const tokenGoesTo = new Set([new URL(baseUrl, page).origin, ...tokenOrigins]);
   const api = createClient<paths>({ baseUrl, fetch: (request) => send(request) });
   const store = async (pair: TokenPair): Promise<StoredTokens> => {
     const tokens = { ...pair, receivedAt: Date.now() };
@@ -248,11 +264,12 @@ export function createAuthClient({
 
     async fetch(input, init) {
       const request = new Request(input, init);
+      if (!tokenGoesTo.has(new URL(request.url).origin)) return send(request);
       const again = request.clone(); // a body can be read once
       const tokens = await freshTokens();
       if (tokens.error) throw new AuthClientError(tokens.error);
       const response = await withToken(request, tokens.data.accessToken);
-      if (response.status !== 401) return response;
+      if (response.status !== 401 || !INVALID_TOKEN.test(response.headers.get('WWW-Authenticate') ?? '')) return response;
       const next = await refreshOnce(tokens.data);
       if (next.error) return response;
       await response.body?.cancel();

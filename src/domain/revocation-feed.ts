@@ -4,6 +4,12 @@ import type { RevocationPage, Store } from './store.js';
 export const FEED_PAGE_LIMIT = 1000;
 /** The longest a reader may ask to wait, below common proxy idle timeouts (60 s). */
 export const FEED_MAX_WAIT_SECONDS = 30;
+/**
+ * How long after its `until` an entry stays in the feed (docs/design.md §11): as long as
+ * `fib-auth/resource-server` keeps it, so that a snapshot still lists an entry that a reader
+ * whose clock lags this one's up to a minute would still need.
+ */
+export const REVOCATION_RETENTION_SECONDS = 60;
 
 /**
  * The revocation feed's long poll (docs/design.md §11): a read answers at once when revocations
@@ -19,7 +25,7 @@ export class RevocationFeed {
 
   constructor(private readonly store: Store) {}
 
-  async read(after: number | undefined, waitSeconds: number, gone?: AbortSignal): Promise<RevocationPage> {
+  async read(after: string | undefined, waitSeconds: number, gone?: AbortSignal): Promise<RevocationPage> {
     this.stopWatching ??= this.store.watchRevocations(() => this.changed());
     const deadline = performance.now() + waitSeconds * 1000;
     for (;;) {

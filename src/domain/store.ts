@@ -70,8 +70,11 @@ export interface Revocation {
 }
 
 export interface RevocationPage {
-  /** The position after the last entry listed (or the given one when none is). */
-  cursor: number;
+  /**
+   * The position after the last entry listed (or the given one when none is), naming the
+   * database it is a position in; opaque outside the store.
+   */
+  cursor: string;
   /** True when the entries are everything still relevant, not only those after the cursor. */
   snapshot: boolean;
   /** True when the page was cut at the limit: more entries follow. */
@@ -133,15 +136,20 @@ export interface Store {
    * The revocations after `after`, in the order they committed, at most `limit`. Every change
    * of a session that stops access tokens working (its end, a refresh) adds one in the same
    * statement, so none can be missed; on several instances the order is the database's.
-   * Without `after`, or with one this store never gave out, a snapshot of all that remain.
+   * Without `after`, or with one this database never gave out (another database's, one
+   * beyond its newest entry, or a bare position of a version before cursors named their
+   * database), a snapshot of all that remain.
    */
-  revocationsAfter(after: number | undefined, limit: number): Promise<RevocationPage>;
+  revocationsAfter(after: string | undefined, limit: number): Promise<RevocationPage>;
   /**
    * Calls `listener` whenever revocations may have been added, by this process or another
    * (another instance, the CLI); returns the function that stops it.
    */
   watchRevocations(listener: () => void): () => void;
-  /** Deletes revocations whose tokens have all expired; returns how many. */
+  /**
+   * Deletes revocations whose tokens have all expired more than REVOCATION_RETENTION_SECONDS
+   * (revocation-feed.ts) before `now`; returns how many.
+   */
   purgeExpiredRevocations(now: number): Promise<number>;
 
   /** Resolves when the store answers a query. */

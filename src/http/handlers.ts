@@ -102,9 +102,9 @@ export function operationHandlers({ auth, store, keys, metrics, feed }: Services
     },
     async listRevocations(c, ctx) {
       const { after, wait = 0 } = c.request.query as RevocationsQuery;
-      const page = await feed.read(after === undefined ? undefined : Number(after), Number(wait), whenGone(ctx));
+      const page = await feed.read(after, Number(wait), whenGone(ctx));
       const message = page.snapshot ? 'Revocations still in force.' : 'Revocations after the cursor.';
-      return envelope(200, message, { ...page, cursor: String(page.cursor) });
+      return envelope(200, message, page);
     },
     getLiveness() {
       return envelope(200, 'The service is live.', {});

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { sql, type ColumnType, type Generated, type Kysely, type Migration } from 'kysely';
 
 /** Epoch seconds in an int8 column: better-sqlite3 reads it as a number, pg as a string. */
@@ -35,12 +36,17 @@ export interface Database {
     used_at: OptionalInstant;
   };
   revocations: {
-    /** The feed's cursor: assigned in commit order (see REVOCATION_LOCK_KEY for PostgreSQL). */
+    /** The feed's position: assigned in commit order (see REVOCATION_LOCK_KEY for PostgreSQL). */
     seq: Generated<number | string>;
     sid: string;
     jti: string | null;
     reason: string;
     until: Instant;
+  };
+  /** One row: this database's random id, which the feed's cursors name (sql-store.ts, FEED_CURSOR). */
+  database_id: {
+    singleton: Generated<number>;
+    id: string;
   };
 }
 
@@ -156,6 +162,22 @@ export const migrations = (backend: Backend): Record<string, Migration> => ({
         .addColumn('used_at', 'bigint')
         .execute();
       await db.schema.createIndex('sign_in_challenges_expires_at').on('sign_in_challenges').column('expires_at').execute();
+    },
+  },
+  // The random id the revocation feed's cursors name (docs/design.md §11), made once per database.
+  '0005_database_id': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('database_id')
+        .addColumn('singleton', 'integer', (c) =>
+          c
+            .primaryKey()
+            .defaultTo(1)
+            .check(sql`singleton = 1`),
+        )
+        .addColumn('id', 'text', (c) => c.notNull())
+        .execute();
+      await sql`insert into database_id (id) values (${randomBytes(8).toString('hex')})`.execute(db);
     },
   },
 });

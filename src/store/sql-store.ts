@@ -14,6 +14,7 @@ import type {
   Store,
   UserRecord,
 } from '../domain/store.js';
+import { REVOCATION_RETENTION_SECONDS } from '../domain/revocation-feed.js';
 
 type UserRow = Selectable<Database['users']>;
 type SessionRow = Selectable<Database['sessions']>;
@@ -53,6 +54,13 @@ function revocationOf(row: Selectable<Database['revocations']>): Revocation {
   if (row.jti !== null) revocation.jti = row.jti;
   return revocation;
 }
+
+/**
+ * The revocation feed's cursor (docs/design.md §11): `<database id>:<seq>`, the id migration
+ * 0005 gave this database and the position of the last entry listed. A bare `<seq>` is a
+ * cursor of a version before cursors named their database. The contract's pattern for `after`.
+ */
+const FEED_CURSOR = /^(?:([0-9a-f]{16}):)?([0-9]{1,15})$/;
 
 /**
  * Tells a store that another process may have added revocations (a PostgreSQL NOTIFY, a
@@ -482,17 +490,26 @@ export class SqlStore implements Store {
     return (await this.db.selectFrom('clients').selectAll().orderBy('id').execute()).map(clientOf);
   }
 
-  revocationsAfter(after: number | undefined, limit: number): Promise<RevocationPage> {
+  revocationsAfter(after: string | undefined, limit: number): Promise<RevocationPage> {
     const read = async (db: Kysely<Database>): Promise<RevocationPage> => {
-      const { newest } = await db
-        .selectFrom('revocations')
-        .select((eb) => eb.fn.max('seq').as('newest'))
+      const { database, newest } = await db
+        .selectFrom('database_id')
+        .select((eb) => [
+          'id as database',
+          eb
+            .selectFrom('revocations')
+            .select((max) => max.fn.max('seq').as('seq'))
+            .as('newest'),
+        ])
         .executeTakeFirstOrThrow();
       const newestSeq = Number(newest ?? 0);
-      // A cursor this store never gave out (another database, one restored from a backup):
+      const [, named, position] = FEED_CURSOR.exec(after ?? '') ?? [];
+      // A position counts only in the database that gave it out, and only up to its newest
+      // entry. Otherwise (no cursor, another database's, one beyond the newest as after a
+      // restore, or a bare position of a version before cursors named their database)
       // everything still relevant is listed, and the reader replaces what it holds.
-      const snapshot = after === undefined || after > newestSeq;
-      const from = snapshot ? 0 : after;
+      const snapshot = named !== database || Number(position) > newestSeq;
+      const from = snapshot ? 0 : Number(position);
       const rows = await db
         .selectFrom('revocations')
         .selectAll()
@@ -502,8 +519,8 @@ export class SqlStore implements Store {
         .execute();
       const more = rows.length > limit;
       const listed = more ? rows.slice(0, limit) : rows;
-      const cursor = listed.length > 0 ? Number(listed[listed.length - 1].seq) : snapshot ? newestSeq : from;
-      return { cursor, snapshot, more, revocations: listed.map(revocationOf) };
+      const last = listed.length > 0 ? Number(listed[listed.length - 1].seq) : snapshot ? newestSeq : from;
+      return { cursor: `${database}:${last}`, snapshot, more, revocations: listed.map(revocationOf) };
     };
     if (this.backend === 'sqlite') return read(this.db);
     // Waits for the revocations in flight, so that none commits later below the cursor (schema.ts).
@@ -526,7 +543,8 @@ export class SqlStore implements Store {
   }
 
   async purgeExpiredRevocations(now: number): Promise<number> {
-    const result = await this.write((db) => db.deleteFrom('revocations').where('until', '<=', now).executeTakeFirst());
+    const before = now - REVOCATION_RETENTION_SECONDS;
+    const result = await this.write((db) => db.deleteFrom('revocations').where('until', '<=', before).executeTakeFirst());
     return Number(result.numDeletedRows);
   }
 

@@ -20,6 +20,7 @@ export async function misuse(): Promise<void> {
   const token: string = await client.accessToken(); // TS2322
   console.log(token);
   createAuthClient({ baseUrl: 'http://localhost:8080', storage: globalThis.localStorage }); // TS2739
+  createAuthClient({ baseUrl: 'http://localhost:8080', tokenOrigins: 'https://reports.example.com' }); // TS2322
 }
 
 const http = createAuthHttp();

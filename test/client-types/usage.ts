@@ -2,7 +2,11 @@
 import { createAuthClient, indexedDbStorage, type AuthError } from 'fib-auth/client';
 import { authHandlers, createAuthHttp, exampleHandler } from 'fib-auth/msw';
 
-const client = createAuthClient({ baseUrl: 'http://localhost:8080', storage: indexedDbStorage({ name: 'app.tokens' }) });
+const client = createAuthClient({
+  baseUrl: 'http://localhost:8080',
+  storage: indexedDbStorage({ name: 'app.tokens' }),
+  tokenOrigins: ['https://reports.example.com'],
+});
 
 export async function signInAndOut(signature: string): Promise<string> {
   const signIn = await client.signIn({ email: 'alice@wonderland.space', signature, authPublicKeyHex: '7fbe' });
