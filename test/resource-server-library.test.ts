@@ -3,7 +3,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { exportJWK, type JWK } from 'jose';
 import {
@@ -38,6 +38,8 @@ interface FeedPage {
 class CraftedService {
   jwks: JWK[] = [];
   jwksStatus = 200;
+  /** When set, the feed refuses every request with this status, as for wrong client credentials. */
+  feedRefusal: number | undefined;
   /** The paths (with their query) asked, in order. */
   readonly requests: string[] = [];
   private cursor = 0;
@@ -81,6 +83,9 @@ class CraftedService {
     };
     if (url.pathname === '/.well-known/jwks.json') return json(this.jwksStatus, { keys: this.jwks });
     if (url.pathname !== `${BASE}/revocations`) return json(404, {});
+    if (this.feedRefusal !== undefined) {
+      return json(this.feedRefusal, { status: { code: this.feedRefusal, name: 'Refused', message: 'Refused.' }, data: {} });
+    }
     const page = (data: FeedPage) => json(200, { status: { code: 200, name: 'OK', message: 'Revocations.' }, data });
     const after = url.searchParams.get('after');
     if (this.queued.length > 0) return page(this.queued.shift()!);
@@ -160,11 +165,12 @@ describe('the resource-server library against crafted JWKS and feed answers', ()
   };
 
   before(async () => (service = await CraftedService.start()));
-  beforeEach(() => (service.jwksStatus = 200));
-  after(async () => {
-    await Promise.all(verifiers.map((verifier) => verifier.close()));
-    await service.stop();
+  beforeEach(() => {
+    service.jwksStatus = 200;
+    service.feedRefusal = undefined;
   });
+  afterEach(() => Promise.all(verifiers.splice(0).map((verifier) => verifier.close())));
+  after(() => service.stop());
 
   test('a key withdrawn in the feed is refused at once as an unknown key, a refetched JWKS does not bring it back, a snapshot replaces it', async () => {
     const [a, b] = await Promise.all([signingKey(), signingKey()]);
@@ -255,6 +261,16 @@ describe('the resource-server library against crafted JWKS and feed answers', ()
     const { iat: _withoutIat, ...noIat } = claims;
     assert.equal((await rejection(verifier, key.token(noIat)))?.message, refusalOf('tokenClaimsMissing').message);
   });
+
+  test('a refused client asks again every 30 s, not every 2: its 401s count against its address', async () => {
+    service.feedRefusal = 401;
+    const feedRequests = () => service.requests.filter((path) => path.startsWith(`${BASE}/revocations`)).length;
+    const before = feedRequests();
+    const verifier = start();
+    await assert.rejects(verifier.ready(), FeedRefusedError);
+    await sleep(2500); // retries after other failures come after 100, 200, 400, 800 ms, then every 2 s
+    assert.equal(feedRequests() - before, 1);
+  });
 });
 
 describe('the resource-server library as a newcomer meets it', () => {
@@ -308,7 +324,7 @@ describe('the resource-server library as a newcomer meets it', () => {
     }
   });
 
-  test('a wrong secret: ready() rejects with a FeedRefusedError, onEvent hears it once, nothing goes unhandled', async () => {
+  test('a wrong secret: ready() rejects with a FeedRefusedError, onEvent hears of it, nothing goes unhandled', async () => {
     const t = await startTestServer();
     await new Clients(t.server.store, Date.now).add('orders-service');
     const unhandled: unknown[] = [];
@@ -331,7 +347,6 @@ describe('the resource-server library as a newcomer meets it', () => {
       assert.equal(error.status, 401);
       assert.match(error.message, /answered 401: /);
       assert.ok(error.message.includes(String(refusalOf('clientCredentialsInvalid').message)), error.message);
-      await sleep(500); // the library keeps asking (every 100 ms, then less often), and tells of the refusal once
       assert.deepEqual(
         events.map(({ type }) => type),
         ['feed-refused'],

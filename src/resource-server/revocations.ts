@@ -72,6 +72,12 @@ const ANSWER_MARGIN_MS = 2_000;
 /** The watchdog replaces a loop that has not moved for its request's time limit and this much more. */
 const WATCHDOG_MARGIN_MS = 2_000;
 const WATCH_INTERVAL_MS = 1_000;
+/**
+ * A refused client asks again this often: its 401s count against its address's limit on refused
+ * requests (README, "Limits on refused requests"), which healthy resource servers on the same
+ * host share.
+ */
+const REFUSED_RETRY_MS = 30_000;
 /** After an answer with revocations, the next long poll waits this long (see run). */
 const GATHER_MS = 10;
 
@@ -224,7 +230,7 @@ export class RevocationFeed {
         this.lastMove = performance.now();
         this.lastFailure = error;
         if (error instanceof FeedRefusedError) this.refuse(error);
-        await this.pause(retryDelayMs(failures++), loop);
+        await this.pause(error instanceof FeedRefusedError ? REFUSED_RETRY_MS : retryDelayMs(failures++), loop);
       }
     }
   }
