@@ -73,7 +73,7 @@ export class Jwks {
         this.options.onEvent({
           type: 'keys-refresh-failed',
           reason,
-          message: `the signing keys at ${this.options.url} could not be refreshed (${reason}); the keys fetched before stay in use, retrying in ${Math.round(next / 1000)} seconds`,
+          message: `The signing keys at ${this.options.url} could not be refreshed (${reason}); the keys fetched before stay in use, retrying in ${Math.round(next / 1000)} seconds.`,
         });
       }
     }

@@ -201,7 +201,7 @@ export class RevocationFeed {
         type: 'stale',
         seconds,
         reason,
-        message: `the revocation feed at ${url} has not been confirmed current for ${seconds} seconds (${reason}); every token is refused with 503 until it is`,
+        message: `The revocation feed at ${url} has not been confirmed current for ${seconds} seconds (${reason}); every token is refused with 503 until it is.`,
       });
     }
     if (performance.now() - this.lastMove > this.answerTimeoutMs + WATCHDOG_MARGIN_MS) {
@@ -249,7 +249,7 @@ export class RevocationFeed {
     });
     if (status === 200) return pageOf(body);
     const message = (body as { status?: { message?: string } } | undefined)?.status?.message ?? '';
-    const why = `The revocation feed at ${this.options.url} answered ${status}: ${message}`;
+    const why = `The revocation feed at ${this.options.url} answered ${status}${message ? `: ${message}` : '.'}`;
     throw REFUSALS.has(status) ? new FeedRefusedError(why, status) : new Error(why);
   }
 
@@ -260,7 +260,7 @@ export class RevocationFeed {
     this.options.onEvent({
       type: 'feed-refused',
       status: error.status,
-      message: `${error.message} Check url, clientId and clientSecret; every token is refused with 503 until the feed accepts the client (retrying).`,
+      message: `${error.message} Check url, clientId and clientSecret; every token is refused with 503 until the feed accepts the client (asking again every 30 seconds).`,
     });
   }
 
@@ -272,7 +272,7 @@ export class RevocationFeed {
           type: 'key-withdrawn',
           kid: entry.kid,
           until: entry.until,
-          message: `the service withdrew signing key ${entry.kid}: tokens signed with it are refused from now on`,
+          message: `The service withdrew signing key ${entry.kid}: tokens signed with it are refused from now on.`,
         });
       }
       this.live.add(entry);
@@ -291,7 +291,7 @@ export class RevocationFeed {
         this.options.onEvent({
           type: 'recovered',
           staleSeconds,
-          message: `the revocation feed at ${this.options.url} is current again, after ${staleSeconds} seconds unconfirmed: tokens are checked again`,
+          message: `The revocation feed at ${this.options.url} is current again, after ${staleSeconds} seconds unconfirmed: tokens are checked again.`,
         });
       }
     }
