@@ -363,13 +363,6 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     ServiceReady: () => Promise.resolve({}),
     StoreUnavailable: () => Promise.resolve({ storeFails: true }),
   },
-  getMetrics: {
-    // A scrape after a sign-in and a logout, so the counters have something to show.
-    MetricsSample: async ({ t }) => {
-      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
-      return {};
-    },
-  },
   getJwks: {
     JwksSample: () => Promise.resolve({}),
   },

@@ -1857,18 +1857,6 @@ export const contractExamples = {
       }
     }
   },
-  "getMetrics": {
-    "method": "get",
-    "path": "/metrics",
-    "examples": {
-      "MetricsSample": {
-        "status": 200,
-        "contentType": "text/plain; version=0.0.4; charset=utf-8",
-        "headers": {},
-        "value": "# HELP fib_auth_http_requests_total HTTP requests answered, by operation and status.\n# TYPE fib_auth_http_requests_total counter\nfib_auth_http_requests_total{operation=\"logout\",status=\"200\"} 12\nfib_auth_http_requests_total{operation=\"logout\",status=\"401\"} 3\n# HELP fib_auth_logout_outcomes_total Logout attempts by outcome.\n# TYPE fib_auth_logout_outcomes_total counter\nfib_auth_logout_outcomes_total{outcome=\"logged_out\"} 12\nfib_auth_logout_outcomes_total{outcome=\"already_over\"} 2\nfib_auth_logout_outcomes_total{outcome=\"expired\"} 1\n# HELP fib_auth_active_sessions Sessions that are neither revoked nor expired.\n# TYPE fib_auth_active_sessions gauge\nfib_auth_active_sessions 41\n"
-      }
-    }
-  },
   "getJwks": {
     "method": "get",
     "path": "/.well-known/jwks.json",

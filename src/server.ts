@@ -12,7 +12,8 @@ import { answerUnparsedRequest, createApp } from './http/app.js';
 import { RateLimits, type LimitPeers } from './http/rate-limits.js';
 import { keyFileSource } from './key-files.js';
 import type { Logger } from './logger.js';
-import { Metrics } from './metrics.js';
+import { startManagementServer, urlOf } from './management.js';
+import { countLiveSessions, Metrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { openStore } from './store/open.js';
 import type { Store } from './domain/store.js';
@@ -28,6 +29,8 @@ const TIMEOUT_CHECK_INTERVAL_MS = 500;
 export interface RunningServer {
   url: string;
   port: number;
+  /** Where the metrics are served; undefined in a worker of a cluster, whose primary serves them. */
+  managementUrl: string | undefined;
   store: Store;
   /** Re-reads the signing and verification keys after a rotation (the CLI does it on SIGHUP). */
   reloadKeys(): Promise<void>;
@@ -39,8 +42,6 @@ export interface RunningServer {
 export interface ClusterLinks {
   /** Makes this worker's registry one of those the primary sums. */
   shareMetrics: (registry: Registry) => void;
-  /** The metrics of every worker, summed. */
-  metricsText: () => Promise<string>;
   limitPeers: LimitPeers;
 }
 
@@ -49,7 +50,10 @@ export interface ServerParts {
   store?: Store;
   /** The one clock every part reads; tests pass one they move. */
   clock?: Clock;
-  /** Set in a worker of a cluster, whose primary purges the store, sums the metrics and relays what the limits count. */
+  /**
+   * Set in a worker of a cluster, whose primary purges the store, counts the live sessions, serves
+   * the metrics and relays what the limits count.
+   */
   cluster?: ClusterLinks;
 }
 
@@ -80,14 +84,14 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const keys = await KeyRing.load(keySource, clock);
 
   const store = parts.store ?? (await openStore(config, logger));
-  const metrics = new Metrics(() => store.countLiveSessions(epochSeconds(clock)), parts.cluster?.metricsText);
+  const metrics = new Metrics();
   parts.cluster?.shareMetrics(metrics.registry);
   const lifetimes = { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl };
   const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
   const feed = new RevocationFeed(store);
   const signIn = { challenge: config.signInChallenge, challengeTtl: config.signInChallengeTtl };
   const auth = new Authentication(store, tokens, clock, signIn, metrics.verified);
-  const api = await createApi({ auth, store, keys, metrics, feed, clients: new Clients(store, clock) });
+  const api = await createApi({ auth, store, keys, feed, clients: new Clients(store, clock) });
   const limits = new RateLimits(
     {
       refusedPerAddress: { limit: config.rateLimitRefusedPerAddress, windowSeconds: config.rateLimitRefusedPerAddressWindow },
@@ -129,13 +133,21 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
 
+  // A cluster's primary does these for the whole server (src/workers.ts).
   const stopPurging = parts.cluster ? () => {} : await purgeExpiredEntries(store, clock, logger);
+  const stopCounting = parts.cluster
+    ? () => {}
+    : await countLiveSessions(metrics.registry, () => store.countLiveSessions(epochSeconds(clock)), logger);
+  const management = parts.cluster ? undefined : await startManagementServer(config, logger, () => metrics.registry.metrics());
 
-  logger.info({ port, host: config.host, keyId: keys.signer.kid }, parts.cluster ? 'worker listening' : 'fib-auth listening');
-  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  logger.info(
+    { port, host: config.host, managementPort: management?.port, keyId: keys.signer.kid },
+    parts.cluster ? 'worker listening' : 'fib-auth listening',
+  );
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: urlOf(config.host, port),
     port,
+    managementUrl: management?.url,
     store,
     async reloadKeys() {
       await keys.reload();
@@ -143,6 +155,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     },
     async close() {
       stopPurging();
+      stopCounting();
       feed.close(); // long polls answer now instead of holding the drain
       closing = true;
       for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
@@ -150,6 +163,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      await management?.close();
       await store.close();
     },
   };

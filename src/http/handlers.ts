@@ -7,7 +7,6 @@ import type { Clients } from '../domain/clients.js';
 import type { KeyRing } from '../domain/key-ring.js';
 import type { RevocationFeed } from '../domain/revocation-feed.js';
 import type { IssuedPair } from '../domain/tokens.js';
-import type { Metrics } from '../metrics.js';
 import type { Store } from '../domain/store.js';
 import { envelope, PlainReply } from './envelope.js';
 import { HttpFailure } from './failures.js';
@@ -60,13 +59,12 @@ export interface Services {
   auth: Authentication;
   store: Store;
   keys: KeyRing;
-  metrics: Metrics;
   feed: RevocationFeed;
   clients: Clients;
 }
 
 /** One handler per operationId; each returns a body its operation documents. */
-export function operationHandlers({ auth, store, keys, metrics, feed }: Services): {
+export function operationHandlers({ auth, store, keys, feed }: Services): {
   [Op in OperationId]: (c: Context, ctx: KoaContext) => Reply<Op> | Promise<Reply<Op>>;
 } {
   return {
@@ -112,9 +110,6 @@ export function operationHandlers({ auth, store, keys, metrics, feed }: Services
     async getReadiness() {
       if (!(await answersWithin(store.ping(), READINESS_TIMEOUT_MS))) throw new HttpFailure('storeUnavailable');
       return envelope(200, 'The service is ready.', {});
-    },
-    async getMetrics() {
-      return new PlainReply(await metrics.text(), metrics.registry.contentType);
     },
     getJwks() {
       return new PlainReply({ keys: keys.jwks() }, 'application/json');
