@@ -1789,6 +1789,23 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "TooManyLongPolls": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "This client already holds as many long polls of the revocation feed as it may; wait for one to be answered."
+          },
+          "data": {}
+        }
+      },
       "InternalServerError": {
         "status": 500,
         "contentType": "application/json",

@@ -34,6 +34,10 @@ export interface Config {
   requestTimeout: number;
   /** Open connections at most; more are closed at once. */
   maxConnections: number;
+  /** Open connections at most from one client address (an IPv6 /64), where clients connect directly (trustProxy 0). */
+  maxConnectionsPerAddress: number;
+  /** Long polls of the revocation feed that one client may hold open at once. */
+  maxLongPollsPerClient: number;
   /** Where the management listener serves the metrics (docs/design.md §8), apart from the public port. */
   managementPort: number;
   managementHost: string;
@@ -115,6 +119,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     headersTimeout,
     requestTimeout,
     maxConnections: integer(env, 'MAX_CONNECTIONS', 4096, 1, 1_000_000),
+    maxConnectionsPerAddress: integer(env, 'MAX_CONNECTIONS_PER_ADDRESS', 256, 1, 1_000_000),
+    maxLongPollsPerClient: integer(env, 'MAX_LONG_POLLS_PER_CLIENT', 16, 1, 10_000),
     managementPort,
     managementHost: env.MANAGEMENT_HOST || '127.0.0.1',
   };

@@ -1,4 +1,4 @@
-import { createServer, type ServerResponse } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
@@ -9,7 +9,8 @@ import { RevocationFeed } from './domain/revocation-feed.js';
 import { Tokens } from './domain/tokens.js';
 import { createApi } from './http/api.js';
 import { answerUnparsedRequest, createApp } from './http/app.js';
-import { RateLimits, type LimitPeers } from './http/rate-limits.js';
+import { LongPolls } from './http/long-polls.js';
+import { addressKey, RateLimits, type LimitPeers } from './http/rate-limits.js';
 import { keyFileSource } from './key-files.js';
 import type { Logger } from './logger.js';
 import { startManagementServer, urlOf } from './management.js';
@@ -76,6 +77,26 @@ export async function purgeExpiredEntries(store: Store, clock: Clock, logger: Lo
   return () => clearInterval(timer);
 }
 
+/**
+ * Closes a new connection at once when its client address (an IPv6 /64, as the limits on
+ * refused requests count it) already holds `cap` (docs/design.md §9): one client's slow or
+ * idle connections cannot take every connection of MAX_CONNECTIONS.
+ */
+function capConnectionsPerAddress(server: Server, cap: number): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket) => {
+    const key = addressKey(socket.remoteAddress ?? '');
+    const count = open.get(key) ?? 0;
+    if (count >= cap) return void socket.destroy();
+    open.set(key, count + 1);
+    socket.once('close', () => {
+      const left = open.get(key)! - 1;
+      if (left === 0) open.delete(key);
+      else open.set(key, left);
+    });
+  });
+}
+
 export async function startServer(config: Config, logger: Logger, parts: ServerParts = {}): Promise<RunningServer> {
   const clock = parts.clock ?? systemClock;
   const keySource = keyFileSource(config.signingKeyFile, () =>
@@ -86,12 +107,22 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const store = parts.store ?? (await openStore(config, logger));
   const metrics = new Metrics();
   parts.cluster?.shareMetrics(metrics.registry);
+  // The server's caps are shared out among a cluster's workers, as Node hands each of them a
+  // share of the connections.
+  const share = (cap: number) => Math.ceil(cap / (parts.cluster ? config.workers : 1));
   const lifetimes = { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl };
   const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
   const feed = new RevocationFeed(store);
   const signIn = { challenge: config.signInChallenge, challengeTtl: config.signInChallengeTtl };
   const auth = new Authentication(store, tokens, clock, signIn, metrics.verified);
-  const api = await createApi({ auth, store, keys, feed, clients: new Clients(store, clock) });
+  const api = await createApi({
+    auth,
+    store,
+    keys,
+    feed,
+    clients: new Clients(store, clock),
+    longPolls: new LongPolls(share(config.maxLongPollsPerClient)),
+  });
   const limits = new RateLimits(
     {
       refusedPerAddress: { limit: config.rateLimitRefusedPerAddress, windowSeconds: config.rateLimitRefusedPerAddressWindow },
@@ -107,7 +138,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const app = createApp(api, { logger, metrics, corsOrigins: config.corsOrigins, limits });
 
   // Slow clients (docs/design.md §9): a request must arrive within these, or it is answered 408
-  // (answerUnparsedRequest); past the connection cap new connections are closed at once.
+  // (answerUnparsedRequest); past the connection caps new connections are closed at once.
   const handle = app.callback(); // Koa answers its errors itself: its promise does not reject
   const server = createServer(
     {
@@ -117,8 +148,9 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     },
     (req, res) => void handle(req, res),
   );
-  // The cap is the server's: a cluster's workers share it.
-  server.maxConnections = Math.ceil(config.maxConnections / (parts.cluster ? config.workers : 1));
+  server.maxConnections = share(config.maxConnections);
+  // Behind proxies every connection comes from a proxy: capping them per client is the proxy's job.
+  if (config.trustProxy === 0) capConnectionsPerAddress(server, share(config.maxConnectionsPerAddress));
   server.on('clientError', answerUnparsedRequest(logger));
   server.listen(config.port, config.host);
   // Responses still being worked on when closing starts close their connection after them:

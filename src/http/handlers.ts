@@ -10,6 +10,7 @@ import type { IssuedPair } from '../domain/tokens.js';
 import type { Store } from '../domain/store.js';
 import { envelope, PlainReply } from './envelope.js';
 import { HttpFailure } from './failures.js';
+import type { LongPolls } from './long-polls.js';
 
 type OperationId = keyof operations;
 type Responses<Op extends OperationId> = operations[Op]['responses'];
@@ -61,10 +62,11 @@ export interface Services {
   keys: KeyRing;
   feed: RevocationFeed;
   clients: Clients;
+  longPolls: LongPolls;
 }
 
 /** One handler per operationId; each returns a body its operation documents. */
-export function operationHandlers({ auth, store, keys, feed }: Services): {
+export function operationHandlers({ auth, store, keys, feed, longPolls }: Services): {
   [Op in OperationId]: (c: Context, ctx: KoaContext) => Reply<Op> | Promise<Reply<Op>>;
 } {
   return {
@@ -100,9 +102,15 @@ export function operationHandlers({ auth, store, keys, feed }: Services): {
     },
     async listRevocations(c, ctx) {
       const { after, wait = 0 } = c.request.query as RevocationsQuery;
-      const page = await feed.read(after === undefined ? undefined : Number(after), Number(wait), whenGone(ctx));
-      const message = page.snapshot ? 'Revocations still in force.' : 'Revocations after the cursor.';
-      return envelope(200, message, { ...page, cursor: String(page.cursor) });
+      // The client id its credentials proved (api.ts); a read that does not wait holds nothing.
+      const release = Number(wait) > 0 ? longPolls.hold(c.security.clientCredentials as string, Number(wait)) : undefined;
+      try {
+        const page = await feed.read(after === undefined ? undefined : Number(after), Number(wait), whenGone(ctx));
+        const message = page.snapshot ? 'Revocations still in force.' : 'Revocations after the cursor.';
+        return envelope(200, message, { ...page, cursor: String(page.cursor) });
+      } finally {
+        release?.();
+      }
     },
     getLiveness() {
       return envelope(200, 'The service is live.', {});
