@@ -68,7 +68,10 @@ export async function startManagementServer(
   );
   server.maxConnections = MAX_MANAGEMENT_CONNECTIONS;
   server.listen(config.managementPort, config.managementHost);
-  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject)).catch((error: Error) => {
+    // 9000 is a popular port (php-fpm's, for one): name the variables that move it.
+    throw new Error(`the management listener (MANAGEMENT_HOST, MANAGEMENT_PORT) cannot listen: ${error.message}`);
+  });
   const { port } = server.address() as AddressInfo;
   return {
     url: urlOf(config.managementHost, port),
