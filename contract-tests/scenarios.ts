@@ -37,13 +37,15 @@ export type Scenario = (c: ScenarioContext) => Promise<RequestChange>;
  * How the contract server runs (startContractServer): sign-in requires a challenge, so that
  * the 422 naming it happens, and every other sign-in scenario sends a nonce; behind one proxy,
  * so that each transaction comes from an address of its own (`X-Forwarded-For`) and a limit
- * is reached only where a scenario reaches it on purpose.
+ * is reached only where a scenario reaches it on purpose; one long poll of the feed per client,
+ * and every scenario but one follows the feed with a client of its own.
  */
 export const CONTRACT_SERVER_ENV = {
   SIGN_IN_CHALLENGE: 'required',
   TRUST_PROXY: '1',
   RATE_LIMIT_REFUSED_PER_ADDRESS: '20',
   RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '30',
+  MAX_LONG_POLLS_PER_CLIENT: '1',
 };
 
 let addresses = 0;
@@ -210,6 +212,21 @@ async function newestCursor(c: ScenarioContext): Promise<string> {
   return String((await c.t.server.store.revocationsAfter(undefined, 1_000_000)).cursor);
 }
 
+/**
+ * A client that holds its one long poll (CONTRACT_SERVER_ENV) until the next revocation or the
+ * server's shutdown: it holds it once a second poll of the same client is refused, 429.
+ */
+async function holdingItsLongPoll(c: ScenarioContext): Promise<RequestChange> {
+  const credentials = await clientCredentials(c);
+  const poll = async (wait: number) =>
+    rawCall(c.t.url, 'GET', `${BASE}/revocations?after=${await newestCursor(c)}&wait=${wait}`, credentials);
+  void poll(30).catch(() => {}); // answered at the next logout of another scenario, or at shutdown
+  for (;;) {
+    // A second poll that got in before the held one is answered within its second: ask again.
+    if ((await poll(1)).status === 429) return { ...credentials, query: 'wait=1' };
+  }
+}
+
 /** A refresh token presented a second time: its first use already replaced the pair. */
 async function refreshTokenUsedBefore({ t }: ScenarioContext): Promise<RequestChange> {
   const session = await t.newSession();
@@ -345,6 +362,7 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   listRevocations: {
     ...clientScenarios,
     TooManyRefusedRequests: async (c) => merged(await following(c, 'wait=0'), await overTheAddressLimit(c)),
+    TooManyLongPolls: holdingItsLongPoll,
     RevocationsSnapshot: (c) => following(c, 'wait=0'),
     RevocationsAfterCursor: async (c) => {
       const cursor = await newestCursor(c);
@@ -362,13 +380,6 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   getReadiness: {
     ServiceReady: () => Promise.resolve({}),
     StoreUnavailable: () => Promise.resolve({ storeFails: true }),
-  },
-  getMetrics: {
-    // A scrape after a sign-in and a logout, so the counters have something to show.
-    MetricsSample: async ({ t }) => {
-      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
-      return {};
-    },
   },
   getJwks: {
     JwksSample: () => Promise.resolve({}),

@@ -1789,6 +1789,23 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "TooManyLongPolls": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "This client already holds as many long polls of the revocation feed as it may; wait for one to be answered."
+          },
+          "data": {}
+        }
+      },
       "InternalServerError": {
         "status": 500,
         "contentType": "application/json",
@@ -1854,18 +1871,6 @@ export const contractExamples = {
           },
           "data": {}
         }
-      }
-    }
-  },
-  "getMetrics": {
-    "method": "get",
-    "path": "/metrics",
-    "examples": {
-      "MetricsSample": {
-        "status": 200,
-        "contentType": "text/plain; version=0.0.4; charset=utf-8",
-        "headers": {},
-        "value": "# HELP fib_auth_http_requests_total HTTP requests answered, by operation and status.\n# TYPE fib_auth_http_requests_total counter\nfib_auth_http_requests_total{operation=\"logout\",status=\"200\"} 12\nfib_auth_http_requests_total{operation=\"logout\",status=\"401\"} 3\n# HELP fib_auth_logout_outcomes_total Logout attempts by outcome.\n# TYPE fib_auth_logout_outcomes_total counter\nfib_auth_logout_outcomes_total{outcome=\"logged_out\"} 12\nfib_auth_logout_outcomes_total{outcome=\"already_over\"} 2\nfib_auth_logout_outcomes_total{outcome=\"expired\"} 1\n# HELP fib_auth_active_sessions Sessions that are neither revoked nor expired.\n# TYPE fib_auth_active_sessions gauge\nfib_auth_active_sessions 41\n"
       }
     }
   },

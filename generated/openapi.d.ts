@@ -253,30 +253,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/metrics": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Read the metrics
-         * @description Prometheus text exposition (not the envelope): request counts and latency by operation and
-         *     status, logout outcomes by reason (`logged_out`, `unreadable`, `bad_signature`, `expired`,
-         *     `unacceptable`, `unknown_user`, `already_over`, `bad_request`, `error`), live sessions, and
-         *     process metrics.
-         *     Expose it to your monitoring network only.
-         */
-        get: operations["getMetrics"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/.well-known/jwks.json": {
         parameters: {
             query?: never;
@@ -757,6 +733,25 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
+        /**
+         * @description `TooManyRefusedRequests`: too many requests from this client address were refused (401)
+         *     within the window. `TooManyLongPolls`: this client already holds as many long polls (`wait`
+         *     above 0) as the server allows at once (16 by default); a resource server needs one at a time,
+         *     and every process of a service that shares one client id holds its own. Either way, wait
+         *     `Retry-After` seconds: for long polls, the time by which one of this client's polls is
+         *     answered at the latest.
+         */
+        RevocationsTooManyRequests: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                RateLimit: components["headers"]["RateLimit"];
+                "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
         /** @description The store does not answer within two seconds. Take this instance out of rotation until it is ready again. */
         ServiceUnavailable: {
             headers: {
@@ -799,7 +794,8 @@ export interface components {
          * @description Every limit that applies to this request (draft-ietf-httpapi-ratelimit-headers): its name,
          *     `q` refused requests allowed per window, and `w` the window in seconds. Sign-in has two:
          *     `"refused-per-address";q=100;w=60, "failed-sign-ins-per-email";q=10;w=300` with the
-         *     defaults.
+         *     defaults. The revocation feed's long polls are counted while they are open, not per window:
+         *     `"long-polls-per-client";q=16;qu="concurrent-requests"`.
          */
         RateLimitPolicy: string;
         /** @description The id under which the server logged this request; quote it when you report a problem. */
@@ -965,7 +961,7 @@ export interface operations {
             200: components["responses"]["RevocationsListed"];
             400: components["responses"]["RevocationsBadRequest"];
             401: components["responses"]["ClientUnauthorized"];
-            429: components["responses"]["TooManyRequests"];
+            429: components["responses"]["RevocationsTooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };
@@ -1008,26 +1004,6 @@ export interface operations {
                 };
             };
             503: components["responses"]["ServiceUnavailable"];
-        };
-    };
-    getMetrics: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The current metrics. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/plain; version=0.0.4; charset=utf-8": string;
-                };
-            };
         };
     };
     getJwks: {

@@ -171,7 +171,7 @@ function stopOn(logger: Logger, why: string, close: () => Promise<void>): (signa
 async function serveWorkers(config: Config, logger: Logger): Promise<void> {
   const primary = await startPrimary(config, logger);
   const port = await primary.listening;
-  logger.info({ port, host: config.host, workers: config.workers }, 'fib-auth listening');
+  logger.info({ port, host: config.host, managementPort: primary.managementPort, workers: config.workers }, 'fib-auth listening');
   const stop = stopOn(logger, 'shutting down: stopping every worker', () => primary.close());
   process.on('SIGHUP', () => primary.reloadKeys());
   void primary.stopped.then(() => stop('every worker stopped'));

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -169,6 +171,10 @@ describe('the fib-auth command', () => {
       [{ REQUEST_TIMEOUT: '99999' }, /^fib-auth: REQUEST_TIMEOUT /],
       [{ HEADERS_TIMEOUT: '40' }, /^fib-auth: HEADERS_TIMEOUT \(40\) must not be longer than REQUEST_TIMEOUT \(30\)\n$/],
       [{ MAX_CONNECTIONS: '0' }, /^fib-auth: MAX_CONNECTIONS must be an integer from 1 to 1000000, got "0"\n$/],
+      [{ MAX_CONNECTIONS_PER_ADDRESS: '0' }, /^fib-auth: MAX_CONNECTIONS_PER_ADDRESS must be an integer from 1 to 1000000/],
+      [{ MAX_LONG_POLLS_PER_CLIENT: 'many' }, /^fib-auth: MAX_LONG_POLLS_PER_CLIENT must be an integer from 1 to 10000/],
+      [{ MANAGEMENT_PORT: '70000' }, /^fib-auth: MANAGEMENT_PORT must be an integer from 0 to 65535, got "70000"\n$/],
+      [{ PORT: '9000' }, /^fib-auth: MANAGEMENT_PORT must not be PORT \(9000\): the metrics are served apart from the API\n$/],
       [{ WORKERS: '0' }, /^fib-auth: WORKERS must be an integer from 1 to 64, got "0"\n$/],
       [{ WORKERS: '2', DATABASE_URL: 'sqlite::memory:' }, /^fib-auth: WORKERS must be 1 with DATABASE_URL=sqlite::memory: /],
     ];
@@ -181,6 +187,24 @@ describe('the fib-auth command', () => {
       const unopenable = run(['users', 'list'], { DATABASE_URL: url });
       assert.equal(unopenable.code, 1, url);
       assert.match(unopenable.stderr, /^fib-auth: [^\n]+\n$/, url);
+    }
+  });
+
+  test('a management port already taken stops start-up with one line naming the variables, exit 1', async () => {
+    const taken = createServer().listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    try {
+      const port = (taken.address() as AddressInfo).port;
+      for (const workers of ['1', '2']) {
+        const result = run(['serve'], { MANAGEMENT_PORT: String(port), WORKERS: workers });
+        assert.equal(result.code, 1, result.stderr);
+        assert.equal(
+          result.stderr,
+          `fib-auth: the management listener (MANAGEMENT_HOST, MANAGEMENT_PORT) cannot listen: listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`,
+        );
+      }
+    } finally {
+      taken.close();
     }
   });
 

@@ -20,9 +20,9 @@ const authorizationValues = (req: IncomingMessage) => req.headersDistinct.author
 
 /**
  * A resource server's HTTP Basic credentials (RFC 7617; id and secret form-encoded first, as
- * RFC 6749 §2.3.1 has it), checked against the registered clients.
+ * RFC 6749 §2.3.1 has it), checked against the registered clients; resolves with the client's id.
  */
-async function authenticateClient(clients: Clients, values: readonly string[] | undefined): Promise<true> {
+async function authenticateClient(clients: Clients, values: readonly string[] | undefined): Promise<string> {
   const [scheme, credentials, ...rest] = values?.length === 1 ? values[0].split(' ').filter(Boolean) : [];
   if (scheme?.toLowerCase() !== 'basic' || credentials === undefined || rest.length > 0) {
     throw new AuthFailure('clientCredentialsMissing');
@@ -40,7 +40,7 @@ async function authenticateClient(clients: Clients, values: readonly string[] | 
   const secret = colon < 0 ? undefined : decoded(pair.slice(colon + 1));
   if (id === undefined || secret === undefined) throw new AuthFailure('clientCredentialsInvalid');
   await clients.authenticate(id, secret);
-  return true;
+  return id;
 }
 
 /** The first validation error as a sentence: `/requestBody/email` becomes "The request body field 'email'". */

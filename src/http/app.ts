@@ -12,7 +12,7 @@ import { MAX_BODY_BYTES, refusal, refusalOf, HttpFailure, type Outcome, type Htt
 import type { LimitedRequest, RateLimits } from './rate-limits.js';
 
 /** Headers of every response, whoever answers it. */
-const responseHeaders = (requestId: string) => ({
+export const responseHeaders = (requestId: string) => ({
   'X-Request-Id': requestId,
   'Cache-Control': 'no-store',
   'X-Content-Type-Options': 'nosniff',

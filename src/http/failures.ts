@@ -16,6 +16,7 @@ export type HttpFailureReason =
   | 'requestUnparsable'
   | 'tooManyRefusedRequests'
   | 'tooManyFailedSignIns'
+  | 'tooManyLongPolls'
   | 'storeUnavailable'
   | 'internal';
 
@@ -272,6 +273,12 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
   tooManyFailedSignIns: {
     status: 429,
     message: 'Too many sign-ins failed for this email; retry after the seconds in Retry-After.',
+    outcome: 'rate_limited',
+  },
+  // §11: long polls of the revocation feed per client
+  tooManyLongPolls: {
+    status: 429,
+    message: 'This client already holds as many long polls of the revocation feed as it may; wait for one to be answered.',
     outcome: 'rate_limited',
   },
 

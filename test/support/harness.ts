@@ -246,7 +246,7 @@ export const logEntries = (t: TestServer): LogEntry[] => t.logs.map((line) => JS
 
 /**
  * Starts the real server in this process on a temporary SQLite file and a temporary key,
- * listening on a free port. `env` adds to docs/design.md §8's variables; `parts` replaces the
+ * listening on a free port, its management listener on another. `env` adds to docs/design.md §8's variables; `parts` replaces the
  * store or the clock.
  *
  * The limits on refused requests (§12) are off unless `env` sets them: the hostile suites
@@ -258,6 +258,7 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
   const config = loadConfig({
     PORT: '0',
     HOST: '127.0.0.1',
+    MANAGEMENT_PORT: '0',
     DATABASE_URL: `sqlite:${join(dir, 'fib-auth.sqlite')}`,
     FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
     LOG_LEVEL: 'debug',
