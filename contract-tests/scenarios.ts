@@ -218,11 +218,16 @@ async function refreshTokenUsedBefore({ t }: ScenarioContext): Promise<RequestCh
 }
 
 /** Every named example of every operation's responses, by operationId. */
+/** An email one character longer than an email may be. */
+const EMAIL_TOO_LONG = `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(62)}`;
+
 export const scenarios: Record<string, Record<string, Scenario>> = {
   createSignInChallenge: {
     // The request exactly as the contract's example has it.
     SignInChallengeIssued: () => Promise.resolve({}),
     EmailMissing: () => Promise.resolve(json({})),
+    EmailTooLong: () => Promise.resolve(json({ email: EMAIL_TOO_LONG })),
+    EmailInvalid: () => Promise.resolve(json({ email: 'alice' })),
     BodyNotJson: () => Promise.resolve({ body: '{"email": ' }),
     BodyFieldNotString: () => Promise.resolve(json({ email: 42 })),
     BodyFieldUnexpected: () => Promise.resolve(json({ email: ALICE.email, password: 'secret' })),
@@ -242,6 +247,8 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
       Promise.resolve(json({ email: ALICE_SIGN_IN.email, authPublicKeyHex: ALICE_SIGN_IN.authPublicKeyHex })),
     BodyFieldNotString: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: 42 })),
     BodyFieldUnexpected: () => Promise.resolve(json({ ...ALICE_SIGN_IN, password: 'secret' })),
+    EmailTooLong: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: EMAIL_TOO_LONG })),
+    EmailInvalid: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: 'alice' })),
     PayloadTooLarge: () => Promise.resolve(json({ ...ALICE_SIGN_IN, padding: 'x'.repeat(16 * 1024) })),
     // The example body, declared as text.
     UnsupportedMediaType: () => Promise.resolve({ headers: { 'Content-Type': 'text/plain' } }),

@@ -61,6 +61,32 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "EmailTooLong": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must NOT have more than 254 characters."
+          },
+          "data": {}
+        }
+      },
+      "EmailInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must match format \"email\"."
+          },
+          "data": {}
+        }
+      },
       "BodyFieldUnexpected": {
         "status": 400,
         "contentType": "application/json",
@@ -1058,6 +1084,32 @@ export const contractExamples = {
             "code": 400,
             "name": "Bad Request",
             "message": "The request body field 'email' must be string."
+          },
+          "data": {}
+        }
+      },
+      "EmailTooLong": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must NOT have more than 254 characters."
+          },
+          "data": {}
+        }
+      },
+      "EmailInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must match format \"email\"."
           },
           "data": {}
         }

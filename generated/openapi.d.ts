@@ -310,7 +310,9 @@ export interface components {
          */
         SignInRequest: {
             /**
-             * @description The email address the user is registered under (matched case-insensitively).
+             * Format: email
+             * @description The email address the user is registered under (matched case-insensitively): at most 254
+             *     characters, of the form HTML's `<input type=email>` accepts (ASCII local part, `@`, host).
              * @example alice@wonderland.space
              */
             email: string;
@@ -389,8 +391,10 @@ export interface components {
         /** @description Asks for a sign-in challenge for one email. */
         SignInChallengeRequest: {
             /**
-             * @description The email address to sign in as. A challenge is issued for any email, registered or not,
-             *     so the answer tells nobody whether the email is registered.
+             * Format: email
+             * @description The email address to sign in as: at most 254 characters, of the form HTML's
+             *     `<input type=email>` accepts (ASCII local part, `@`, host). A challenge is issued for any
+             *     such email, registered or not, so the answer tells nobody whether the email is registered.
              * @example alice@wonderland.space
              */
             email: string;
@@ -438,7 +442,10 @@ export interface components {
             active: boolean;
             /** @enum {string} */
             token_type?: "access_token";
-            /** @description The user's email. */
+            /**
+             * Format: email
+             * @description The user's email.
+             */
             sub?: string;
             /** @description The user's account id. */
             acc?: string;
@@ -519,7 +526,7 @@ export interface components {
                 "application/json": components["schemas"]["TokenEnvelope"];
             };
         };
-        /** @description The body is not JSON, or a field is missing, not a string, or not expected. Fix the request; retrying it unchanged fails again. */
+        /** @description The body is not JSON, or a field is missing, not a string, or not expected, or `email` is longer than 254 characters or not an email address. Fix the request; retrying it unchanged fails again. */
         SignInBadRequest: {
             headers: {
                 [name: string]: unknown;
@@ -652,7 +659,7 @@ export interface components {
                 "application/json": components["schemas"]["SignInChallengeEnvelope"];
             };
         };
-        /** @description The body is not JSON, or `email` is missing or not a string, or another property is sent. Fix the request; retrying it unchanged fails again. */
+        /** @description The body is not JSON, or `email` is missing, not a string, longer than 254 characters or not an email address, or another property is sent. Fix the request; retrying it unchanged fails again. */
         SignInChallengeBadRequest: {
             headers: {
                 [name: string]: unknown;

@@ -131,6 +131,10 @@ describe('the fib-auth command', () => {
       ['users'],
       ['users', 'add', '--email', ALICE.email],
       ['users', 'add', '--email', 'not-an-email', '--auth-public-key', ALICE.publicKeyHex],
+      // What sign-in refuses (400) is never registered: over 254 characters, or not of an email's form.
+      ['users', 'add', '--email', `${'a'.repeat(246)}@wonderland.space`, '--auth-public-key', ALICE.publicKeyHex],
+      ['users', 'add', '--email', 'alïce@wonderland.space', '--auth-public-key', ALICE.publicKeyHex],
+      ['users', 'add', '--email', 'alice@wonderland..space', '--auth-public-key', ALICE.publicKeyHex],
       ['users', 'add', '--email', ALICE.email, '--auth-public-key', 'abcd'],
       ['users', 'add', ...addAlice.slice(2), '--role', 'ROLE_KING'],
       ['users', 'list', '--yaml'],

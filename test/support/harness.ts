@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { OpenAPIBackend } from 'openapi-backend';
 import { loadConfig, type Config } from '../../src/config.js';
+import { contractFormats } from '../../src/http/api.js';
 import { refusalOf } from '../../src/http/failures.js';
 import { createLogger } from '../../src/logger.js';
 import { bundledSpecPath } from '../../src/package-root.js';
@@ -86,7 +87,7 @@ export interface ResolvedResponse {
 }
 
 /** The bundled contract, to check every answer the tests receive against it. */
-const contract = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, quick: false });
+const contract = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, quick: false, customizeAjv: contractFormats });
 const contractReady = contract.init();
 
 const PARSER_ANSWERS = (['headersTooLarge', 'requestTimeout', 'requestUnparsable'] as const).map((reason) => refusalOf(reason));
