@@ -36,14 +36,15 @@ export type Scenario = (c: ScenarioContext) => Promise<RequestChange>;
 /**
  * How the contract server runs (startContractServer): sign-in requires a challenge, so that
  * the 422 naming it happens, and every other sign-in scenario sends a nonce; behind one proxy,
- * so that each transaction comes from an address of its own (`X-Forwarded-For`) and a limit
- * is reached only where a scenario reaches it on purpose.
+ * so that each transaction, and each request a scenario sends, comes from an address of its
+ * own (`X-Forwarded-For`) and a limit is reached only where a scenario reaches it on purpose.
  */
 export const CONTRACT_SERVER_ENV = {
   SIGN_IN_CHALLENGE: 'required',
   TRUST_PROXY: '1',
   RATE_LIMIT_REFUSED_PER_ADDRESS: '20',
-  RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '30',
+  RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '5',
+  RATE_LIMIT_CHALLENGES_PER_ADDRESS: '5',
 };
 
 let addresses = 0;
@@ -228,6 +229,18 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     EmailMissing: () => Promise.resolve(json({})),
     EmailTooLong: () => Promise.resolve(json({ email: EMAIL_TOO_LONG })),
     EmailInvalid: () => Promise.resolve(json({ email: 'alice' })),
+    // An address that has just been issued as many challenges as it may.
+    TooManyChallenges: async ({ t }) => {
+      const address = freshAddress();
+      for (let i = 0; i < Number(CONTRACT_SERVER_ENV.RATE_LIMIT_CHALLENGES_PER_ADDRESS); i += 1) {
+        const reply = await rawCall(t.url, 'POST', `${BASE}/session/challenge`, {
+          headers: { 'X-Forwarded-For': address },
+          body: { email: ALICE.email },
+        });
+        assert.equal(reply.status, 200);
+      }
+      return { headers: { 'X-Forwarded-For': address } };
+    },
     BodyNotJson: () => Promise.resolve({ body: '{"email": ' }),
     BodyFieldNotString: () => Promise.resolve(json({ email: 42 })),
     BodyFieldUnexpected: () => Promise.resolve(json({ email: ALICE.email, password: 'secret' })),
@@ -281,17 +294,15 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     // Bob's signature is of another message.
     SignatureNotVerified: async (c) => json({ ...(await aliceAnswering(c)), signature: BOB_SIGNATURE }),
     TooManyRefusedRequests: async (c) => merged(json(await aliceAnswering(c)), await overTheAddressLimit(c)),
-    // Sign-ins for one email that failed from as many addresses, then one from yet another.
-    TooManyFailedSignIns: async ({ t }) => {
-      const email = `sprayed-${randomUUID()}@example.test`;
+    // Alice's signatures that do not verify, from one address, as many as it may send; then one more.
+    TooManyFailedSignIns: async (c) => {
+      const wrong = { ...(await aliceAnswering(c)), signature: BOB_SIGNATURE };
+      const address = freshAddress();
       for (let i = 0; i < Number(CONTRACT_SERVER_ENV.RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL); i += 1) {
-        const reply = await rawCall(t.url, 'POST', `${BASE}/session`, {
-          headers: { 'X-Forwarded-For': freshAddress() },
-          body: { ...ALICE_SIGN_IN, email },
-        });
-        assert.equal(reply.status, 422);
+        const reply = await rawCall(c.t.url, 'POST', `${BASE}/session`, { headers: { 'X-Forwarded-For': address }, body: wrong });
+        assert.equal(reply.status, 422, JSON.stringify(reply.body));
       }
-      return json({ ...ALICE_SIGN_IN, email });
+      return merged(json(wrong), { headers: { 'X-Forwarded-For': address } });
     },
     InternalServerError: async (c) => ({ ...json(await aliceAnswering(c)), storeFails: true }),
   },

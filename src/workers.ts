@@ -4,7 +4,7 @@ import type { Config } from './config.js';
 import { systemClock } from './domain/clock.js';
 import { KeyRing } from './domain/key-ring.js';
 import type { Store } from './domain/store.js';
-import type { CountedRefusal } from './http/rate-limits.js';
+import type { CountedRequest } from './http/rate-limits.js';
 import { keyFileSource } from './key-files.js';
 import type { Logger } from './logger.js';
 import type { ClusterLinks, ServerParts } from './server.js';
@@ -22,7 +22,7 @@ import { openStore } from './store/open.js';
 
 /** What a worker and its primary say to each other, beside prom-client's own messages. */
 type ClusterMessage =
-  | { type: 'limits:counted'; counted: CountedRefusal }
+  | { type: 'limits:counted'; counted: CountedRequest }
   | { type: 'metrics:request'; id: number }
   | { type: 'metrics:text'; id: number; text?: string; error?: string }
   | { type: 'worker:closed' };
@@ -41,7 +41,7 @@ export function tellPrimaryClosed(): void {
 export function workerParts(): ServerParts {
   const send = (message: ClusterMessage) => process.send!(message);
   const metricsWaiting = new Map<number, { resolve(text: string): void; reject(error: Error): void }>();
-  const limitListeners: ((counted: CountedRefusal) => void)[] = [];
+  const limitListeners: ((counted: CountedRequest) => void)[] = [];
   process.on('message', (message) => {
     if (!isClusterMessage(message)) return;
     if (message.type === 'limits:counted') for (const listener of limitListeners) listener(message.counted);

@@ -168,6 +168,14 @@ describe('the fib-auth command', () => {
       [{ RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW: '0' }, /^fib-auth: RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW /],
       [{ RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: 'ten' }, /^fib-auth: RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL /],
       [{ RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW: '1m' }, /^fib-auth: RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW /],
+      [
+        { RATE_LIMIT_CHALLENGES_PER_ADDRESS: '30/min' },
+        /^fib-auth: RATE_LIMIT_CHALLENGES_PER_ADDRESS must be an integer from 0 to 1000000, got "30\/min"\n$/,
+      ],
+      [
+        { RATE_LIMIT_CHALLENGES_PER_ADDRESS_WINDOW: '0' },
+        /^fib-auth: RATE_LIMIT_CHALLENGES_PER_ADDRESS_WINDOW must be an integer from 1 to 86400, got "0"\n$/,
+      ],
       [{ TRUST_PROXY: 'true' }, /^fib-auth: TRUST_PROXY must be an integer from 0 to 16, got "true"\n$/],
       [{ HEADERS_TIMEOUT: '0' }, /^fib-auth: HEADERS_TIMEOUT /],
       [{ REQUEST_TIMEOUT: '99999' }, /^fib-auth: REQUEST_TIMEOUT /],

@@ -250,8 +250,8 @@ export const logEntries = (t: TestServer): LogEntry[] => t.logs.map((line) => JS
  * listening on a free port. `env` adds to docs/design.md §8's variables; `parts` replaces the
  * store or the clock.
  *
- * The limits on refused requests (§12) are off unless `env` sets them: the hostile suites
- * send thousands of refused requests from one address on purpose, and test/rate-limits.test.ts
+ * The limits of §12.3 are off unless `env` sets them: the hostile suites send thousands of
+ * refused requests and challenges from one address on purpose, and test/rate-limits.test.ts
  * tests the limits themselves.
  */
 export async function startTestServer(env: Record<string, string> = {}, parts: ServerParts = {}): Promise<TestServer> {
@@ -264,6 +264,7 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     LOG_LEVEL: 'debug',
     RATE_LIMIT_REFUSED_PER_ADDRESS: '0',
     RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '0',
+    RATE_LIMIT_CHALLENGES_PER_ADDRESS: '0',
     ...env,
   });
   const logs: string[] = [];
