@@ -36,15 +36,17 @@ export type Scenario = (c: ScenarioContext) => Promise<RequestChange>;
 /**
  * How the contract server runs (startContractServer): sign-in requires a challenge, so that
  * the 422 naming it happens, and every other sign-in scenario sends a nonce; behind one proxy,
- * so that each transaction comes from an address of its own (`X-Forwarded-For`) and a limit
- * is reached only where a scenario reaches it on purpose; one long poll of the feed per client,
- * and every scenario but one follows the feed with a client of its own.
+ * so that each transaction, and each request a scenario sends, comes from an address of its
+ * own (`X-Forwarded-For`) and a limit is reached only where a scenario reaches it on purpose;
+ * one long poll of the feed per client, and every scenario but one follows the feed with a
+ * client of its own.
  */
 export const CONTRACT_SERVER_ENV = {
   SIGN_IN_CHALLENGE: 'required',
   TRUST_PROXY: '1',
   RATE_LIMIT_REFUSED_PER_ADDRESS: '20',
-  RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '30',
+  RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '5',
+  RATE_LIMIT_CHALLENGES_PER_ADDRESS: '5',
   MAX_LONG_POLLS_PER_CLIENT: '1',
 };
 
@@ -235,11 +237,28 @@ async function refreshTokenUsedBefore({ t }: ScenarioContext): Promise<RequestCh
 }
 
 /** Every named example of every operation's responses, by operationId. */
+/** An email one character longer than an email may be. */
+const EMAIL_TOO_LONG = `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(62)}`;
+
 export const scenarios: Record<string, Record<string, Scenario>> = {
   createSignInChallenge: {
     // The request exactly as the contract's example has it.
     SignInChallengeIssued: () => Promise.resolve({}),
     EmailMissing: () => Promise.resolve(json({})),
+    EmailTooLong: () => Promise.resolve(json({ email: EMAIL_TOO_LONG })),
+    EmailInvalid: () => Promise.resolve(json({ email: 'alice' })),
+    // An address that has just been issued as many challenges as it may.
+    TooManyChallenges: async ({ t }) => {
+      const address = freshAddress();
+      for (let i = 0; i < Number(CONTRACT_SERVER_ENV.RATE_LIMIT_CHALLENGES_PER_ADDRESS); i += 1) {
+        const reply = await rawCall(t.url, 'POST', `${BASE}/session/challenge`, {
+          headers: { 'X-Forwarded-For': address },
+          body: { email: ALICE.email },
+        });
+        assert.equal(reply.status, 200);
+      }
+      return { headers: { 'X-Forwarded-For': address } };
+    },
     BodyNotJson: () => Promise.resolve({ body: '{"email": ' }),
     BodyFieldNotString: () => Promise.resolve(json({ email: 42 })),
     BodyFieldUnexpected: () => Promise.resolve(json({ email: ALICE.email, password: 'secret' })),
@@ -259,6 +278,8 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
       Promise.resolve(json({ email: ALICE_SIGN_IN.email, authPublicKeyHex: ALICE_SIGN_IN.authPublicKeyHex })),
     BodyFieldNotString: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: 42 })),
     BodyFieldUnexpected: () => Promise.resolve(json({ ...ALICE_SIGN_IN, password: 'secret' })),
+    EmailTooLong: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: EMAIL_TOO_LONG })),
+    EmailInvalid: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: 'alice' })),
     PayloadTooLarge: () => Promise.resolve(json({ ...ALICE_SIGN_IN, padding: 'x'.repeat(16 * 1024) })),
     // The example body, declared as text.
     UnsupportedMediaType: () => Promise.resolve({ headers: { 'Content-Type': 'text/plain' } }),
@@ -291,17 +312,15 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     // Bob's signature is of another message.
     SignatureNotVerified: async (c) => json({ ...(await aliceAnswering(c)), signature: BOB_SIGNATURE }),
     TooManyRefusedRequests: async (c) => merged(json(await aliceAnswering(c)), await overTheAddressLimit(c)),
-    // Sign-ins for one email that failed from as many addresses, then one from yet another.
-    TooManyFailedSignIns: async ({ t }) => {
-      const email = `sprayed-${randomUUID()}@example.test`;
+    // Alice's signatures that do not verify, from one address, as many as it may send; then one more.
+    TooManyFailedSignIns: async (c) => {
+      const wrong = { ...(await aliceAnswering(c)), signature: BOB_SIGNATURE };
+      const address = freshAddress();
       for (let i = 0; i < Number(CONTRACT_SERVER_ENV.RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL); i += 1) {
-        const reply = await rawCall(t.url, 'POST', `${BASE}/session`, {
-          headers: { 'X-Forwarded-For': freshAddress() },
-          body: { ...ALICE_SIGN_IN, email },
-        });
-        assert.equal(reply.status, 422);
+        const reply = await rawCall(c.t.url, 'POST', `${BASE}/session`, { headers: { 'X-Forwarded-For': address }, body: wrong });
+        assert.equal(reply.status, 422, JSON.stringify(reply.body));
       }
-      return json({ ...ALICE_SIGN_IN, email });
+      return merged(json(wrong), { headers: { 'X-Forwarded-For': address } });
     },
     InternalServerError: async (c) => ({ ...json(await aliceAnswering(c)), storeFails: true }),
   },

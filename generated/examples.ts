@@ -61,6 +61,32 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "EmailTooLong": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must NOT have more than 254 characters."
+          },
+          "data": {}
+        }
+      },
+      "EmailInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must match format \"email\"."
+          },
+          "data": {}
+        }
+      },
       "BodyFieldUnexpected": {
         "status": 400,
         "contentType": "application/json",
@@ -255,7 +281,7 @@ export const contractExamples = {
           "status": {
             "code": 429,
             "name": "Too Many Requests",
-            "message": "Too many sign-ins failed for this email; retry after the seconds in Retry-After."
+            "message": "Too many sign-ins failed for this email from this address; retry after the seconds in Retry-After."
           },
           "data": {}
         }
@@ -1062,6 +1088,32 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "EmailTooLong": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must NOT have more than 254 characters."
+          },
+          "data": {}
+        }
+      },
+      "EmailInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must match format \"email\"."
+          },
+          "data": {}
+        }
+      },
       "BodyFieldUnexpected": {
         "status": 400,
         "contentType": "application/json",
@@ -1110,6 +1162,23 @@ export const contractExamples = {
             "code": 415,
             "name": "Unsupported Media Type",
             "message": "The request body must be sent as application/json."
+          },
+          "data": {}
+        }
+      },
+      "TooManyChallenges": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many sign-in challenges were issued to this address; retry after the seconds in Retry-After."
           },
           "data": {}
         }

@@ -29,8 +29,9 @@ export interface paths {
          *     `SIGN_IN_CHALLENGE=required` refuse a sign-in without a nonce (422); the default,
          *     `optional`, still accepts the email-only body of the FIB guide.
          *
-         *     Sign-ins that fail (404, 422) are limited per email and per client address; over a
-         *     limit the answer is 429 before the signature is checked.
+         *     Sign-ins that fail (404, 422) are limited per client address, and signatures that do not
+         *     verify with the user's registered key also per email and client address; over a limit
+         *     the answer is 429 before the signature is checked.
          */
         post: operations["authorizeUser"];
         /**
@@ -85,6 +86,10 @@ export interface paths {
          *     A challenge is issued for any email, registered or not, with the same answer, so this
          *     operation tells nobody which emails are registered. Requesting one never fails a
          *     sign-in: only its use does.
+         *
+         *     Every challenge issued is stored until it expires, so they are limited per client
+         *     address (30 per minute by default): past the limit the answer is 429 with `Retry-After`.
+         *     Ask for a challenge right before each sign-in, not ahead of time.
          */
         post: operations["createSignInChallenge"];
         delete?: never;
@@ -290,7 +295,9 @@ export interface components {
          */
         SignInRequest: {
             /**
-             * @description The email address the user is registered under (matched case-insensitively).
+             * Format: email
+             * @description The email address the user is registered under (matched case-insensitively): at most 254
+             *     characters, of the form HTML's `<input type=email>` accepts (ASCII local part, `@`, host).
              * @example alice@wonderland.space
              */
             email: string;
@@ -369,8 +376,10 @@ export interface components {
         /** @description Asks for a sign-in challenge for one email. */
         SignInChallengeRequest: {
             /**
-             * @description The email address to sign in as. A challenge is issued for any email, registered or not,
-             *     so the answer tells nobody whether the email is registered.
+             * Format: email
+             * @description The email address to sign in as: at most 254 characters, of the form HTML's
+             *     `<input type=email>` accepts (ASCII local part, `@`, host). A challenge is issued for any
+             *     such email, registered or not, so the answer tells nobody whether the email is registered.
              * @example alice@wonderland.space
              */
             email: string;
@@ -418,7 +427,10 @@ export interface components {
             active: boolean;
             /** @enum {string} */
             token_type?: "access_token";
-            /** @description The user's email. */
+            /**
+             * Format: email
+             * @description The user's email.
+             */
             sub?: string;
             /** @description The user's account id. */
             acc?: string;
@@ -499,7 +511,7 @@ export interface components {
                 "application/json": components["schemas"]["TokenEnvelope"];
             };
         };
-        /** @description The body is not JSON, or a field is missing, not a string, or not expected. Fix the request; retrying it unchanged fails again. */
+        /** @description The body is not JSON, or a field is missing, not a string, or not expected, or `email` is longer than 254 characters or not an email address. Fix the request; retrying it unchanged fails again. */
         SignInBadRequest: {
             headers: {
                 [name: string]: unknown;
@@ -545,9 +557,11 @@ export interface components {
             };
         };
         /**
-         * @description Too many sign-ins failed (404 or 422) for this email, or too many requests from this client
-         *     address were refused, within the window: this one was answered before its signature was
-         *     looked at. Wait `Retry-After` seconds. Successful sign-ins never count.
+         * @description Too many sign-ins for this email from this client address had a signature that does not
+         *     verify (with the user's registered key), or too many requests from this client address were
+         *     refused (404 or 422), within the window: this one was answered before its signature was
+         *     looked at. Wait `Retry-After` seconds. Successful sign-ins never count, and failures from
+         *     other addresses never hold this one back.
          */
         SignInTooManyRequests: {
             headers: {
@@ -632,9 +646,25 @@ export interface components {
                 "application/json": components["schemas"]["SignInChallengeEnvelope"];
             };
         };
-        /** @description The body is not JSON, or `email` is missing or not a string, or another property is sent. Fix the request; retrying it unchanged fails again. */
+        /** @description The body is not JSON, or `email` is missing, not a string, longer than 254 characters or not an email address, or another property is sent. Fix the request; retrying it unchanged fails again. */
         SignInChallengeBadRequest: {
             headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /**
+         * @description Too many challenges were issued to this client address within the window (30 per minute by
+         *     default): this request was answered before anything was stored. Every challenge issued
+         *     counts, so ask for one only right before signing in, and wait `Retry-After` seconds.
+         */
+        SignInChallengeTooManyRequests: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                RateLimit: components["headers"]["RateLimit"];
+                "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
                 [name: string]: unknown;
             };
             content: {
@@ -792,10 +822,10 @@ export interface components {
         RateLimit: string;
         /**
          * @description Every limit that applies to this request (draft-ietf-httpapi-ratelimit-headers): its name,
-         *     `q` refused requests allowed per window, and `w` the window in seconds. Sign-in has two:
-         *     `"refused-per-address";q=100;w=60, "failed-sign-ins-per-email";q=10;w=300` with the
-         *     defaults. The revocation feed's long polls are counted while they are open, not per window:
-         *     `"long-polls-per-client";q=16;qu="concurrent-requests"`.
+         *     `q` the requests it counts that are allowed per window, and `w` the window in seconds. Sign-in
+         *     has two: `"refused-per-address";q=100;w=60, "failed-sign-ins-per-email-and-address";q=10;w=300`
+         *     with the defaults; a challenge has `"challenges-per-address";q=30;w=60`. The revocation feed's long polls
+         *     are counted while they are open, not per window: `"long-polls-per-client";q=16;qu="concurrent-requests"`.
          */
         RateLimitPolicy: string;
         /** @description The id under which the server logged this request; quote it when you report a problem. */
@@ -887,6 +917,7 @@ export interface operations {
             400: components["responses"]["SignInChallengeBadRequest"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["SignInChallengeTooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };

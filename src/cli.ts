@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
 import { CLIENT_ID_PATTERN, Clients } from './domain/clients.js';
+import { EMAIL_MAX_LENGTH, isEmail } from './domain/email.js';
 import { parsePublicKeyHex } from './domain/signature.js';
 import { generateNextKey, rotateSigningKey } from './key-files.js';
 import { createLogger, type Logger } from './logger.js';
@@ -75,7 +76,10 @@ async function users(args: string[]): Promise<void> {
       role: { type: 'string' },
     });
     const email = required(values.email, '--email');
-    if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new UsageError('--email must be an email address');
+    if (!isEmail(email))
+      throw new UsageError(
+        `--email must be an email address of at most ${EMAIL_MAX_LENGTH} characters, as HTML's <input type=email> takes`,
+      );
     const authPublicKeyHex = required(values['auth-public-key'], '--auth-public-key');
     if (!parsePublicKeyHex(authPublicKeyHex))
       throw new UsageError('--auth-public-key must be 64 hex characters naming an Ed25519 public key');

@@ -24,9 +24,12 @@ export interface Config {
   /** Refused requests (401, 422; failed sign-ins) per client address per window; 0 disables the limit. */
   rateLimitRefusedPerAddress: number;
   rateLimitRefusedPerAddressWindow: number;
-  /** Failed sign-ins per email per window; 0 disables the limit. */
+  /** Sign-ins whose signature does not verify, per email and client address per window; 0 disables the limit. */
   rateLimitFailedSignInsPerEmail: number;
   rateLimitFailedSignInsPerEmailWindow: number;
+  /** Sign-in challenges issued per client address per window; 0 disables the limit. */
+  rateLimitChallengesPerAddress: number;
+  rateLimitChallengesPerAddressWindow: number;
   /** How many proxies in front append to X-Forwarded-For; 0 takes the client address from the connection. */
   trustProxy: number;
   /** Seconds a client may take to send the request line and headers, and the whole request. */
@@ -115,6 +118,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitRefusedPerAddressWindow: integer(env, 'RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW', 60, 1, 86400),
     rateLimitFailedSignInsPerEmail: integer(env, 'RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL', 10, 0, 1_000_000),
     rateLimitFailedSignInsPerEmailWindow: integer(env, 'RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW', 300, 1, 86400),
+    rateLimitChallengesPerAddress: integer(env, 'RATE_LIMIT_CHALLENGES_PER_ADDRESS', 30, 0, 1_000_000),
+    rateLimitChallengesPerAddressWindow: integer(env, 'RATE_LIMIT_CHALLENGES_PER_ADDRESS_WINDOW', 60, 1, 86400),
     trustProxy: integer(env, 'TRUST_PROXY', 0, 0, 16),
     headersTimeout,
     requestTimeout,

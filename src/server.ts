@@ -130,6 +130,10 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
         limit: config.rateLimitFailedSignInsPerEmail,
         windowSeconds: config.rateLimitFailedSignInsPerEmailWindow,
       },
+      challengesPerAddress: {
+        limit: config.rateLimitChallengesPerAddress,
+        windowSeconds: config.rateLimitChallengesPerAddressWindow,
+      },
       trustProxy: config.trustProxy,
     },
     clock,

@@ -4,7 +4,7 @@ import type { Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
 import { KeyRing } from './domain/key-ring.js';
 import type { Store } from './domain/store.js';
-import type { CountedRefusal } from './http/rate-limits.js';
+import type { CountedRequest } from './http/rate-limits.js';
 import { keyFileSource } from './key-files.js';
 import type { Logger } from './logger.js';
 import { startManagementServer } from './management.js';
@@ -24,7 +24,7 @@ import { openStore } from './store/open.js';
  */
 
 /** What a worker and its primary say to each other, beside prom-client's own messages. */
-type ClusterMessage = { type: 'limits:counted'; counted: CountedRefusal } | { type: 'worker:closed' };
+type ClusterMessage = { type: 'limits:counted'; counted: CountedRequest } | { type: 'worker:closed' };
 
 const isClusterMessage = (message: unknown): message is ClusterMessage =>
   typeof message === 'object' &&
@@ -39,7 +39,7 @@ export function tellPrimaryClosed(): void {
 /** What a worker needs of its primary to serve as part of the whole server. */
 export function workerParts(): ServerParts {
   const send = (message: ClusterMessage) => process.send!(message);
-  const limitListeners: ((counted: CountedRefusal) => void)[] = [];
+  const limitListeners: ((counted: CountedRequest) => void)[] = [];
   process.on('message', (message) => {
     if (isClusterMessage(message) && message.type === 'limits:counted')
       for (const listener of limitListeners) listener(message.counted);

@@ -133,6 +133,10 @@ describe('the fib-auth command', () => {
       ['users'],
       ['users', 'add', '--email', ALICE.email],
       ['users', 'add', '--email', 'not-an-email', '--auth-public-key', ALICE.publicKeyHex],
+      // What sign-in refuses (400) is never registered: over 254 characters, or not of an email's form.
+      ['users', 'add', '--email', `${'a'.repeat(246)}@wonderland.space`, '--auth-public-key', ALICE.publicKeyHex],
+      ['users', 'add', '--email', 'alïce@wonderland.space', '--auth-public-key', ALICE.publicKeyHex],
+      ['users', 'add', '--email', 'alice@wonderland..space', '--auth-public-key', ALICE.publicKeyHex],
       ['users', 'add', '--email', ALICE.email, '--auth-public-key', 'abcd'],
       ['users', 'add', ...addAlice.slice(2), '--role', 'ROLE_KING'],
       ['users', 'list', '--yaml'],
@@ -166,6 +170,14 @@ describe('the fib-auth command', () => {
       [{ RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW: '0' }, /^fib-auth: RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW /],
       [{ RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: 'ten' }, /^fib-auth: RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL /],
       [{ RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW: '1m' }, /^fib-auth: RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW /],
+      [
+        { RATE_LIMIT_CHALLENGES_PER_ADDRESS: '30/min' },
+        /^fib-auth: RATE_LIMIT_CHALLENGES_PER_ADDRESS must be an integer from 0 to 1000000, got "30\/min"\n$/,
+      ],
+      [
+        { RATE_LIMIT_CHALLENGES_PER_ADDRESS_WINDOW: '0' },
+        /^fib-auth: RATE_LIMIT_CHALLENGES_PER_ADDRESS_WINDOW must be an integer from 1 to 86400, got "0"\n$/,
+      ],
       [{ TRUST_PROXY: 'true' }, /^fib-auth: TRUST_PROXY must be an integer from 0 to 16, got "true"\n$/],
       [{ HEADERS_TIMEOUT: '0' }, /^fib-auth: HEADERS_TIMEOUT /],
       [{ REQUEST_TIMEOUT: '99999' }, /^fib-auth: REQUEST_TIMEOUT /],

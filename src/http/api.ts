@@ -1,8 +1,16 @@
 import type { IncomingMessage } from 'node:http';
 import type { ParameterizedContext } from 'koa';
-import { OpenAPIBackend, type Context, type Operation, type ParsedRequest, type Request } from 'openapi-backend';
+import {
+  OpenAPIBackend,
+  type AjvCustomizer,
+  type Context,
+  type Operation,
+  type ParsedRequest,
+  type Request,
+} from 'openapi-backend';
 import { parseBearer } from '../domain/bearer.js';
 import type { Clients } from '../domain/clients.js';
+import { isEmail } from '../domain/email.js';
 import { AuthFailure } from '../domain/failures.js';
 import { bundledSpecPath } from '../package-root.js';
 import { HttpFailure } from './failures.js';
@@ -42,6 +50,12 @@ async function authenticateClient(clients: Clients, values: readonly string[] | 
   await clients.authenticate(id, secret);
   return id;
 }
+
+/**
+ * The string formats of the contract that ajv does not know by itself: without this, ajv
+ * ignores `format: email`. The email rule is the service's own, the CLI's too (docs/design.md §9).
+ */
+export const contractFormats: AjvCustomizer = (ajv) => ajv.addFormat('email', { type: 'string', validate: isEmail });
 
 /** The first validation error as a sentence: `/requestBody/email` becomes "The request body field 'email'". */
 function validationMessage(c: Context): string {
@@ -94,7 +108,7 @@ function parseEachRequestOnce(api: OpenAPIBackend): void {
  * one error layer by throwing.
  */
 export async function createApi(services: Services): Promise<OpenAPIBackend> {
-  const api = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, validate: true });
+  const api = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, validate: true, customizeAjv: contractFormats });
   api.register({
     ...operationHandlers(services),
     notFound: () => {
