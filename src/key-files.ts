@@ -174,3 +174,42 @@ export async function rotateSigningKey(
   }
   return { signer: incoming.kid, retired: old.kid, retiredUntil };
 }
+
+/** The kids the key files name: the signer's, the next signer's (when one waits), and every published one. */
+export interface KeyFileIds {
+  signer: string | undefined;
+  next: string | undefined;
+  published: string[];
+}
+
+/** Reads the kids of the key files, creating none. */
+export async function keyFileIds(signingKeyFile: string): Promise<KeyFileIds> {
+  const { next, verificationDir } = keyPaths(signingKeyFile);
+  const kidOf = async (pem: Buffer | undefined) => pem && (await signingKeyFrom(createPrivateKey(pem))).kid;
+  let signing: Buffer | undefined;
+  try {
+    signing = readCheckedFile(signingKeyFile, 'private', SIGNING_KEY);
+  } catch (error) {
+    if (!isAbsent(error)) throw error;
+  }
+  return {
+    signer: await kidOf(signing),
+    next: await kidOf(readNextKeyFile(next)),
+    published: readVerificationKeys(verificationDir).map((entry) => entry.kid),
+  };
+}
+
+/**
+ * Removes the files of a withdrawn key, so that no restart trusts it again (the store's
+ * withdrawal stays the authority): its published public key, and its private key when it is
+ * the next signer, which must never sign. Returns the paths removed.
+ */
+export function removeKeyFiles(signingKeyFile: string, kid: string, ids: KeyFileIds): string[] {
+  const { next, verificationDir } = keyPaths(signingKeyFile);
+  const files = [
+    ...(ids.published.includes(kid) ? [join(verificationDir, `${kid}.json`)] : []),
+    ...(ids.next === kid ? [next] : []),
+  ];
+  for (const file of files) rmSync(file);
+  return files;
+}

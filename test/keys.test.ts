@@ -1,15 +1,28 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { exportJWK } from 'jose';
+import { Clients } from '../src/domain/clients.js';
 import { keyPaths } from '../src/key-files.js';
 import { packageRoot } from '../src/package-root.js';
-import { CLI, serveChild } from './support/child-server.js';
-import { BASE, bearer, bodyOf, example, rawCall } from './support/harness.js';
+import { CLI, serveChild, type ChildServer } from './support/child-server.js';
+import { DATABASES, type TestDatabase } from './support/databases.js';
+import {
+  assertExample,
+  BASE,
+  bearer,
+  bodyOf,
+  example,
+  logEntries,
+  rawCall,
+  startTestServer,
+  type TestServer,
+} from './support/harness.js';
 import { decodePart, forge, kidOf, otherKey } from './support/tokens.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
@@ -150,5 +163,248 @@ async function logged(child: { lines: string[] }, msg: string): Promise<LoggedLi
     if (found.length > 0) return found;
     assert.ok(performance.now() - started < 10_000, `the server did not log "${msg}":\n${child.lines.join('\n')}`);
     await sleep(20);
+  }
+}
+
+// docs/design.md §5: `fib-auth keys revoke --kid KID` withdraws a verification key at once, for
+// a leaked private key. The withdrawal lives in the store: every process on it, instances and
+// workers alike, stops trusting the key within a second, with no signal; the feed carries it to
+// the resource servers.
+for (const backend of DATABASES) {
+  describe(`withdrawing a key on two instances on one ${backend.name} database`, () => {
+    const it = (name: string, fn: () => void | Promise<void>): void => {
+      test(name, { skip: backend.skip }, fn);
+    };
+    let database: TestDatabase;
+    let keyDir: string;
+    let env: Record<string, string>;
+    let a: TestServer;
+    let b: ChildServer; // a process of its own, with its workers
+    let clientAuthorization: string;
+    const revoke = (kid: string) =>
+      promisify(execFile)(process.execPath, [CLI, 'keys', 'revoke', '--kid', kid], { env: { ...process.env, ...env } });
+    const jwksOf = async (url: string) =>
+      (await bodyOf(await rawCall(url, 'GET', '/.well-known/jwks.json'), 'getJwks', 200)).keys.map((key) => key.kid);
+    const introspect = (url: string, token: string) =>
+      rawCall(url, 'POST', `${BASE}/introspection`, {
+        headers: { authorization: clientAuthorization, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token }).toString(),
+      });
+    const isActive = async (url: string, token: string) =>
+      (await bodyOf(await introspect(url, token), 'introspectToken', 200)).active;
+    const feed = async (query: string) =>
+      (
+        await bodyOf(
+          await rawCall(a.url, 'GET', `${BASE}/revocations?${query}`, { headers: { authorization: clientAuthorization } }),
+          'listRevocations',
+          200,
+        )
+      ).data;
+    /** Rotates to a new signer and has both instances reload; resolves with the retired signer's kid. */
+    const rotate = async () => {
+      const retired = decodePart((await a.newSession()).accessToken, 0).kid as string;
+      const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'keys', 'rotate'], {
+        env: { ...process.env, ...env },
+      });
+      const signer = stdout.split(' ')[0];
+      await a.server.reloadKeys();
+      process.kill(b.pid, 'SIGHUP');
+      await until(async () => (await jwksOf(b.url))[0] === signer, 'B signs with the new key after SIGHUP');
+      return retired;
+    };
+
+    before(async () => {
+      if (backend.skip) return;
+      database = await backend.create();
+      keyDir = mkdtempSync(join(tmpdir(), 'fib-auth-withdrawal-'));
+      env = { DATABASE_URL: database.url, FIB_AUTH_SIGNING_KEY_FILE: join(keyDir, 'signing-key.pem') };
+      a = await startTestServer(env);
+      b = await serveChild({ PATH: process.env.PATH, ...env, HOST: '127.0.0.1', PORT: '0' });
+      const secret = await new Clients(a.server.store, Date.now).add('rs-withdrawal');
+      clientAuthorization = `Basic ${Buffer.from(`rs-withdrawal:${secret}`).toString('base64')}`;
+    });
+    after(async () => {
+      if (backend.skip) return;
+      await a?.stop();
+      await b?.stop();
+      await database?.drop();
+      rmSync(keyDir, { recursive: true, force: true });
+    });
+
+    it('keys revoke --kid A: within a second both instances refuse A’s tokens as an unknown kid, their JWKS omit A, and the feed lists it', async () => {
+      const signedByA = await a.newSession();
+      const other = await a.newSession();
+      const kidA = await rotate();
+      assert.equal(decodePart(signedByA.accessToken, 0).kid, kidA);
+      const signedByB = await a.newSession();
+      for (const url of [a.url, b.url]) {
+        assert.equal(await isActive(url, signedByA.accessToken), true, 'A still verifies after the rotation');
+        assert.deepEqual((await jwksOf(url)).slice(1), [kidA]);
+      }
+      const { cursor } = await feed('wait=0');
+
+      const revoked = await revoke(kidA);
+      const revokedAt = performance.now();
+      const verificationFile = join(keyPaths(env.FIB_AUTH_SIGNING_KEY_FILE).verificationDir, `${kidA}.json`);
+      // It names the store it wrote to: the tests' URLs are absolute and carry no password, so as they are.
+      assert.match(
+        revoked.stdout,
+        new RegExp(
+          `^withdrew ${kidA} in ${escape(database.url)}: every instance refuses its tokens within a second, and the revocation feed lists it until \\d{4}-.+; removed ${escape(verificationFile)}\n$`,
+        ),
+      );
+      assert.equal(revoked.stderr, '');
+      assert.equal(existsSync(verificationFile), false, 'no restart can trust it again');
+
+      // Each instance, and each worker of B, learns of it by itself (no signal was sent): a
+      // second after the CLI exited, every one of them refuses A's tokens.
+      const firstRefusals = await Promise.all(
+        [a.url, b.url].map(async (url) => {
+          await until(async () => !(await isActive(url, signedByA.accessToken)), `${url} refuses A`, 1000);
+          return performance.now() - revokedAt;
+        }),
+      );
+      console.log(`A and B first refused A ${firstRefusals.map((ms) => `${Math.round(ms)} ms`).join(', ')} after the CLI exited`);
+      await sleep(1000 - (performance.now() - revokedAt));
+      for (const url of [a.url, a.url, b.url, b.url]) {
+        // Each request on a connection of its own: B's workers take turns answering.
+        assert.equal(await isActive(url, signedByA.accessToken), false, url);
+        assert.deepEqual(await jwksOf(url), [decodePart(signedByB.accessToken, 0).kid]);
+        const refused = await rawCall(url, 'POST', `${BASE}/logout`, { headers: bearer(signedByA.accessToken) });
+        await assertExample(refused, 'TokenKeyIdUnknown');
+        await assertExample(
+          await rawCall(url, 'PATCH', `${BASE}/session`, { headers: bearer(other.refreshToken) }),
+          'TokenKeyIdUnknown',
+        );
+        await assertExample(
+          await rawCall(url, 'DELETE', `${BASE}/session`, { headers: bearer(other.refreshToken) }),
+          'TokenKeyIdUnknown',
+        );
+      }
+      // The new signer's tokens are untouched.
+      assert.equal(await isActive(b.url, signedByB.accessToken), true);
+      await assertExample(await a.logout(signedByB.accessToken), 'LoggedOut');
+
+      const withdrawal = { kid: kidA, reason: 'key-withdrawn' };
+      const listed = (await feed(`after=${cursor}&wait=0`)).revocations;
+      assert.deepEqual(
+        listed.map(({ until: _until, ...entry }) => entry),
+        [withdrawal, { sid: decodePart(signedByB.accessToken, 1).sid, reason: 'logout' }],
+      );
+      const longest = Math.max(a.config.accessTokenTtl, a.config.refreshTokenTtl);
+      const expected = Date.now() / 1000 + longest + 300;
+      assert.ok(Math.abs(listed[0].until - expected) < 30, `until ${listed[0].until}: the withdrawal + ${longest} s + 300 s`);
+      assert.ok(
+        (await feed('wait=0')).revocations.some((entry) => 'kid' in entry && entry.kid === kidA),
+        'snapshots list it',
+      );
+    });
+
+    it('the store stays the authority: a withdrawn key put back in its folder, or a restart, does not bring it back', async () => {
+      const signedByA = await a.newSession();
+      const kidA = await rotate();
+      const verificationFile = join(keyPaths(env.FIB_AUTH_SIGNING_KEY_FILE).verificationDir, `${kidA}.json`);
+      const published = readFileSync(verificationFile);
+      await revoke(kidA);
+      writeFileSync(verificationFile, published, { mode: 0o644 });
+      await a.restart();
+      process.kill(b.pid, 'SIGHUP');
+      await sleep(500);
+      for (const url of [a.url, b.url]) {
+        assert.equal((await jwksOf(url)).includes(kidA), false, url);
+        await assertExample(
+          await rawCall(url, 'POST', `${BASE}/logout`, { headers: bearer(signedByA.accessToken) }),
+          'TokenKeyIdUnknown',
+        );
+      }
+      rmSync(verificationFile);
+    });
+
+    it('keys revoke refuses the signing key and an unknown kid with one line (exit 1); a second revoke exits 0', async () => {
+      const signer = decodePart((await a.newSession()).accessToken, 0).kid as string;
+      const run = (args: string[]) => fibAuth(args, env);
+      const refused = run(['keys', 'revoke', '--kid', signer]);
+      assert.equal(refused.code, 1);
+      assert.equal(
+        refused.stderr,
+        `fib-auth: ${signer} is the signing key: make another key the signer first (fib-auth keys rotate), then revoke ${signer}\n`,
+      );
+      // A kid may start with a dash (base64url): it is still the value of --kid.
+      for (const kid of ['no-such-kid', '-no-such-kid']) {
+        const unknown = run(['keys', 'revoke', '--kid', kid]);
+        assert.equal(unknown.code, 1, unknown.stderr);
+        assert.match(
+          unknown.stderr,
+          new RegExp(`^fib-auth: no key ${kid} is published in \\S+, waiting in \\S+ or withdrawn in \\S+\n$`),
+        );
+      }
+      for (const args of [
+        ['keys', 'revoke'],
+        ['keys', 'revoke', '--kid'],
+        ['keys', 'revoke', 'KID'],
+        ['keys', 'revoke', '--kid', 'a', '--now'],
+      ]) {
+        const usage = run(args);
+        assert.equal(usage.code, 2, args.join(' '));
+        assert.match(usage.stderr, /^fib-auth: [^\n]+\n$/);
+      }
+      await assertExample(await a.logout((await a.newSession()).accessToken), 'LoggedOut');
+
+      const kidA = await rotate();
+      assert.equal(run(['keys', 'revoke', '--kid', kidA]).code, 0);
+      const again = run(['keys', 'revoke', '--kid', kidA]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(again.stdout, `${kidA} was withdrawn before in ${database.url}\n`);
+    });
+
+    it('a withdrawn signing key: an instance signing with it logs an error, none starts or reloads with it', async () => {
+      const signer = decodePart((await a.newSession()).accessToken, 0).kid as string;
+      // As `keys revoke` would while an instance had not yet reloaded after a rotation.
+      const now = Math.floor(Date.now() / 1000);
+      assert.ok(await a.server.store.withdrawKey(signer, now, now + 86_700));
+      const message = `the signing key ${signer} has been withdrawn: make another key the signer (fib-auth keys rotate) first`;
+      await until(
+        () =>
+          Promise.resolve(
+            logEntries(a).some((line) => line.level === 50 && line.msg.startsWith('the signing key was withdrawn')),
+          ),
+        'A logs that it signs with a withdrawn key',
+        1000,
+      );
+      await assert.rejects(a.server.reloadKeys(), { message });
+      const refused = fibAuth(['serve'], env);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.equal(refused.stderr, `fib-auth: ${message}\n`);
+
+      await rotate(); // the way out: a new signer, and both instances reload
+      await assertExample(await a.logout((await a.newSession()).accessToken), 'LoggedOut');
+    });
+
+    it('a waiting next key can be withdrawn too: its private key goes, so it never signs', () => {
+      const generated = fibAuth(['keys', 'generate'], env);
+      const next = generated.stdout.match(/generated the next signing key (\S+);/)![1];
+      const paths = keyPaths(env.FIB_AUTH_SIGNING_KEY_FILE);
+      const withdrawn = fibAuth(['keys', 'revoke', '--kid', next], env);
+      assert.equal(withdrawn.code, 0, withdrawn.stderr);
+      assert.match(
+        withdrawn.stdout,
+        new RegExp(`; removed ${escape(join(paths.verificationDir, `${next}.json`))}; removed ${escape(paths.next)}\n$`),
+      );
+      assert.equal(existsSync(paths.next), false);
+      const rotated = fibAuth(['keys', 'rotate'], env);
+      assert.equal(rotated.code, 0, rotated.stderr);
+      assert.notEqual(rotated.stdout.split(' ')[0], next, 'rotate made a new key the signer');
+    });
+  });
+}
+
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+/** Asks `check` every 10 ms until it holds, failing after `withinMs` with `what`. */
+async function until(check: () => Promise<boolean>, what: string, withinMs = 10_000): Promise<void> {
+  const started = performance.now();
+  while (!(await check())) {
+    assert.ok(performance.now() - started < withinMs, `not within ${withinMs} ms: ${what}`);
+    await sleep(10);
   }
 }
