@@ -89,30 +89,35 @@ export function loadOrCreateKeyFile(path: string, what = SIGNING_KEY): { key: Ke
   return { key: createPrivateKey(readCheckedFile(path, 'private', what)), created };
 }
 
-const isAbsent = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT';
-
-/** The next signing key's file, when one is waiting, checked as the signing key is: it will sign. */
-function readNextKeyFile(path: string): Buffer | undefined {
+/** What `read` returns, or `absent` when the file is not there (any other failure is thrown). */
+function unlessAbsent<T, A>(read: () => T, absent: A): T | A {
   try {
-    return readCheckedFile(path, 'private', NEXT_SIGNING_KEY);
+    return read();
   } catch (error) {
-    if (isAbsent(error)) return undefined;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return absent;
     throw error;
   }
 }
 
+/** A private key file, checked as the signing key is; undefined when there is none. */
+const readPrivateKeyFile = (path: string, what: string) => unlessAbsent(() => readCheckedFile(path, 'private', what), undefined);
+
+/**
+ * The published public keys, each file checked, and their folder. A file that goes while the
+ * folder is read (the CLI rotating or withdrawing a key beside a running server) is skipped.
+ */
 function readVerificationKeys(dir: string): VerificationKey[] {
-  let names: string[];
-  try {
+  const names = unlessAbsent(() => {
     assertOnlyOurs(dir, statSync(dir), 'public', 'the verification key folder');
-    names = readdirSync(dir).filter((name) => name.endsWith('.json'));
-  } catch (error) {
-    if (isAbsent(error)) return [];
-    throw error;
-  }
-  return names.map(
-    (name) =>
-      JSON.parse(readCheckedFile(join(dir, name), 'public', 'the verification key file').toString('utf8')) as VerificationKey,
+    return readdirSync(dir).filter((name) => name.endsWith('.json'));
+  }, []);
+  return names.flatMap((name) =>
+    unlessAbsent(
+      () => [
+        JSON.parse(readCheckedFile(join(dir, name), 'public', 'the verification key file').toString('utf8')) as VerificationKey,
+      ],
+      [],
+    ),
   );
 }
 
@@ -124,14 +129,14 @@ function writeVerificationKey(dir: string, entry: VerificationKey): void {
 /**
  * The key ring's source: what the key files hold now, the signing key created when absent.
  * Every key file is checked (`assertOnlyOurs`), the next signing key's too, though only the
- * CLI reads it: a file that fails stops start-up, and a reload keeps the keys it had.
+ * CLI uses it: a file that fails stops start-up, and a reload keeps the keys it had.
  */
 export function keyFileSource(signingKeyFile: string, onCreated: () => void): () => KeyMaterial {
   const { next, verificationDir } = keyPaths(signingKeyFile);
   return () => {
     const { key, created } = loadOrCreateKeyFile(signingKeyFile);
     if (created) onCreated();
-    readNextKeyFile(next);
+    readPrivateKeyFile(next, NEXT_SIGNING_KEY); // checked as the signing key is: it will sign
     return { signing: key, verification: readVerificationKeys(verificationDir) };
   };
 }
@@ -186,15 +191,9 @@ export interface KeyFileIds {
 export async function keyFileIds(signingKeyFile: string): Promise<KeyFileIds> {
   const { next, verificationDir } = keyPaths(signingKeyFile);
   const kidOf = async (pem: Buffer | undefined) => pem && (await signingKeyFrom(createPrivateKey(pem))).kid;
-  let signing: Buffer | undefined;
-  try {
-    signing = readCheckedFile(signingKeyFile, 'private', SIGNING_KEY);
-  } catch (error) {
-    if (!isAbsent(error)) throw error;
-  }
   return {
-    signer: await kidOf(signing),
-    next: await kidOf(readNextKeyFile(next)),
+    signer: await kidOf(readPrivateKeyFile(signingKeyFile, SIGNING_KEY)),
+    next: await kidOf(readPrivateKeyFile(next, NEXT_SIGNING_KEY)),
     published: readVerificationKeys(verificationDir).map((entry) => entry.kid),
   };
 }
