@@ -389,6 +389,13 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
       return following(c, `after=${cursor}&wait=5`);
     },
     RevocationsNone: async (c) => following(c, `after=${await newestCursor(c)}&wait=0`),
+    // As `fib-auth keys revoke` withdraws a key: a stranger's, so that the server's own keep working.
+    RevocationsKeyWithdrawn: async (c) => {
+      const cursor = await newestCursor(c);
+      const now = Math.floor(Date.now() / 1000);
+      assert.ok(await c.t.server.store.withdrawKey(await kidOf(otherKey()), now, now + 86_700));
+      return following(c, `after=${cursor}&wait=5`);
+    },
     RevocationCursorInvalid: (c) => following(c, 'after=-1'),
     RevocationWaitInvalid: (c) => following(c, 'wait=31'),
     InternalServerError: async (c) => ({ ...(await following(c, 'wait=0')), storeFails: true }),

@@ -1785,6 +1785,30 @@ export const contractExamples = {
           }
         }
       },
+      "RevocationsKeyWithdrawn": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 200,
+            "name": "OK",
+            "message": "Revocations after the cursor."
+          },
+          "data": {
+            "cursor": "3f9a1c07d2b84e65:1843",
+            "snapshot": false,
+            "more": false,
+            "revocations": [
+              {
+                "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz3TxHCTwXBygrS4k",
+                "reason": "key-withdrawn",
+                "until": 1764868320
+              }
+            ]
+          }
+        }
+      },
       "RevocationCursorInvalid": {
         "status": 400,
         "contentType": "application/json",

@@ -194,7 +194,17 @@ export interface paths {
          *     whose clock lags may still need it), so the feed stays bounded by the access-token
          *     lifetime.
          *
-         *     **Cursors.** A cursor is opaque: send it back as it came. It is global across every
+         *     **A withdrawn key.** An entry with `kid` (reason `key-withdrawn`) instead of `sid` says
+         *     that the operator withdrew that verification key (`fib-auth keys revoke`), for example
+         *     because its private key leaked: whoever holds it can sign tokens of any session, so no
+         *     revocation by `sid` or `jti` would help. Drop the key from the key set you hold at once,
+         *     and refuse every token whose header names that `kid` with 422, as a `kid` the service does
+         *     not know, until `until`, even when a key set fetched meanwhile still lists it (each
+         *     instance of the service stops listing it within a second). The service never lists the
+         *     key in `/.well-known/jwks.json` again, and by `until` every token it signed with the key
+         *     has expired. Snapshots list the entry until then, like any other.
+         *
+         *         **Cursors.** A cursor is opaque: send it back as it came. It is global across every
          *     instance of the service and survives restarts: entries are listed in the order they
          *     committed. It names the database that gave it out, so a cursor this database did not
          *     give out (the service was moved to another database, or one restored from a backup is
@@ -269,9 +279,13 @@ export interface paths {
          * Read the token verification keys
          * @description The public keys that verify this service's tokens, selected by the token's `kid`: the key
          *     that signs new tokens, and every earlier key whose tokens may still be live after a
-         *     rotation. A resource server may cache the set and verify access tokens itself; when a token
-         *     names a `kid` it does not know, it fetches the set again. Such a resource server accepts a
-         *     logged-out access token until the token expires: only this service refuses it at once.
+         *     rotation. A key the operator withdrew (`fib-auth keys revoke`) is never listed again, and
+         *     every instance stops listing it within a second. A resource server may cache the set and
+         *     verify access tokens itself; when a token names a `kid` it does not know, it fetches the
+         *     set again. Such a resource server accepts a logged-out access token until the token
+         *     expires, and a withdrawn key's tokens until it fetches the set again: only this service
+         *     refuses them at once, unless the resource server follows the revocation feed, which lists
+         *     both.
          */
         get: operations["getJwks"];
         put?: never;
@@ -445,10 +459,10 @@ export interface components {
             exp?: number;
         };
         /**
-         * @description Access tokens that stopped working before their expiry: without `jti` every access token of
-         *     session `sid`, with `jti` only that one.
+         * @description Access tokens of one session that stopped working before their expiry: without `jti` every
+         *     access token of session `sid`, with `jti` only that one.
          */
-        Revocation: {
+        RevocationOfSession: {
             /** @description The session (the tokens' `sid` claim). */
             sid: string;
             /** @description Present when only this access token is revoked (retired by a refresh). */
@@ -465,6 +479,33 @@ export interface components {
              */
             until: number;
         };
+        /**
+         * @description A verification key withdrawn by the operator (`fib-auth keys revoke`), for example because
+         *     its private key leaked: every token whose header names this `kid` is refused, whatever its
+         *     `sid`, `jti` or `exp`. Stop trusting the key at once: drop it from the key set you hold and
+         *     refuse its tokens as a `kid` this service does not know (422). The service no longer lists
+         *     it in `/.well-known/jwks.json`, and never will again.
+         */
+        RevocationOfKey: {
+            /** @description The withdrawn key (the tokens' `kid` header parameter, a key of the JWKS until now). */
+            kid: string;
+            /**
+             * @description Always `key-withdrawn`.
+             * @enum {string}
+             */
+            reason: "key-withdrawn";
+            /**
+             * Format: int64
+             * @description Epoch seconds by which every token the service signed with the key has expired; forget
+             *     the entry then. Never trust the key again: the key set no longer lists it.
+             */
+            until: number;
+        };
+        /**
+         * @description One entry of the revocation feed: either access tokens of a session (`sid`), or every token
+         *     of a withdrawn key (`kid`). Tell them apart by the property present.
+         */
+        Revocation: components["schemas"]["RevocationOfSession"] | components["schemas"]["RevocationOfKey"];
         RevocationPage: {
             /** @description Send it as `after` in the next request. It names the database it is a position in. */
             cursor: string;
@@ -603,7 +644,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description The token's signature cannot be trusted: it is malformed, uses another algorithm than EdDSA, carries a header parameter other than `alg`, `typ` and `kid`, names no key of this server, or does not verify. Discard the token and sign in again. */
+        /** @description The token's signature cannot be trusted: it is malformed, uses another algorithm than EdDSA, carries a header parameter other than `alg`, `typ` and `kid`, names no key of this server (or one withdrawn by the operator), or does not verify. Discard the token and sign in again. */
         TokenUnprocessable: {
             headers: {
                 [name: string]: unknown;

@@ -58,6 +58,53 @@ export interface ServerParts {
   cluster?: ClusterLinks;
 }
 
+/**
+ * How often each process reads the withdrawn keys (docs/design.md §5): a key withdrawn by
+ * `fib-auth keys revoke` stops verifying on every instance and worker within this (plus one
+ * read), without a signal. The read is one query of a table that holds a row per withdrawal.
+ */
+const WITHDRAWALS_READ_INTERVAL_MS = 250;
+
+/**
+ * Reads the withdrawn keys into the key ring every WITHDRAWALS_READ_INTERVAL_MS, until the
+ * returned function is called. While the store does not answer, the ring keeps what it knew:
+ * withdrawals only ever add to it.
+ */
+function followKeyWithdrawals(store: Store, keys: KeyRing, logger: Logger): () => void {
+  let stopped = false;
+  let failing = false;
+  const read = async () => {
+    try {
+      const fresh = keys.withdraw(await store.withdrawnKeys());
+      for (const kid of fresh) {
+        if (kid === keys.signer.kid) {
+          logger.error(
+            { kid },
+            'the signing key was withdrawn: every token signed now is refused; reload the rotated keys (SIGHUP)',
+          );
+        } else {
+          logger.info({ kid }, 'a key was withdrawn: its tokens are refused');
+        }
+      }
+      if (failing) logger.info('reading the withdrawn keys works again');
+      failing = false;
+    } catch (err) {
+      if (!failing && !stopped) logger.error({ err }, 'reading the withdrawn keys failed; trying again');
+      failing = true;
+    }
+    schedule();
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = () => {
+    if (!stopped) timer = setTimeout(() => void read(), WITHDRAWALS_READ_INTERVAL_MS).unref();
+  };
+  schedule();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
 /** Deletes what has expired now, and again every minute until the returned function is called. */
 export async function purgeExpiredEntries(store: Store, clock: Clock, logger: Logger): Promise<() => void> {
   const purge = () => {
@@ -102,9 +149,10 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const keySource = keyFileSource(config.signingKeyFile, () =>
     logger.info({ file: config.signingKeyFile }, 'created a new signing key'),
   );
-  const keys = await KeyRing.load(keySource, clock);
-
   const store = parts.store ?? (await openStore(config, logger));
+  // Withdrawn keys are refused from the first request on; the ring reads them again and again.
+  const keys = await KeyRing.load(keySource, clock, await store.withdrawnKeys());
+  const stopFollowingWithdrawals = followKeyWithdrawals(store, keys, logger);
   const metrics = new Metrics();
   parts.cluster?.shareMetrics(metrics.registry);
   // The server's caps are shared out among a cluster's workers, as Node hands each of them a
@@ -192,6 +240,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     async close() {
       stopPurging();
       stopCounting();
+      stopFollowingWithdrawals();
       feed.close(); // long polls answer now instead of holding the drain
       closing = true;
       for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');

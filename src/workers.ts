@@ -72,12 +72,14 @@ export interface Primary {
 
 /** Starts the primary of a cluster of `config.workers` workers. */
 export async function startPrimary(config: Config, logger: Logger): Promise<Primary> {
-  // Before any worker reads it: the first start creates the key file, once.
+  const store: Store = await openStore(config, logger);
+  // Before any worker reads it: the first start creates the key file, once, and key files
+  // that cannot be used (§5) stop the server here, with one line, rather than in every worker.
   await KeyRing.load(
     keyFileSource(config.signingKeyFile, () => logger.info({ file: config.signingKeyFile }, 'created a new signing key')),
     systemClock,
+    await store.withdrawnKeys(),
   );
-  const store: Store = await openStore(config, logger);
   const stopPurging = await purgeExpiredEntries(store, systemClock, logger);
   // The workers' registries, summed, and the primary's own: the live sessions, counted here
   // once for the whole server. A scrape asks each worker for its registry, nothing more.

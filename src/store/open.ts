@@ -1,5 +1,5 @@
 import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { PostgresDialect, SqliteAdapter, SqliteDialect, sql, type Kysely } from 'kysely';
@@ -155,6 +155,22 @@ function listenOnPostgres(config: StoreConfig, logger: Logger | undefined): Exte
 }
 
 export type StoreConfig = Pick<Config, 'databaseUrl' | 'databasePoolSize' | 'databaseTimeout'>;
+
+/**
+ * Which store `DATABASE_URL` names, for the CLI to say where it wrote: the SQLite file's full
+ * path (a relative one depends on the folder the command ran in), or the PostgreSQL URL
+ * without its password.
+ */
+export function storeLocation(databaseUrl: string): string {
+  if (databaseUrl.startsWith('sqlite:')) {
+    const path = databaseUrl.slice('sqlite:'.length);
+    return path === ':memory:' ? databaseUrl : `sqlite:${resolve(path)}`;
+  }
+  const url = new URL(databaseUrl);
+  url.password = '';
+  if (url.searchParams.has('password')) url.searchParams.delete('password');
+  return url.href;
+}
 
 /** Opens the store that `DATABASE_URL` names (docs/design.md §7). */
 export async function openStore(config: StoreConfig, logger?: Logger): Promise<Store> {
