@@ -8,6 +8,7 @@ import { Kysely, Migrator, PostgresDialect, sql, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import type { Revocation, Store } from '../src/domain/store.js';
+import { REVOCATION_RETENTION_SECONDS } from '../src/domain/revocation-feed.js';
 import { CLI } from './support/child-server.js';
 import { openStore } from '../src/store/open.js';
 import { migrations } from '../src/store/schema.js';
@@ -226,7 +227,7 @@ for (const backend of DATABASES) {
       );
       assert.ok((await store.withdrawnKeys()).includes(kid));
 
-      await store.purgeExpiredRevocations(NOW + 2000);
+      await store.purgeExpiredRevocations(NOW + 2000 + REVOCATION_RETENTION_SECONDS);
       assert.ok(!(await store.revocationsAfter(undefined, 1_000_000)).revocations.some((r) => r.kid === kid), 'purged');
       assert.ok((await store.withdrawnKeys()).includes(kid), 'withdrawn for good');
     });
@@ -266,7 +267,8 @@ for (const backend of DATABASES) {
             { sid: first.id, reason: 'logout', until: NOW + 300 },
             { sid: second.id, reason: 'logout', until: NOW + 300 },
           ]);
-          const heldCursor = snapshot.cursor + 1; // the purged entry's
+          const [databaseId, newest] = snapshot.cursor.split(':');
+          const heldCursor = `${databaseId}:${Number(newest) + 1}`; // the purged entry's
           assert.equal(await migrated.endSession(live.id, live.accessJti, NOW + 2), true, 'the triggers still write the feed');
           assert.equal(await migrated.withdrawKey('kid-after-0004', NOW + 2, NOW + 100), true);
           const page = await migrated.revocationsAfter(heldCursor, 1000);
