@@ -23,6 +23,7 @@ import {
   startTestServer,
   type TestServer,
 } from './support/harness.js';
+import { startResourceServer, untilRefused } from './support/resource-servers.js';
 import { decodePart, forge, kidOf, otherKey } from './support/tokens.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
@@ -181,6 +182,7 @@ for (const backend of DATABASES) {
     let a: TestServer;
     let b: ChildServer; // a process of its own, with its workers
     let clientAuthorization: string;
+    let clientSecret: string;
     const revoke = (kid: string) =>
       promisify(execFile)(process.execPath, [CLI, 'keys', 'revoke', '--kid', kid], { env: { ...process.env, ...env } });
     const jwksOf = async (url: string) =>
@@ -220,8 +222,8 @@ for (const backend of DATABASES) {
       env = { DATABASE_URL: database.url, FIB_AUTH_SIGNING_KEY_FILE: join(keyDir, 'signing-key.pem') };
       a = await startTestServer(env);
       b = await serveChild({ PATH: process.env.PATH, ...env, HOST: '127.0.0.1', PORT: '0' });
-      const secret = await new Clients(a.server.store, Date.now).add('rs-withdrawal');
-      clientAuthorization = `Basic ${Buffer.from(`rs-withdrawal:${secret}`).toString('base64')}`;
+      clientSecret = (await new Clients(a.server.store, Date.now).add('rs-withdrawal'))!;
+      clientAuthorization = `Basic ${Buffer.from(`rs-withdrawal:${clientSecret}`).toString('base64')}`;
     });
     after(async () => {
       if (backend.skip) return;
@@ -298,6 +300,24 @@ for (const backend of DATABASES) {
         (await feed('wait=0')).revocations.some((entry) => 'kid' in entry && entry.kid === kidA),
         'snapshots list it',
       );
+    });
+
+    it('keys revoke reaches fib-auth/resource-server through the feed: within a second it refuses the key’s tokens as an unknown kid (422)', async () => {
+      // Following B, while the CLI writes through the store: the withdrawal reaches the library
+      // as a feed entry, whichever instance it reads.
+      const resourceServer = await startResourceServer({ serviceUrl: b.url, clientId: 'rs-withdrawal', clientSecret });
+      try {
+        const signedByA = await a.newSession();
+        const kidA = await rotate();
+        assert.equal((await resourceServer.get(signedByA.accessToken)).status, 200, 'A verifies at the resource server');
+        await revoke(kidA);
+        // From the CLI's exit: the withdrawal committed a moment before.
+        const { reply, delayMs } = await untilRefused(resourceServer, signedByA.accessToken, performance.now(), 1000);
+        console.log(`the resource server refused ${kidA}'s token ${Math.round(delayMs)} ms after keys revoke exited`);
+        await assertExample(reply, 'TokenKeyIdUnknown');
+      } finally {
+        await resourceServer.process.stop();
+      }
     });
 
     it('the store stays the authority: a withdrawn key put back in its folder, or a restart, does not bring it back', async () => {
