@@ -387,3 +387,26 @@ export async function assertExampleStatus(reply: Reply, name: EnvelopeExampleNam
     { status: example(name).status.code, envelope: example(name).status },
   );
 }
+
+/**
+ * Sends `count` requests at once (`send(i)` sends the i-th) that only one may win: the same
+ * logout, refresh token or nonce, on one server or several. Asserts that exactly one is answered
+ * 200 and that every other answer has the status `lost`, or passes the check `lost`; resolves
+ * with the 200 and the others.
+ */
+export async function exactlyOne200<R extends Reply>(
+  count: number,
+  send: (i: number) => Promise<R>,
+  lost: number | ((reply: R) => unknown),
+): Promise<{ winner: R; losers: R[] }> {
+  const replies = await Promise.all(Array.from({ length: count }, (_, i) => send(i)));
+  const statuses = `${count} at once: ${replies.map((reply) => reply.status).join(' ')}`;
+  const winners = replies.filter((reply) => reply.status === 200);
+  assert.equal(winners.length, 1, `exactly one 200 of ${statuses}`);
+  const losers = replies.filter((reply) => reply !== winners[0]);
+  for (const reply of losers) {
+    if (typeof lost === 'number') assert.equal(reply.status, lost, statuses);
+    else await lost(reply);
+  }
+  return { winner: winners[0], losers };
+}
