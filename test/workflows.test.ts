@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { packageRoot } from '../src/package-root.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
-import { addClient, fibAuth } from './support/resource-servers.js';
+import { addClient, fibAuth } from './support/cli.js';
 import { signInBody } from './support/vectors.js';
 
 const WORKFLOWS = join('openapi', 'workflows', 'fib-auth.arazzo.yaml');

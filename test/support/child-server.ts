@@ -1,15 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { packageRoot } from '../../src/package-root.js';
+import { CLI } from './cli.js';
 import { startProcess, type StartedProcess } from './processes.js';
-
-/** The package's bin in the checkout at `root`, as built by `npm run build` (which `npm test` runs first). */
-export function binOf(root = packageRoot): string {
-  const { bin } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-  return join(root, bin['fib-auth']);
-}
-
-export const CLI = binOf();
 
 export interface ChildServer {
   url: string;
@@ -22,9 +12,13 @@ export interface ChildServer {
 /** The log line the server writes once it listens, whole, with its port. */
 const LISTENING = /^(\{.*"msg":"fib-auth listening".*\})\n/m;
 
-/** Runs `fib-auth serve` as a child process with exactly the environment `env`, and resolves once it listens. */
+/**
+ * Runs `fib-auth serve` as a child process with exactly the environment `env`, and resolves once
+ * it listens. It serves from one process (WORKERS=1) unless `env` sets WORKERS: a worker per core
+ * would compile the contract once more per core, and only the suites about workers need them.
+ */
 export async function serveChild(env: NodeJS.ProcessEnv): Promise<ChildServer> {
-  const child = await startProcess(process.execPath, [CLI, 'serve'], { env, ready: LISTENING });
+  const child = await startProcess(process.execPath, [CLI, 'serve'], { env: { WORKERS: '1', ...env }, ready: LISTENING });
   const { port } = JSON.parse(child.readyMatch![1]) as { port: number };
   return {
     url: `http://127.0.0.1:${port}`,
