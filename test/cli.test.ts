@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -173,6 +173,32 @@ describe('the fib-auth command', () => {
       const unopenable = await run(['users', 'list'], { DATABASE_URL: url });
       assert.equal(unopenable.code, 1, url);
       assert.match(unopenable.stderr, /^fib-auth: [^\n]+\n$/, url);
+    }
+  });
+
+  test('the commands that do not serve never load the HTTP stack (koa, openapi-backend)', async () => {
+    // A module hook writes down every module that the command imports, one URL a line.
+    const record = join(dir, 'loaded-modules.txt');
+    const hooks = [
+      "import { appendFileSync } from 'node:fs';",
+      'export async function resolve(specifier, context, next) {',
+      '  const resolved = await next(specifier, context);',
+      `  appendFileSync(${JSON.stringify(record)}, resolved.url + '\\n');`,
+      '  return resolved;',
+      '}',
+    ].join('\n');
+    const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
+    const NODE_OPTIONS = `--import=data:text/javascript,${encodeURIComponent(register)}`;
+    for (const args of [
+      ['users', 'list'],
+      ['keys', 'generate'],
+    ]) {
+      rmSync(record, { force: true });
+      const result = await run(args, { NODE_OPTIONS });
+      assert.equal(result.code, 0, result.stderr);
+      const loaded = readFileSync(record, 'utf8');
+      if (args[0] === 'users') assert.match(loaded, /\/node_modules\/kysely\//, 'the hook saw the store being loaded');
+      assert.doesNotMatch(loaded, /\/node_modules\/(koa|openapi-backend)\//, `fib-auth ${args.join(' ')} loaded the HTTP stack`);
     }
   });
 
