@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { after, before, describe, test as testOn } from 'node:test';
 import { manualClock } from './support/clock.js';
-import { DATABASES, type TestDatabase } from './support/databases.js';
+import { DATABASES } from './support/databases.js';
 import {
   assertExample,
   assertExampleStatus,
   exactlyOne200,
   example,
-  startTestServer,
+  startTestServerOn,
   type TestServer,
 } from './support/harness.js';
 import { decodePart } from './support/tokens.js';
@@ -26,7 +26,6 @@ for (const backend of DATABASES) {
       testOn(name, { skip: backend.skip }, fn);
     };
     const clock = manualClock();
-    let database: TestDatabase;
     let t: TestServer;
     /** A registered user and their key. */
     const user = async (email = newEmail()): Promise<{ email: string; key: KeyObject }> => {
@@ -35,15 +34,9 @@ for (const backend of DATABASES) {
       return { email, key };
     };
     before(async () => {
-      if (backend.skip) return;
-      database = await backend.create();
-      t = await startTestServer({ DATABASE_URL: database.url }, { clock });
+      if (!backend.skip) t = await startTestServerOn(backend, {}, { clock });
     });
-    after(async () => {
-      if (backend.skip) return;
-      await t?.stop();
-      await database?.drop();
-    });
+    after(() => t?.stop());
 
     test('a challenge is a nonce of 256 random bits and a message naming the email and the nonce; its answer signs in', async () => {
       const { email, key } = await user();
@@ -161,18 +154,11 @@ for (const backend of DATABASES) {
     const test = (name: string, fn: () => Promise<void>): void => {
       testOn(name, { skip: backend.skip }, fn);
     };
-    let database: TestDatabase;
     let t: TestServer;
     before(async () => {
-      if (backend.skip) return;
-      database = await backend.create();
-      t = await startTestServer({ DATABASE_URL: database.url, SIGN_IN_CHALLENGE: 'required' });
+      if (!backend.skip) t = await startTestServerOn(backend, { SIGN_IN_CHALLENGE: 'required' });
     });
-    after(async () => {
-      if (backend.skip) return;
-      await t?.stop();
-      await database?.drop();
-    });
+    after(() => t?.stop());
 
     test('refuses the email-only body with 422 naming the challenge, after the checks of the body itself', async () => {
       const key = newKey();

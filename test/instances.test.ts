@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test as testOn } from 'node:test';
 import { serveChild, type ChildServer } from './support/child-server.js';
-import { DATABASES, type TestDatabase } from './support/databases.js';
+import { DATABASES } from './support/databases.js';
 import { Clients } from '../src/domain/clients.js';
 import {
   assertExample,
@@ -13,7 +10,7 @@ import {
   bodyOf,
   exactlyOne200,
   rawCall,
-  startTestServer,
+  startTestServerOn,
   type TestServer,
 } from './support/harness.js';
 import { decodePart } from './support/tokens.js';
@@ -27,8 +24,6 @@ for (const backend of DATABASES) {
     const test = (name: string, fn: () => Promise<void>): void => {
       testOn(name, { skip: backend.skip }, fn);
     };
-    let database: TestDatabase;
-    let keyDir: string;
     let a: TestServer;
     let child: ChildServer;
     const b = {
@@ -39,18 +34,19 @@ for (const backend of DATABASES) {
     };
     before(async () => {
       if (backend.skip) return;
-      database = await backend.create();
-      keyDir = mkdtempSync(join(tmpdir(), 'fib-auth-shared-key-'));
-      const env = { DATABASE_URL: database.url, FIB_AUTH_SIGNING_KEY_FILE: join(keyDir, 'signing-key.pem') };
-      a = await startTestServer(env);
-      child = await serveChild({ PATH: process.env.PATH, ...env, HOST: '127.0.0.1', PORT: '0' });
+      a = await startTestServerOn(backend);
+      // B on A's database, with A's signing key.
+      const { databaseUrl, signingKeyFile } = a.config;
+      child = await serveChild({
+        DATABASE_URL: databaseUrl,
+        FIB_AUTH_SIGNING_KEY_FILE: signingKeyFile,
+        HOST: '127.0.0.1',
+        PORT: '0',
+      });
     });
     after(async () => {
-      if (backend.skip) return;
-      await a?.stop();
       await child?.stop();
-      await database?.drop();
-      rmSync(keyDir, { recursive: true, force: true });
+      await a?.stop();
     });
 
     test('sign in on A, log out on B: the token is refused on A', async () => {

@@ -3,8 +3,17 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { after, before, describe, test as testOn } from 'node:test';
 import { addressKey } from '../src/http/rate-limits.js';
 import { manualClock } from './support/clock.js';
-import { DATABASES, type TestDatabase } from './support/databases.js';
-import { assertExample, BASE, bearer, rawCall, type Reply, startTestServer, type TestServer } from './support/harness.js';
+import { DATABASES } from './support/databases.js';
+import {
+  assertExample,
+  BASE,
+  bearer,
+  rawCall,
+  type Reply,
+  startTestServer,
+  startTestServerOn,
+  type TestServer,
+} from './support/harness.js';
 import { verifications } from './support/metrics.js';
 import { accessClaims, decodePart, forge, otherKey } from './support/tokens.js';
 import { publicKeyHexOf, signMessage } from './support/vectors.js';
@@ -46,20 +55,13 @@ for (const backend of DATABASES) {
       testOn(name, { skip: backend.skip, timeout: 120_000 }, fn);
     };
     const clock = manualClock();
-    let database: TestDatabase;
     let t: TestServer;
     const logoutFrom = (localAddress: string, accessToken: string, headers: Record<string, string> = {}) =>
       t.call('POST', `${BASE}/logout`, { headers: { ...bearer(accessToken), ...headers }, localAddress });
     before(async () => {
-      if (backend.skip) return;
-      database = await backend.create();
-      t = await startTestServer({ DATABASE_URL: database.url, ...LIMITS }, { clock });
+      if (!backend.skip) t = await startTestServerOn(backend, LIMITS, { clock });
     });
-    after(async () => {
-      if (backend.skip) return;
-      await t?.stop();
-      await database?.drop();
-    });
+    after(() => t?.stop());
 
     test(`a flood of ${FLOOD} forged logouts from one address turns into 429s before their signatures are verified, while another address logs out`, async (ctx) => {
       const s = await t.newSession();
@@ -174,7 +176,7 @@ for (const backend of DATABASES) {
 
     test('with the limits at 0 nothing is limited', async () => {
       const unlimited = await startTestServer({
-        DATABASE_URL: database.url,
+        DATABASE_URL: t.config.databaseUrl,
         RATE_LIMIT_REFUSED_PER_ADDRESS: '0',
         RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '0',
       });

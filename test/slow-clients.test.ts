@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test as testOn } from 'node:test';
-import { DATABASES, type TestDatabase } from './support/databases.js';
-import { assertExample, BASE, startTestServer, type TestServer } from './support/harness.js';
+import { DATABASES } from './support/databases.js';
+import { assertExample, BASE, startTestServer, startTestServerOn, type TestServer } from './support/harness.js';
 
 // Slow clients (docs/design.md §9): a request must arrive within HEADERS_TIMEOUT (its line and
 // headers) and REQUEST_TIMEOUT (all of it), or it is answered 408 in the envelope and its
@@ -62,18 +62,11 @@ for (const backend of DATABASES) {
     const test = (name: string, fn: (ctx: { diagnostic(message: string): void }) => Promise<void>): void => {
       testOn(name, { skip: backend.skip, timeout: 60_000 }, fn);
     };
-    let database: TestDatabase;
     let t: TestServer;
     before(async () => {
-      if (backend.skip) return;
-      database = await backend.create();
-      t = await startTestServer({ DATABASE_URL: database.url, HEADERS_TIMEOUT: '2', REQUEST_TIMEOUT: '3' });
+      if (!backend.skip) t = await startTestServerOn(backend, { HEADERS_TIMEOUT: '2', REQUEST_TIMEOUT: '3' });
     });
-    after(async () => {
-      if (backend.skip) return;
-      await t?.stop();
-      await database?.drop();
-    });
+    after(() => t?.stop());
 
     test(`${SLOW_CLIENTS} connections that send half a request do not stop another client's logout; each gets 408`, async (ctx) => {
       const s = await t.newSession();

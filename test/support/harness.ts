@@ -16,6 +16,7 @@ import type { Role } from '../../src/domain/store.js';
 import type { contractExamples } from '../../generated/examples.js';
 import type { components, operations } from '../../generated/openapi.js';
 import { BASE, bearer } from './api.js';
+import type { DatabaseBackend } from './databases.js';
 import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody, signMessage } from './vectors.js';
 
 export { BASE, bearer };
@@ -335,6 +336,25 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     },
   };
   t.url = t.server.url;
+  return t;
+}
+
+/**
+ * The test server (startTestServer) on a fresh database of `backend`: a SQLite file, or a
+ * PostgreSQL schema. Stopping it drops the database too.
+ */
+export async function startTestServerOn(
+  backend: DatabaseBackend,
+  env: Record<string, string> = {},
+  parts: ServerParts = {},
+): Promise<TestServer> {
+  const database = await backend.create();
+  const t = await startTestServer({ DATABASE_URL: database.url, ...env }, parts);
+  const stop = t.stop;
+  t.stop = async () => {
+    await stop();
+    await database.drop();
+  };
   return t;
 }
 
