@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test as testOn } from 'node:test';
-import { DATABASES } from './support/databases.js';
-import { assertExample, BASE, startTestServer, startTestServerOn, type TestServer } from './support/harness.js';
+import { DATABASES } from '../support/databases.js';
+import { assertExample, BASE, startTestServer, startTestServerOn, type TestServer } from '../support/harness.js';
 
 // Slow clients (docs/design.md §9): a request must arrive within HEADERS_TIMEOUT (its line and
 // headers) and REQUEST_TIMEOUT (all of it), or it is answered 408 in the envelope and its
 // connection closed; past MAX_CONNECTIONS a new connection is closed at once. The timeouts are
-// Node's own timers, so these tests set them to a second or two and wait for them.
+// Node's own timers, so these tests set them to a second or two and wait for them. They run in
+// test/serial/, with no other test file beside them: their bounds are seconds (all 1,000 answered
+// within 5 s, the other client's logout within 1 s), which a loaded machine stretches.
 
 const SLOW_CLIENTS = 1000;
 
