@@ -84,11 +84,15 @@ export interface ServerOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** The real server, `fib-auth serve` as the package's bin runs it, as its own process. */
+/**
+ * The real server, `fib-auth serve` as the package's bin runs it, as its own process; its
+ * management listener (the metrics) on a free port, apart from any other server's.
+ */
 export function startFibAuth(databaseUrl: string, keyFile: string, port: number, options: ServerOptions = {}): Promise<Service> {
   const { nodeOptions = [], root = packageRoot, env = {} } = options;
   return startService(process.execPath, [...nodeOptions, binOf(root), 'serve'], port, {
     PORT: String(port),
+    MANAGEMENT_PORT: '0',
     HOST: '127.0.0.1',
     DATABASE_URL: databaseUrl,
     FIB_AUTH_SIGNING_KEY_FILE: keyFile,

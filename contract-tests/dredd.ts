@@ -299,10 +299,14 @@ export interface ContractServer {
 
 /**
  * The real server on a temporary SQLite file, with a store that fails on demand for the 500s,
- * configured as the scenarios need it (CONTRACT_SERVER_ENV).
+ * configured as the scenarios need it (CONTRACT_SERVER_ENV). What the scenarios send through
+ * the harness (sessions, challenges) comes from an address of its own each time too.
  */
 export async function startContractServer(): Promise<ContractServer> {
   const { t, hooks } = await startServerWithStoreHooks(CONTRACT_SERVER_ENV);
+  const call = t.call.bind(t);
+  t.call = (method, path, options = {}) =>
+    call(method, path, { ...options, headers: { 'X-Forwarded-For': freshAddress(), ...options.headers } });
   return { t, store: hooks };
 }
 

@@ -36,14 +36,18 @@ export type Scenario = (c: ScenarioContext) => Promise<RequestChange>;
 /**
  * How the contract server runs (startContractServer): sign-in requires a challenge, so that
  * the 422 naming it happens, and every other sign-in scenario sends a nonce; behind one proxy,
- * so that each transaction comes from an address of its own (`X-Forwarded-For`) and a limit
- * is reached only where a scenario reaches it on purpose.
+ * so that each transaction, and each request a scenario sends, comes from an address of its
+ * own (`X-Forwarded-For`) and a limit is reached only where a scenario reaches it on purpose;
+ * one long poll of the feed per client, and every scenario but one follows the feed with a
+ * client of its own.
  */
 export const CONTRACT_SERVER_ENV = {
   SIGN_IN_CHALLENGE: 'required',
   TRUST_PROXY: '1',
   RATE_LIMIT_REFUSED_PER_ADDRESS: '20',
-  RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '30',
+  RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '5',
+  RATE_LIMIT_CHALLENGES_PER_ADDRESS: '5',
+  MAX_LONG_POLLS_PER_CLIENT: '1',
 };
 
 let addresses = 0;
@@ -210,6 +214,21 @@ async function newestCursor(c: ScenarioContext): Promise<string> {
   return String((await c.t.server.store.revocationsAfter(undefined, 1_000_000)).cursor);
 }
 
+/**
+ * A client that holds its one long poll (CONTRACT_SERVER_ENV) until the next revocation or the
+ * server's shutdown: it holds it once a second poll of the same client is refused, 429.
+ */
+async function holdingItsLongPoll(c: ScenarioContext): Promise<RequestChange> {
+  const credentials = await clientCredentials(c);
+  const poll = async (wait: number) =>
+    rawCall(c.t.url, 'GET', `${BASE}/revocations?after=${await newestCursor(c)}&wait=${wait}`, credentials);
+  void poll(30).catch(() => {}); // answered at the next logout of another scenario, or at shutdown
+  for (;;) {
+    // A second poll that got in before the held one is answered within its second: ask again.
+    if ((await poll(1)).status === 429) return { ...credentials, query: 'wait=1' };
+  }
+}
+
 /** A refresh token presented a second time: its first use already replaced the pair. */
 async function refreshTokenUsedBefore({ t }: ScenarioContext): Promise<RequestChange> {
   const session = await t.newSession();
@@ -218,11 +237,28 @@ async function refreshTokenUsedBefore({ t }: ScenarioContext): Promise<RequestCh
 }
 
 /** Every named example of every operation's responses, by operationId. */
+/** An email one character longer than an email may be. */
+const EMAIL_TOO_LONG = `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(62)}`;
+
 export const scenarios: Record<string, Record<string, Scenario>> = {
   createSignInChallenge: {
     // The request exactly as the contract's example has it.
     SignInChallengeIssued: () => Promise.resolve({}),
     EmailMissing: () => Promise.resolve(json({})),
+    EmailTooLong: () => Promise.resolve(json({ email: EMAIL_TOO_LONG })),
+    EmailInvalid: () => Promise.resolve(json({ email: 'alice' })),
+    // An address that has just been issued as many challenges as it may.
+    TooManyChallenges: async ({ t }) => {
+      const address = freshAddress();
+      for (let i = 0; i < Number(CONTRACT_SERVER_ENV.RATE_LIMIT_CHALLENGES_PER_ADDRESS); i += 1) {
+        const reply = await rawCall(t.url, 'POST', `${BASE}/session/challenge`, {
+          headers: { 'X-Forwarded-For': address },
+          body: { email: ALICE.email },
+        });
+        assert.equal(reply.status, 200);
+      }
+      return { headers: { 'X-Forwarded-For': address } };
+    },
     BodyNotJson: () => Promise.resolve({ body: '{"email": ' }),
     BodyFieldNotString: () => Promise.resolve(json({ email: 42 })),
     BodyFieldUnexpected: () => Promise.resolve(json({ email: ALICE.email, password: 'secret' })),
@@ -242,6 +278,8 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
       Promise.resolve(json({ email: ALICE_SIGN_IN.email, authPublicKeyHex: ALICE_SIGN_IN.authPublicKeyHex })),
     BodyFieldNotString: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: 42 })),
     BodyFieldUnexpected: () => Promise.resolve(json({ ...ALICE_SIGN_IN, password: 'secret' })),
+    EmailTooLong: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: EMAIL_TOO_LONG })),
+    EmailInvalid: () => Promise.resolve(json({ ...ALICE_SIGN_IN, email: 'alice' })),
     PayloadTooLarge: () => Promise.resolve(json({ ...ALICE_SIGN_IN, padding: 'x'.repeat(16 * 1024) })),
     // The example body, declared as text.
     UnsupportedMediaType: () => Promise.resolve({ headers: { 'Content-Type': 'text/plain' } }),
@@ -274,17 +312,15 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     // Bob's signature is of another message.
     SignatureNotVerified: async (c) => json({ ...(await aliceAnswering(c)), signature: BOB_SIGNATURE }),
     TooManyRefusedRequests: async (c) => merged(json(await aliceAnswering(c)), await overTheAddressLimit(c)),
-    // Sign-ins for one email that failed from as many addresses, then one from yet another.
-    TooManyFailedSignIns: async ({ t }) => {
-      const email = `sprayed-${randomUUID()}@example.test`;
+    // Alice's signatures that do not verify, from one address, as many as it may send; then one more.
+    TooManyFailedSignIns: async (c) => {
+      const wrong = { ...(await aliceAnswering(c)), signature: BOB_SIGNATURE };
+      const address = freshAddress();
       for (let i = 0; i < Number(CONTRACT_SERVER_ENV.RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL); i += 1) {
-        const reply = await rawCall(t.url, 'POST', `${BASE}/session`, {
-          headers: { 'X-Forwarded-For': freshAddress() },
-          body: { ...ALICE_SIGN_IN, email },
-        });
-        assert.equal(reply.status, 422);
+        const reply = await rawCall(c.t.url, 'POST', `${BASE}/session`, { headers: { 'X-Forwarded-For': address }, body: wrong });
+        assert.equal(reply.status, 422, JSON.stringify(reply.body));
       }
-      return json({ ...ALICE_SIGN_IN, email });
+      return merged(json(wrong), { headers: { 'X-Forwarded-For': address } });
     },
     InternalServerError: async (c) => ({ ...json(await aliceAnswering(c)), storeFails: true }),
   },
@@ -345,6 +381,7 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   listRevocations: {
     ...clientScenarios,
     TooManyRefusedRequests: async (c) => merged(await following(c, 'wait=0'), await overTheAddressLimit(c)),
+    TooManyLongPolls: holdingItsLongPoll,
     RevocationsSnapshot: (c) => following(c, 'wait=0'),
     RevocationsAfterCursor: async (c) => {
       const cursor = await newestCursor(c);
@@ -352,6 +389,13 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
       return following(c, `after=${cursor}&wait=5`);
     },
     RevocationsNone: async (c) => following(c, `after=${await newestCursor(c)}&wait=0`),
+    // As `fib-auth keys revoke` withdraws a key: a stranger's, so that the server's own keep working.
+    RevocationsKeyWithdrawn: async (c) => {
+      const cursor = await newestCursor(c);
+      const now = Math.floor(Date.now() / 1000);
+      assert.ok(await c.t.server.store.withdrawKey(await kidOf(otherKey()), now, now + 86_700));
+      return following(c, `after=${cursor}&wait=5`);
+    },
     RevocationCursorInvalid: (c) => following(c, 'after=-1'),
     RevocationWaitInvalid: (c) => following(c, 'wait=31'),
     InternalServerError: async (c) => ({ ...(await following(c, 'wait=0')), storeFails: true }),
@@ -362,13 +406,6 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   getReadiness: {
     ServiceReady: () => Promise.resolve({}),
     StoreUnavailable: () => Promise.resolve({ storeFails: true }),
-  },
-  getMetrics: {
-    // A scrape after a sign-in and a logout, so the counters have something to show.
-    MetricsSample: async ({ t }) => {
-      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
-      return {};
-    },
   },
   getJwks: {
     JwksSample: () => Promise.resolve({}),

@@ -61,6 +61,32 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "EmailTooLong": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must NOT have more than 254 characters."
+          },
+          "data": {}
+        }
+      },
+      "EmailInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must match format \"email\"."
+          },
+          "data": {}
+        }
+      },
       "BodyFieldUnexpected": {
         "status": 400,
         "contentType": "application/json",
@@ -255,7 +281,7 @@ export const contractExamples = {
           "status": {
             "code": 429,
             "name": "Too Many Requests",
-            "message": "Too many sign-ins failed for this email; retry after the seconds in Retry-After."
+            "message": "Too many sign-ins failed for this email from this address; retry after the seconds in Retry-After."
           },
           "data": {}
         }
@@ -1062,6 +1088,32 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "EmailTooLong": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must NOT have more than 254 characters."
+          },
+          "data": {}
+        }
+      },
+      "EmailInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'email' must match format \"email\"."
+          },
+          "data": {}
+        }
+      },
       "BodyFieldUnexpected": {
         "status": 400,
         "contentType": "application/json",
@@ -1110,6 +1162,23 @@ export const contractExamples = {
             "code": 415,
             "name": "Unsupported Media Type",
             "message": "The request body must be sent as application/json."
+          },
+          "data": {}
+        }
+      },
+      "TooManyChallenges": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many sign-in challenges were issued to this address; retry after the seconds in Retry-After."
           },
           "data": {}
         }
@@ -1716,6 +1785,30 @@ export const contractExamples = {
           }
         }
       },
+      "RevocationsKeyWithdrawn": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 200,
+            "name": "OK",
+            "message": "Revocations after the cursor."
+          },
+          "data": {
+            "cursor": "3f9a1c07d2b84e65:1843",
+            "snapshot": false,
+            "more": false,
+            "revocations": [
+              {
+                "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz3TxHCTwXBygrS4k",
+                "reason": "key-withdrawn",
+                "until": 1764868320
+              }
+            ]
+          }
+        }
+      },
       "RevocationCursorInvalid": {
         "status": 400,
         "contentType": "application/json",
@@ -1789,6 +1882,23 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "TooManyLongPolls": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "This client already holds as many long polls of the revocation feed as it may; wait for one to be answered."
+          },
+          "data": {}
+        }
+      },
       "InternalServerError": {
         "status": 500,
         "contentType": "application/json",
@@ -1854,18 +1964,6 @@ export const contractExamples = {
           },
           "data": {}
         }
-      }
-    }
-  },
-  "getMetrics": {
-    "method": "get",
-    "path": "/metrics",
-    "examples": {
-      "MetricsSample": {
-        "status": 200,
-        "contentType": "text/plain; version=0.0.4; charset=utf-8",
-        "headers": {},
-        "value": "# HELP fib_auth_http_requests_total HTTP requests answered, by operation and status.\n# TYPE fib_auth_http_requests_total counter\nfib_auth_http_requests_total{operation=\"logout\",status=\"200\"} 12\nfib_auth_http_requests_total{operation=\"logout\",status=\"401\"} 3\n# HELP fib_auth_logout_outcomes_total Logout attempts by outcome.\n# TYPE fib_auth_logout_outcomes_total counter\nfib_auth_logout_outcomes_total{outcome=\"logged_out\"} 12\nfib_auth_logout_outcomes_total{outcome=\"already_over\"} 2\nfib_auth_logout_outcomes_total{outcome=\"expired\"} 1\n# HELP fib_auth_active_sessions Sessions that are neither revoked nor expired.\n# TYPE fib_auth_active_sessions gauge\nfib_auth_active_sessions 41\n"
       }
     }
   },

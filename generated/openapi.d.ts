@@ -29,8 +29,9 @@ export interface paths {
          *     `SIGN_IN_CHALLENGE=required` refuse a sign-in without a nonce (422); the default,
          *     `optional`, still accepts the email-only body of the FIB guide.
          *
-         *     Sign-ins that fail (404, 422) are limited per email and per client address; over a
-         *     limit the answer is 429 before the signature is checked.
+         *     Sign-ins that fail (404, 422) are limited per client address, and signatures that do not
+         *     verify with the user's registered key also per email and client address; over a limit
+         *     the answer is 429 before the signature is checked.
          */
         post: operations["authorizeUser"];
         /**
@@ -85,6 +86,10 @@ export interface paths {
          *     A challenge is issued for any email, registered or not, with the same answer, so this
          *     operation tells nobody which emails are registered. Requesting one never fails a
          *     sign-in: only its use does.
+         *
+         *     Every challenge issued is stored until it expires, so they are limited per client
+         *     address (30 per minute by default): past the limit the answer is 429 with `Retry-After`.
+         *     Ask for a challenge right before each sign-in, not ahead of time.
          */
         post: operations["createSignInChallenge"];
         delete?: never;
@@ -189,7 +194,17 @@ export interface paths {
          *     whose clock lags may still need it), so the feed stays bounded by the access-token
          *     lifetime.
          *
-         *     **Cursors.** A cursor is opaque: send it back as it came. It is global across every
+         *     **A withdrawn key.** An entry with `kid` (reason `key-withdrawn`) instead of `sid` says
+         *     that the operator withdrew that verification key (`fib-auth keys revoke`), for example
+         *     because its private key leaked: whoever holds it can sign tokens of any session, so no
+         *     revocation by `sid` or `jti` would help. Drop the key from the key set you hold at once,
+         *     and refuse every token whose header names that `kid` with 422, as a `kid` the service does
+         *     not know, until `until`, even when a key set fetched meanwhile still lists it (each
+         *     instance of the service stops listing it within a second). The service never lists the
+         *     key in `/.well-known/jwks.json` again, and by `until` every token it signed with the key
+         *     has expired. Snapshots list the entry until then, like any other.
+         *
+         *         **Cursors.** A cursor is opaque: send it back as it came. It is global across every
          *     instance of the service and survives restarts: entries are listed in the order they
          *     committed. It names the database that gave it out, so a cursor this database did not
          *     give out (the service was moved to another database, or one restored from a backup is
@@ -253,30 +268,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/metrics": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Read the metrics
-         * @description Prometheus text exposition (not the envelope): request counts and latency by operation and
-         *     status, logout outcomes by reason (`logged_out`, `unreadable`, `bad_signature`, `expired`,
-         *     `unacceptable`, `unknown_user`, `already_over`, `bad_request`, `error`), live sessions, and
-         *     process metrics.
-         *     Expose it to your monitoring network only.
-         */
-        get: operations["getMetrics"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/.well-known/jwks.json": {
         parameters: {
             query?: never;
@@ -288,9 +279,13 @@ export interface paths {
          * Read the token verification keys
          * @description The public keys that verify this service's tokens, selected by the token's `kid`: the key
          *     that signs new tokens, and every earlier key whose tokens may still be live after a
-         *     rotation. A resource server may cache the set and verify access tokens itself; when a token
-         *     names a `kid` it does not know, it fetches the set again. Such a resource server accepts a
-         *     logged-out access token until the token expires: only this service refuses it at once.
+         *     rotation. A key the operator withdrew (`fib-auth keys revoke`) is never listed again, and
+         *     every instance stops listing it within a second. A resource server may cache the set and
+         *     verify access tokens itself; when a token names a `kid` it does not know, it fetches the
+         *     set again. Such a resource server accepts a logged-out access token until the token
+         *     expires, and a withdrawn key's tokens until it fetches the set again: only this service
+         *     refuses them at once, unless the resource server follows the revocation feed, which lists
+         *     both.
          */
         get: operations["getJwks"];
         put?: never;
@@ -314,7 +309,9 @@ export interface components {
          */
         SignInRequest: {
             /**
-             * @description The email address the user is registered under (matched case-insensitively).
+             * Format: email
+             * @description The email address the user is registered under (matched case-insensitively): at most 254
+             *     characters, of the form HTML's `<input type=email>` accepts (ASCII local part, `@`, host).
              * @example alice@wonderland.space
              */
             email: string;
@@ -393,8 +390,10 @@ export interface components {
         /** @description Asks for a sign-in challenge for one email. */
         SignInChallengeRequest: {
             /**
-             * @description The email address to sign in as. A challenge is issued for any email, registered or not,
-             *     so the answer tells nobody whether the email is registered.
+             * Format: email
+             * @description The email address to sign in as: at most 254 characters, of the form HTML's
+             *     `<input type=email>` accepts (ASCII local part, `@`, host). A challenge is issued for any
+             *     such email, registered or not, so the answer tells nobody whether the email is registered.
              * @example alice@wonderland.space
              */
             email: string;
@@ -442,7 +441,10 @@ export interface components {
             active: boolean;
             /** @enum {string} */
             token_type?: "access_token";
-            /** @description The user's email. */
+            /**
+             * Format: email
+             * @description The user's email.
+             */
             sub?: string;
             /** @description The user's account id. */
             acc?: string;
@@ -457,10 +459,10 @@ export interface components {
             exp?: number;
         };
         /**
-         * @description Access tokens that stopped working before their expiry: without `jti` every access token of
-         *     session `sid`, with `jti` only that one.
+         * @description Access tokens of one session that stopped working before their expiry: without `jti` every
+         *     access token of session `sid`, with `jti` only that one.
          */
-        Revocation: {
+        RevocationOfSession: {
             /** @description The session (the tokens' `sid` claim). */
             sid: string;
             /** @description Present when only this access token is revoked (retired by a refresh). */
@@ -477,6 +479,33 @@ export interface components {
              */
             until: number;
         };
+        /**
+         * @description A verification key withdrawn by the operator (`fib-auth keys revoke`), for example because
+         *     its private key leaked: every token whose header names this `kid` is refused, whatever its
+         *     `sid`, `jti` or `exp`. Stop trusting the key at once: drop it from the key set you hold and
+         *     refuse its tokens as a `kid` this service does not know (422). The service no longer lists
+         *     it in `/.well-known/jwks.json`, and never will again.
+         */
+        RevocationOfKey: {
+            /** @description The withdrawn key (the tokens' `kid` header parameter, a key of the JWKS until now). */
+            kid: string;
+            /**
+             * @description Always `key-withdrawn`.
+             * @enum {string}
+             */
+            reason: "key-withdrawn";
+            /**
+             * Format: int64
+             * @description Epoch seconds by which every token the service signed with the key has expired; forget
+             *     the entry then. Never trust the key again: the key set no longer lists it.
+             */
+            until: number;
+        };
+        /**
+         * @description One entry of the revocation feed: either access tokens of a session (`sid`), or every token
+         *     of a withdrawn key (`kid`). Tell them apart by the property present.
+         */
+        Revocation: components["schemas"]["RevocationOfSession"] | components["schemas"]["RevocationOfKey"];
         RevocationPage: {
             /** @description Send it as `after` in the next request. It names the database it is a position in. */
             cursor: string;
@@ -523,7 +552,7 @@ export interface components {
                 "application/json": components["schemas"]["TokenEnvelope"];
             };
         };
-        /** @description The body is not JSON, or a field is missing, not a string, or not expected. Fix the request; retrying it unchanged fails again. */
+        /** @description The body is not JSON, or a field is missing, not a string, or not expected, or `email` is longer than 254 characters or not an email address. Fix the request; retrying it unchanged fails again. */
         SignInBadRequest: {
             headers: {
                 [name: string]: unknown;
@@ -569,9 +598,11 @@ export interface components {
             };
         };
         /**
-         * @description Too many sign-ins failed (404 or 422) for this email, or too many requests from this client
-         *     address were refused, within the window: this one was answered before its signature was
-         *     looked at. Wait `Retry-After` seconds. Successful sign-ins never count.
+         * @description Too many sign-ins for this email from this client address had a signature that does not
+         *     verify (with the user's registered key), or too many requests from this client address were
+         *     refused (404 or 422), within the window: this one was answered before its signature was
+         *     looked at. Wait `Retry-After` seconds. Successful sign-ins never count, and failures from
+         *     other addresses never hold this one back.
          */
         SignInTooManyRequests: {
             headers: {
@@ -613,7 +644,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description The token's signature cannot be trusted: it is malformed, uses another algorithm than EdDSA, carries a header parameter other than `alg`, `typ` and `kid`, names no key of this server, or does not verify. Discard the token and sign in again. */
+        /** @description The token's signature cannot be trusted: it is malformed, uses another algorithm than EdDSA, carries a header parameter other than `alg`, `typ` and `kid`, names no key of this server (or one withdrawn by the operator), or does not verify. Discard the token and sign in again. */
         TokenUnprocessable: {
             headers: {
                 [name: string]: unknown;
@@ -656,9 +687,25 @@ export interface components {
                 "application/json": components["schemas"]["SignInChallengeEnvelope"];
             };
         };
-        /** @description The body is not JSON, or `email` is missing or not a string, or another property is sent. Fix the request; retrying it unchanged fails again. */
+        /** @description The body is not JSON, or `email` is missing, not a string, longer than 254 characters or not an email address, or another property is sent. Fix the request; retrying it unchanged fails again. */
         SignInChallengeBadRequest: {
             headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /**
+         * @description Too many challenges were issued to this client address within the window (30 per minute by
+         *     default): this request was answered before anything was stored. Every challenge issued
+         *     counts, so ask for one only right before signing in, and wait `Retry-After` seconds.
+         */
+        SignInChallengeTooManyRequests: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                RateLimit: components["headers"]["RateLimit"];
+                "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
                 [name: string]: unknown;
             };
             content: {
@@ -757,6 +804,25 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
+        /**
+         * @description `TooManyRefusedRequests`: too many requests from this client address were refused (401)
+         *     within the window. `TooManyLongPolls`: this client already holds as many long polls (`wait`
+         *     above 0) as the server allows at once (16 by default); a resource server needs one at a time,
+         *     and every process of a service that shares one client id holds its own. Either way, wait
+         *     `Retry-After` seconds: for long polls, the time by which one of this client's polls is
+         *     answered at the latest.
+         */
+        RevocationsTooManyRequests: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                RateLimit: components["headers"]["RateLimit"];
+                "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
         /** @description The store does not answer within two seconds. Take this instance out of rotation until it is ready again. */
         ServiceUnavailable: {
             headers: {
@@ -797,9 +863,10 @@ export interface components {
         RateLimit: string;
         /**
          * @description Every limit that applies to this request (draft-ietf-httpapi-ratelimit-headers): its name,
-         *     `q` refused requests allowed per window, and `w` the window in seconds. Sign-in has two:
-         *     `"refused-per-address";q=100;w=60, "failed-sign-ins-per-email";q=10;w=300` with the
-         *     defaults.
+         *     `q` the requests it counts that are allowed per window, and `w` the window in seconds. Sign-in
+         *     has two: `"refused-per-address";q=100;w=60, "failed-sign-ins-per-email-and-address";q=10;w=300`
+         *     with the defaults; a challenge has `"challenges-per-address";q=30;w=60`. The revocation feed's long polls
+         *     are counted while they are open, not per window: `"long-polls-per-client";q=16;qu="concurrent-requests"`.
          */
         RateLimitPolicy: string;
         /** @description The id under which the server logged this request; quote it when you report a problem. */
@@ -891,6 +958,7 @@ export interface operations {
             400: components["responses"]["SignInChallengeBadRequest"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["SignInChallengeTooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };
@@ -965,7 +1033,7 @@ export interface operations {
             200: components["responses"]["RevocationsListed"];
             400: components["responses"]["RevocationsBadRequest"];
             401: components["responses"]["ClientUnauthorized"];
-            429: components["responses"]["TooManyRequests"];
+            429: components["responses"]["RevocationsTooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };
@@ -1008,26 +1076,6 @@ export interface operations {
                 };
             };
             503: components["responses"]["ServiceUnavailable"];
-        };
-    };
-    getMetrics: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The current metrics. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/plain; version=0.0.4; charset=utf-8": string;
-                };
-            };
         };
     };
     getJwks: {

@@ -4,8 +4,10 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
 import { CLIENT_ID_PATTERN, Clients } from './domain/clients.js';
+import { EMAIL_MAX_LENGTH, isEmail } from './domain/email.js';
+import { ROTATION_GRACE_SECONDS } from './domain/key-ring.js';
 import { parsePublicKeyHex } from './domain/signature.js';
-import { generateNextKey, rotateSigningKey } from './key-files.js';
+import { generateNextKey, keyFileIds, keyPaths, removeKeyFiles, rotateSigningKey } from './key-files.js';
 import { createLogger, type Logger } from './logger.js';
 import { ROLES, type Role, type Store } from './domain/store.js';
 
@@ -18,7 +20,8 @@ const USAGE = `usage:
   fib-auth clients remove --id ID
   fib-auth clients list [--json]
   fib-auth keys generate
-  fib-auth keys rotate`;
+  fib-auth keys rotate
+  fib-auth keys revoke --kid KID`;
 
 /** A mistake in the command line: exit 2. Anything else that fails: exit 1. */
 class UsageError extends Error {}
@@ -29,6 +32,15 @@ function options<T extends Record<string, { type: 'string' | 'boolean' }>>(args:
   } catch (error) {
     throw new UsageError((error as Error).message.split('\n')[0]);
   }
+}
+
+/**
+ * `FLAG VALUE` as `FLAG=VALUE`, for a value that may start with a dash, which parseArgs would
+ * take for an option: a kid is base64url, and one in 64 starts with '-'.
+ */
+function withValueJoined(args: string[], flag: string): string[] {
+  const at = args.indexOf(flag);
+  return at < 0 || at === args.length - 1 ? args : [...args.slice(0, at), `${flag}=${args[at + 1]}`, ...args.slice(at + 2)];
 }
 
 function required(value: string | boolean | undefined, flag: string): string {
@@ -74,7 +86,10 @@ async function users(args: string[]): Promise<void> {
       role: { type: 'string' },
     });
     const email = required(values.email, '--email');
-    if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new UsageError('--email must be an email address');
+    if (!isEmail(email))
+      throw new UsageError(
+        `--email must be an email address of at most ${EMAIL_MAX_LENGTH} characters, as HTML's <input type=email> takes`,
+      );
     const authPublicKeyHex = required(values['auth-public-key'], '--auth-public-key');
     if (!parsePublicKeyHex(authPublicKeyHex))
       throw new UsageError('--auth-public-key must be 64 hex characters naming an Ed25519 public key');
@@ -127,19 +142,53 @@ async function clients(args: string[]): Promise<void> {
   }
 }
 
+/** The longest any token lives: how long a key that stopped signing may still have live tokens. */
+const longestTokenLifetime = (config: Config) => Math.max(config.accessTokenTtl, config.refreshTokenTtl);
+
+/**
+ * Withdraws a verification key at once (docs/design.md §5): in the store, which every process
+ * reads within a second, with its entry in the revocation feed; then its files go.
+ */
+async function revokeKey(config: Config, kid: string): Promise<void> {
+  const ids = await keyFileIds(config.signingKeyFile);
+  if (kid === ids.signer) {
+    throw new Error(`${kid} is the signing key: make another key the signer first (fib-auth keys rotate), then revoke ${kid}`);
+  }
+  const { storeLocation } = await import('./store/open.js');
+  const store = storeLocation(config.databaseUrl);
+  const now = epochSeconds(systemClock);
+  const until = now + longestTokenLifetime(config) + ROTATION_GRACE_SECONDS;
+  const withdrawn = await withStore(async (opened) => {
+    if (ids.next !== kid && !ids.published.includes(kid) && !(await opened.withdrawnKeys()).includes(kid)) {
+      const { next, verificationDir } = keyPaths(config.signingKeyFile);
+      throw new Error(`no key ${kid} is published in ${verificationDir}, waiting in ${next} or withdrawn in ${store}`);
+    }
+    return opened.withdrawKey(kid, now, until);
+  });
+  const removed = removeKeyFiles(config.signingKeyFile, kid, ids).map((file) => `; removed ${file}`);
+  console.log(
+    withdrawn
+      ? `withdrew ${kid} in ${store}: every instance refuses its tokens within a second, and the revocation feed lists it until ${isoTime(until)}${removed.join('')}`
+      : `${kid} was withdrawn before in ${store}${removed.join('')}`,
+  );
+}
+
 async function keys(args: string[]): Promise<void> {
   const [action, ...rest] = args;
-  options(rest, {});
-  const config = loadConfig();
   if (action === 'generate') {
-    const kid = await generateNextKey(config.signingKeyFile);
+    options(rest, {});
+    const kid = await generateNextKey(loadConfig().signingKeyFile);
     console.log(`generated the next signing key ${kid}; it verifies now and signs after \`fib-auth keys rotate\``);
   } else if (action === 'rotate') {
-    const lifetime = Math.max(config.accessTokenTtl, config.refreshTokenTtl);
-    const { signer, retired, retiredUntil } = await rotateSigningKey(config.signingKeyFile, lifetime);
-    console.log(`${signer} signs new tokens; ${retired} verifies until ${new Date(retiredUntil * 1000).toISOString()}`);
+    options(rest, {});
+    const config = loadConfig();
+    const { signer, retired, retiredUntil } = await rotateSigningKey(config.signingKeyFile, longestTokenLifetime(config));
+    console.log(`${signer} signs new tokens; ${retired} verifies until ${isoTime(retiredUntil)}`);
+  } else if (action === 'revoke') {
+    const kid = required(options(withValueJoined(rest, '--kid'), { kid: { type: 'string' } }).kid, '--kid');
+    await revokeKey(loadConfig(), kid);
   } else {
-    throw new UsageError(action ? `unknown keys command: ${action}` : 'keys needs a command: generate or rotate');
+    throw new UsageError(action ? `unknown keys command: ${action}` : 'keys needs a command: generate, rotate or revoke');
   }
 }
 
@@ -171,7 +220,7 @@ async function serveWorkers(config: Config, logger: Logger): Promise<void> {
   const { startPrimary } = await import('./workers.js');
   const primary = await startPrimary(config, logger);
   const port = await primary.listening;
-  logger.info({ port, host: config.host, workers: config.workers }, 'fib-auth listening');
+  logger.info({ port, host: config.host, managementPort: primary.managementPort, workers: config.workers }, 'fib-auth listening');
   const stop = stopOn(logger, 'shutting down: stopping every worker', () => primary.close());
   process.on('SIGHUP', () => primary.reloadKeys());
   void primary.stopped.then(() => stop('every worker stopped'));

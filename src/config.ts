@@ -24,9 +24,12 @@ export interface Config {
   /** Refused requests (401, 422; failed sign-ins) per client address per window; 0 disables the limit. */
   rateLimitRefusedPerAddress: number;
   rateLimitRefusedPerAddressWindow: number;
-  /** Failed sign-ins per email per window; 0 disables the limit. */
+  /** Sign-ins whose signature does not verify, per email and client address per window; 0 disables the limit. */
   rateLimitFailedSignInsPerEmail: number;
   rateLimitFailedSignInsPerEmailWindow: number;
+  /** Sign-in challenges issued per client address per window; 0 disables the limit. */
+  rateLimitChallengesPerAddress: number;
+  rateLimitChallengesPerAddressWindow: number;
   /** How many proxies in front append to X-Forwarded-For; 0 takes the client address from the connection. */
   trustProxy: number;
   /** Seconds a client may take to send the request line and headers, and the whole request. */
@@ -34,6 +37,13 @@ export interface Config {
   requestTimeout: number;
   /** Open connections at most; more are closed at once. */
   maxConnections: number;
+  /** Open connections at most from one client address (an IPv6 /64), where clients connect directly (trustProxy 0). */
+  maxConnectionsPerAddress: number;
+  /** Long polls of the revocation feed that one client may hold open at once. */
+  maxLongPollsPerClient: number;
+  /** Where the management listener serves the metrics (docs/design.md §8), apart from the public port. */
+  managementPort: number;
+  managementHost: string;
 }
 
 /** A configuration value that cannot be used; the CLI prints its message as one line and exits 1. */
@@ -85,9 +95,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (headersTimeout > requestTimeout) {
     throw new ConfigError(`HEADERS_TIMEOUT (${headersTimeout}) must not be longer than REQUEST_TIMEOUT (${requestTimeout})`);
   }
+  const port = integer(env, 'PORT', 8080, 0, 65535);
+  const managementPort = integer(env, 'MANAGEMENT_PORT', 9000, 0, 65535);
+  if (port !== 0 && managementPort === port) {
+    throw new ConfigError(`MANAGEMENT_PORT must not be PORT (${port}): the metrics are served apart from the API`);
+  }
   return {
     workers,
-    port: integer(env, 'PORT', 8080, 0, 65535),
+    port,
     host: env.HOST || '0.0.0.0',
     databaseUrl,
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
@@ -103,9 +118,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitRefusedPerAddressWindow: integer(env, 'RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW', 60, 1, 86400),
     rateLimitFailedSignInsPerEmail: integer(env, 'RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL', 10, 0, 1_000_000),
     rateLimitFailedSignInsPerEmailWindow: integer(env, 'RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW', 300, 1, 86400),
+    rateLimitChallengesPerAddress: integer(env, 'RATE_LIMIT_CHALLENGES_PER_ADDRESS', 30, 0, 1_000_000),
+    rateLimitChallengesPerAddressWindow: integer(env, 'RATE_LIMIT_CHALLENGES_PER_ADDRESS_WINDOW', 60, 1, 86400),
     trustProxy: integer(env, 'TRUST_PROXY', 0, 0, 16),
     headersTimeout,
     requestTimeout,
     maxConnections: integer(env, 'MAX_CONNECTIONS', 4096, 1, 1_000_000),
+    maxConnectionsPerAddress: integer(env, 'MAX_CONNECTIONS_PER_ADDRESS', 256, 1, 1_000_000),
+    maxLongPollsPerClient: integer(env, 'MAX_LONG_POLLS_PER_CLIENT', 16, 1, 10_000),
+    managementPort,
+    managementHost: env.MANAGEMENT_HOST || '127.0.0.1',
   };
 }

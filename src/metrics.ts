@@ -1,11 +1,18 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { VerifiedSignature } from './domain/tokens.js';
 import { OUTCOMES, type Outcome } from './http/failures.js';
+import type { Logger } from './logger.js';
 
 /**
- * Prometheus metrics of one server, in a registry of its own. In a worker of a cluster
- * (src/workers.ts) `clusterText` gives the text of every worker's registry summed, since a
- * scrape reaches one worker but must see the whole server.
+ * How often the live sessions are counted. Counting reads the sessions' index, which at a
+ * million sessions takes long enough to stall the process's other work (docs/design.md §8), so it
+ * runs on a timer, whatever the scrapes: Prometheus's usual scrape interval.
+ */
+const LIVE_SESSIONS_INTERVAL_MS = 15_000;
+
+/**
+ * Prometheus metrics of one process that serves HTTP, in a registry of its own. A cluster's
+ * primary sums its workers' registries (src/workers.ts).
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -36,21 +43,9 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(
-    liveSessions: () => Promise<number>,
-    private readonly clusterText?: () => Promise<string>,
-  ) {
+  constructor() {
     for (const outcome of ['logged_out', ...OUTCOMES]) this.logouts.inc({ outcome }, 0);
     for (const signature of ['token', 'user'] satisfies VerifiedSignature[]) this.verifications.inc({ signature }, 0);
-    new Gauge({
-      name: 'fib_auth_active_sessions',
-      help: 'Sessions that are neither revoked nor expired.',
-      registers: [this.registry],
-      aggregator: 'first', // every worker counts the same store
-      async collect() {
-        this.set(await liveSessions());
-      },
-    });
     collectDefaultMetrics({ register: this.registry, prefix: 'fib_auth_' });
   }
 
@@ -64,8 +59,25 @@ export class Metrics {
 
   /** Counts one signature verification, as the domain reports them. */
   readonly verified = (signature: VerifiedSignature): void => this.verifications.inc({ signature });
+}
 
-  text(): Promise<string> {
-    return this.clusterText ? this.clusterText() : this.registry.metrics();
-  }
+/**
+ * Puts `fib_auth_active_sessions` into `registry`, counted now and then on a timer, never by a
+ * scrape: a scrape costs the same at any number of sessions. One process of a server counts
+ * (the primary of a cluster). Resolves once counted, with the function that stops the timer.
+ */
+export async function countLiveSessions(registry: Registry, count: () => Promise<number>, logger: Logger): Promise<() => void> {
+  const gauge = new Gauge({
+    name: 'fib_auth_active_sessions',
+    help: `Sessions that are neither revoked nor expired, counted every ${LIVE_SESSIONS_INTERVAL_MS / 1000} s.`,
+    registers: [registry],
+  });
+  const update = () =>
+    count().then(
+      (sessions) => gauge.set(sessions),
+      (err: unknown) => logger.warn({ err }, 'counting the live sessions failed; the gauge keeps its last count'),
+    );
+  const timer = setInterval(() => void update(), LIVE_SESSIONS_INTERVAL_MS).unref();
+  await update();
+  return () => clearInterval(timer);
 }

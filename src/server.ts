@@ -1,4 +1,4 @@
-import { createServer, type ServerResponse } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
@@ -9,10 +9,12 @@ import { RevocationFeed } from './domain/revocation-feed.js';
 import { Tokens } from './domain/tokens.js';
 import { createApi } from './http/api.js';
 import { answerUnparsedRequest, createApp } from './http/app.js';
-import { RateLimits, type LimitPeers } from './http/rate-limits.js';
+import { LongPolls } from './http/long-polls.js';
+import { addressKey, RateLimits, type LimitPeers } from './http/rate-limits.js';
 import { keyFileSource } from './key-files.js';
 import type { Logger } from './logger.js';
-import { Metrics } from './metrics.js';
+import { startManagementServer, urlOf } from './management.js';
+import { countLiveSessions, Metrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { openStore } from './store/open.js';
 import type { Store } from './domain/store.js';
@@ -28,6 +30,8 @@ const TIMEOUT_CHECK_INTERVAL_MS = 500;
 export interface RunningServer {
   url: string;
   port: number;
+  /** Where the metrics are served; undefined in a worker of a cluster, whose primary serves them. */
+  managementUrl: string | undefined;
   store: Store;
   /** Re-reads the signing and verification keys after a rotation (the CLI does it on SIGHUP). */
   reloadKeys(): Promise<void>;
@@ -39,8 +43,6 @@ export interface RunningServer {
 export interface ClusterLinks {
   /** Makes this worker's registry one of those the primary sums. */
   shareMetrics: (registry: Registry) => void;
-  /** The metrics of every worker, summed. */
-  metricsText: () => Promise<string>;
   limitPeers: LimitPeers;
 }
 
@@ -49,8 +51,58 @@ export interface ServerParts {
   store?: Store;
   /** The one clock every part reads; tests pass one they move. */
   clock?: Clock;
-  /** Set in a worker of a cluster, whose primary purges the store, sums the metrics and relays what the limits count. */
+  /**
+   * Set in a worker of a cluster, whose primary purges the store, counts the live sessions, serves
+   * the metrics and relays what the limits count.
+   */
   cluster?: ClusterLinks;
+}
+
+/**
+ * How often each process reads the withdrawn keys (docs/design.md §5): a key withdrawn by
+ * `fib-auth keys revoke` stops verifying on every instance and worker within this (plus one
+ * read), without a signal. The read is one query of a table that holds a row per withdrawal.
+ */
+const WITHDRAWALS_READ_INTERVAL_MS = 250;
+
+/**
+ * Reads the withdrawn keys into the key ring every WITHDRAWALS_READ_INTERVAL_MS, until the
+ * returned function is called. While the store does not answer, the ring keeps what it knew:
+ * withdrawals only ever add to it.
+ */
+function followKeyWithdrawals(store: Store, keys: KeyRing, logger: Logger): () => void {
+  let stopped = false;
+  let failing = false;
+  const read = async () => {
+    try {
+      const fresh = keys.withdraw(await store.withdrawnKeys());
+      for (const kid of fresh) {
+        if (kid === keys.signer.kid) {
+          logger.error(
+            { kid },
+            'the signing key was withdrawn: every token signed now is refused; reload the rotated keys (SIGHUP)',
+          );
+        } else {
+          logger.info({ kid }, 'a key was withdrawn: its tokens are refused');
+        }
+      }
+      if (failing) logger.info('reading the withdrawn keys works again');
+      failing = false;
+    } catch (err) {
+      if (!failing && !stopped) logger.error({ err }, 'reading the withdrawn keys failed; trying again');
+      failing = true;
+    }
+    schedule();
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = () => {
+    if (!stopped) timer = setTimeout(() => void read(), WITHDRAWALS_READ_INTERVAL_MS).unref();
+  };
+  schedule();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }
 
 /** Deletes what has expired now, and again every minute until the returned function is called. */
@@ -72,28 +124,63 @@ export async function purgeExpiredEntries(store: Store, clock: Clock, logger: Lo
   return () => clearInterval(timer);
 }
 
+/**
+ * Closes a new connection at once when its client address (an IPv6 /64, as the limits on
+ * refused requests count it) already holds `cap` (docs/design.md §9): one client's slow or
+ * idle connections cannot take every connection of MAX_CONNECTIONS.
+ */
+function capConnectionsPerAddress(server: Server, cap: number): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket) => {
+    const key = addressKey(socket.remoteAddress ?? '');
+    const count = open.get(key) ?? 0;
+    if (count >= cap) return void socket.destroy();
+    open.set(key, count + 1);
+    socket.once('close', () => {
+      const left = open.get(key)! - 1;
+      if (left === 0) open.delete(key);
+      else open.set(key, left);
+    });
+  });
+}
+
 export async function startServer(config: Config, logger: Logger, parts: ServerParts = {}): Promise<RunningServer> {
   const clock = parts.clock ?? systemClock;
   const keySource = keyFileSource(config.signingKeyFile, () =>
     logger.info({ file: config.signingKeyFile }, 'created a new signing key'),
   );
-  const keys = await KeyRing.load(keySource, clock);
-
   const store = parts.store ?? (await openStore(config, logger));
-  const metrics = new Metrics(() => store.countLiveSessions(epochSeconds(clock)), parts.cluster?.metricsText);
+  // Withdrawn keys are refused from the first request on; the ring reads them again and again.
+  const keys = await KeyRing.load(keySource, clock, await store.withdrawnKeys());
+  const stopFollowingWithdrawals = followKeyWithdrawals(store, keys, logger);
+  const metrics = new Metrics();
   parts.cluster?.shareMetrics(metrics.registry);
+  // The server's caps are shared out among a cluster's workers, as Node hands each of them a
+  // share of the connections.
+  const share = (cap: number) => Math.ceil(cap / (parts.cluster ? config.workers : 1));
   const lifetimes = { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl };
   const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
   const feed = new RevocationFeed(store);
   const signIn = { challenge: config.signInChallenge, challengeTtl: config.signInChallengeTtl };
   const auth = new Authentication(store, tokens, clock, signIn, metrics.verified);
-  const api = await createApi({ auth, store, keys, metrics, feed, clients: new Clients(store, clock) });
+  const api = await createApi({
+    auth,
+    store,
+    keys,
+    feed,
+    clients: new Clients(store, clock),
+    longPolls: new LongPolls(share(config.maxLongPollsPerClient)),
+  });
   const limits = new RateLimits(
     {
       refusedPerAddress: { limit: config.rateLimitRefusedPerAddress, windowSeconds: config.rateLimitRefusedPerAddressWindow },
       failedSignInsPerEmail: {
         limit: config.rateLimitFailedSignInsPerEmail,
         windowSeconds: config.rateLimitFailedSignInsPerEmailWindow,
+      },
+      challengesPerAddress: {
+        limit: config.rateLimitChallengesPerAddress,
+        windowSeconds: config.rateLimitChallengesPerAddressWindow,
       },
       trustProxy: config.trustProxy,
     },
@@ -103,7 +190,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const app = createApp(api, { logger, metrics, corsOrigins: config.corsOrigins, limits });
 
   // Slow clients (docs/design.md §9): a request must arrive within these, or it is answered 408
-  // (answerUnparsedRequest); past the connection cap new connections are closed at once.
+  // (answerUnparsedRequest); past the connection caps new connections are closed at once.
   const handle = app.callback(); // Koa answers its errors itself: its promise does not reject
   const server = createServer(
     {
@@ -113,8 +200,9 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     },
     (req, res) => void handle(req, res),
   );
-  // The cap is the server's: a cluster's workers share it.
-  server.maxConnections = Math.ceil(config.maxConnections / (parts.cluster ? config.workers : 1));
+  server.maxConnections = share(config.maxConnections);
+  // Behind proxies every connection comes from a proxy: capping them per client is the proxy's job.
+  if (config.trustProxy === 0) capConnectionsPerAddress(server, share(config.maxConnectionsPerAddress));
   server.on('clientError', answerUnparsedRequest(logger));
   server.listen(config.port, config.host);
   // Responses still being worked on when closing starts close their connection after them:
@@ -129,13 +217,21 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
 
+  // A cluster's primary does these for the whole server (src/workers.ts).
   const stopPurging = parts.cluster ? () => {} : await purgeExpiredEntries(store, clock, logger);
+  const stopCounting = parts.cluster
+    ? () => {}
+    : await countLiveSessions(metrics.registry, () => store.countLiveSessions(epochSeconds(clock)), logger);
+  const management = parts.cluster ? undefined : await startManagementServer(config, logger, () => metrics.registry.metrics());
 
-  logger.info({ port, host: config.host, keyId: keys.signer.kid }, parts.cluster ? 'worker listening' : 'fib-auth listening');
-  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  logger.info(
+    { port, host: config.host, managementPort: management?.port, keyId: keys.signer.kid },
+    parts.cluster ? 'worker listening' : 'fib-auth listening',
+  );
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: urlOf(config.host, port),
     port,
+    managementUrl: management?.url,
     store,
     async reloadKeys() {
       await keys.reload();
@@ -143,6 +239,8 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     },
     async close() {
       stopPurging();
+      stopCounting();
+      stopFollowingWithdrawals();
       feed.close(); // long polls answer now instead of holding the drain
       closing = true;
       for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
@@ -150,6 +248,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      await management?.close();
       await store.close();
     },
   };

@@ -1,12 +1,14 @@
 import cluster, { type Worker } from 'node:cluster';
-import { AggregatorRegistry } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import type { Config } from './config.js';
-import { systemClock } from './domain/clock.js';
+import { epochSeconds, systemClock } from './domain/clock.js';
 import { KeyRing } from './domain/key-ring.js';
 import type { Store } from './domain/store.js';
-import type { CountedRefusal } from './http/rate-limits.js';
+import type { CountedRequest } from './http/rate-limits.js';
 import { keyFileSource } from './key-files.js';
 import type { Logger } from './logger.js';
+import { startManagementServer } from './management.js';
+import { countLiveSessions } from './metrics.js';
 import type { ClusterLinks, ServerParts } from './server.js';
 import { purgeExpiredEntries } from './server.js';
 import { openStore } from './store/open.js';
@@ -15,22 +17,19 @@ import { openStore } from './store/open.js';
  * Several processes serve HTTP on one port (docs/design.md §13): node:cluster's primary forks
  * WORKERS workers and hands each new connection to one of them in turn. The primary serves no
  * request: it opens the store first (migrations) and purges it; each worker opens the store
- * too (SQLite: a connection with its own group commit; PostgreSQL: a pool). The primary sums
- * the workers' metrics for a scrape, tells every worker what one counted against a rate
- * limit, passes SIGHUP on to each, and on SIGTERM lets each drain before it closes the store.
+ * too (SQLite: a connection with its own group commit; PostgreSQL: a pool). The primary counts
+ * the live sessions and serves the metrics on the management port, every worker's summed; it
+ * tells every worker what one counted against a rate limit, passes SIGHUP on to each, and on
+ * SIGTERM lets each drain before it closes the store.
  */
 
 /** What a worker and its primary say to each other, beside prom-client's own messages. */
-type ClusterMessage =
-  | { type: 'limits:counted'; counted: CountedRefusal }
-  | { type: 'metrics:request'; id: number }
-  | { type: 'metrics:text'; id: number; text?: string; error?: string }
-  | { type: 'worker:closed' };
+type ClusterMessage = { type: 'limits:counted'; counted: CountedRequest } | { type: 'worker:closed' };
 
 const isClusterMessage = (message: unknown): message is ClusterMessage =>
   typeof message === 'object' &&
   message !== null &&
-  ['limits:counted', 'metrics:request', 'metrics:text', 'worker:closed'].includes((message as { type?: string }).type ?? '');
+  ['limits:counted', 'worker:closed'].includes((message as { type?: string }).type ?? '');
 
 /** Tells the primary that this worker accepts no more connections (it drains the ones it has). */
 export function tellPrimaryClosed(): void {
@@ -40,30 +39,16 @@ export function tellPrimaryClosed(): void {
 /** What a worker needs of its primary to serve as part of the whole server. */
 export function workerParts(): ServerParts {
   const send = (message: ClusterMessage) => process.send!(message);
-  const metricsWaiting = new Map<number, { resolve(text: string): void; reject(error: Error): void }>();
-  const limitListeners: ((counted: CountedRefusal) => void)[] = [];
+  const limitListeners: ((counted: CountedRequest) => void)[] = [];
   process.on('message', (message) => {
-    if (!isClusterMessage(message)) return;
-    if (message.type === 'limits:counted') for (const listener of limitListeners) listener(message.counted);
-    if (message.type === 'metrics:text') {
-      const waiting = metricsWaiting.get(message.id);
-      metricsWaiting.delete(message.id);
-      if (message.text === undefined) waiting?.reject(new Error(`the primary could not sum the metrics: ${message.error}`));
-      else waiting?.resolve(message.text);
-    }
+    if (isClusterMessage(message) && message.type === 'limits:counted')
+      for (const listener of limitListeners) listener(message.counted);
   });
-  let nextId = 0;
   const cluster: ClusterLinks = {
     shareMetrics(registry) {
       AggregatorRegistry.setRegistries(registry);
       new AggregatorRegistry(); // from now on answers the primary's requests for this worker's metrics
     },
-    metricsText: () =>
-      new Promise((resolve, reject) => {
-        const id = nextId++;
-        metricsWaiting.set(id, { resolve, reject });
-        send({ type: 'metrics:request', id });
-      }),
     limitPeers: {
       publish: (counted) => send({ type: 'limits:counted', counted }),
       subscribe: (listener) => void limitListeners.push(listener),
@@ -75,6 +60,8 @@ export function workerParts(): ServerParts {
 export interface Primary {
   /** Resolves once every worker listens, with the port they share. */
   listening: Promise<number>;
+  /** The port of the management listener, which the primary serves. */
+  managementPort: number;
   /** Resolves once every worker stopped (SIGTERM to the process group stops them all). */
   stopped: Promise<void>;
   /** Lets every worker drain and stop, then closes the store. */
@@ -85,14 +72,24 @@ export interface Primary {
 
 /** Starts the primary of a cluster of `config.workers` workers. */
 export async function startPrimary(config: Config, logger: Logger): Promise<Primary> {
-  // Before any worker reads it: the first start creates the key file, once.
+  const store: Store = await openStore(config, logger);
+  // Before any worker reads it: the first start creates the key file, once, and key files
+  // that cannot be used (§5) stop the server here, with one line, rather than in every worker.
   await KeyRing.load(
     keyFileSource(config.signingKeyFile, () => logger.info({ file: config.signingKeyFile }, 'created a new signing key')),
     systemClock,
+    await store.withdrawnKeys(),
   );
-  const store: Store = await openStore(config, logger);
   const stopPurging = await purgeExpiredEntries(store, systemClock, logger);
-  const metrics = new AggregatorRegistry();
+  // The workers' registries, summed, and the primary's own: the live sessions, counted here
+  // once for the whole server. A scrape asks each worker for its registry, nothing more.
+  const workerMetrics = new AggregatorRegistry();
+  const ownMetrics = new Registry();
+  const stopCounting = await countLiveSessions(ownMetrics, () => store.countLiveSessions(epochSeconds(systemClock)), logger);
+  const management = await startManagementServer(config, logger, async () => {
+    const [workers, own] = await Promise.all([workerMetrics.clusterMetrics(), ownMetrics.metrics()]);
+    return workers + own;
+  });
   let closing = false;
 
   const closed = new Set<Worker>();
@@ -114,14 +111,6 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
     if (message.type === 'limits:counted') {
       for (const worker of Object.values(cluster.workers ?? {}))
         if (worker && worker !== from && worker.isConnected()) worker.send(message);
-    }
-    if (message.type === 'metrics:request') {
-      metrics.clusterMetrics().then(
-        (text) => from.isConnected() && from.send({ type: 'metrics:text', id: message.id, text } satisfies ClusterMessage),
-        (error: Error) =>
-          from.isConnected() &&
-          from.send({ type: 'metrics:text', id: message.id, error: error.message } satisfies ClusterMessage),
-      );
     }
   };
 
@@ -161,6 +150,7 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
 
   return {
     listening,
+    managementPort: management.port,
     stopped,
     reloadKeys() {
       for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
@@ -168,6 +158,8 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
     async close() {
       closing = true;
       stopPurging();
+      stopCounting();
+      await management.close();
       // Each worker drains its requests in flight with its own store, then exits.
       for (const worker of running) worker.process.kill('SIGTERM');
       await stopped;

@@ -22,9 +22,10 @@ import { publicKeyHexOf, signInBody } from './support/vectors.js';
 // RFC 8725 attacks that test/logout.test.ts does not already make (alg none/HS256/RS256 with
 // an Ed25519 signature, missing kid, 63/65-byte signatures, one crit header, padding, two
 // headers), sent to logout, refresh and DELETE /session: each gets its documented 401 or 422,
-// never a 200 and never a 500. Then replays of sign-in bodies (docs/design.md §12). Floods and
-// spoofed X-Forwarded-For against the limits are in test/rate-limits.test.ts, slow clients in
-// test/serial/slow-clients.test.ts.
+// never a 200 and never a 500. Then replays of sign-in bodies (docs/design.md §12), and floods
+// that would fill the store or the limits' memory with challenges and long emails. Floods of
+// refusals and spoofed X-Forwarded-For against the limits are in test/rate-limits.test.ts,
+// slow clients in test/serial/slow-clients.test.ts.
 
 /** Ed25519's group order: S and S + L verify alike under a lax verifier (signature malleability). */
 const ED25519_ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;
@@ -409,6 +410,48 @@ describe('replaying a sign-in', () => {
       await assertExample(await required.signIn({ ...proof, nonce }), 'SignInNonceUnknown');
     }
     assert.equal((await required.signIn(proof)).status, 200);
+  });
+});
+
+describe('filling the store and memory', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ RATE_LIMIT_CHALLENGES_PER_ADDRESS: '30' }); // the default
+  });
+  after(() => t.stop());
+
+  test('a flood of 1,000 challenges from one address, 20 at a time, each for another 254-character email: 30 are stored, 970 answered 429', async () => {
+    let sent = 0;
+    const statuses = new Map<number, number>();
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        while (sent < 1000) {
+          sent += 1;
+          const email = `${randomUUID()}${'x'.repeat(28)}@${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(61)}`;
+          const { status } = await t.call('POST', `${BASE}/session/challenge`, { body: { email } });
+          statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        }
+      }),
+    );
+    assert.deepEqual(
+      [...statuses].sort(([a], [b]) => a - b),
+      [
+        [200, 30],
+        [429, 970],
+      ],
+    );
+    assert.equal(await t.server.store.purgeExpiredSignInChallenges(2 ** 31 - 1), 30, 'challenges stored');
+  });
+
+  test('sign-ins and challenges naming 16,000-character emails are 400 before any lookup, counter or row', async () => {
+    const email = `${'a'.repeat(16_000)}@wonderland.space`;
+    const key = generateKeyPairSync('ed25519').privateKey;
+    // From an address of its own: the flood above used up the challenges of 127.0.0.1.
+    const from = (path: string, body: object) => t.call('POST', `${BASE}${path}`, { body, localAddress: '127.0.0.2' });
+    for (let i = 0; i < 20; i += 1) {
+      await assertExample(await from('/session', signInBody(`${i}${email}`, key)), 'EmailTooLong');
+      await assertExample(await from('/session/challenge', { email: `${i}${email}` }), 'EmailTooLong');
+    }
   });
 });
 

@@ -87,6 +87,36 @@ for (const backend of DATABASES) {
       );
     });
 
+    test("an email over 254 characters, or not of an email's form, is 400 naming why, and stores no challenge", async () => {
+      const stored = () => t.server.store.purgeExpiredSignInChallenges(2 ** 31 - 1); // every row, expired or not
+      await stored();
+      const longest = `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
+      assert.equal(longest.length, 254);
+      await assertExampleStatus(await t.challenge(longest), 'SignInChallengeIssued');
+      await assertExample(await t.challenge(`x${longest}`), 'EmailTooLong');
+      await assertExample(await t.challenge(`${'a'.repeat(16_000)}@wonderland.space`), 'EmailTooLong');
+      const notEmails = [
+        '',
+        'alice',
+        'alice@',
+        '@wonderland.space',
+        'alice@@wonderland.space',
+        'alice@wonderland..space',
+        'alice@-wonderland.space',
+        'alice @wonderland.space',
+        'alice@wonderland.space\n',
+        'al\u0000ice@wonderland.space',
+        'alïce@wonderland.space',
+        'alice@wönderland.space',
+        '"alice"@wonderland.space',
+        'alice@[127.0.0.1]',
+        '<alice@wonderland.space>',
+        `alice@${'b'.repeat(64)}.space`,
+      ];
+      for (const email of notEmails) await assertExample(await t.challenge(email), 'EmailInvalid');
+      assert.equal(await stored(), 1, 'only the 254-character email got a challenge');
+    });
+
     test('the same challenge body a second time (a replay): one 200, then 422', async () => {
       const { email, key } = await user();
       const proof = await t.challengedProof(email, key);

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -123,6 +125,10 @@ describe('the fib-auth command', () => {
       ['users'],
       ['users', 'add', '--email', ALICE.email],
       ['users', 'add', '--email', 'not-an-email', '--auth-public-key', ALICE.publicKeyHex],
+      // What sign-in refuses (400) is never registered: over 254 characters, or not of an email's form.
+      ['users', 'add', '--email', `${'a'.repeat(246)}@wonderland.space`, '--auth-public-key', ALICE.publicKeyHex],
+      ['users', 'add', '--email', 'alïce@wonderland.space', '--auth-public-key', ALICE.publicKeyHex],
+      ['users', 'add', '--email', 'alice@wonderland..space', '--auth-public-key', ALICE.publicKeyHex],
       ['users', 'add', '--email', ALICE.email, '--auth-public-key', 'abcd'],
       ['users', 'add', ...addAlice.slice(2), '--role', 'ROLE_KING'],
       ['users', 'list', '--yaml'],
@@ -156,11 +162,23 @@ describe('the fib-auth command', () => {
       [{ RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW: '0' }, /^fib-auth: RATE_LIMIT_REFUSED_PER_ADDRESS_WINDOW /],
       [{ RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: 'ten' }, /^fib-auth: RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL /],
       [{ RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW: '1m' }, /^fib-auth: RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL_WINDOW /],
+      [
+        { RATE_LIMIT_CHALLENGES_PER_ADDRESS: '30/min' },
+        /^fib-auth: RATE_LIMIT_CHALLENGES_PER_ADDRESS must be an integer from 0 to 1000000, got "30\/min"\n$/,
+      ],
+      [
+        { RATE_LIMIT_CHALLENGES_PER_ADDRESS_WINDOW: '0' },
+        /^fib-auth: RATE_LIMIT_CHALLENGES_PER_ADDRESS_WINDOW must be an integer from 1 to 86400, got "0"\n$/,
+      ],
       [{ TRUST_PROXY: 'true' }, /^fib-auth: TRUST_PROXY must be an integer from 0 to 16, got "true"\n$/],
       [{ HEADERS_TIMEOUT: '0' }, /^fib-auth: HEADERS_TIMEOUT /],
       [{ REQUEST_TIMEOUT: '99999' }, /^fib-auth: REQUEST_TIMEOUT /],
       [{ HEADERS_TIMEOUT: '40' }, /^fib-auth: HEADERS_TIMEOUT \(40\) must not be longer than REQUEST_TIMEOUT \(30\)\n$/],
       [{ MAX_CONNECTIONS: '0' }, /^fib-auth: MAX_CONNECTIONS must be an integer from 1 to 1000000, got "0"\n$/],
+      [{ MAX_CONNECTIONS_PER_ADDRESS: '0' }, /^fib-auth: MAX_CONNECTIONS_PER_ADDRESS must be an integer from 1 to 1000000/],
+      [{ MAX_LONG_POLLS_PER_CLIENT: 'many' }, /^fib-auth: MAX_LONG_POLLS_PER_CLIENT must be an integer from 1 to 10000/],
+      [{ MANAGEMENT_PORT: '70000' }, /^fib-auth: MANAGEMENT_PORT must be an integer from 0 to 65535, got "70000"\n$/],
+      [{ PORT: '9000' }, /^fib-auth: MANAGEMENT_PORT must not be PORT \(9000\): the metrics are served apart from the API\n$/],
       [{ WORKERS: '0' }, /^fib-auth: WORKERS must be an integer from 1 to 64, got "0"\n$/],
       [{ WORKERS: '2', DATABASE_URL: 'sqlite::memory:' }, /^fib-auth: WORKERS must be 1 with DATABASE_URL=sqlite::memory: /],
     ];
@@ -199,6 +217,24 @@ describe('the fib-auth command', () => {
       const loaded = readFileSync(record, 'utf8');
       if (args[0] === 'users') assert.match(loaded, /\/node_modules\/kysely\//, 'the hook saw the store being loaded');
       assert.doesNotMatch(loaded, /\/node_modules\/(koa|openapi-backend)\//, `fib-auth ${args.join(' ')} loaded the HTTP stack`);
+    }
+  });
+
+  test('a management port already taken stops start-up with one line naming the variables, exit 1', async () => {
+    const taken = createServer().listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    try {
+      const port = (taken.address() as AddressInfo).port;
+      for (const workers of ['1', '2']) {
+        const result = await run(['serve'], { MANAGEMENT_PORT: String(port), WORKERS: workers });
+        assert.equal(result.code, 1, result.stderr);
+        assert.equal(
+          result.stderr,
+          `fib-auth: the management listener (MANAGEMENT_HOST, MANAGEMENT_PORT) cannot listen: listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`,
+        );
+      }
+    } finally {
+      taken.close();
     }
   });
 

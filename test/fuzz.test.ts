@@ -2,13 +2,25 @@ import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import fc from 'fast-check';
-import { assertExample, BASE, bodyOf, envelopeOf, signInAlice, startTestServer, type TestServer } from './support/harness.js';
+import { isEmail } from '../src/domain/email.js';
+import {
+  assertExample,
+  BASE,
+  bodyOf,
+  envelopeOf,
+  type Reply,
+  signInAlice,
+  startTestServer,
+  type TestServer,
+} from './support/harness.js';
 import { b64, decodePart, forge, otherKey, respellings, serverKey } from './support/tokens.js';
 import { ALICE, ALICE_SIGN_IN, signMessage } from './support/vectors.js';
 
 // Property-based fuzzing over what a client controls: the Authorization header of logout and
-// of DELETE /session, the body of sign-in, with and without a challenge, and of the challenge. Every answer must be one the contract documents, in the envelope (the
-// harness checks each reply against the contract), never a 500, and the server keeps serving.
+// of DELETE /session, the body of sign-in, with and without a challenge, and of the challenge
+// (emails of every length and form among them). Every answer must be one the contract
+// documents, in the envelope (the harness checks each reply against the contract), never a
+// 500, and the server keeps serving.
 // Each property stops after RUNS runs or TIME_LIMIT_MS, whichever comes first; FUZZ_SEED=n
 // repeats a run (the seed is printed with every run and in every failure).
 
@@ -51,6 +63,54 @@ const headerText = fc.string({
   ),
   maxLength: 200,
 });
+
+/**
+ * Emails and near misses: generated addresses, lengths around the 254-character bound, and odd
+ * forms (an `@` anywhere, non-ASCII, control characters, quotes, brackets, empty labels).
+ */
+const emailish = fc.oneof(
+  fc.emailAddress(),
+  fc.integer({ min: 240, max: 270 }).map((length) => `${'a'.repeat(length - 17)}@wonderland.space`),
+  fc
+    .tuple(fc.string({ maxLength: 12 }), fc.constantFrom('@', '@@', ''), fc.string({ maxLength: 12 }))
+    .map((parts) => parts.join('')),
+  fc.constantFrom(
+    'alïce@wonderland.space',
+    'alice@wonderland.space\n',
+    '"alice"@wonderland.space',
+    'alice@[127.0.0.1]',
+    'alice@-wonderland.space',
+    'alice@wonderland..space',
+  ),
+);
+
+/** Whether `email` is refused 400 for being one no schema takes, in the contract's words. */
+const refusedAsNoEmail = (reply: Reply) =>
+  reply.status === 400 &&
+  /^The request body field 'email' must (NOT have more than 254 characters|match format "email")\.$/.test(
+    envelopeOf(reply).status.message,
+  );
+
+/** The parsed body, when it is a JSON object. */
+function objectOf(text: string): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(text) as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The email rule holds both ways: a body naming no email in `email` is answered 400, and the
+ * 400 naming the email's length or form is for such a body only.
+ */
+function assertEmailRule(text: string, reply: Reply): void {
+  const email = objectOf(text)?.email;
+  if (typeof email !== 'string' || [413, 415].includes(reply.status)) return;
+  if (!isEmail(email)) assert.equal(reply.status, 400, `${JSON.stringify(email)}: ${reply.status}`);
+  if (refusedAsNoEmail(reply)) assert.ok(!isEmail(email), `${JSON.stringify(email)} is an email`);
+}
 
 /** Mostly JSON, sometimes a variant of it or another media type. */
 const jsonContentType = mostly(
@@ -186,7 +246,7 @@ describe('fuzzing', () => {
       .tuple(
         fc.record(
           {
-            email: mostly(ALICE.email, fc.oneof(fc.emailAddress(), fc.constant(ALICE.email.toUpperCase()), fc.string(), json)),
+            email: mostly(ALICE.email, fc.oneof(emailish, fc.constant(ALICE.email.toUpperCase()), fc.string(), json)),
             signature: mostly(
               ALICE.signature,
               fc.oneof(hexText([0, 2, 126, 128, 130]), fc.constant(ALICE.signature.toUpperCase()), fc.string(), json),
@@ -222,6 +282,7 @@ describe('fuzzing', () => {
     await fuzz(ctx, fc.tuple(body, jsonContentType), async ([text, type]) => {
       const reply = await t.call('POST', `${BASE}/session`, { body: text, headers: { 'content-type': type as string } });
       assert.ok([200, 400, 404, 413, 415, 422].includes(reply.status), `${reply.status} ${envelopeOf(reply).status.message}`);
+      assertEmailRule(text, reply);
       // A 400 names what is wrong with the body in the contract's words, never a parser's.
       if (reply.status === 400)
         assert.match(
@@ -245,13 +306,13 @@ describe('fuzzing', () => {
     assert.equal((await t.signIn(ALICE_SIGN_IN)).status, 200, 'still serving');
   });
 
-  test('the challenge body: a documented status, and a 200 only for an object holding exactly a string email', async (ctx) => {
+  test('the challenge body: a documented status, and a 200 only for an object holding exactly an email of at most 254 characters', async (ctx) => {
     const body = fc.oneof(
       {
         weight: 6,
         arbitrary: fc
           .tuple(
-            fc.record({ email: mostly(ALICE.email, fc.oneof(fc.emailAddress(), fc.string(), json)) }, { requiredKeys: [] }),
+            fc.record({ email: mostly(ALICE.email, fc.oneof(emailish, fc.string(), json)) }, { requiredKeys: [] }),
             mostly({}, fc.dictionary(fc.string({ maxLength: 10 }), json, { minKeys: 1, maxKeys: 2 })),
           )
           .map(([fields, extra]) => JSON.stringify({ ...fields, ...(extra as object) })),
@@ -271,9 +332,11 @@ describe('fuzzing', () => {
         headers: { 'content-type': type as string },
       });
       assert.ok([200, 400, 413, 415].includes(reply.status), `${reply.status} ${envelopeOf(reply).status.message}`);
+      assertEmailRule(text, reply);
       if (reply.status === 200) {
         const sent = JSON.parse(text) as Record<string, unknown>;
         assert.deepEqual(Object.keys(sent), ['email']);
+        assert.ok(isEmail(String(sent.email)), `${JSON.stringify(sent.email)} got a challenge`);
         assert.ok(
           (await bodyOf(reply, 'createSignInChallenge', 200)).data.message.includes(
             `\nEmail: ${String(sent.email).toLowerCase()}\n`,

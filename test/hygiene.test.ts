@@ -131,6 +131,53 @@ describe('the signing key file', () => {
   });
 });
 
+describe('the SQLite database', () => {
+  /** The modes of the database file and of its -wal and -shm files. */
+  const modes = (path: string) => ['', '-wal', '-shm'].map((suffix) => statSync(path + suffix).mode & 0o777);
+
+  // Under the usual umask 022, files are created readable by everyone unless created otherwise.
+  const withUmask022 = async (work: () => Promise<void>) => {
+    const previous = process.umask(0o022);
+    try {
+      await work();
+    } finally {
+      process.umask(previous);
+    }
+  };
+
+  test('and its -wal and -shm files are created 0600: they hold emails, keys and session ids', () =>
+    withUmask022(async () => {
+      const fresh = await startTestServer();
+      try {
+        assert.deepEqual(modes(fresh.config.databaseUrl.slice('sqlite:'.length)), [0o600, 0o600, 0o600]);
+      } finally {
+        await fresh.stop();
+      }
+    }));
+
+  test('that other users can read is made 0600 at start, and the server says so', () =>
+    withUmask022(async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'fib-auth-db-'));
+      const path = join(dir, 'old.sqlite');
+      try {
+        writeFileSync(path, '', { mode: 0o644 }); // as servers before this rule created it
+        const old = await startTestServer({ DATABASE_URL: `sqlite:${path}` });
+        try {
+          assert.deepEqual(modes(path), [0o600, 0o600, 0o600]);
+          const warned = old.logs.map((line) => JSON.parse(line) as { msg: string; file?: string; mode?: string });
+          assert.deepEqual(
+            warned.filter((line) => line.file === path).map(({ msg, mode }) => ({ msg, mode })),
+            [{ msg: 'other users could read or change the database file; now only its owner can', mode: '0644' }],
+          );
+        } finally {
+          await old.stop();
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }));
+});
+
 describe('limits on the request', () => {
   const headerOverflow = {
     code: 431,

@@ -8,7 +8,7 @@ import { loadConfig } from '../src/config.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/domain/store.js';
 import { assertExample, BASE, bearer, bodyOf, logEntries, rawCall, startTestServer, type TestServer } from './support/harness.js';
-import { sample } from './support/metrics.js';
+import { sample, scrape } from './support/metrics.js';
 import { accessClaims, decodePart, forge, otherKey, serverKey } from './support/tokens.js';
 import { signInBody } from './support/vectors.js';
 import { fibAuth, runCli } from './support/cli.js';
@@ -50,9 +50,7 @@ describe('metrics', () => {
       await t.server.store.removeUser(removed.email, Math.floor(Date.now() / 1000));
       await t.logout(removed.accessToken); // unknown_user
 
-      const reply = await t.call('GET', '/metrics');
-      assert.match(String(reply.headers['content-type']), /^text\/plain/);
-      const text = await bodyOf(reply, 'getMetrics', 200);
+      const text = await scrape(t.server.managementUrl);
       const outcome = (name: string) => sample(text, `fib_auth_logout_outcomes_total{outcome="${name}"}`);
       assert.deepEqual(
         ['logged_out', 'already_over', 'unreadable', 'bad_signature', 'expired', 'unknown_user', 'error'].map(outcome),
@@ -63,12 +61,39 @@ describe('metrics', () => {
       assert.equal(sample(text, 'fib_auth_http_requests_total{operation="logout",status="422"}'), 1);
       assert.equal(sample(text, 'fib_auth_http_requests_total{operation="authorizeUser",status="200"}'), 3);
       assert.equal(sample(text, 'fib_auth_http_request_duration_seconds_count{operation="logout",status="404"}'), 1);
-      assert.equal(sample(text, 'fib_auth_active_sessions'), 1, 'one session is neither logged out nor revoked');
       // Every logout but the unreadable one verified its token; each sign-in verified its user's signature.
       assert.equal(sample(text, 'fib_auth_signature_verifications_total{signature="token"}'), 5);
       assert.equal(sample(text, 'fib_auth_signature_verifications_total{signature="user"}'), 3);
       assert.equal(outcome('rate_limited'), 0);
       assert.ok(sample(text, 'fib_auth_process_resident_memory_bytes')! > 0);
+      // The live sessions are counted at start, then on a timer: a restart counts them now.
+      await t.restart();
+      const counted = sample(await scrape(t.server.managementUrl), 'fib_auth_active_sessions');
+      assert.equal(counted, 1, 'one session is neither logged out nor revoked');
+    } finally {
+      await t.stop();
+    }
+  });
+
+  test('are served on the management listener only, and a scrape never counts the sessions', async () => {
+    let counts = 0;
+    const real = await openStore(loadConfig({ DATABASE_URL: 'sqlite::memory:' }));
+    const store: Store = Object.assign(Object.create(real) as Store, {
+      countLiveSessions: (now: number) => {
+        counts += 1;
+        return real.countLiveSessions(now);
+      },
+    });
+    const t = await startTestServer({}, { store });
+    try {
+      assert.equal((await t.call('GET', '/metrics')).status, 404, 'not on the API port');
+      assert.equal(counts, 1, 'counted once, at start');
+      for (let i = 0; i < 5; i++) assert.match(await scrape(t.server.managementUrl), /^fib_auth_active_sessions 0$/m);
+      assert.equal(counts, 1, 'the scrapes counted nothing');
+      const management = t.server.managementUrl!;
+      assert.equal((await rawCall(management, 'GET', '/health/live')).status, 404);
+      const posted = await rawCall(management, 'POST', '/metrics');
+      assert.deepEqual([posted.status, posted.headers.allow], [405, 'GET, HEAD']);
     } finally {
       await t.stop();
     }

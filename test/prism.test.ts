@@ -65,7 +65,6 @@ describe('the Prism mock (npm run mock)', () => {
       listRevocations: { headers: basic },
       getLiveness: {},
       getReadiness: {},
-      getMetrics: {},
       getJwks: {},
     };
     const started = await startMock();

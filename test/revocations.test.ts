@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test as testOn } from 'node:test';
+import Database from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, sql, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import type { Revocation, Store } from '../src/domain/store.js';
+import { REVOCATION_RETENTION_SECONDS } from '../src/domain/revocation-feed.js';
 import { fibAuth } from './support/cli.js';
 import { openStore } from '../src/store/open.js';
+import { migrations } from '../src/store/schema.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 import { NOW, sessionRecord, userRecord } from './support/records.js';
 
@@ -90,7 +94,7 @@ for (const backend of DATABASES) {
       assert.deepEqual(listed.slice(0, 3), expected, 'in the order they happened');
       // The removal revokes both sessions it found live, in either order.
       assert.deepEqual(
-        listed.slice(3).sort((a, b) => a.sid.localeCompare(b.sid)),
+        listed.slice(3).sort((a, b) => String(a.sid).localeCompare(String(b.sid))),
         [
           { sid: rotated.id, reason: 'user-removed', until: NOW + 400 },
           { sid: removed.id, reason: 'user-removed', until: NOW + 300 },
@@ -200,6 +204,85 @@ for (const backend of DATABASES) {
       assert.ok(!(await store.revocationsAfter(undefined, 1_000_000)).revocations.some((r) => r.sid === short.id));
     });
 
+    test('a key withdrawal adds one entry naming the key, in order; the key stays withdrawn after the entry is purged', async () => {
+      const email = await newUser(store);
+      const [before, after] = [session(email), session(email)];
+      for (const s of [before, after]) await store.createSession(s);
+      const start = await newest();
+      const kid = `kid-${randomUUID()}`;
+      await store.endSession(before.id, before.accessJti, NOW + 1);
+      assert.equal(await store.withdrawKey(kid, NOW + 2, NOW + 2000), true);
+      assert.equal(await store.withdrawKey(kid, NOW + 3, NOW + 3000), false, 'withdrawn once');
+      await store.endSession(after.id, after.accessJti, NOW + 4);
+      assert.deepEqual(await listedAfter(start), [
+        { sid: before.id, reason: 'logout', until: NOW + 300 },
+        { kid, reason: 'key-withdrawn', until: NOW + 2000 },
+        { sid: after.id, reason: 'logout', until: NOW + 300 },
+      ]);
+      assert.ok(
+        (await store.revocationsAfter(undefined, 1_000_000)).revocations.some((r) => r.kid === kid),
+        'in snapshots',
+      );
+      assert.ok((await store.withdrawnKeys()).includes(kid));
+
+      await store.purgeExpiredRevocations(NOW + 2000 + REVOCATION_RETENTION_SECONDS);
+      assert.ok(!(await store.revocationsAfter(undefined, 1_000_000)).revocations.some((r) => r.kid === kid), 'purged');
+      assert.ok((await store.withdrawnKeys()).includes(kid), 'withdrawn for good');
+    });
+
+    test('watchRevocations hears a key withdrawal', async () => {
+      await calledWithin(store, 2000, () => store.withdrawKey(`kid-${randomUUID()}`, NOW, NOW + 100));
+    });
+
+    test('a database from before migration 0004 keeps its revocations, their numbering and its triggers', async () => {
+      const old = await backend.create();
+      try {
+        const db = await migratedUpTo(old, '0003_sign_in_challenges');
+        const email = `user-${randomUUID()}@example.test`;
+        const [first, second, purged, live] = [session(email), session(email), session(email), session(email)];
+        try {
+          await sql`insert into users (email, account_id, auth_public_key_hex, role, created_at)
+                    values (${email}, ${randomUUID()}, ${'ef'.repeat(32)}, 'ROLE_PEER', ${NOW})`.execute(db);
+          for (const s of [first, second, purged, live]) {
+            await sql`insert into sessions (id, user_email, access_jti, refresh_jti, access_expires_at, refresh_expires_at, created_at)
+                      values (${s.id}, ${email}, ${s.accessJti}, ${s.refreshJti}, ${s.accessExpiresAt}, ${s.refreshExpiresAt}, ${NOW})`.execute(
+              db,
+            );
+          }
+          for (const s of [first, second, purged]) {
+            await sql`update sessions set revoked_at = ${NOW + 1}, revoked_reason = 'logout' where id = ${s.id}`.execute(db);
+          }
+          // The newest entry was purged: a reader may still hold its number as its cursor.
+          await sql`delete from revocations where sid = ${purged.id}`.execute(db);
+        } finally {
+          await db.destroy();
+        }
+
+        const migrated = await openOn(old);
+        try {
+          const snapshot = await migrated.revocationsAfter(undefined, 1000);
+          assert.deepEqual(snapshot.revocations, [
+            { sid: first.id, reason: 'logout', until: NOW + 300 },
+            { sid: second.id, reason: 'logout', until: NOW + 300 },
+          ]);
+          const [databaseId, newest] = snapshot.cursor.split(':');
+          const heldCursor = `${databaseId}:${Number(newest) + 1}`; // the purged entry's
+          assert.equal(await migrated.endSession(live.id, live.accessJti, NOW + 2), true, 'the triggers still write the feed');
+          assert.equal(await migrated.withdrawKey('kid-after-0004', NOW + 2, NOW + 100), true);
+          const page = await migrated.revocationsAfter(heldCursor, 1000);
+          assert.equal(page.snapshot, false, 'numbers go on after the purged entry’s');
+          assert.deepEqual(page.revocations, [
+            { sid: live.id, reason: 'logout', until: NOW + 300 },
+            { kid: 'kid-after-0004', reason: 'key-withdrawn', until: NOW + 100 },
+          ]);
+        } finally {
+          await migrated.close();
+        }
+      } finally {
+        await old.drop();
+      }
+    });
+
     test('watchRevocations hears this store’s own revoking writes', async () => {
       const email = await newUser(store);
       const s = session(email);
@@ -214,6 +297,24 @@ for (const backend of DATABASES) {
       await calledWithin(store, 10_000, removal);
     });
   });
+}
+
+/** The database with the store's migrations run up to `last` only, as an older release left it. */
+async function migratedUpTo(database: TestDatabase, last: string): Promise<Kysely<unknown>> {
+  const sqliteFile = database.url.startsWith('sqlite:') ? database.url.slice('sqlite:'.length) : undefined;
+  const db = new Kysely<unknown>({
+    dialect: sqliteFile
+      ? new SqliteDialect({ database: new Database(sqliteFile) })
+      : new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 1 }) }),
+  });
+  const schema = sqliteFile ? undefined : (await sql<{ name: string }>`select current_schema() as name`.execute(db)).rows[0].name;
+  const { error } = await new Migrator({
+    db,
+    migrationTableSchema: schema, // where the store keeps Kysely's tables (sql-store.ts)
+    provider: { getMigrations: () => Promise.resolve(migrations(sqliteFile ? 'sqlite' : 'postgres')) },
+  }).migrateTo(last);
+  if (error) throw error as Error;
+  return db;
 }
 
 describe('the revocation cursor on PostgreSQL while a revocation is still being committed', () => {

@@ -57,6 +57,15 @@ describe('sign-in', () => {
     }
   });
 
+  test("400 for an email over 254 characters or not of an email's form, before any user is looked up", async () => {
+    const longest = `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
+    await assertExample(await t.signIn({ ...ALICE_SIGN_IN, email: longest }), 'UserNotFound');
+    await assertExample(await t.signIn({ ...ALICE_SIGN_IN, email: `x${longest}` }), 'EmailTooLong');
+    await assertExample(await t.signIn({ ...ALICE_SIGN_IN, email: `${ALICE.email}${' '.repeat(10_000)}` }), 'EmailTooLong');
+    for (const email of ['alice', 'alice@wonderland.space\n', 'alïce@wonderland.space', `${ALICE.email}@wonderland.space`])
+      await assertExample(await t.signIn({ ...ALICE_SIGN_IN, email }), 'EmailInvalid');
+  });
+
   test('413 for a body over 16 KiB, 415 for another media type', async () => {
     const big = { ...ALICE_SIGN_IN, email: 'a'.repeat(17 * 1024) };
     await assertExample(await t.call('POST', `${BASE}/session`, { body: big }), 'PayloadTooLarge');

@@ -9,14 +9,16 @@ import { fibAuth } from './support/cli.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 import { processTree } from './support/processes.js';
 import { BASE, bearer, bodyOf, exactlyOne200, rawCall, type Reply } from './support/harness.js';
+import { sample, scrape } from './support/metrics.js';
 import { decodePart } from './support/tokens.js';
-import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
+import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE } from './support/vectors.js';
 
 // `fib-auth serve` with WORKERS=2 (docs/design.md §13): a primary and two worker processes on
 // one port. Whatever one worker decides, the whole server decides: every connection here is a
 // fresh one, and the primary hands them to the workers in turn, so both answer.
 const WORKERS = 2;
 const FAILED_SIGN_INS_PER_EMAIL = 4;
+const CHALLENGES_PER_ADDRESS = 6;
 
 interface LogLine {
   msg: string;
@@ -61,9 +63,11 @@ for (const backend of DATABASES) {
         HOST: '127.0.0.1',
         PORT: '0',
         WORKERS: String(WORKERS),
-        // The per-email limit is tested; the per-address one would stop the other tests' refusals.
+        // The per-email and challenge limits are tested; the per-address one would stop the other
+        // tests' refusals.
         RATE_LIMIT_REFUSED_PER_ADDRESS: '0',
         RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: String(FAILED_SIGN_INS_PER_EMAIL),
+        RATE_LIMIT_CHALLENGES_PER_ADDRESS: String(CHALLENGES_PER_ADDRESS),
       };
       await fibAuth(['users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex], env);
       server = await serveChild(env);
@@ -108,40 +112,48 @@ for (const backend of DATABASES) {
       }
     });
 
-    test('/metrics reports the requests of every worker, whichever worker is scraped', async () => {
-      const count = async () => {
-        const scrape = await rawCall(server.url, 'GET', '/metrics');
-        assert.equal(scrape.status, 200);
-        const line = /^fib_auth_logout_outcomes_total\{outcome="unreadable"\} (\d+)$/m.exec(String(scrape.body));
-        assert.ok(line, 'the logout outcome counter is in the scrape');
-        return { value: Number(line[1]), scrape };
+    test("the primary's management listener reports the requests of every worker, summed", async () => {
+      const refusedLogouts = async () => {
+        const text = await scrape(server.managementUrl);
+        assert.equal(text.match(/^fib_auth_active_sessions \d+$/gm)?.length, 1, 'live sessions counted once, not per worker');
+        return sample(text, 'fib_auth_logout_outcomes_total{outcome="unreadable"}');
       };
-      const before = await count();
+      const before = await refusedLogouts();
       const refused = await Promise.all(Array.from({ length: 4 }, () => logout('not-a-token')));
       assert.deepEqual(
         refused.map((r) => r.status),
         [401, 401, 401, 401],
       );
       assert.equal((await workersOf(refused)).size, WORKERS, 'both workers refused some');
-      const scrapes = [await count(), await count(), await count()];
-      for (const { value } of scrapes) assert.equal(value, before.value + 4, 'the sum over the workers');
-      assert.equal((await workersOf(scrapes.map((s) => s.scrape))).size, WORKERS, 'both workers were scraped');
-      const live = await count();
-      assert.match(String(live.scrape.body), /^fib_auth_active_sessions \d+$/m, 'live sessions counted once, not per worker');
+      assert.equal(await refusedLogouts(), before! + 4, 'the sum over the workers');
+      const onTheApiPort = await Promise.all(Array.from({ length: 4 }, () => rawCall(server.url, 'GET', '/metrics')));
+      assert.deepEqual(
+        onTheApiPort.map((r) => r.status),
+        [404, 404, 404, 404],
+      );
+      assert.equal((await workersOf(onTheApiPort)).size, WORKERS, 'neither worker serves them');
     });
 
-    test('failed sign-ins count against the limit of the whole server, not of each worker', async () => {
-      const failing = { ...ALICE_SIGN_IN, email: 'nobody-here@example.test' };
+    test('failed signatures count against the limit of the whole server, not of each worker', async () => {
+      // From an address of its own, so that Alice still signs in from 127.0.0.1 afterwards.
+      const failing = { ...ALICE_SIGN_IN, signature: BOB_SIGNATURE };
       const replies: Reply[] = [];
       for (let i = 0; i < FAILED_SIGN_INS_PER_EMAIL + 4; i++) {
-        replies.push(await rawCall(server.url, 'POST', `${BASE}/session`, { body: failing }));
+        replies.push(await rawCall(server.url, 'POST', `${BASE}/session`, { body: failing, localAddress: '127.0.0.2' }));
       }
       const statuses = replies.map((r) => r.status);
-      assert.deepEqual(statuses.slice(FAILED_SIGN_INS_PER_EMAIL), [429, 429, 429, 429], statuses.join(' '));
-      assert.ok(
-        statuses.slice(0, FAILED_SIGN_INS_PER_EMAIL).every((status) => status === 404 || status === 422),
-        statuses.join(' '),
-      );
+      assert.deepEqual(statuses, [...Array<number>(FAILED_SIGN_INS_PER_EMAIL).fill(422), 429, 429, 429, 429]);
+      assert.equal((await workersOf(replies)).size, WORKERS, 'both workers answered');
+    });
+
+    test('challenges count against the limit of the whole server: every one issued by either worker', async () => {
+      const replies: Reply[] = [];
+      for (let i = 0; i < CHALLENGES_PER_ADDRESS + 4; i++) {
+        const body = { email: `asked-${i}@example.test` };
+        replies.push(await rawCall(server.url, 'POST', `${BASE}/session/challenge`, { body, localAddress: '127.0.0.3' }));
+      }
+      const statuses = replies.map((r) => r.status);
+      assert.deepEqual(statuses, [...Array<number>(CHALLENGES_PER_ADDRESS).fill(200), 429, 429, 429, 429]);
       assert.equal((await workersOf(replies)).size, WORKERS, 'both workers answered');
     });
 

@@ -71,9 +71,6 @@ describe('the Arazzo workflows of openapi/workflows/, run by Redocly respect aga
       FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
       HOST: '127.0.0.1',
       PORT: '0',
-      // Any free port for a management (metrics) listener too, never a fixed one beside other servers.
-      MANAGEMENT_PORT: '0',
-      WORKERS: '1',
     };
     const user = signInBody('workflows@example.test', generateKeyPairSync('ed25519').privateKey);
     // The CLI and the server share the new SQLite file from the start (docs/design.md §7).

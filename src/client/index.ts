@@ -101,7 +101,7 @@ const LOGOUT = '/auth/api/v1/authentication-management/logout';
  * directions: a status missing here or not in the contract fails to compile.
  */
 const DOCUMENTED_ERRORS: { [Op in AuthOperation]: Record<ErrorCode<Op>, true> } = {
-  createSignInChallenge: { 400: true, 413: true, 415: true, 500: true },
+  createSignInChallenge: { 400: true, 413: true, 415: true, 429: true, 500: true },
   authorizeUser: { 400: true, 404: true, 413: true, 415: true, 422: true, 429: true, 500: true },
   refreshTokens: { 401: true, 404: true, 422: true, 429: true, 500: true },
   logout: { 400: true, 401: true, 404: true, 422: true, 429: true, 500: true },

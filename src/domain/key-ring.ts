@@ -38,24 +38,46 @@ async function keysOf(material: KeyMaterial, now: number): Promise<Keys> {
   return { signer, verifiers };
 }
 
+/** The keys, unless their signer has been withdrawn: a withdrawn key must not sign tokens every instance refuses. */
+function refusingWithdrawnSigner(keys: Keys, withdrawn: ReadonlySet<string>): Keys {
+  if (withdrawn.has(keys.signer.kid)) {
+    throw new Error(
+      `the signing key ${keys.signer.kid} has been withdrawn: make another key the signer (fib-auth keys rotate) first`,
+    );
+  }
+  return keys;
+}
+
 /**
  * The server's keys, selected by `kid`: one signs, every other still-live one only verifies.
  * `reload()` reads the source again and picks up a rotation without a restart (the server
- * does it on SIGHUP).
+ * does it on SIGHUP). A withdrawn key (`withdraw`, docs/design.md §5) never verifies and is
+ * not published, whatever the source holds; one never signs.
  */
 export class KeyRing {
   private constructor(
     private readonly source: () => KeyMaterial,
     private readonly now: Clock,
     private keys: Keys,
+    private readonly withdrawn: Set<string>,
   ) {}
 
-  static async load(source: () => KeyMaterial, now: Clock): Promise<KeyRing> {
-    return new KeyRing(source, now, await keysOf(source(), now()));
+  /** Reads the source; `withdrawn` are the keys withdrawn so far, which the signer must not be. */
+  static async load(source: () => KeyMaterial, now: Clock, withdrawn: Iterable<string> = []): Promise<KeyRing> {
+    const withdrawnSet = new Set(withdrawn);
+    return new KeyRing(source, now, refusingWithdrawnSigner(await keysOf(source(), now()), withdrawnSet), withdrawnSet);
   }
 
+  /** Reads the source again; a source whose signer has been withdrawn is refused, and the keys stay. */
   async reload(): Promise<void> {
-    this.keys = await keysOf(this.source(), this.now());
+    this.keys = refusingWithdrawnSigner(await keysOf(this.source(), this.now()), this.withdrawn);
+  }
+
+  /** Stops trusting these keys, for good; returns those it had not stopped trusting before. */
+  withdraw(kids: Iterable<string>): string[] {
+    const fresh = [...new Set(kids)].filter((kid) => !this.withdrawn.has(kid));
+    for (const kid of fresh) this.withdrawn.add(kid);
+    return fresh;
   }
 
   get signer(): SigningKey {
@@ -63,18 +85,20 @@ export class KeyRing {
   }
 
   verifier(kid: string): KeyObject | undefined {
-    return this.keys.verifiers.get(kid)?.key;
+    return this.withdrawn.has(kid) ? undefined : this.keys.verifiers.get(kid)?.key;
   }
 
   /** The public keys, signer first, as a JWKS lists them. */
   jwks(): PublicJwk[] {
-    return [...this.keys.verifiers].map(([kid, { jwk }]) => ({
-      kty: 'OKP',
-      crv: 'Ed25519',
-      x: jwk.x!,
-      kid,
-      alg: 'EdDSA',
-      use: 'sig',
-    }));
+    return [...this.keys.verifiers]
+      .filter(([kid]) => !this.withdrawn.has(kid))
+      .map(([kid, { jwk }]) => ({
+        kty: 'OKP',
+        crv: 'Ed25519',
+        x: jwk.x!,
+        kid,
+        alg: 'EdDSA',
+        use: 'sig',
+      }));
   }
 }

@@ -54,20 +54,37 @@ export interface SignInChallengeRecord {
   usedAt: number | null;
 }
 
-/** Why access tokens stopped working before their expiry: a session's end, or a refresh. */
+/** Why a session's access tokens stopped working before their expiry: its end, or a refresh. */
 export type RevocationReason = RevokeReason | 'refresh';
 
 /**
- * One entry of the revocation feed: without `jti`, every access token of session `sid`;
- * with it, only that access token (retired by a refresh). From `until` on they are expired
- * anyway, so the entry can be forgotten.
+ * An entry of the revocation feed for a session: without `jti`, every access token of
+ * session `sid`; with it, only that access token (retired by a refresh). From `until` on they
+ * are expired anyway, so the entry can be forgotten.
  */
-export interface Revocation {
+export interface SessionRevocation {
   sid: string;
   jti?: string;
+  kid?: never;
   reason: RevocationReason;
   until: number;
 }
+
+/**
+ * An entry of the revocation feed for a withdrawn key (`fib-auth keys revoke`, docs/design.md
+ * §5): every token whose `kid` it is. By `until` every token the key could have signed has
+ * expired; the key itself stays withdrawn for good (`Store.withdrawnKeys`).
+ */
+export interface KeyWithdrawal {
+  kid: string;
+  sid?: never;
+  jti?: never;
+  reason: 'key-withdrawn';
+  until: number;
+}
+
+/** An entry names a session or a key, never both: `kid` or `sid` tells which. */
+export type Revocation = SessionRevocation | KeyWithdrawal;
 
 export interface RevocationPage {
   /**
@@ -151,6 +168,14 @@ export interface Store {
    * (revocation-feed.ts) before `now`; returns how many.
    */
   purgeExpiredRevocations(now: number): Promise<number>;
+
+  /**
+   * Withdraws a verification key for good and adds its entry to the revocation feed (until
+   * `until`), in one transaction; false, and nothing written, when it was withdrawn before.
+   */
+  withdrawKey(kid: string, now: number, until: number): Promise<boolean>;
+  /** The kid of every key ever withdrawn, which no process may trust again. */
+  withdrawnKeys(): Promise<string[]>;
 
   /** Resolves when the store answers a query. */
   ping(): Promise<void>;

@@ -3,6 +3,7 @@ import type { ParameterizedContext } from 'koa';
 import {
   OpenAPIBackend,
   OpenAPIValidator,
+  type AjvCustomizer,
   type Context,
   type Operation,
   type ParsedRequest,
@@ -10,6 +11,7 @@ import {
 } from 'openapi-backend';
 import { parseBearer } from '../domain/bearer.js';
 import type { Clients } from '../domain/clients.js';
+import { isEmail } from '../domain/email.js';
 import { AuthFailure } from '../domain/failures.js';
 import { bundledSpecPath } from '../package-root.js';
 import { HttpFailure } from './failures.js';
@@ -27,9 +29,9 @@ const authorizationValues = (req: IncomingMessage) => req.headersDistinct.author
 
 /**
  * A resource server's HTTP Basic credentials (RFC 7617; id and secret form-encoded first, as
- * RFC 6749 §2.3.1 has it), checked against the registered clients.
+ * RFC 6749 §2.3.1 has it), checked against the registered clients; resolves with the client's id.
  */
-async function authenticateClient(clients: Clients, values: readonly string[] | undefined): Promise<true> {
+async function authenticateClient(clients: Clients, values: readonly string[] | undefined): Promise<string> {
   const [scheme, credentials, ...rest] = values?.length === 1 ? values[0].split(' ').filter(Boolean) : [];
   if (scheme?.toLowerCase() !== 'basic' || credentials === undefined || rest.length > 0) {
     throw new AuthFailure('clientCredentialsMissing');
@@ -47,8 +49,14 @@ async function authenticateClient(clients: Clients, values: readonly string[] | 
   const secret = colon < 0 ? undefined : decoded(pair.slice(colon + 1));
   if (id === undefined || secret === undefined) throw new AuthFailure('clientCredentialsInvalid');
   await clients.authenticate(id, secret);
-  return true;
+  return id;
 }
+
+/**
+ * The string formats of the contract that ajv does not know by itself: without this, ajv
+ * ignores `format: email`. The email rule is the service's own, the CLI's too (docs/design.md §9).
+ */
+export const contractFormats: AjvCustomizer = (ajv) => ajv.addFormat('email', { type: 'string', validate: isEmail });
 
 /** The first validation error as a sentence: `/requestBody/email` becomes "The request body field 'email'". */
 function validationMessage(c: Context): string {
@@ -133,7 +141,12 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
   // openapi-backend would compile validators for every response and response header of the
   // contract too, which the server never uses: half of the work of every start (and of each
   // worker's). It validates requests only, with validators compiled now, not on first use.
-  api.validator = new OpenAPIValidator({ definition: api.definition, router: api.router, lazyCompileValidators: true });
+  api.validator = new OpenAPIValidator({
+    definition: api.definition,
+    router: api.router,
+    customizeAjv: contractFormats,
+    lazyCompileValidators: true,
+  });
   api.validator.preCompileRequestValidators();
   api.validate = true;
   // openapi-backend rebuilds its list of operations (lodash chains, object copies) on every

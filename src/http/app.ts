@@ -9,10 +9,10 @@ import type { Metrics } from '../metrics.js';
 import { allowedMethods } from './api.js';
 import { envelope, PlainReply, type Envelope } from './envelope.js';
 import { MAX_BODY_BYTES, refusal, refusalOf, HttpFailure, type Outcome, type HttpFailureReason } from './failures.js';
-import type { LimitedRequest, RateLimits } from './rate-limits.js';
+import type { RateLimits } from './rate-limits.js';
 
 /** Headers of every response, whoever answers it. */
-const responseHeaders = (requestId: string) => ({
+export const responseHeaders = (requestId: string) => ({
   'X-Request-Id': requestId,
   'Cache-Control': 'no-store',
   'X-Content-Type-Options': 'nosniff',
@@ -175,28 +175,28 @@ function emailOf(body: unknown): string | undefined {
 }
 
 /**
- * docs/design.md §12: a request over a limit is answered 429 before its handler runs, so it
- * costs no signature verification; a refused answer counts against the limits.
+ * docs/design.md §12.3: a request over a limit is answered 429 before its handler runs, so it
+ * costs no signature verification and stores nothing; its answer counts where a limit counts it.
  */
-function limitRefusals(limits: RateLimits) {
+function limitRequests(limits: RateLimits) {
   return async (ctx: AppContext, next: Next) => {
     const { operationId } = ctx.state;
     if (!limits.appliesTo(operationId)) {
       await next();
       return;
     }
-    const request: LimitedRequest = {
+    const answered = limits.admit({
       operationId,
       address: limits.clientAddress(ctx.req),
       email: operationId === 'authorizeUser' ? emailOf(ctx.state.body) : undefined,
-    };
-    limits.check(request);
+    });
     try {
       await next();
     } catch (error) {
-      limits.answered(request, refusal(error, ctx.state.requestId).status);
+      answered(refusal(error, ctx.state.requestId));
       throw error;
     }
+    answered({ status: ctx.status });
   };
 }
 
@@ -230,7 +230,7 @@ export function createApp(api: OpenAPIBackend, { logger, metrics, corsOrigins, l
   app.use(answerErrors(logger));
   app.use(cors(corsOrigins, api));
   app.use(route(api));
-  app.use(limitRefusals(limits));
+  app.use(limitRequests(limits));
   app.use(dispatch(api));
   // Errors after the response started (a client that went away) have no one to answer.
   app.on('error', (err) => logger.warn({ err }, 'response stream failed'));

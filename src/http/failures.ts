@@ -16,6 +16,8 @@ export type HttpFailureReason =
   | 'requestUnparsable'
   | 'tooManyRefusedRequests'
   | 'tooManyFailedSignIns'
+  | 'tooManyLongPolls'
+  | 'tooManyChallenges'
   | 'storeUnavailable'
   | 'internal';
 
@@ -263,7 +265,7 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
   requestTimeout: { status: 408, message: 'The request did not arrive in time.', outcome: 'bad_request' },
   requestUnparsable: { status: 400, message: 'The request is not valid HTTP/1.1.', outcome: 'bad_request' },
 
-  // §12: limits on refused requests, checked before any signature is verified
+  // §12: limits, checked before any signature is verified or anything is stored
   tooManyRefusedRequests: {
     status: 429,
     message: 'Too many refused requests came from this address; retry after the seconds in Retry-After.',
@@ -271,7 +273,18 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
   },
   tooManyFailedSignIns: {
     status: 429,
-    message: 'Too many sign-ins failed for this email; retry after the seconds in Retry-After.',
+    message: 'Too many sign-ins failed for this email from this address; retry after the seconds in Retry-After.',
+    outcome: 'rate_limited',
+  },
+  tooManyChallenges: {
+    status: 429,
+    message: 'Too many sign-in challenges were issued to this address; retry after the seconds in Retry-After.',
+    outcome: 'rate_limited',
+  },
+  // §11: long polls of the revocation feed per client
+  tooManyLongPolls: {
+    status: 429,
+    message: 'This client already holds as many long polls of the revocation feed as it may; wait for one to be answered.',
     outcome: 'rate_limited',
   },
 
@@ -297,6 +310,8 @@ export class HttpFailure extends Error {
 }
 
 export interface Refusal {
+  /** The failure's name in the table; `internal` for an error that is the server's own. */
+  reason: FailureReason | HttpFailureReason;
   status: FailureAnswer['status'];
   message: string;
   outcome: Outcome;
@@ -311,7 +326,7 @@ export function refusalOf(
   detail = '',
 ): Omit<Refusal, 'headers'> & { challenge?: string } {
   const { status, message, outcome, challenge } = FAILURES[reason];
-  return { status, message: typeof message === 'function' ? message(detail) : message, outcome, challenge };
+  return { reason, status, message: typeof message === 'function' ? message(detail) : message, outcome, challenge };
 }
 
 /** Every error becomes a refusal here, and only here. */

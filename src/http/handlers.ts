@@ -7,10 +7,10 @@ import type { Clients } from '../domain/clients.js';
 import type { KeyRing } from '../domain/key-ring.js';
 import type { RevocationFeed } from '../domain/revocation-feed.js';
 import type { IssuedPair } from '../domain/tokens.js';
-import type { Metrics } from '../metrics.js';
 import type { Store } from '../domain/store.js';
 import { envelope, PlainReply } from './envelope.js';
 import { HttpFailure } from './failures.js';
+import type { LongPolls } from './long-polls.js';
 
 type OperationId = keyof operations;
 type Responses<Op extends OperationId> = operations[Op]['responses'];
@@ -60,13 +60,13 @@ export interface Services {
   auth: Authentication;
   store: Store;
   keys: KeyRing;
-  metrics: Metrics;
   feed: RevocationFeed;
   clients: Clients;
+  longPolls: LongPolls;
 }
 
 /** One handler per operationId; each returns a body its operation documents. */
-export function operationHandlers({ auth, store, keys, metrics, feed }: Services): {
+export function operationHandlers({ auth, store, keys, feed, longPolls }: Services): {
   [Op in OperationId]: (c: Context, ctx: KoaContext) => Reply<Op> | Promise<Reply<Op>>;
 } {
   return {
@@ -102,9 +102,15 @@ export function operationHandlers({ auth, store, keys, metrics, feed }: Services
     },
     async listRevocations(c, ctx) {
       const { after, wait = 0 } = c.request.query as RevocationsQuery;
-      const page = await feed.read(after, Number(wait), whenGone(ctx));
-      const message = page.snapshot ? 'Revocations still in force.' : 'Revocations after the cursor.';
-      return envelope(200, message, page);
+      // The client id its credentials proved (api.ts); a read that does not wait holds nothing.
+      const release = Number(wait) > 0 ? longPolls.hold(c.security.clientCredentials as string, Number(wait)) : undefined;
+      try {
+        const page = await feed.read(after, Number(wait), whenGone(ctx));
+        const message = page.snapshot ? 'Revocations still in force.' : 'Revocations after the cursor.';
+        return envelope(200, message, page);
+      } finally {
+        release?.();
+      }
     },
     getLiveness() {
       return envelope(200, 'The service is live.', {});
@@ -112,9 +118,6 @@ export function operationHandlers({ auth, store, keys, metrics, feed }: Services
     async getReadiness() {
       if (!(await answersWithin(store.ping(), READINESS_TIMEOUT_MS))) throw new HttpFailure('storeUnavailable');
       return envelope(200, 'The service is ready.', {});
-    },
-    async getMetrics() {
-      return new PlainReply(await metrics.text(), metrics.registry.contentType);
     },
     getJwks() {
       return new PlainReply({ keys: keys.jwks() }, 'application/json');

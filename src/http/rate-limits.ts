@@ -1,12 +1,13 @@
+import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import type { operations } from '../../generated/openapi.js';
 import type { Clock } from '../domain/clock.js';
-import { HttpFailure, type HttpFailureReason } from './failures.js';
+import { HttpFailure, type HttpFailureReason, type Refusal } from './failures.js';
 
 type OperationId = keyof operations;
 
-/** At most `limit` refused requests per key in `windowSeconds`; a limit of 0 is none. */
+/** At most `limit` counted requests per key in `windowSeconds`; a limit of 0 is none. */
 export interface Limit {
   limit: number;
   windowSeconds: number;
@@ -14,40 +15,67 @@ export interface Limit {
 
 export interface RateLimitSettings {
   refusedPerAddress: Limit;
+  /** Sign-ins whose signature does not verify with the user's registered key, per email and client address. */
   failedSignInsPerEmail: Limit;
+  /** Challenges issued, per client address: each one is a row in the store until it expires. */
+  challengesPerAddress: Limit;
   /** How many proxies in front append to X-Forwarded-For (0: the connection's address is the client's). */
   trustProxy: number;
 }
 
 /**
- * Keys a counter keeps at most. Past it the oldest window is forgotten: an attacker with more
- * addresses than this is not held back by a per-address limit anyway, and memory stays bounded.
+ * Keys a counter keeps at most. Past it the older half is forgotten: an attacker with more
+ * addresses than this is not held back by a per-address limit anyway, and memory stays bounded,
+ * as every key is 22 characters (limitKey): about 13 MiB per limit at the bound.
  */
 const MAX_KEYS = 100_000;
 
 /**
- * Counts events per key in fixed windows that start at a key's first event. The map is kept in
- * the order the windows started, so expired windows are always at its front.
+ * The key a counter keeps for what it counts a request by: the first 128 bits of its SHA-256,
+ * in base64url (22 characters), so a key takes the same few bytes in each worker's table and
+ * on the IPC channel for an address and for a 16 KiB email alike, and no two subjects share one.
+ */
+const limitKey = (subject: string): string => createHash('sha256').update(subject).digest().subarray(0, 16).toString('base64url');
+
+interface Window {
+  start: number;
+  count: number;
+}
+
+/**
+ * Counts events per key in fixed windows that start at a key's first event. Windows are kept in
+ * two generations, each a map of at most MAX_KEYS / 2 keys, and forgotten a generation at a time:
+ * once the newer generation is a window long, everything in the older one has ended. Deleting
+ * single entries from the front of one large map instead leaves holes that every later insertion
+ * walks past (V8 compacts a map only when it grows): 50,000 live keys cost 50 µs per count.
  */
 class WindowCounter {
-  private readonly windows = new Map<string, { start: number; count: number }>();
+  private newer = new Map<string, Window>();
+  private older = new Map<string, Window>();
+  private newerSince: number;
 
   constructor(
     readonly name: string,
     readonly limit: Limit,
     private readonly now: Clock,
-  ) {}
-
-  private live(key: string): { start: number; count: number } | undefined {
-    const window = this.windows.get(key);
-    return window && window.start + this.limit.windowSeconds * 1000 > this.now() ? window : undefined;
+  ) {
+    this.newerSince = now();
   }
 
-  /** Seconds until `key` may be refused again, when it has used up its window; else undefined. */
+  private get windowMs(): number {
+    return this.limit.windowSeconds * 1000;
+  }
+
+  private live(key: string): Window | undefined {
+    const window = this.newer.get(key) ?? this.older.get(key);
+    return window && window.start + this.windowMs > this.now() ? window : undefined;
+  }
+
+  /** Seconds until `key` may be counted again, when it has used up its window; else undefined. */
   retryAfter(key: string): number | undefined {
     const window = this.live(key);
     if (!window || window.count < this.limit.limit) return undefined;
-    return Math.max(1, Math.ceil((window.start + this.limit.windowSeconds * 1000 - this.now()) / 1000));
+    return Math.max(1, Math.ceil((window.start + this.windowMs - this.now()) / 1000));
   }
 
   count(key: string): void {
@@ -56,12 +84,13 @@ class WindowCounter {
       window.count += 1;
       return;
     }
-    this.windows.delete(key);
-    for (const [oldest, { start }] of this.windows) {
-      if (this.windows.size < MAX_KEYS && start + this.limit.windowSeconds * 1000 > this.now()) break;
-      this.windows.delete(oldest);
+    const now = this.now();
+    if (this.newer.size >= MAX_KEYS / 2 || now - this.newerSince >= this.windowMs) {
+      this.older = this.newer;
+      this.newer = new Map();
+      this.newerSince = now;
     }
-    this.windows.set(key, { start: this.now(), count: 1 });
+    this.newer.set(key, { start: now, count: 1 });
   }
 
   /** The draft-ietf-httpapi-ratelimit-headers policy item of this limit. */
@@ -70,7 +99,13 @@ class WindowCounter {
   }
 }
 
-/** The answers each limited operation counts as refused; any other answer (a success, a 500) never counts. */
+/** How a request was answered, as the limits read it: its status, and a refusal's reason. */
+export interface Answer {
+  status: number;
+  reason?: Refusal['reason'];
+}
+
+/** The answers each operation limited per address counts as refused; any other answer (a success, a 500) never counts. */
 const REFUSALS: Partial<Record<OperationId, ReadonlySet<number>>> = {
   authorizeUser: new Set([404, 422]),
   refreshTokens: new Set([401, 422]),
@@ -78,6 +113,53 @@ const REFUSALS: Partial<Record<OperationId, ReadonlySet<number>>> = {
   logout: new Set([401, 422]),
   introspectToken: new Set([401]),
   listRevocations: new Set([401]),
+};
+
+/** What one limit counts, by what, and how it answers a request over it (docs/design.md §12.3). */
+interface LimitRule {
+  /** Its name in the RateLimit and RateLimit-Policy headers. */
+  name: string;
+  /** The 429 of the failure table it answers with. */
+  reason: HttpFailureReason;
+  /** The operations it limits. */
+  operations: ReadonlySet<string | undefined>;
+  /** What it counts a request by; undefined when the request names nothing to count by. */
+  subject(request: LimitedRequest): string | undefined;
+  /**
+   * Whether the request counts against it: asked once when the request is admitted, without an
+   * answer, and once more with its answer.
+   */
+  counts(request: LimitedRequest, answer?: Answer): boolean;
+}
+
+const RULES: Record<Exclude<keyof RateLimitSettings, 'trustProxy'>, LimitRule> = {
+  refusedPerAddress: {
+    name: 'refused-per-address',
+    reason: 'tooManyRefusedRequests',
+    operations: new Set(Object.keys(REFUSALS)),
+    subject: ({ address }) => address,
+    counts: ({ operationId }, answer) =>
+      answer !== undefined && REFUSALS[operationId as OperationId]?.has(answer.status) === true,
+  },
+  // Only a signature that the user's own registered key does not verify: not an unknown email
+  // (404), another key, nor a nonce refused (a loser of a race for it), which say nothing of a
+  // guess at this user's signature. Per address too, so nobody locks a user out from elsewhere.
+  failedSignInsPerEmail: {
+    name: 'failed-sign-ins-per-email-and-address',
+    reason: 'tooManyFailedSignIns',
+    operations: new Set(['authorizeUser']),
+    subject: ({ address, email }) => (email === undefined ? undefined : `${address}\n${email}`),
+    counts: (_request, answer) => answer?.reason === 'signatureNotVerified',
+  },
+  // Every challenge asked for, not only refusals: each one issued is stored until it expires.
+  // Counted when admitted, so requests in flight cannot take more than the limit.
+  challengesPerAddress: {
+    name: 'challenges-per-address',
+    reason: 'tooManyChallenges',
+    operations: new Set(['createSignInChallenge']),
+    subject: ({ address }) => address,
+    counts: (_request, answer) => answer === undefined,
+  },
 };
 
 /**
@@ -113,9 +195,10 @@ export function clientAddress(req: IncomingMessage, trustProxy: number): string 
   return isIP(seen) ? seen : socketAddress;
 }
 
-/** One refusal counted against a limit's key, as the processes of one server tell each other. */
-export interface CountedRefusal {
+/** One request counted against a limit's key, as the processes of one server tell each other. */
+export interface CountedRequest {
   counter: string;
+  /** A limitKey: a few bytes, whatever the request carried. */
   key: string;
 }
 
@@ -124,8 +207,8 @@ export interface CountedRefusal {
  * what it counted, so a limit holds for the server, not for each process.
  */
 export interface LimitPeers {
-  publish(counted: CountedRefusal): void;
-  subscribe(listener: (counted: CountedRefusal) => void): void;
+  publish(counted: CountedRequest): void;
+  subscribe(listener: (counted: CountedRequest) => void): void;
 }
 
 export interface LimitedRequest {
@@ -136,64 +219,61 @@ export interface LimitedRequest {
 }
 
 /**
- * Limits on refused requests (docs/design.md §12): per client address for every operation that
- * takes credentials, and per email for failed sign-ins. Checked before anything else runs, so a
- * request over a limit costs no signature verification and no lookup; only refusals count.
- * The counters are this instance's own (see §12 for why), shared by its worker processes.
+ * The limits of docs/design.md §12.3: refused requests per client address for every operation
+ * that takes credentials, failed signatures per email and address, and challenges per address.
+ * Checked before anything else runs, so a request over a limit costs no signature verification,
+ * no lookup and no row. The counters are this instance's own (see §12.3 for why), shared by its
+ * worker processes.
  */
 export class RateLimits {
-  private readonly perAddress: WindowCounter | undefined;
-  private readonly perEmail: WindowCounter | undefined;
+  private readonly limits: { rule: LimitRule; counter: WindowCounter }[];
 
   constructor(
     private readonly settings: RateLimitSettings,
     clock: Clock,
     private readonly peers?: LimitPeers,
   ) {
-    const { refusedPerAddress, failedSignInsPerEmail } = settings;
-    if (refusedPerAddress.limit > 0) this.perAddress = new WindowCounter('refused-per-address', refusedPerAddress, clock);
-    if (failedSignInsPerEmail.limit > 0)
-      this.perEmail = new WindowCounter('failed-sign-ins-per-email', failedSignInsPerEmail, clock);
-    peers?.subscribe(({ counter, key }) => [this.perAddress, this.perEmail].find((c) => c?.name === counter)?.count(key));
+    this.limits = (Object.keys(RULES) as (keyof typeof RULES)[])
+      .filter((name) => settings[name].limit > 0)
+      .map((name) => ({ rule: RULES[name], counter: new WindowCounter(RULES[name].name, settings[name], clock) }));
+    peers?.subscribe(({ counter, key }) => this.limits.find((limit) => limit.counter.name === counter)?.counter.count(key));
   }
 
   /** Whether any limit applies to `operationId`. */
   appliesTo(operationId: string | undefined): boolean {
-    return operationId !== undefined && operationId in REFUSALS && (this.perAddress ?? this.perEmail) !== undefined;
+    return this.limits.some(({ rule }) => rule.operations.has(operationId));
   }
 
   clientAddress(req: IncomingMessage): string {
     return addressKey(clientAddress(req, this.settings.trustProxy));
   }
 
-  /** Throws the 429 when the request's address, or the email it signs in, has used up its limit. */
-  check(request: LimitedRequest): void {
-    const counters = this.countersOf(request);
-    for (const [counter, key, reason] of counters) {
+  /**
+   * Throws the 429 when a limit that applies to the request is used up; otherwise returns what
+   * to call with the request's answer, which counts it where it counts.
+   */
+  admit(request: LimitedRequest): (answer: Answer) => void {
+    const applying = this.limits.flatMap(({ rule, counter }) => {
+      const subject = rule.operations.has(request.operationId) ? rule.subject(request) : undefined;
+      return subject === undefined ? [] : [{ rule, counter, key: limitKey(subject) }];
+    });
+    for (const { rule, counter, key } of applying) {
       const seconds = counter.retryAfter(key);
       if (seconds === undefined) continue;
-      throw new HttpFailure(reason, '', {
+      throw new HttpFailure(rule.reason, '', {
         'Retry-After': String(seconds),
-        'RateLimit-Policy': counters.map(([{ policy }]) => policy).join(', '),
+        'RateLimit-Policy': applying.map(({ counter: { policy } }) => policy).join(', '),
         RateLimit: `"${counter.name}";r=0;t=${seconds}`,
       });
     }
-  }
-
-  /** Counts the request when its answer was a refusal. */
-  answered(request: LimitedRequest, status: number): void {
-    if (!REFUSALS[request.operationId as OperationId]?.has(status)) return;
-    for (const [counter, key] of this.countersOf(request)) {
-      counter.count(key);
-      this.peers?.publish({ counter: counter.name, key });
-    }
-  }
-
-  private countersOf({ operationId, address, email }: LimitedRequest): [WindowCounter, string, HttpFailureReason][] {
-    const counters: [WindowCounter, string, HttpFailureReason][] = [];
-    if (this.perAddress) counters.push([this.perAddress, address, 'tooManyRefusedRequests']);
-    if (this.perEmail && operationId === 'authorizeUser' && email !== undefined)
-      counters.push([this.perEmail, email, 'tooManyFailedSignIns']);
-    return counters;
+    const count = (answer?: Answer) => {
+      for (const { rule, counter, key } of applying) {
+        if (!rule.counts(request, answer)) continue;
+        counter.count(key);
+        this.peers?.publish({ counter: counter.name, key });
+      }
+    };
+    count();
+    return count;
   }
 }

@@ -1,19 +1,29 @@
 /**
  * `fib-auth/resource-server`: what another FIB API service needs to accept this service's
  * access tokens and to refuse them as soon as their session ends (README, "Protecting another
- * FIB service"). Every check is local: the keys come from the JWKS, the ended sessions from
- * the revocation feed, followed in the background.
+ * FIB service"). Every check is local: the keys come from the JWKS, the ended sessions and
+ * withdrawn keys from the revocation feed, both followed in the background.
  */
 import type { Middleware } from 'koa';
 import { parseBearer } from '../domain/bearer.js';
 import { verifyToken, type AccessClaims } from '../domain/tokens.js';
 import { envelope } from '../http/envelope.js';
+import {
+  FeedRefusedError,
+  FibAuthError,
+  ReadyTimeoutError,
+  VerificationError,
+  VerifierClosedError,
+  VerifierOptionsError,
+} from './errors.js';
+import { writeEventToStderr, type EventListener, type VerifierEvent } from './events.js';
 import { Jwks } from './jwks.js';
-import { VerificationError, verificationErrorOf } from './refusal.js';
+import { tokenLivesTooLong, verificationErrorOf } from './refusal.js';
+import { describe } from './requests.js';
 import { RevocationFeed } from './revocations.js';
 
-export type { AccessClaims };
-export { VerificationError };
+export type { AccessClaims, VerifierEvent };
+export { FeedRefusedError, FibAuthError, ReadyTimeoutError, VerificationError, VerifierClosedError, VerifierOptionsError };
 
 const BASE_PATH = '/auth/api/v1/authentication-management';
 
@@ -23,8 +33,16 @@ export interface VerifierOptions {
   /** A client created with `npx fib-auth clients add --id ID`, and the secret it printed. */
   clientId: string;
   clientSecret: string;
-  /** How long the revocation set may go unconfirmed before every token is refused with 503 (at least 2). */
+  /** How long the revocation set may go unconfirmed before every token is refused with 503 (at least 2; 10 by default). */
   maxStalenessSeconds?: number;
+  /** How often the signing keys are fetched again, dropping the keys the service no longer lists (at least 1; 300 by default). */
+  jwksRefreshSeconds?: number;
+  /** The longest `exp - iat` (and `exp - now`) of a token accepted (at least 1; 3600 by default). */
+  maxTokenAgeSeconds?: number;
+  /** How long after `createVerifier` `ready()` rejects with a `ReadyTimeoutError` if not ready by then (at least 1; 30 by default). */
+  readyTimeoutSeconds?: number;
+  /** Told of each `VerifierEvent`; by default one line per event on standard error. */
+  onEvent?: (event: VerifierEvent) => void;
 }
 
 /** What `verifier.koa()` puts on `ctx.state` of the requests it lets through. */
@@ -33,30 +51,83 @@ export interface VerifiedState {
 }
 
 export interface Verifier {
-  /** Resolves once the keys are fetched and the revocation set is current; rejects when the service refuses the client. */
+  /**
+   * Resolves once the keys are fetched and the revocation set is current; rejects with a
+   * `FeedRefusedError` when the service refuses the client, a `ReadyTimeoutError` after
+   * `readyTimeoutSeconds`, a `VerifierClosedError` on `close()`.
+   */
   ready(): Promise<void>;
   /**
    * The claims of the access token in an `Authorization` header value (or values), checked
    * as the service's logout checks it; rejects with a `VerificationError` (401, 422 or 503).
    */
   verify(authorization: string | readonly string[] | undefined): Promise<AccessClaims>;
-  /** Stops following the feed; `verify` answers 503 from then on. */
+  /** Stops following the feed and the keys; `verify` answers 503 from then on. */
   close(): Promise<void>;
   /** A Koa middleware: refuses in the FIB envelope, or sets `ctx.state.claims` and goes on. */
   koa(): Middleware<VerifiedState>;
 }
 
-export function createVerifier({ url, clientId, clientSecret, maxStalenessSeconds = 10 }: VerifierOptions): Verifier {
-  if (!(maxStalenessSeconds >= 2) || !Number.isFinite(maxStalenessSeconds)) {
-    throw new RangeError(`maxStalenessSeconds must be a number of seconds of at least 2, not ${maxStalenessSeconds}.`);
+function required(name: string, value: unknown, what: string): string {
+  if (typeof value !== 'string' || value === '') throw new VerifierOptionsError(`${name} is missing: give ${what}.`);
+  return value;
+}
+
+function seconds(name: string, value: number | undefined, fallback: number, least: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || !(value >= least)) {
+    throw new VerifierOptionsError(`${name} must be a number of seconds of at least ${least}, not ${value}.`);
   }
-  const base = url.replace(/\/+$/, '');
-  const jwks = new Jwks(`${base}/.well-known/jwks.json`);
+  return value;
+}
+
+/** The options, checked at once so that a mistake shows where the verifier is created. */
+function validated(options: VerifierOptions) {
+  const url = required('url', options.url, "the service's base URL, such as http://127.0.0.1:8080");
+  if (!URL.canParse(url) || !['http:', 'https:'].includes(new URL(url).protocol)) {
+    throw new VerifierOptionsError(`url must be the service's http(s) base URL, such as http://127.0.0.1:8080, not ${url}.`);
+  }
+  const clientId = required('clientId', options.clientId, 'the id of `npx fib-auth clients add --id ID`');
+  const clientSecret = required('clientSecret', options.clientSecret, 'the secret `npx fib-auth clients add` printed');
+  if (options.onEvent !== undefined && typeof options.onEvent !== 'function') {
+    throw new VerifierOptionsError('onEvent must be a function.');
+  }
+  return {
+    base: url.replace(/\/+$/, ''),
+    clientId,
+    clientSecret,
+    maxStalenessSeconds: seconds('maxStalenessSeconds', options.maxStalenessSeconds, 10, 2),
+    jwksRefreshSeconds: seconds('jwksRefreshSeconds', options.jwksRefreshSeconds, 300, 1),
+    maxTokenAgeSeconds: seconds('maxTokenAgeSeconds', options.maxTokenAgeSeconds, 3600, 1),
+    readyTimeoutSeconds: seconds('readyTimeoutSeconds', options.readyTimeoutSeconds, 30, 1),
+    onEvent: options.onEvent ?? writeEventToStderr,
+  };
+}
+
+/** Throws a `VerifierOptionsError` at once when an option is missing or out of range. */
+export function createVerifier(options: VerifierOptions): Verifier {
+  const { base, clientId, clientSecret, maxTokenAgeSeconds, readyTimeoutSeconds, ...settings } = validated(options);
+  // A listener that throws must not stop the feed.
+  const onEvent: EventListener = (event) => {
+    try {
+      settings.onEvent(event);
+    } catch {
+      // ignored: see above
+    }
+  };
   const feed = new RevocationFeed({
     url: `${base}${BASE_PATH}/revocations`,
     authorization: `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`,
-    maxStalenessSeconds,
+    maxStalenessSeconds: settings.maxStalenessSeconds,
+    onEvent,
   });
+  const jwks = new Jwks({
+    url: `${base}/.well-known/jwks.json`,
+    refreshSeconds: settings.jwksRefreshSeconds,
+    withdraws: (kid) => feed.withdraws(kid),
+    onEvent,
+  });
+  const ready = readiness(base, readyTimeoutSeconds, feed, jwks);
 
   async function verify(authorization: string | readonly string[] | undefined): Promise<AccessClaims> {
     let claims: AccessClaims;
@@ -66,17 +137,20 @@ export function createVerifier({ url, clientId, clientSecret, maxStalenessSecond
     } catch (error) {
       throw verificationErrorOf(error);
     }
+    // Authentic, but longer-lived than this resource server accepts: a token minted by mistake or with a stolen key.
+    const latest = Math.min(claims.iat, Date.now() / 1000) + maxTokenAgeSeconds;
+    if (claims.exp > latest) throw tokenLivesTooLong(maxTokenAgeSeconds);
     feed.check(claims);
     return claims;
   }
 
   return {
-    ready: async () => {
-      await feed.current;
-      await jwks.refresh();
-    },
+    ready: () => ready,
     verify,
-    close: () => feed.close(),
+    close: async () => {
+      jwks.close();
+      await feed.close();
+    },
     koa: () => async (ctx, next) => {
       try {
         // Node keeps only the first of repeated Authorization headers in `headers`.
@@ -92,4 +166,20 @@ export function createVerifier({ url, clientId, clientSecret, maxStalenessSecond
       await next();
     },
   };
+}
+
+/** Settles once, for every `ready()`: when both the feed and the keys are, or `timeoutSeconds` after creation. */
+function readiness(base: string, timeoutSeconds: number, feed: RevocationFeed, jwks: Jwks): Promise<void> {
+  const settled = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      const cause: unknown = feed.lastFailure ?? jwks.lastFailure;
+      const reason = cause === undefined ? 'no answer yet' : describe(cause);
+      reject(new ReadyTimeoutError(`fib-auth at ${base} was not ready within ${timeoutSeconds} seconds: ${reason}`, { cause }));
+    }, timeoutSeconds * 1000).unref();
+    Promise.all([feed.current, jwks.loaded])
+      .then(() => resolve(), reject)
+      .finally(() => clearTimeout(timer));
+  });
+  settled.catch(() => {}); // a verifier whose ready() nobody awaits must not crash the process
+  return settled;
 }

@@ -1,19 +1,6 @@
 import { AuthFailure, type FailureReason } from '../domain/failures.js';
 import { refusalOf } from '../http/failures.js';
-
-/** Why `verify` refused a request, with the status the resource server answers it with. */
-export class VerificationError extends Error {
-  constructor(
-    readonly status: 401 | 422 | 503,
-    message: string,
-    /** The `WWW-Authenticate` value to answer a 401 with, as the service does. */
-    readonly challenge?: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = 'VerificationError';
-  }
-}
+import { VerificationError } from './errors.js';
 
 /** The refusals of the library's own, when it cannot tell whether a token is still good. */
 export const unverifiable = {
@@ -32,6 +19,18 @@ export const unverifiable = {
     }),
   closed: () => new VerificationError(503, 'The verifier has been closed; the token cannot be checked.'),
 };
+
+/**
+ * The library's own refusal of an authentic token that would stay valid longer than this
+ * resource server accepts (`maxTokenAgeSeconds`), with the challenge the service gives an
+ * expired one.
+ */
+export const tokenLivesTooLong = (maxSeconds: number) =>
+  new VerificationError(
+    401,
+    `The access token is valid for longer than the ${maxSeconds} seconds this service accepts.`,
+    refusalOf('accessTokenExpired').challenge,
+  );
 
 /** The service's answer to a refused token, in its words: status, sentence and challenge from its failure table. */
 function refusalFor(reason: FailureReason): VerificationError {

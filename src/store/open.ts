@@ -1,5 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { PostgresDialect, SqliteAdapter, SqliteDialect, sql, type Kysely } from 'kysely';
@@ -46,6 +46,37 @@ async function switchToWal(database: Database.Database, timeoutMs: number): Prom
       if ((error as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw error;
       await sleep(10);
     }
+  }
+}
+
+/**
+ * The database holds emails, public keys, session ids and client-secret hashes: only its owner
+ * may read it. It is created 0600, and SQLite gives its -wal and -shm files the database file's
+ * mode. A file that others may read or change (every database created before this rule) loses
+ * those permissions, and that is logged: refusing to start instead would stop every server upgraded over an old
+ * file until someone ran chmod by hand.
+ */
+function readableByOwnerOnly(path: string, logger: Logger | undefined): void {
+  try {
+    closeSync(openSync(path, 'wx', 0o600));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    let mode: number;
+    try {
+      mode = statSync(file).mode & 0o777;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw error;
+    }
+    if ((mode & 0o077) === 0) continue;
+    chmodSync(file, mode & 0o700);
+    const octal = (m: number) => m.toString(8).padStart(4, '0');
+    logger?.warn(
+      { file, mode: octal(mode), now: octal(mode & 0o700) },
+      'other users could read or change the database file; now only its owner can',
+    );
   }
 }
 
@@ -125,13 +156,32 @@ function listenOnPostgres(config: StoreConfig, logger: Logger | undefined): Exte
 
 export type StoreConfig = Pick<Config, 'databaseUrl' | 'databasePoolSize' | 'databaseTimeout'>;
 
+/**
+ * Which store `DATABASE_URL` names, for the CLI to say where it wrote: the SQLite file's full
+ * path (a relative one depends on the folder the command ran in), or the PostgreSQL URL
+ * without its password.
+ */
+export function storeLocation(databaseUrl: string): string {
+  if (databaseUrl.startsWith('sqlite:')) {
+    const path = databaseUrl.slice('sqlite:'.length);
+    return path === ':memory:' ? databaseUrl : `sqlite:${resolve(path)}`;
+  }
+  const url = new URL(databaseUrl);
+  url.password = '';
+  if (url.searchParams.has('password')) url.searchParams.delete('password');
+  return url.href;
+}
+
 /** Opens the store that `DATABASE_URL` names (docs/design.md §7). */
 export async function openStore(config: StoreConfig, logger?: Logger): Promise<Store> {
   const { databaseUrl } = config;
   const timeoutMs = config.databaseTimeout * 1000;
   if (databaseUrl.startsWith('sqlite:')) {
     const path = databaseUrl.slice('sqlite:'.length);
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true });
+      readableByOwnerOnly(path, logger);
+    }
     const database = new Database(path);
     // Another process (a worker, the CLI, a second server) may hold the write lock for a
     // moment while this one switches to WAL and migrates.

@@ -38,10 +38,20 @@ export interface Database {
   revocations: {
     /** The feed's position: assigned in commit order (see REVOCATION_LOCK_KEY for PostgreSQL). */
     seq: Generated<number | string>;
-    sid: string;
+    /** A session's entry names the session (and, retired by a refresh, one access token)... */
+    sid: string | null;
     jti: string | null;
+    /** ...a withdrawn key's names the key (migration 0004). */
+    kid: string | null;
     reason: string;
     until: Instant;
+  };
+  /** Keys withdrawn by `fib-auth keys revoke`, kept for good: no process may trust them again. */
+  withdrawn_keys: {
+    kid: string;
+    withdrawn_at: Instant;
+    /** When every token the key could have signed has expired: its feed entry's `until`. */
+    feed_until: Instant;
   };
   /** One row: this database's random id, which the feed's cursors name (sql-store.ts, FEED_CURSOR). */
   database_id: {
@@ -101,6 +111,33 @@ const revocationTriggers: Record<Backend, string[]> = {
     `create trigger sessions_revoke after update on sessions for each row execute function sessions_revoke()`,
   ],
 };
+
+/**
+ * A withdrawn key's feed entry is written by the database too, in the statement that
+ * withdraws it (`fib-auth keys revoke`), under the same lock and with the same NOTIFY as a
+ * session's.
+ */
+const withdrawalTriggers: Record<Backend, string[]> = {
+  sqlite: [
+    `create trigger withdrawn_keys_revoke after insert on withdrawn_keys
+     begin
+       insert into revocations (kid, reason, until) values (new.kid, 'key-withdrawn', new.feed_until);
+     end`,
+  ],
+  postgres: [
+    `create function withdrawn_keys_revoke() returns trigger language plpgsql as $$
+     begin
+       perform pg_advisory_xact_lock_shared(${REVOCATION_LOCK_KEY});
+       insert into revocations (kid, reason, until) values (new.kid, 'key-withdrawn', new.feed_until);
+       perform pg_notify('${REVOCATION_CHANNEL}', '');
+       return null;
+     end $$`,
+    `create trigger withdrawn_keys_revoke after insert on withdrawn_keys for each row execute function withdrawn_keys_revoke()`,
+  ],
+};
+
+/** Each revocation names either a session (and maybe one of its access tokens) or a key. */
+const REVOCATION_NAMES_ONE = sql`(sid is not null and kid is null) or (sid is null and jti is null and kid is not null)`;
 
 /** Schema changes, in order. Append new ones; never edit or drop one that has shipped. */
 export const migrations = (backend: Backend): Record<string, Migration> => ({
@@ -162,6 +199,51 @@ export const migrations = (backend: Backend): Record<string, Migration> => ({
         .addColumn('used_at', 'bigint')
         .execute();
       await db.schema.createIndex('sign_in_challenges_expires_at').on('sign_in_challenges').column('expires_at').execute();
+    },
+  },
+  '0004_withdrawn_keys': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('withdrawn_keys')
+        .addColumn('kid', 'text', (c) => c.primaryKey())
+        .addColumn('withdrawn_at', 'bigint', (c) => c.notNull())
+        .addColumn('feed_until', 'bigint', (c) => c.notNull())
+        .execute();
+      // A revocation may now name a key instead of a session.
+      if (backend === 'postgres') {
+        await sql`alter table revocations alter column sid drop not null`.execute(db);
+        await db.schema.alterTable('revocations').addColumn('kid', 'text').execute();
+        await db.schema.alterTable('revocations').addCheckConstraint('revocations_names_one', REVOCATION_NAMES_ONE).execute();
+      } else {
+        // SQLite cannot drop a NOT NULL: the table is rebuilt with its rows and its numbering,
+        // so every reader's cursor stays valid. The triggers that write it are dropped first
+        // (renaming a table checks every trigger naming it) and made again as they were.
+        for (const trigger of ['sessions_end_revokes', 'sessions_refresh_revokes']) {
+          await sql`drop trigger ${sql.ref(trigger)}`.execute(db);
+        }
+        await db.schema
+          .createTable('revocations_rebuilt')
+          .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+          .addColumn('sid', 'text')
+          .addColumn('jti', 'text')
+          .addColumn('kid', 'text')
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('until', 'bigint', (c) => c.notNull())
+          .addCheckConstraint('revocations_names_one', REVOCATION_NAMES_ONE)
+          .execute();
+        await sql`insert into revocations_rebuilt (seq, sid, jti, reason, until) select seq, sid, jti, reason, until from revocations`.execute(
+          db,
+        );
+        await sql`delete from sqlite_sequence where name = 'revocations_rebuilt'`.execute(db);
+        await sql`insert into sqlite_sequence (name, seq) select 'revocations_rebuilt', seq from sqlite_sequence where name = 'revocations'`.execute(
+          db,
+        );
+        await db.schema.dropTable('revocations').execute();
+        await db.schema.alterTable('revocations_rebuilt').renameTo('revocations').execute();
+        await db.schema.createIndex('revocations_until').on('revocations').column('until').execute();
+        for (const statement of revocationTriggers.sqlite) await sql.raw(statement).execute(db);
+      }
+      for (const statement of withdrawalTriggers[backend]) await sql.raw(statement).execute(db);
     },
   },
   // The random id the revocation feed's cursors name (docs/design.md §11), made once per database.

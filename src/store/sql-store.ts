@@ -9,6 +9,7 @@ import type {
   RevokeReason,
   Role,
   SessionCredentials,
+  SessionRevocation,
   SessionRecord,
   SignInChallengeRecord,
   Store,
@@ -50,7 +51,9 @@ function clientOf(row: Selectable<Database['clients']>): ClientRecord {
 }
 
 function revocationOf(row: Selectable<Database['revocations']>): Revocation {
-  const revocation: Revocation = { sid: row.sid, reason: row.reason as RevocationReason, until: instant(row.until) };
+  const until = instant(row.until);
+  if (row.kid !== null) return { kid: row.kid, reason: 'key-withdrawn', until };
+  const revocation: SessionRevocation = { sid: row.sid!, reason: row.reason as RevocationReason, until };
   if (row.jti !== null) revocation.jti = row.jti;
   return revocation;
 }
@@ -113,7 +116,10 @@ function endLiveSession(db: Kysely<Database>, id: string, column: 'access_jti' |
     .where('revoked_at', 'is', null);
 }
 
-/** The statements of sign-in, refresh, logout and introspection, compiled once (`compiledOnce`). */
+/**
+ * The statements of sign-in, refresh, logout and introspection, and the withdrawn keys every
+ * process reads four times a second, compiled once (`compiledOnce`).
+ */
 function requestQueries(db: Kysely<Database>, concurrentWriters: boolean) {
   // The casts type the parameters for databases that do not infer them in a select list.
   const bigint = (value: number | null) => sql<number>`cast(${value} as bigint)`;
@@ -122,6 +128,7 @@ function requestQueries(db: Kysely<Database>, concurrentWriters: boolean) {
     findUser: compiledOnce((email: string) => db.selectFrom('users').selectAll().where('email', '=', email)),
     findSession: compiledOnce((id: string) => db.selectFrom('sessions').selectAll().where('id', '=', id)),
     findClient: compiledOnce((id: string) => db.selectFrom('clients').selectAll().where('id', '=', id)),
+    withdrawnKeys: compiledOnce(() => db.selectFrom('withdrawn_keys').select('kid')),
     // One statement that copies the user's row into the session: while the user is registered
     // it stores the session, and after `users remove` it stores nothing. A sign-in racing the
     // removal thus either lands before it (and the removal revokes it) or has no session.
@@ -546,6 +553,22 @@ export class SqlStore implements Store {
     const before = now - REVOCATION_RETENTION_SECONDS;
     const result = await this.write((db) => db.deleteFrom('revocations').where('until', '<=', before).executeTakeFirst());
     return Number(result.numDeletedRows);
+  }
+
+  async withdrawKey(kid: string, now: number, until: number): Promise<boolean> {
+    // The database adds the feed's entry (schema.ts), only when the row is new.
+    const result = await this.revokingWrite((db) =>
+      db
+        .insertInto('withdrawn_keys')
+        .values({ kid, withdrawn_at: now, feed_until: until })
+        .onConflict((oc) => oc.doNothing())
+        .executeTakeFirst(),
+    );
+    return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
+  async withdrawnKeys(): Promise<string[]> {
+    return (await this.queries.withdrawnKeys(this.db)).rows.map((row) => row.kid);
   }
 
   async ping(): Promise<void> {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test as testOn } from 'node:test';
 import { DATABASES } from '../support/databases.js';
+import { Clients } from '../../src/domain/clients.js';
 import { assertExample, BASE, startTestServer, startTestServerOn, type TestServer } from '../support/harness.js';
 
 // Slow clients (docs/design.md §9): a request must arrive within HEADERS_TIMEOUT (its line and
@@ -19,11 +21,11 @@ interface SlowClient {
   answer: Promise<string>;
 }
 
-/** Opens a connection from 127.0.0.1 that sends `bytes` and then nothing more. */
-function sendOnly(url: string, bytes: string): Promise<SlowClient> {
+/** Opens a connection from `localAddress` (any of 127.0.0.0/8) that sends `bytes` and then nothing more. */
+function sendOnly(url: string, bytes: string, localAddress = '127.0.0.1'): Promise<SlowClient> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: hostname, port: Number(port) });
+    const socket = connect({ host: hostname, port: Number(port), localAddress });
     const chunks: Buffer[] = [];
     const answer = new Promise<string>((done) => {
       socket.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -38,11 +40,17 @@ function sendOnly(url: string, bytes: string): Promise<SlowClient> {
   });
 }
 
-/** Opens `count` connections, at most 100 at a time, each sending `bytes` only. */
-async function openSlowClients(url: string, count: number, bytes: string): Promise<SlowClient[]> {
+/**
+ * Opens `count` connections, at most 100 at a time, each sending `bytes` only; each hundred from
+ * an address of its own, 127.0.1.1 onwards, unless `from` names the one they all come from.
+ */
+async function openSlowClients(url: string, count: number, bytes: string, from?: string): Promise<SlowClient[]> {
   const clients: SlowClient[] = [];
   for (let opened = 0; opened < count; opened += 100) {
-    clients.push(...(await Promise.all(Array.from({ length: Math.min(100, count - opened) }, () => sendOnly(url, bytes)))));
+    const address = from ?? `127.0.1.${opened / 100 + 1}`;
+    clients.push(
+      ...(await Promise.all(Array.from({ length: Math.min(100, count - opened) }, () => sendOnly(url, bytes, address)))),
+    );
   }
   return clients;
 }
@@ -70,7 +78,7 @@ for (const backend of DATABASES) {
     });
     after(() => t?.stop());
 
-    test(`${SLOW_CLIENTS} connections that send half a request do not stop another client's logout; each gets 408`, async (ctx) => {
+    test(`${SLOW_CLIENTS} connections from 10 addresses that send half a request do not stop another client's logout; each gets 408`, async (ctx) => {
       const s = await t.newSession();
       const before = await t.newSession();
       const baselineStarted = performance.now();
@@ -135,13 +143,78 @@ describe('MAX_CONNECTIONS', () => {
     'past the cap a new connection is closed at once, without an answer; once the slow ones are answered 408, the server accepts again',
     async () => {
       const s = await t.newSession();
-      const slow = await openSlowClients(t.url, 20, HALF_HEADERS);
+      const slow = await openSlowClients(t.url, 20, HALF_HEADERS, '127.0.0.1');
       const refused = await sendOnly(t.url, `POST ${BASE}/logout HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
       assert.equal(await refused.answer, '', 'closed without an answer');
       for (const answer of await Promise.all(slow.map((client) => client.answer))) {
         assert.match(answer, /^HTTP\/1\.1 408 Request Timeout\r\n/);
       }
       await assertExample(await t.logout(s.accessToken), 'LoggedOut');
+    },
+  );
+});
+
+describe('connections per client', () => {
+  const CAP = 30;
+  const PER_ADDRESS = 10;
+  const LONG_POLLS = 4;
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({
+      MAX_CONNECTIONS: String(CAP),
+      MAX_CONNECTIONS_PER_ADDRESS: String(PER_ADDRESS),
+      MAX_LONG_POLLS_PER_CLIENT: String(LONG_POLLS),
+    });
+  });
+  after(() => t.stop());
+
+  testOn(
+    `${CAP} slow connections from one address: past ${PER_ADDRESS} they are closed at once; another address logs out`,
+    async () => {
+      const s = await t.newSession();
+      const slow: SlowClient[] = [];
+      // One after another, so that the server takes them in this order.
+      for (let i = 0; i < CAP; i++) slow.push(await sendOnly(t.url, HALF_HEADERS, '127.0.0.2'));
+      try {
+        await assertExample(await t.logout(s.accessToken), 'LoggedOut');
+        const closed = await Promise.all(slow.slice(PER_ADDRESS).map((client) => client.answer));
+        assert.deepEqual(closed, Array<string>(CAP - PER_ADDRESS).fill(''), 'closed without an answer');
+        assert.ok(
+          slow.slice(0, PER_ADDRESS).every((client) => !client.socket.closed),
+          `the first ${PER_ADDRESS} are still open`,
+        );
+      } finally {
+        for (const client of slow) client.socket.destroy();
+      }
+    },
+  );
+
+  testOn(
+    `one client's ${CAP} long polls: past ${LONG_POLLS} they are refused 429; another client follows the feed, a user logs out`,
+    async () => {
+      const client = async () => {
+        const id = `rs-${randomUUID()}`;
+        const secret = await new Clients(t.server.store, Date.now).add(id);
+        return { authorization: `Basic ${Buffer.from(`${id}:${secret!}`).toString('base64')}` };
+      };
+      const [greedy, other] = [await client(), await client()];
+      const s = await t.newSession();
+      const { cursor } = await t.server.store.revocationsAfter(undefined, 1000);
+      const polls = Array.from({ length: CAP }, () =>
+        t.call('GET', `${BASE}/revocations?after=${cursor}&wait=30`, { headers: greedy }),
+      );
+      const refused = await Promise.all(polls.slice(LONG_POLLS));
+      for (const reply of refused) {
+        assert.equal(reply.status, 429, 'refused at once, not held');
+        await assertExample(reply, 'TooManyLongPolls');
+        // When the first of the held polls answers at the latest: they wait 30 s.
+        assert.ok(Number(reply.headers['retry-after']) >= 29 && Number(reply.headers['retry-after']) <= 30);
+      }
+      const feed = await t.call('GET', `${BASE}/revocations?after=${cursor}&wait=0`, { headers: other });
+      assert.equal(feed.status, 200);
+      await assertExample(await t.logout(s.accessToken), 'LoggedOut');
+      // The logout's revocation answers the polls that were held.
+      for (const reply of await Promise.all(polls.slice(0, LONG_POLLS))) assert.equal(reply.status, 200);
     },
   );
 });

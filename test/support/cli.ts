@@ -24,7 +24,8 @@ export interface CliResult {
 /**
  * Runs `fib-auth ARGS` in the package folder with exactly the environment `env`, and resolves
  * with its exit code and output, whatever the code. It runs beside this process, so a server
- * started in this process keeps answering meanwhile.
+ * started in this process keeps answering meanwhile. A command still running after 30 s (a
+ * `serve` that should have refused to start) is killed: its code is null.
  */
 export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
   try {
@@ -33,6 +34,7 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<Cl
       env,
       encoding: 'utf8',
       timeout: 30_000,
+      killSignal: 'SIGKILL',
     });
     return { code: 0, stdout, stderr };
   } catch (error) {

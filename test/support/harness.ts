@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { OpenAPIBackend } from 'openapi-backend';
 import { loadConfig, type Config } from '../../src/config.js';
+import { contractFormats } from '../../src/http/api.js';
 import { refusalOf } from '../../src/http/failures.js';
 import { createLogger } from '../../src/logger.js';
 import { bundledSpecPath } from '../../src/package-root.js';
@@ -91,7 +92,7 @@ export interface ResolvedResponse {
  * the validator of an operation's answers when the first one is checked, not all of them in
  * every test process; the server checks the definition itself at every start.
  */
-const contract = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, quick: true });
+const contract = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, quick: true, customizeAjv: contractFormats });
 const contractReady = contract.init();
 
 const PARSER_ANSWERS = (['headersTooLarge', 'requestTimeout', 'requestUnparsable'] as const).map((reason) => refusalOf(reason));
@@ -251,11 +252,11 @@ export const logEntries = (t: TestServer): LogEntry[] => t.logs.map((line) => JS
 
 /**
  * Starts the real server in this process on a temporary SQLite file and a temporary key,
- * listening on a free port. `env` adds to docs/design.md §8's variables; `parts` replaces the
+ * listening on a free port, its management listener on another. `env` adds to docs/design.md §8's variables; `parts` replaces the
  * store or the clock.
  *
- * The limits on refused requests (§12) are off unless `env` sets them: the hostile suites
- * send thousands of refused requests from one address on purpose, and test/rate-limits.test.ts
+ * The limits of §12.3 are off unless `env` sets them: the hostile suites send thousands of
+ * refused requests and challenges from one address on purpose, and test/rate-limits.test.ts
  * tests the limits themselves.
  */
 export async function startTestServer(env: Record<string, string> = {}, parts: ServerParts = {}): Promise<TestServer> {
@@ -263,11 +264,13 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
   const config = loadConfig({
     PORT: '0',
     HOST: '127.0.0.1',
+    MANAGEMENT_PORT: '0',
     DATABASE_URL: `sqlite:${join(dir, 'fib-auth.sqlite')}`,
     FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
     LOG_LEVEL: 'debug',
     RATE_LIMIT_REFUSED_PER_ADDRESS: '0',
     RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '0',
+    RATE_LIMIT_CHALLENGES_PER_ADDRESS: '0',
     ...env,
   });
   const logs: string[] = [];

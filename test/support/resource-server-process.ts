@@ -4,7 +4,8 @@
  * runs what `npm run build` compiled). One route answers the claims of the token it accepted.
  *
  * Environment: FIB_AUTH_URL, CLIENT_ID, CLIENT_SECRET, MAX_STALENESS_SECONDS and PORT (both optional;
- * a free port by default).
+ * a free port by default), and GC_INTERVAL_MS: when set (with node --expose-gc), a full garbage
+ * collection runs that often, to show what the library holds only weakly.
  * Prints "listening on PORT", then "verifier ready" once the verifier is.
  */
 import { once } from 'node:events';
@@ -12,7 +13,8 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { createVerifier, type VerifiedState } from 'fib-auth/resource-server';
 
-const { FIB_AUTH_URL, CLIENT_ID, CLIENT_SECRET, MAX_STALENESS_SECONDS, PORT } = process.env;
+const { FIB_AUTH_URL, CLIENT_ID, CLIENT_SECRET, MAX_STALENESS_SECONDS, PORT, GC_INTERVAL_MS } = process.env;
+if (GC_INTERVAL_MS) setInterval(() => globalThis.gc!(), Number(GC_INTERVAL_MS)).unref();
 const verifier = createVerifier({
   url: FIB_AUTH_URL!,
   clientId: CLIENT_ID!,

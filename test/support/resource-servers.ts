@@ -20,8 +20,11 @@ export async function startResourceServer(options: {
   clientId: string;
   clientSecret: string;
   maxStalenessSeconds?: number;
+  /** Forces a full garbage collection this often in the resource server's process. */
+  gcIntervalMs?: number;
 }): Promise<ResourceServer> {
-  const started = await startProcess(process.execPath, ['--import', 'tsx', 'test/support/resource-server-process.ts'], {
+  const gc = options.gcIntervalMs === undefined ? [] : ['--expose-gc'];
+  const started = await startProcess(process.execPath, [...gc, '--import', 'tsx', 'test/support/resource-server-process.ts'], {
     env: {
       ...process.env,
       PORT: '0',
@@ -29,6 +32,7 @@ export async function startResourceServer(options: {
       CLIENT_ID: options.clientId,
       CLIENT_SECRET: options.clientSecret,
       MAX_STALENESS_SECONDS: options.maxStalenessSeconds === undefined ? '' : String(options.maxStalenessSeconds),
+      GC_INTERVAL_MS: options.gcIntervalMs === undefined ? '' : String(options.gcIntervalMs),
     },
     ready: /listening on (\d+)[\s\S]*verifier ready/,
   });

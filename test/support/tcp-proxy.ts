@@ -51,6 +51,11 @@ export class TcpProxy {
   /** A network that goes quiet: connections stay open, nothing passes, new ones are never answered. */
   silence(): void {
     this.silent = true;
+    this.hang();
+  }
+
+  /** The requests on the connections open now hang for good (accepted, never answered); new connections pass. */
+  hang(): void {
     for (const { client, upstream } of this.links) {
       client.unpipe();
       upstream?.unpipe();
