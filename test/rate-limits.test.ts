@@ -191,7 +191,11 @@ for (const backend of DATABASES) {
       for (let i = 0; i < 12; i += 1)
         await assertExample(await signInFrom(address, signInBody(email, newKey())), 'PublicKeyNotRegistered');
       const proof = await t.challengedProof(email, key);
-      await exactlyOne200(30, () => signInFrom(address, proof), (reply) => assertExample(reply, 'SignInNonceUsed'));
+      await exactlyOne200(
+        30,
+        () => signInFrom(address, proof),
+        (reply) => assertExample(reply, 'SignInNonceUsed'),
+      );
       // The user's own sign-in, from the same address.
       assert.equal((await signInFrom(address, signInBody(email, key))).status, 200);
     });
