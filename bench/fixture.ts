@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { packageRoot } from '../src/package-root.js';
 import { BASE, bearer } from '../test/support/api.js';
-import { binOf } from '../test/support/child-server.js';
+import { binOf } from '../test/support/cli.js';
 import { startProcess, type StartedProcess } from '../test/support/processes.js';
 import { newSession, type LiveSession, type TokenMinter } from '../test/support/tokens.js';
 import { signInBody } from '../test/support/vectors.js';

@@ -24,6 +24,9 @@ interface Transaction {
   name: string;
   id: string;
   origin: object;
+  /** Where Dredd sends the request, with fullPath. */
+  host: string;
+  port: string | number;
   fullPath: string;
   fail?: string;
   request: { uri: string; headers: Record<string, string | string[]>; body?: string };
@@ -69,14 +72,24 @@ interface Planned {
   /** As JSON text, which Dredd also prints when a transaction fails. */
   schema: string;
   scenario: Scenario;
+  /** Where the request goes instead of the server, for a transaction sent again (AgainThrough). */
+  through?: string;
 }
 
 export interface TransactionResult {
   name: string;
   status: number;
   example: string;
+  /** The URL the request went to instead of the server's, for a transaction sent again through it. */
+  through: string | undefined;
   result: 'pass' | 'fail' | 'skip' | 'error';
   message: string;
+}
+
+/** Examples whose transactions run a second time in the same run, their requests sent to `through` instead. */
+export interface AgainThrough {
+  examples: string[];
+  through: string;
 }
 
 export interface ContractReport {
@@ -86,9 +99,10 @@ export interface ContractReport {
 
 /**
  * Splits the contract into one Dredd description per named example, and plans each transaction
- * by its name. Throws unless every example has a scenario and every scenario an example.
+ * by its name; the examples of `again` get a second description, titled `EXAMPLE again through
+ * URL`. Throws unless every example has a scenario and every scenario an example.
  */
-function plan(contract: ResolvedContract): { descriptions: string[]; planned: Map<string, Planned> } {
+function plan(contract: ResolvedContract, again?: AgainThrough): { descriptions: string[]; planned: Map<string, Planned> } {
   const descriptions: string[] = [];
   const planned = new Map<string, Planned>();
   const scenarioNames = new Set(
@@ -104,26 +118,30 @@ function plan(contract: ResolvedContract): { descriptions: string[]; planned: Ma
             ...response,
             content: { [mediaType]: { ...media, examples: { [example]: media.examples[example] } } },
           };
-          descriptions.push(
-            JSON.stringify({
-              openapi: contract.openapi,
-              info: { title: example, version: contract.info.version },
-              paths: { [path]: { [method]: { ...operation, responses: { [status]: single } } } },
-              components: { securitySchemes: contract.components.securitySchemes },
-            }),
-          );
-          const name = [example, path, operation.summary, status, mediaType].join(' > ');
           const scenario = scenarios[operation.operationId]?.[example];
           scenarioNames.delete(`${operation.operationId} ${example}`);
           if (!scenario) missing.push(`${operation.operationId} ${status} ${example}`);
-          else
-            planned.set(name, {
+          const runs = again?.examples.includes(example) ? [undefined, again.through] : [undefined];
+          for (const through of runs) {
+            const title = through ? `${example} again through ${through}` : example;
+            descriptions.push(
+              JSON.stringify({
+                openapi: contract.openapi,
+                info: { title, version: contract.info.version },
+                paths: { [path]: { [method]: { ...operation, responses: { [status]: single } } } },
+                components: { securitySchemes: contract.components.securitySchemes },
+              }),
+            );
+            if (!scenario) continue;
+            planned.set([title, path, operation.summary, status, mediaType].join(' > '), {
               status: Number(status),
               example,
               value,
               schema: JSON.stringify(asJsonSchema(media.schema)),
               scenario,
+              through,
             });
+          }
         }
       }
     }
@@ -175,16 +193,13 @@ function exampleMismatch(expected: Planned, realBody: string, requestId: string 
 }
 
 /**
- * Runs Dredd against `endpoint` (the server's own URL by default) while the hooks prepare each
- * transaction on the server `t`, whose store `store` can be made to fail. Throws when the run itself is broken:
- * a transaction without a scenario, a scenario without a transaction, hooks that did not load.
+ * Runs Dredd against the server `t` while the hooks prepare each transaction on it, whose store
+ * `store` can be made to fail; the transactions of `again` run a second time, through another
+ * URL. Throws when the run itself is broken: a transaction without a scenario, a scenario
+ * without a transaction, hooks that did not load.
  */
-export async function verifyContract(
-  t: TestServer,
-  store: StoreHooks,
-  { endpoint = t.url }: { endpoint?: string } = {},
-): Promise<ContractReport> {
-  const { descriptions, planned } = plan(await resolvedContract());
+export async function verifyContract(t: TestServer, store: StoreHooks, again?: AgainThrough): Promise<ContractReport> {
+  const { descriptions, planned } = plan(await resolvedContract(), again);
 
   const results = new Map<string, TransactionResult>();
   const nameOfOrigin = new WeakMap<object, string>();
@@ -201,7 +216,8 @@ export async function verifyContract(
         return done();
       }
       // Dredd reports `METHOD (STATUS) PATH`; add the example so each line names its cause.
-      transaction.id = `${transaction.id} ${expected.example}`;
+      transaction.id = `${transaction.id} ${expected.example}${expected.through ? ` again through ${expected.through}` : ''}`;
+      if (expected.through) ({ hostname: transaction.host, port: transaction.port } = new URL(expected.through));
       // A text example (the metrics) is one sample of a body that changes: Dredd would compare it
       // byte for byte and cannot apply a schema to text, so status and headers are checked, and
       // test/operations.test.ts reads the metrics themselves.
@@ -244,6 +260,7 @@ export async function verifyContract(
       name,
       status: expected?.status ?? 0,
       example: expected?.example ?? '',
+      through: expected?.through,
       result,
       message: test.message ?? '',
     });
@@ -254,7 +271,7 @@ export async function verifyContract(
   emitter.on('test error', (_error: unknown, test: ReportedTest) => record('error')(test));
 
   const dredd = new Dredd({
-    endpoint,
+    endpoint: t.url,
     apiDescriptions: descriptions,
     hookfiles: [HOOK_FILE],
     custom: { registerHooks },

@@ -9,9 +9,6 @@ import { ROTATION_GRACE_SECONDS } from './domain/key-ring.js';
 import { parsePublicKeyHex } from './domain/signature.js';
 import { generateNextKey, keyFileIds, keyPaths, removeKeyFiles, rotateSigningKey } from './key-files.js';
 import { createLogger, type Logger } from './logger.js';
-import { startServer } from './server.js';
-import { openStore, storeLocation } from './store/open.js';
-import { startPrimary, tellPrimaryClosed, workerParts } from './workers.js';
 import { ROLES, type Role, type Store } from './domain/store.js';
 
 const USAGE = `usage:
@@ -52,7 +49,9 @@ function required(value: string | boolean | undefined, flag: string): string {
 }
 
 async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(loadConfig());
+  const config = loadConfig();
+  const { openStore } = await import('./store/open.js'); // Kysely and the drivers: only for the commands that use them
+  const store = await openStore(config);
   try {
     return await work(store);
   } finally {
@@ -155,6 +154,7 @@ async function revokeKey(config: Config, kid: string): Promise<void> {
   if (kid === ids.signer) {
     throw new Error(`${kid} is the signing key: make another key the signer first (fib-auth keys rotate), then revoke ${kid}`);
   }
+  const { storeLocation } = await import('./store/open.js');
   const store = storeLocation(config.databaseUrl);
   const now = epochSeconds(systemClock);
   const until = now + longestTokenLifetime(config) + ROTATION_GRACE_SECONDS;
@@ -217,6 +217,7 @@ function stopOn(logger: Logger, why: string, close: () => Promise<void>): (signa
 
 /** Serves with the primary of a cluster; its workers run `serve` as well, and serve HTTP. */
 async function serveWorkers(config: Config, logger: Logger): Promise<void> {
+  const { startPrimary } = await import('./workers.js');
   const primary = await startPrimary(config, logger);
   const port = await primary.listening;
   logger.info({ port, host: config.host, managementPort: primary.managementPort, workers: config.workers }, 'fib-auth listening');
@@ -232,6 +233,12 @@ async function serve(args: string[]): Promise<void> {
   if (config.workers > 1 && cluster.isPrimary) return serveWorkers(config, processLogger);
   // A worker's lines say which worker wrote them.
   const logger = cluster.isWorker ? processLogger.child({ worker: cluster.worker!.id }) : processLogger;
+  // Loaded here, not at the top: the other commands (users, clients, keys) never load the
+  // server's HTTP stack (koa, openapi-backend), and start in a fraction of the time.
+  const [{ startServer }, { tellPrimaryClosed, workerParts }] = await Promise.all([
+    import('./server.js'),
+    import('./workers.js'),
+  ]);
   const server = await startServer(config, logger, cluster.isWorker ? workerParts() : {});
   const stop = cluster.isWorker
     ? stopOn(logger, 'worker stopped listening; draining its requests in flight', () => {

@@ -25,7 +25,7 @@ import { publicKeyHexOf, signInBody } from './support/vectors.js';
 // never a 200 and never a 500. Then replays of sign-in bodies (docs/design.md §12), and floods
 // that would fill the store or the limits' memory with challenges and long emails. Floods of
 // refusals and spoofed X-Forwarded-For against the limits are in test/rate-limits.test.ts,
-// slow clients in test/slow-clients.test.ts.
+// slow clients in test/serial/slow-clients.test.ts.
 
 /** Ed25519's group order: S and S + L verify alike under a lax verifier (signature malleability). */
 const ED25519_ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;

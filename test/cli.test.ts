@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { packageRoot } from '../src/package-root.js';
-import { CLI, serveChild } from './support/child-server.js';
+import { serveChild } from './support/child-server.js';
+import { runCli } from './support/cli.js';
 import { DATABASES } from './support/databases.js';
 import { BASE, bodyOf, rawCall } from './support/harness.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
@@ -15,14 +14,7 @@ import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 describe('the fib-auth command', () => {
   let dir: string;
   let env: NodeJS.ProcessEnv;
-  const run = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
-    const result = spawnSync(process.execPath, [CLI, ...args], {
-      cwd: packageRoot,
-      env: { ...env, ...extraEnv },
-      encoding: 'utf8',
-    });
-    return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-  };
+  const run = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => runCli(args, { ...env, ...extraEnv });
   const addAlice = ['users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex];
 
   before(() => {
@@ -42,15 +34,15 @@ describe('the fib-auth command', () => {
       const database = await backend.create();
       const runOn = (args: string[]) => run(args, { DATABASE_URL: database.url });
       try {
-        const added = runOn([...addAlice, '--role', 'ROLE_ADMIN', '--account-id', 'acc-1']);
+        const added = await runOn([...addAlice, '--role', 'ROLE_ADMIN', '--account-id', 'acc-1']);
         assert.equal(added.code, 0, added.stderr);
         assert.match(added.stdout, /added alice@wonderland.space \(account acc-1, ROLE_ADMIN\)/);
 
-        const again = runOn(addAlice);
+        const again = await runOn(addAlice);
         assert.equal(again.code, 1);
         assert.equal(again.stderr, 'fib-auth: a user with the email alice@wonderland.space already exists\n');
 
-        const listed = runOn(['users', 'list', '--json']);
+        const listed = await runOn(['users', 'list', '--json']);
         assert.equal(listed.code, 0);
         const [user] = JSON.parse(listed.stdout) as Record<string, unknown>[];
         assert.deepEqual(
@@ -63,10 +55,10 @@ describe('the fib-auth command', () => {
             createdAt: undefined,
           },
         );
-        assert.match(runOn(['users', 'list']).stdout, /^alice@wonderland.space\tacc-1\tROLE_ADMIN\t7fbedb/);
+        assert.match((await runOn(['users', 'list'])).stdout, /^alice@wonderland.space\tacc-1\tROLE_ADMIN\t7fbedb/);
 
-        assert.equal(runOn(['users', 'remove', '--email', 'ALICE@wonderland.space']).code, 0);
-        const gone = runOn(['users', 'remove', '--email', ALICE.email]);
+        assert.equal((await runOn(['users', 'remove', '--email', 'ALICE@wonderland.space'])).code, 0);
+        const gone = await runOn(['users', 'remove', '--email', ALICE.email]);
         assert.equal(gone.code, 1);
         assert.match(gone.stderr, /^fib-auth: no user has the email alice@wonderland.space\n$/);
       } finally {
@@ -83,22 +75,22 @@ describe('the fib-auth command', () => {
         const database = await backend.create();
         const runOn = (args: string[]) => run(args, { DATABASE_URL: database.url });
         try {
-          const added = runOn(['clients', 'add', '--id', 'orders-service']);
+          const added = await runOn(['clients', 'add', '--id', 'orders-service']);
           assert.equal(added.code, 0, added.stderr);
           const secret = added.stdout.trimEnd().split('\n').at(-1)!;
           assert.match(secret, /^[A-Za-z0-9_-]{43}$/, 'the secret alone on the last line: 256 bits, base64url');
 
-          const again = runOn(['clients', 'add', '--id', 'orders-service']);
+          const again = await runOn(['clients', 'add', '--id', 'orders-service']);
           assert.equal(again.code, 1);
           assert.equal(again.stderr, 'fib-auth: a client with the id orders-service already exists\n');
-          assert.equal(runOn(['clients', 'add', '--id', 'not valid']).code, 2);
+          assert.equal((await runOn(['clients', 'add', '--id', 'not valid'])).code, 2);
 
-          const listed = runOn(['clients', 'list', '--json']);
+          const listed = await runOn(['clients', 'list', '--json']);
           assert.deepEqual(
             (JSON.parse(listed.stdout) as { id: string }[]).map((c) => c.id),
             ['orders-service'],
           );
-          assert.doesNotMatch(listed.stdout + runOn(['clients', 'list']).stdout, new RegExp(secret), 'never shown again');
+          assert.doesNotMatch(listed.stdout + (await runOn(['clients', 'list'])).stdout, new RegExp(secret), 'never shown again');
 
           const server = await serveChild({ ...env, DATABASE_URL: database.url });
           try {
@@ -111,12 +103,12 @@ describe('the fib-auth command', () => {
                 body: 'token=x.y.z',
               });
             assert.deepEqual((await introspect(`orders-service:${secret}`)).body, { active: false });
-            assert.equal(runOn(['clients', 'remove', '--id', 'orders-service']).code, 0);
+            assert.equal((await runOn(['clients', 'remove', '--id', 'orders-service'])).code, 0);
             assert.equal((await introspect(`orders-service:${secret}`)).status, 401);
           } finally {
             await server.stop();
           }
-          const gone = runOn(['clients', 'remove', '--id', 'orders-service']);
+          const gone = await runOn(['clients', 'remove', '--id', 'orders-service']);
           assert.equal(gone.code, 1);
           assert.equal(gone.stderr, 'fib-auth: no client has the id orders-service\n');
         } finally {
@@ -126,7 +118,7 @@ describe('the fib-auth command', () => {
     );
   }
 
-  test('usage errors exit 2 with one line', () => {
+  test('usage errors exit 2 with one line', async () => {
     const cases = [
       [],
       ['frobnicate'],
@@ -147,14 +139,14 @@ describe('the fib-auth command', () => {
       ['clients', 'list', '--secrets'],
       ['serve', 'now'],
     ];
-    for (const args of cases) {
-      const result = run(args);
-      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
-      assert.match(result.stderr, /^fib-auth: [^\n]+\n$/, args.join(' '));
+    const results = await Promise.all(cases.map((args) => run(args)));
+    for (const [i, result] of results.entries()) {
+      assert.equal(result.code, 2, `${cases[i].join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, /^fib-auth: [^\n]+\n$/, cases[i].join(' '));
     }
   });
 
-  test('a bad configuration value stops start-up with one line naming it, exit 1', () => {
+  test('a bad configuration value stops start-up with one line naming it, exit 1', async () => {
     const cases: [NodeJS.ProcessEnv, RegExp][] = [
       [{ PORT: '70000' }, /^fib-auth: PORT must be an integer from 0 to 65535, got "70000"\n$/],
       [{ PORT: 'http' }, /^fib-auth: PORT /],
@@ -190,15 +182,41 @@ describe('the fib-auth command', () => {
       [{ WORKERS: '0' }, /^fib-auth: WORKERS must be an integer from 1 to 64, got "0"\n$/],
       [{ WORKERS: '2', DATABASE_URL: 'sqlite::memory:' }, /^fib-auth: WORKERS must be 1 with DATABASE_URL=sqlite::memory: /],
     ];
-    for (const [bad, expected] of cases) {
-      const result = run(['serve'], bad);
-      assert.equal(result.code, 1, JSON.stringify(bad));
-      assert.match(result.stderr, expected);
+    const results = await Promise.all(cases.map(([bad]) => run(['serve'], bad)));
+    for (const [i, result] of results.entries()) {
+      assert.equal(result.code, 1, JSON.stringify(cases[i][0]));
+      assert.match(result.stderr, cases[i][1]);
     }
     for (const url of ['sqlite:/dev/null/db.sqlite', 'postgres://postgres@127.0.0.1:1/nothing-listens-here']) {
-      const unopenable = run(['users', 'list'], { DATABASE_URL: url });
+      const unopenable = await run(['users', 'list'], { DATABASE_URL: url });
       assert.equal(unopenable.code, 1, url);
       assert.match(unopenable.stderr, /^fib-auth: [^\n]+\n$/, url);
+    }
+  });
+
+  test('the commands that do not serve never load the HTTP stack (koa, openapi-backend)', async () => {
+    // A module hook writes down every module that the command imports, one URL a line.
+    const record = join(dir, 'loaded-modules.txt');
+    const hooks = [
+      "import { appendFileSync } from 'node:fs';",
+      'export async function resolve(specifier, context, next) {',
+      '  const resolved = await next(specifier, context);',
+      `  appendFileSync(${JSON.stringify(record)}, resolved.url + '\\n');`,
+      '  return resolved;',
+      '}',
+    ].join('\n');
+    const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
+    const NODE_OPTIONS = `--import=data:text/javascript,${encodeURIComponent(register)}`;
+    for (const args of [
+      ['users', 'list'],
+      ['keys', 'generate'],
+    ]) {
+      rmSync(record, { force: true });
+      const result = await run(args, { NODE_OPTIONS });
+      assert.equal(result.code, 0, result.stderr);
+      const loaded = readFileSync(record, 'utf8');
+      if (args[0] === 'users') assert.match(loaded, /\/node_modules\/kysely\//, 'the hook saw the store being loaded');
+      assert.doesNotMatch(loaded, /\/node_modules\/(koa|openapi-backend)\//, `fib-auth ${args.join(' ')} loaded the HTTP stack`);
     }
   });
 
@@ -208,7 +226,7 @@ describe('the fib-auth command', () => {
     try {
       const port = (taken.address() as AddressInfo).port;
       for (const workers of ['1', '2']) {
-        const result = run(['serve'], { MANAGEMENT_PORT: String(port), WORKERS: workers });
+        const result = await run(['serve'], { MANAGEMENT_PORT: String(port), WORKERS: workers });
         assert.equal(result.code, 1, result.stderr);
         assert.equal(
           result.stderr,
@@ -221,7 +239,7 @@ describe('the fib-auth command', () => {
   });
 
   test('serve: sign in, log out, drain on SIGTERM, and keep the logout across a restart', async () => {
-    assert.equal(run(addAlice).code, 0);
+    assert.equal((await run(addAlice)).code, 0);
     const first = await serveChild(env);
     assert.equal(statSync(env.FIB_AUTH_SIGNING_KEY_FILE!).mode & 0o777, 0o600);
     const signIn = await rawCall(first.url, 'POST', `${BASE}/session`, {

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import {
   AuthClientError,
   createAuthClient,
@@ -16,7 +15,6 @@ import { refreshesSeen } from './support/client.js';
 import { ALICE_SIGN_IN } from './support/vectors.js';
 import { BASE, example, startTestServer, type EnvelopeExampleName, type TestServer } from './support/harness.js';
 import { freePort } from './support/processes.js';
-import { manualClock } from './support/clock.js';
 import { ALICE, BOB_SIGNATURE, ed25519FromSeed, signMessage } from './support/vectors.js';
 
 /** Signs Alice in through a new client and returns it. */
@@ -37,14 +35,24 @@ const accessTokenOf = async (client: AuthClient) => {
 /** The envelope status of a named example of the contract. */
 const statusOf = (name: EnvelopeExampleName) => example(name).status;
 
-describe('the client against the real server', () => {
-  let t: TestServer;
-  before(async () => {
-    t = await startTestServer();
-    await t.addUser(ALICE.email, ALICE.publicKeyHex);
-  });
-  after(() => t.stop());
+/**
+ * Makes Date a clock that the test moves, from here to the end of the test: the client reads
+ * Date, and so does the server, which runs in this process.
+ */
+function movableClock(ctx: TestContext): { passAccessTokenLifetime(): void } {
+  ctx.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+  return { passAccessTokenLifetime: () => ctx.mock.timers.tick(t.config.accessTokenTtl * 1000) };
+}
 
+// One server for the suites below but the last, which needs another configuration.
+let t: TestServer;
+before(async () => {
+  t = await startTestServer();
+  await t.addUser(ALICE.email, ALICE.publicKeyHex);
+});
+after(() => t.stop());
+
+describe('the client against the real server', () => {
   test('signs Alice in with the FIB test vector, refreshes, and logs out', async () => {
     const client = createAuthClient({ baseUrl: t.url });
     const signIn = await client.signIn(ALICE_SIGN_IN);
@@ -195,20 +203,12 @@ describe('the client against the real server', () => {
   });
 });
 
-// The server counts whole seconds, so a token of 3 s lives at least 2 s: room for a loaded machine
-// between a refresh and the request after it.
-describe('the client when the access token expires (ACCESS_TOKEN_TTL=3)', () => {
-  let t: TestServer;
-  before(async () => {
-    t = await startTestServer({ ACCESS_TOKEN_TTL: '3' });
-    await t.addUser(ALICE.email, ALICE.publicKeyHex);
-  });
-  after(() => t.stop());
-
-  test('ten concurrent accessToken() calls right after it expired send one refresh', async () => {
+describe('the client when the access token expires (the clock is moved, not waited for)', () => {
+  test('ten concurrent accessToken() calls right after it expired send one refresh', async (ctx) => {
+    const clock = movableClock(ctx);
     const client = await signedIn(t);
     const expired = await accessTokenOf(client);
-    await sleep(3100);
+    clock.passAccessTokenLifetime();
     assert.deepEqual((await t.logout(expired)).body.status, statusOf('AccessTokenExpired'));
 
     const before = refreshesSeen(t).length;
@@ -224,9 +224,10 @@ describe('the client when the access token expires (ACCESS_TOKEN_TTL=3)', () => 
     assert.deepEqual(await client.logout(), { data: {} });
   });
 
-  test('logout after the access token expired refreshes first, then logs out', async () => {
+  test('logout after the access token expired refreshes first, then logs out', async (ctx) => {
+    const clock = movableClock(ctx);
     const client = await signedIn(t);
-    await sleep(3100);
+    clock.passAccessTokenLifetime();
     const before = refreshesSeen(t).length;
     assert.deepEqual(await client.logout(), { data: {} });
     assert.equal(refreshesSeen(t).length, before + 1);
@@ -263,22 +264,18 @@ async function recordingService() {
 }
 
 describe("the client's fetch, for the caller's requests to other FIB services", () => {
-  let t: TestServer;
   /** A FIB service the client is told to send the token to (`tokenOrigins`). */
   let service: Awaited<ReturnType<typeof recordingService>>;
   /** Any other origin: it must never see a token. */
   let foreign: Awaited<ReturnType<typeof recordingService>>;
   const signedInFor = () => signedIn(t, { tokenOrigins: [new URL(service.url).origin] });
   before(async () => {
-    t = await startTestServer();
-    await t.addUser(ALICE.email, ALICE.publicKeyHex);
     service = await recordingService();
     foreign = await recordingService();
   });
-  after(async () => {
+  after(() => {
     service.close();
     foreign.close();
-    await t.stop();
   });
 
   test('adds Authorization; after a 401 with the invalid_token challenge refreshes once and sends the request again, body and all', async () => {
@@ -383,15 +380,15 @@ describe("the client's fetch, for the caller's requests to other FIB services", 
 });
 
 describe('fib-auth/client with SIGN_IN_CHALLENGE=required', () => {
-  let t: TestServer;
+  let required: TestServer;
   before(async () => {
-    t = await startTestServer({ SIGN_IN_CHALLENGE: 'required' });
-    await t.addUser(ALICE.email, ALICE.publicKeyHex);
+    required = await startTestServer({ SIGN_IN_CHALLENGE: 'required' });
+    await required.addUser(ALICE.email, ALICE.publicKeyHex);
   });
-  after(() => t.stop());
+  after(() => required.stop());
 
   test('challenge() gives the message to sign; signIn with its nonce works once, the email-only body not at all', async () => {
-    const client = createAuthClient({ baseUrl: t.url });
+    const client = createAuthClient({ baseUrl: required.url });
     const emailOnly = await client.signIn(ALICE_SIGN_IN);
     assert.equal(emailOnly.error?.kind === 'answered' && emailOnly.error.status.code, 422);
 
@@ -403,26 +400,19 @@ describe('fib-auth/client with SIGN_IN_CHALLENGE=required', () => {
       nonce: challenge.nonce,
     };
     assert.equal((await client.signIn(body)).error, undefined);
-    const replayed = await createAuthClient({ baseUrl: t.url }).signIn(body);
+    const replayed = await createAuthClient({ baseUrl: required.url }).signIn(body);
     assert.equal(replayed.error?.kind === 'answered' && replayed.error.status.code, 422);
     assert.deepEqual(await client.logout(), { data: {} });
   });
 });
 
 describe('fib-auth/client endSession()', () => {
-  const clock = manualClock();
-  let t: TestServer;
-  before(async () => {
-    t = await startTestServer({}, { clock });
-    await t.addUser(ALICE.email, ALICE.publicKeyHex);
-  });
-  after(() => t.stop());
-
-  test('ends the session with the refresh token after the access token expired, then the client is signed out', async () => {
+  test('ends the session with the refresh token after the access token expired, then the client is signed out', async (ctx) => {
+    const clock = movableClock(ctx);
     const client = createAuthClient({ baseUrl: t.url });
     const { data: pair } = await client.signIn(ALICE_SIGN_IN);
     assert.ok(pair);
-    clock.advance(t.config.accessTokenTtl); // the server's clock: the access token has expired
+    clock.passAccessTokenLifetime();
     assert.deepEqual(await client.endSession(), { data: {} });
     assert.equal((await client.accessToken()).error?.kind, 'signedOut');
     assert.equal((await client.endSession()).error?.kind, 'signedOut');

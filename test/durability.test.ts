@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { packageRoot } from '../src/package-root.js';
-import { CLI, serveChild } from './support/child-server.js';
+import { serveChild } from './support/child-server.js';
+import { fibAuth } from './support/cli.js';
 import { processTree } from './support/processes.js';
 import { BASE, bearer, bodyOf, rawCall } from './support/harness.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
@@ -25,7 +25,7 @@ if (straceMissing && !required) console.warn(`WARNING: ${straceMissing}`);
 let dir: string;
 let databaseFile: string;
 let env: NodeJS.ProcessEnv;
-before(() => {
+before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fib-auth-durability-'));
   databaseFile = join(dir, 'fib-auth.sqlite');
   env = {
@@ -35,12 +35,7 @@ before(() => {
     HOST: '127.0.0.1',
     PORT: '0',
   };
-  const added = spawnSync(
-    process.execPath,
-    [CLI, 'users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex],
-    { cwd: packageRoot, env, encoding: 'utf8' },
-  );
-  assert.equal(added.status, 0, added.stderr);
+  await fibAuth(['users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex], env);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test as testOn } from 'node:test';
 import { manualClock } from './support/clock.js';
-import { DATABASES, type TestDatabase } from './support/databases.js';
-import { assertExample, BASE, bearer, type Reply, startTestServer, type TestServer } from './support/harness.js';
+import { DATABASES } from './support/databases.js';
+import { assertExample, BASE, bearer, type Reply, startTestServerOn, type TestServer } from './support/harness.js';
 import { decodePart, forge, otherKey, serverKey } from './support/tokens.js';
 
 // DELETE /session with the refresh token (docs/design.md §12): the way out for a client whose
@@ -14,20 +14,13 @@ for (const backend of DATABASES) {
       testOn(name, { skip: backend.skip }, fn);
     };
     const clock = manualClock();
-    let database: TestDatabase;
     let t: TestServer;
     const endSession = (refreshToken: string | undefined): Promise<Reply> =>
       t.call('DELETE', `${BASE}/session`, { headers: refreshToken === undefined ? {} : bearer(refreshToken) });
     before(async () => {
-      if (backend.skip) return;
-      database = await backend.create();
-      t = await startTestServer({ DATABASE_URL: database.url }, { clock });
+      if (!backend.skip) t = await startTestServerOn(backend, {}, { clock });
     });
-    after(async () => {
-      if (backend.skip) return;
-      await t?.stop();
-      await database?.drop();
-    });
+    after(() => t?.stop());
 
     test('after the access token expired: logout is 401, DELETE /session is 200, then 401 for a second attempt', async () => {
       const s = await t.newSession();

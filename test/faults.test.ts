@@ -215,8 +215,9 @@ describe('the server process dying', () => {
     assert.ok(answered.size >= KILL_AFTER);
   });
 
-  test('SIGTERM: a request in flight still gets its answer, new connections are refused, exit 0', async (ctx) => {
-    const server = await serveChild(env);
+  test('SIGTERM with WORKERS=2: a request in flight still gets its answer, new connections are refused, exit 0', async (ctx) => {
+    // The primary passes the signal on and each worker drains its own requests (docs/design.md §13).
+    const server = await serveChild({ ...env, WORKERS: '2' });
     ctx.after(() => server.stop('SIGKILL'));
     const body = JSON.stringify(ALICE_SIGN_IN);
     const socket = connect(Number(new URL(server.url).port), '127.0.0.1');

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { packageRoot } from '../src/package-root.js';
-import { CLI } from './support/child-server.js';
+import { runCli } from './support/cli.js';
 import {
   BASE,
   bearer,
@@ -106,26 +104,21 @@ describe('the signing key file', () => {
     assert.equal(statSync(t.config.signingKeyFile).mode & 0o777, 0o600);
   });
 
-  test('that other users can read or change is refused: serve exits 1 naming the file', () => {
+  test('that other users can read or change is refused: serve exits 1 naming the file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fib-auth-key-'));
     try {
       const keyFile = join(dir, 'signing-key.pem');
       writeFileSync(keyFile, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
       for (const mode of [0o644, 0o620]) {
         chmodSync(keyFile, mode);
-        const result = spawnSync(process.execPath, [CLI, 'serve'], {
-          cwd: packageRoot,
-          env: {
-            PATH: process.env.PATH,
-            DATABASE_URL: `sqlite:${join(dir, 'db.sqlite')}`,
-            FIB_AUTH_SIGNING_KEY_FILE: keyFile,
-            HOST: '127.0.0.1',
-            PORT: '0',
-          },
-          encoding: 'utf8',
+        const result = await runCli(['serve'], {
+          DATABASE_URL: `sqlite:${join(dir, 'db.sqlite')}`,
+          FIB_AUTH_SIGNING_KEY_FILE: keyFile,
+          HOST: '127.0.0.1',
+          PORT: '0',
         });
         const octal = mode.toString(8).padStart(4, '0');
-        assert.equal(result.status, 1, result.stderr);
+        assert.equal(result.code, 1, result.stderr);
         assert.equal(
           result.stderr,
           `fib-auth: the signing key file ${keyFile} has mode ${octal}: other users can read or change it; chmod 600 it\n`,

@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { exportJWK } from 'jose';
 import { Clients } from '../src/domain/clients.js';
 import { keyPaths } from '../src/key-files.js';
-import { packageRoot } from '../src/package-root.js';
-import { CLI, serveChild, type ChildServer } from './support/child-server.js';
-import { DATABASES, type TestDatabase } from './support/databases.js';
+import { serveChild, type ChildServer } from './support/child-server.js';
+import { fibAuth, runCli } from './support/cli.js';
+import { DATABASES } from './support/databases.js';
 import {
   assertExample,
   BASE,
@@ -20,24 +18,15 @@ import {
   example,
   logEntries,
   rawCall,
-  startTestServer,
+  startTestServerOn,
   type TestServer,
 } from './support/harness.js';
 import { startResourceServer, untilRefused } from './support/resource-servers.js';
 import { decodePart, forge, kidOf, otherKey } from './support/tokens.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
-/** Runs the package's bin with exactly `env` (and PATH); a command still running after `timeout` is killed. */
-function fibAuth(args: string[], env: NodeJS.ProcessEnv, timeout = 20_000) {
-  const result = spawnSync(process.execPath, [CLI, ...args], {
-    cwd: packageRoot,
-    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', ...env },
-    encoding: 'utf8',
-    timeout,
-    killSignal: 'SIGKILL', // a server that started anyway: its status is null
-  });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+/** Runs the package's bin (runCli) with `env`, on 127.0.0.1 and any free port should serve start. */
+const run = (args: string[], env: NodeJS.ProcessEnv) => runCli(args, { HOST: '127.0.0.1', PORT: '0', ...env });
 
 // docs/design.md §5: every key file is checked as the signing key is. Whoever can change a
 // verification key makes the server trust tokens they sign; whoever can read the next signing
@@ -46,18 +35,17 @@ describe('the key files: owner and mode', () => {
   let dir: string;
   let env: NodeJS.ProcessEnv;
   let files: ReturnType<typeof keyPaths> & { verificationKey: string };
-  before(() => {
+  before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fib-auth-key-files-'));
     env = { DATABASE_URL: `sqlite:${join(dir, 'db.sqlite')}`, FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem') };
-    const generated = fibAuth(['keys', 'generate'], env); // the signing key, the next one, and its public half
-    assert.equal(generated.code, 0, generated.stderr);
-    const kid = generated.stdout.match(/generated the next signing key (\S+);/)![1];
+    const generated = await fibAuth(['keys', 'generate'], env); // the signing key, the next one, and its public half
+    const kid = generated.match(/generated the next signing key (\S+);/)![1];
     const paths = keyPaths(env.FIB_AUTH_SIGNING_KEY_FILE!);
     files = { ...paths, verificationKey: join(paths.verificationDir, `${kid}.json`) };
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test('a verification key, its folder or the next signing key that other users can change (or read) stops serve: exit 1, one line naming it', () => {
+  test('a verification key, its folder or the next signing key that other users can change (or read) stops serve: exit 1, one line naming it', async () => {
     const cases: [string, number, number, string][] = [
       [
         files.verificationKey,
@@ -83,7 +71,7 @@ describe('the key files: owner and mode', () => {
     for (const [path, mode, restored, message] of cases) {
       chmodSync(path, mode);
       try {
-        const result = fibAuth(['serve'], env);
+        const result = await run(['serve'], env);
         assert.equal(result.code, 1, `${path} ${mode.toString(8)}: ${result.stderr}`);
         assert.equal(result.stderr, `fib-auth: ${message.replace('%s', path)}\n`);
         assert.doesNotMatch(result.stdout, /listening/);
@@ -96,11 +84,11 @@ describe('the key files: owner and mode', () => {
   test(
     'a key file or folder that belongs to another user stops serve',
     { skip: process.getuid?.() === 0 ? undefined : 'only root can give a file to another user (CI runs as root)' },
-    () => {
+    async () => {
       for (const path of [files.verificationDir, env.FIB_AUTH_SIGNING_KEY_FILE!]) {
         chownSync(path, 65534, 65534);
         try {
-          const result = fibAuth(['serve'], env);
+          const result = await run(['serve'], env);
           assert.equal(result.code, 1, result.stderr);
           assert.match(
             result.stderr,
@@ -114,9 +102,9 @@ describe('the key files: owner and mode', () => {
   );
 
   test('SIGHUP: a verification key that other users can change is not loaded; the old keys stay, one error line names it', async () => {
-    const child = await serveChild({ PATH: process.env.PATH, ...env, HOST: '127.0.0.1', PORT: '0', WORKERS: '1' });
+    const child = await serveChild({ ...env, HOST: '127.0.0.1', PORT: '0' });
     try {
-      assert.equal(fibAuth(['users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex], env).code, 0);
+      await fibAuth(['users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex], env);
       const signedIn = (
         await bodyOf(await rawCall(child.url, 'POST', `${BASE}/session`, { body: ALICE_SIGN_IN }), 'authorizeUser', 200)
       ).data;
@@ -176,15 +164,16 @@ for (const backend of DATABASES) {
     const it = (name: string, fn: () => void | Promise<void>): void => {
       test(name, { skip: backend.skip }, fn);
     };
-    let database: TestDatabase;
-    let keyDir: string;
     let env: Record<string, string>;
     let a: TestServer;
     let b: ChildServer; // a process of its own, with its workers
     let clientAuthorization: string;
     let clientSecret: string;
-    const revoke = (kid: string) =>
-      promisify(execFile)(process.execPath, [CLI, 'keys', 'revoke', '--kid', kid], { env: { ...process.env, ...env } });
+    const revoke = async (kid: string) => {
+      const revoked = await run(['keys', 'revoke', '--kid', kid], env);
+      assert.equal(revoked.code, 0, revoked.stderr);
+      return revoked;
+    };
     const jwksOf = async (url: string) =>
       (await bodyOf(await rawCall(url, 'GET', '/.well-known/jwks.json'), 'getJwks', 200)).keys.map((key) => key.kid);
     const introspect = (url: string, token: string) =>
@@ -205,10 +194,7 @@ for (const backend of DATABASES) {
     /** Rotates to a new signer and has both instances reload; resolves with the retired signer's kid. */
     const rotate = async () => {
       const retired = decodePart((await a.newSession()).accessToken, 0).kid as string;
-      const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'keys', 'rotate'], {
-        env: { ...process.env, ...env },
-      });
-      const signer = stdout.split(' ')[0];
+      const signer = (await fibAuth(['keys', 'rotate'], env)).split(' ')[0];
       await a.server.reloadKeys();
       process.kill(b.pid, 'SIGHUP');
       await until(async () => (await jwksOf(b.url))[0] === signer, 'B signs with the new key after SIGHUP');
@@ -217,20 +203,16 @@ for (const backend of DATABASES) {
 
     before(async () => {
       if (backend.skip) return;
-      database = await backend.create();
-      keyDir = mkdtempSync(join(tmpdir(), 'fib-auth-withdrawal-'));
-      env = { DATABASE_URL: database.url, FIB_AUTH_SIGNING_KEY_FILE: join(keyDir, 'signing-key.pem') };
-      a = await startTestServer(env);
-      b = await serveChild({ PATH: process.env.PATH, ...env, HOST: '127.0.0.1', PORT: '0' });
+      a = await startTestServerOn(backend);
+      env = { DATABASE_URL: a.config.databaseUrl, FIB_AUTH_SIGNING_KEY_FILE: a.config.signingKeyFile };
+      // Workers are part of what is tested: each learns of a withdrawal by itself.
+      b = await serveChild({ ...env, HOST: '127.0.0.1', PORT: '0', WORKERS: '2' });
       clientSecret = (await new Clients(a.server.store, Date.now).add('rs-withdrawal'))!;
       clientAuthorization = `Basic ${Buffer.from(`rs-withdrawal:${clientSecret}`).toString('base64')}`;
     });
     after(async () => {
-      if (backend.skip) return;
-      await a?.stop();
       await b?.stop();
-      await database?.drop();
-      rmSync(keyDir, { recursive: true, force: true });
+      await a?.stop();
     });
 
     it('keys revoke --kid A: within a second both instances refuse A’s tokens as an unknown kid, their JWKS omit A, and the feed lists it', async () => {
@@ -252,7 +234,7 @@ for (const backend of DATABASES) {
       assert.match(
         revoked.stdout,
         new RegExp(
-          `^withdrew ${kidA} in ${escape(database.url)}: every instance refuses its tokens within a second, and the revocation feed lists it until \\d{4}-.+; removed ${escape(verificationFile)}\n$`,
+          `^withdrew ${kidA} in ${escape(env.DATABASE_URL)}: every instance refuses its tokens within a second, and the revocation feed lists it until \\d{4}-.+; removed ${escape(verificationFile)}\n$`,
         ),
       );
       assert.equal(revoked.stderr, '');
@@ -342,8 +324,7 @@ for (const backend of DATABASES) {
 
     it('keys revoke refuses the signing key and an unknown kid with one line (exit 1); a second revoke exits 0', async () => {
       const signer = decodePart((await a.newSession()).accessToken, 0).kid as string;
-      const run = (args: string[]) => fibAuth(args, env);
-      const refused = run(['keys', 'revoke', '--kid', signer]);
+      const refused = await run(['keys', 'revoke', '--kid', signer], env);
       assert.equal(refused.code, 1);
       assert.equal(
         refused.stderr,
@@ -351,7 +332,7 @@ for (const backend of DATABASES) {
       );
       // A kid may start with a dash (base64url): it is still the value of --kid.
       for (const kid of ['no-such-kid', '-no-such-kid']) {
-        const unknown = run(['keys', 'revoke', '--kid', kid]);
+        const unknown = await run(['keys', 'revoke', '--kid', kid], env);
         assert.equal(unknown.code, 1, unknown.stderr);
         assert.match(
           unknown.stderr,
@@ -364,17 +345,17 @@ for (const backend of DATABASES) {
         ['keys', 'revoke', 'KID'],
         ['keys', 'revoke', '--kid', 'a', '--now'],
       ]) {
-        const usage = run(args);
+        const usage = await run(args, env);
         assert.equal(usage.code, 2, args.join(' '));
         assert.match(usage.stderr, /^fib-auth: [^\n]+\n$/);
       }
       await assertExample(await a.logout((await a.newSession()).accessToken), 'LoggedOut');
 
       const kidA = await rotate();
-      assert.equal(run(['keys', 'revoke', '--kid', kidA]).code, 0);
-      const again = run(['keys', 'revoke', '--kid', kidA]);
+      await revoke(kidA);
+      const again = await run(['keys', 'revoke', '--kid', kidA], env);
       assert.equal(again.code, 0, again.stderr);
-      assert.equal(again.stdout, `${kidA} was withdrawn before in ${database.url}\n`);
+      assert.equal(again.stdout, `${kidA} was withdrawn before in ${env.DATABASE_URL}\n`);
     });
 
     it('a withdrawn signing key: an instance signing with it logs an error, none starts or reloads with it', async () => {
@@ -392,7 +373,7 @@ for (const backend of DATABASES) {
         1000,
       );
       await assert.rejects(a.server.reloadKeys(), { message });
-      const refused = fibAuth(['serve'], env);
+      const refused = await run(['serve'], env);
       assert.equal(refused.code, 1, refused.stderr);
       assert.equal(refused.stderr, `fib-auth: ${message}\n`);
 
@@ -400,20 +381,18 @@ for (const backend of DATABASES) {
       await assertExample(await a.logout((await a.newSession()).accessToken), 'LoggedOut');
     });
 
-    it('a waiting next key can be withdrawn too: its private key goes, so it never signs', () => {
-      const generated = fibAuth(['keys', 'generate'], env);
-      const next = generated.stdout.match(/generated the next signing key (\S+);/)![1];
+    it('a waiting next key can be withdrawn too: its private key goes, so it never signs', async () => {
+      const generated = await fibAuth(['keys', 'generate'], env);
+      const next = generated.match(/generated the next signing key (\S+);/)![1];
       const paths = keyPaths(env.FIB_AUTH_SIGNING_KEY_FILE);
-      const withdrawn = fibAuth(['keys', 'revoke', '--kid', next], env);
-      assert.equal(withdrawn.code, 0, withdrawn.stderr);
+      const withdrawn = await revoke(next);
       assert.match(
         withdrawn.stdout,
         new RegExp(`; removed ${escape(join(paths.verificationDir, `${next}.json`))}; removed ${escape(paths.next)}\n$`),
       );
       assert.equal(existsSync(paths.next), false);
-      const rotated = fibAuth(['keys', 'rotate'], env);
-      assert.equal(rotated.code, 0, rotated.stderr);
-      assert.notEqual(rotated.stdout.split(' ')[0], next, 'rotate made a new key the signer');
+      const rotated = await fibAuth(['keys', 'rotate'], env);
+      assert.notEqual(rotated.split(' ')[0], next, 'rotate made a new key the signer');
     });
   });
 }

@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { keyPaths } from '../src/key-files.js';
-import { packageRoot } from '../src/package-root.js';
 import { loadConfig } from '../src/config.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/domain/store.js';
@@ -14,11 +11,7 @@ import { assertExample, BASE, bearer, bodyOf, logEntries, rawCall, startTestServ
 import { sample, scrape } from './support/metrics.js';
 import { accessClaims, decodePart, forge, otherKey, serverKey } from './support/tokens.js';
 import { signInBody } from './support/vectors.js';
-
-const { bin } = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-const CLI = join(packageRoot, bin['fib-auth']);
-const fibAuth = (args: string[], env: NodeJS.ProcessEnv) =>
-  promisify(execFile)(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
+import { fibAuth, runCli } from './support/cli.js';
 
 describe('health', () => {
   test('live and ready answer 200 in the envelope; ready is 503 when the store does not answer', async () => {
@@ -121,14 +114,16 @@ describe('key rotation', () => {
     const oldKid = decodePart(before.accessToken, 0).kid;
 
     const generated = await fibAuth(['keys', 'generate'], env);
-    const nextKid = generated.stdout.match(/generated the next signing key (\S+);/)![1];
+    const nextKid = generated.match(/generated the next signing key (\S+);/)![1];
     await t.server.reloadKeys();
     const published = (await bodyOf(await t.call('GET', '/.well-known/jwks.json'), 'getJwks', 200)).keys.map((k) => k.kid);
     assert.deepEqual(published, [oldKid, nextKid], 'the next key verifies before it signs');
-    await assert.rejects(fibAuth(['keys', 'generate'], env), /already waiting/);
+    const again = await runCli(['keys', 'generate'], env);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already waiting/);
 
     const rotated = await fibAuth(['keys', 'rotate'], env);
-    assert.match(rotated.stdout, new RegExp(`^${nextKid} signs new tokens; ${String(oldKid)} verifies until \\d{4}-`));
+    assert.match(rotated, new RegExp(`^${nextKid} signs new tokens; ${String(oldKid)} verifies until \\d{4}-`));
     await t.server.reloadKeys();
 
     const after = await t.newSession();
@@ -166,10 +161,9 @@ describe('key rotation', () => {
 
   test('keys commands: usage errors exit 2', async () => {
     for (const args of [['keys'], ['keys', 'burn'], ['keys', 'rotate', '--now']]) {
-      await assert.rejects(
-        fibAuth(args, env),
-        (error: { code: number; stderr: string }) => error.code === 2 && /^fib-auth: [^\n]+\n$/.test(error.stderr),
-      );
+      const { code, stderr } = await runCli(args, env);
+      assert.equal(code, 2, args.join(' '));
+      assert.match(stderr, /^fib-auth: [^\n]+\n$/, args.join(' '));
     }
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createAuthClient, type AuthClient, type AuthOperation, type AuthResult } from 'fib-auth/client';
 import { bundledSpecPath, packageRoot } from '../src/package-root.js';
 import {
   BASE,
@@ -8,6 +9,7 @@ import {
   bodyOf,
   envelopeOf,
   example,
+  isEnvelope,
   rawCall,
   resolvedContract,
   startTestServer,
@@ -19,13 +21,24 @@ import {
 import { freePort, startProcess, type StartedProcess } from './support/processes.js';
 import { PRISM_LISTENING, startMock } from './support/prism.js';
 import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE, signInBody, signMessage } from './support/vectors.js';
-import { startWrongLogoutBody } from './support/wrong-logout-body.js';
+import { startWrongLogoutBody, type WrongLogoutBody } from './support/wrong-logout-body.js';
 
 const PRISM = join(packageRoot, 'node_modules', '.bin', 'prism');
 
 /** Contract violations Prism found, from its `sl-violations` header. */
 const violations = (reply: Reply) =>
   JSON.parse(String(reply.headers['sl-violations'] ?? '[]')) as { message: string; location: string[] }[];
+
+/** How the client's test against the mock makes each operation's call, with a signed-in client where it needs one. */
+const calls: {
+  [Op in AuthOperation]: { signInFirst: boolean; call: (client: AuthClient) => Promise<AuthResult<unknown, AuthOperation>> };
+} = {
+  createSignInChallenge: { signInFirst: false, call: (client) => client.challenge(ALICE_SIGN_IN.email) },
+  authorizeUser: { signInFirst: false, call: (client) => client.signIn(ALICE_SIGN_IN) },
+  refreshTokens: { signInFirst: true, call: (client) => client.refresh() },
+  logout: { signInFirst: true, call: (client) => client.logout() },
+  endSession: { signInFirst: true, call: (client) => client.endSession() },
+};
 
 describe('the Prism mock (npm run mock)', () => {
   let mock: StartedProcess;
@@ -118,6 +131,45 @@ describe('the Prism mock (npm run mock)', () => {
     assert.ok(answered >= 60, `${answered} named examples answered`);
   });
 
+  test("every documented answer of the challenge, sign-in, refresh, logout and DELETE /session is decoded into the client's typed result", async () => {
+    const contract = await resolvedContract();
+    let decoded = 0;
+    for (const [path, pathItem] of Object.entries(contract.paths)) {
+      for (const [method, operation] of Object.entries(pathItem)) {
+        const operationId = operation.operationId as AuthOperation;
+        if (!(operationId in calls)) continue;
+        for (const [status, response] of Object.entries(operation.responses)) {
+          for (const [name, { value }] of Object.entries(response.content['application/json'].examples)) {
+            // The mock answers this operation's requests with the example; every other request with its 200.
+            const client = createAuthClient({
+              baseUrl: url,
+              fetch: (input, init) => {
+                const request = new Request(input, init);
+                if (request.method === method.toUpperCase() && new URL(request.url).pathname === path)
+                  request.headers.set('Prefer', `code=${status}, example=${name}`);
+                return fetch(request);
+              },
+            });
+            const { signInFirst, call } = calls[operationId];
+            if (signInFirst) assert.equal((await client.signIn(ALICE_SIGN_IN)).error, undefined);
+            const result = await call(client);
+            const where = `${operationId} ${status} ${name}`;
+            assert.ok(isEnvelope(value), where);
+            if (status === '200') assert.deepEqual(result, { data: value.data }, where);
+            else {
+              assert.ok(result.error?.kind === 'answered', `${where}: ${JSON.stringify(result)}`);
+              const { operation: failed, status: envelope } = result.error;
+              assert.deepEqual({ operation: failed, status: envelope }, { operation: operationId, status: value.status }, where);
+            }
+            decoded++;
+          }
+        }
+      }
+    }
+    assert.ok(decoded >= 60, `${decoded} examples decoded`);
+    console.log(`${decoded} examples decoded`);
+  });
+
   test("a request that breaks the contract gets Prism's validation answer", async () => {
     const logout = operations.find((o) => o.operationId === 'logout')!;
     const noAuthorization = await rawCall(url, logout.method, logout.path);
@@ -145,30 +197,33 @@ describe('the Prism mock (npm run mock)', () => {
 
 describe('prism proxy --errors in front of the real server', () => {
   let t: TestServer;
-  const proxies: StartedProcess[] = [];
-  const startProxy = async (upstream: string) => {
-    const proxy = await startProcess(
-      PRISM,
-      ['proxy', bundledSpecPath, upstream, '--errors', '--port', String(await freePort()), '--host', '127.0.0.1'],
-      {
-        ready: PRISM_LISTENING,
-      },
-    );
-    proxies.push(proxy);
-    return proxy.readyMatch![1];
-  };
+  /** Between the proxy and the server: it passes every answer unchanged, until the last test breaks the logout's. */
+  let fixture: WrongLogoutBody;
+  let proxy: StartedProcess;
+  let url: string;
   // Behind Prism, as behind any proxy, the client's address is in X-Forwarded-For.
   const LIMIT = 20;
   before(async () => {
     t = await startTestServer({ TRUST_PROXY: '1', RATE_LIMIT_REFUSED_PER_ADDRESS: String(LIMIT) });
+    fixture = await startWrongLogoutBody(t.url);
+    fixture.breaking = false;
+    const port = String(await freePort());
+    proxy = await startProcess(
+      PRISM,
+      ['proxy', bundledSpecPath, fixture.url, '--errors', '--port', port, '--host', '127.0.0.1'],
+      {
+        ready: PRISM_LISTENING,
+      },
+    );
+    url = proxy.readyMatch![1];
   });
   after(async () => {
-    await Promise.all(proxies.map((proxy) => proxy.stop()));
-    await t.stop();
+    await proxy?.stop();
+    await fixture?.stop();
+    await t?.stop();
   });
 
   test('sign-in, refresh and logout pass through with no contract violation', async () => {
-    const url = await startProxy(t.url);
     const through = async (status: number, method: string, path: string, options?: CallOptions) => {
       const reply = await rawCall(url, method, path, options);
       const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body)} ${String(reply.headers['sl-violations'] ?? '')}`;
@@ -203,7 +258,6 @@ describe('prism proxy --errors in front of the real server', () => {
   });
 
   test('a challenge sign-in, its replay, DELETE /session and a 429 pass through with no contract violation', async () => {
-    const url = await startProxy(t.url);
     const through = async (status: number, method: string, path: string, options?: CallOptions) => {
       const reply = await rawCall(url, method, path, options);
       const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body)} ${String(reply.headers['sl-violations'] ?? '')}`;
@@ -230,9 +284,8 @@ describe('prism proxy --errors in front of the real server', () => {
   });
 
   test('reports a logout body that breaks the contract', async () => {
-    const fixture = await startWrongLogoutBody(t.url);
+    fixture.breaking = true;
     try {
-      const url = await startProxy(fixture.url);
       const { accessToken } = await t.newSession();
       const reply = await rawCall(url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) });
       assert.equal(reply.status, 500);
@@ -242,7 +295,7 @@ describe('prism proxy --errors in front of the real server', () => {
         String(reply.headers['sl-violations']),
       );
     } finally {
-      await fixture.stop();
+      fixture.breaking = false;
     }
   });
 });

@@ -10,9 +10,8 @@ import { refusalOf } from '../src/http/failures.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { BASE, bearer, bodyOf, rawCall, type Reply, type Session } from './support/harness.js';
 import { freePort } from './support/processes.js';
+import { addClient, fibAuth } from './support/cli.js';
 import {
-  addClient,
-  fibAuth,
   registerUsers,
   startResourceServer,
   untilAnswer,

@@ -8,10 +8,9 @@ import { refusalOf } from '../src/http/failures.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 import { BASE, bearer, bodyOf, rawCall, type Session } from './support/harness.js';
+import { addClient, fibAuth } from './support/cli.js';
 import {
-  addClient,
   delaySummary,
-  fibAuth,
   registerUsers,
   startResourceServer,
   untilRefused,

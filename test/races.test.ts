@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
-import { packageRoot } from '../src/package-root.js';
-import { CLI } from './support/child-server.js';
+import { fibAuth } from './support/cli.js';
 import { assertExample, bodyOf, type Reply, type Session, type TestServer } from './support/harness.js';
 import { startServerWithStoreHooks, type StoreHooks } from './support/store-hooks.js';
 import { publicKeyHexOf, signInBody } from './support/vectors.js';
@@ -106,10 +103,7 @@ describe('races', () => {
       const email = `removed-${randomUUID()}@example.test`;
       await t.addUser(email, publicKeyHexOf(key));
       const proof = signInBody(email, key);
-      const removal = promisify(execFile)(process.execPath, [CLI, 'users', 'remove', '--email', email], {
-        cwd: packageRoot,
-        env: { ...process.env, DATABASE_URL: `sqlite:${hooks.file}` },
-      });
+      const removal = fibAuth(['users', 'remove', '--email', email], { DATABASE_URL: `sqlite:${hooks.file}` });
       let removed = false;
       void removal.finally(() => (removed = true));
       const issued: Session[] = [];

@@ -4,8 +4,18 @@ import { after, before, describe, test as testOn } from 'node:test';
 import { addressKey, type CountedRequest } from '../src/http/rate-limits.js';
 import type { ClusterLinks } from '../src/server.js';
 import { manualClock } from './support/clock.js';
-import { DATABASES, type TestDatabase } from './support/databases.js';
-import { assertExample, BASE, bearer, rawCall, type Reply, startTestServer, type TestServer } from './support/harness.js';
+import { DATABASES } from './support/databases.js';
+import {
+  assertExample,
+  BASE,
+  bearer,
+  exactlyOne200,
+  rawCall,
+  type Reply,
+  startTestServer,
+  startTestServerOn,
+  type TestServer,
+} from './support/harness.js';
 import { verifications } from './support/metrics.js';
 import { accessClaims, decodePart, forge, otherKey } from './support/tokens.js';
 import { publicKeyHexOf, signInBody, signMessage } from './support/vectors.js';
@@ -55,21 +65,14 @@ for (const backend of DATABASES) {
       testOn(name, { skip: backend.skip, timeout: 120_000 }, fn);
     };
     const clock = manualClock();
-    let database: TestDatabase;
     let t: TestServer;
     const logoutFrom = (localAddress: string, accessToken: string, headers: Record<string, string> = {}) =>
       t.call('POST', `${BASE}/logout`, { headers: { ...bearer(accessToken), ...headers }, localAddress });
     const signInFrom = (localAddress: string, body: object) => t.call('POST', `${BASE}/session`, { body, localAddress });
     before(async () => {
-      if (backend.skip) return;
-      database = await backend.create();
-      t = await startTestServer({ DATABASE_URL: database.url, ...LIMITS }, { clock });
+      if (!backend.skip) t = await startTestServerOn(backend, LIMITS, { clock });
     });
-    after(async () => {
-      if (backend.skip) return;
-      await t?.stop();
-      await database?.drop();
-    });
+    after(() => t?.stop());
 
     test(`a flood of ${FLOOD} forged logouts from one address turns into 429s before their signatures are verified, while another address logs out`, async (ctx) => {
       const s = await t.newSession();
@@ -188,9 +191,11 @@ for (const backend of DATABASES) {
       for (let i = 0; i < 12; i += 1)
         await assertExample(await signInFrom(address, signInBody(email, newKey())), 'PublicKeyNotRegistered');
       const proof = await t.challengedProof(email, key);
-      const raced = await Promise.all(Array.from({ length: 30 }, () => signInFrom(address, proof)));
-      assert.equal(raced.filter((reply) => reply.status === 200).length, 1);
-      for (const reply of raced.filter((r) => r.status !== 200)) await assertExample(reply, 'SignInNonceUsed');
+      await exactlyOne200(
+        30,
+        () => signInFrom(address, proof),
+        (reply) => assertExample(reply, 'SignInNonceUsed'),
+      );
       // The user's own sign-in, from the same address.
       assert.equal((await signInFrom(address, signInBody(email, key))).status, 200);
     });
@@ -220,7 +225,7 @@ for (const backend of DATABASES) {
 
     test('with the limits at 0 nothing is limited', async () => {
       const unlimited = await startTestServer({
-        DATABASE_URL: database.url,
+        DATABASE_URL: t.config.databaseUrl,
         RATE_LIMIT_REFUSED_PER_ADDRESS: '0',
         RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '0',
         RATE_LIMIT_CHALLENGES_PER_ADDRESS: '0',

@@ -8,7 +8,8 @@ import { packageRoot } from '../src/package-root.js';
 import { serveChild } from './support/child-server.js';
 import { BASE, bearer, envelopeOf, rawCall, startTestServer } from './support/harness.js';
 import { freePort, startProcess } from './support/processes.js';
-import { addClient, registerUsers, untilRefused } from './support/resource-servers.js';
+import { addClient } from './support/cli.js';
+import { registerUsers, untilRefused } from './support/resource-servers.js';
 
 test('the README walkthrough works as printed', async () => {
   const readme = readFileSync(join(packageRoot, 'README.md'), 'utf8');

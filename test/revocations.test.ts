@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test as testOn } from 'node:test';
-import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, sql, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import type { Revocation, Store } from '../src/domain/store.js';
 import { REVOCATION_RETENTION_SECONDS } from '../src/domain/revocation-feed.js';
-import { CLI } from './support/child-server.js';
+import { fibAuth } from './support/cli.js';
 import { openStore } from '../src/store/open.js';
 import { migrations } from '../src/store/schema.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
@@ -295,10 +293,7 @@ for (const backend of DATABASES) {
     test('watchRevocations hears a revocation another process commits (fib-auth users remove)', async () => {
       const email = await newUser(store);
       await store.createSession(session(email));
-      const removal = () =>
-        promisify(execFile)(process.execPath, [CLI, 'users', 'remove', '--email', email], {
-          env: { ...process.env, DATABASE_URL: database.url },
-        });
+      const removal = () => fibAuth(['users', 'remove', '--email', email], { DATABASE_URL: database.url });
       await calledWithin(store, 10_000, removal);
     });
   });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { packageRoot } from '../src/package-root.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
-import { addClient, fibAuth } from './support/resource-servers.js';
+import { addClient, fibAuth } from './support/cli.js';
 import { signInBody } from './support/vectors.js';
 
 const WORKFLOWS = join('openapi', 'workflows', 'fib-auth.arazzo.yaml');
@@ -71,9 +71,6 @@ describe('the Arazzo workflows of openapi/workflows/, run by Redocly respect aga
       FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
       HOST: '127.0.0.1',
       PORT: '0',
-      // Any free port for a management (metrics) listener too, never a fixed one beside other servers.
-      MANAGEMENT_PORT: '0',
-      WORKERS: '1',
     };
     const user = signInBody('workflows@example.test', generateKeyPairSync('ed25519').privateKey);
     // The CLI and the server share the new SQLite file from the start (docs/design.md §7).

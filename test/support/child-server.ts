@@ -1,15 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { packageRoot } from '../../src/package-root.js';
+import { CLI } from './cli.js';
 import { startProcess, type StartedProcess } from './processes.js';
-
-/** The package's bin in the checkout at `root`, as built by `npm run build` (which `npm test` runs first). */
-export function binOf(root = packageRoot): string {
-  const { bin } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-  return join(root, bin['fib-auth']);
-}
-
-export const CLI = binOf();
 
 export interface ChildServer {
   url: string;
@@ -26,11 +16,16 @@ const LISTENING = /^(\{.*"msg":"fib-auth listening".*\})\n/m;
 
 /**
  * Runs `fib-auth serve` as a child process with exactly the environment `env`, and resolves once
- * it listens. Its management listener takes a free port unless `env` names one, so that servers
- * of tests running side by side do not meet on the default port.
+ * it listens. It serves from one process (WORKERS=1) unless `env` sets WORKERS: a worker per core
+ * would compile the contract once more per core, and only the suites about workers need them.
+ * Its management listener takes a free port unless `env` names one, so that servers of tests
+ * running side by side do not meet on the default port.
  */
 export async function serveChild(env: NodeJS.ProcessEnv): Promise<ChildServer> {
-  const child = await startProcess(process.execPath, [CLI, 'serve'], { env: { MANAGEMENT_PORT: '0', ...env }, ready: LISTENING });
+  const child = await startProcess(process.execPath, [CLI, 'serve'], {
+    env: { WORKERS: '1', MANAGEMENT_PORT: '0', ...env },
+    ready: LISTENING,
+  });
   const { port, managementPort } = JSON.parse(child.readyMatch![1]) as { port: number; managementPort: number };
   return {
     url: `http://127.0.0.1:${port}`,

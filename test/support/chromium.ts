@@ -1,7 +1,5 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
 
 /** Debian's chromium; .ci/run installs it and sets REQUIRE_CHROMIUM=1 so that the browser tests must run. */
 export const CHROMIUM = '/usr/bin/chromium';
@@ -15,10 +13,9 @@ export function chromiumMissing(consequence: string): string | undefined {
   return why;
 }
 
-/** Chromium on a fresh profile, headless and quiet; `close` also deletes the profile. */
-export async function launchChromium(): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
-  const profile = mkdtempSync(join(tmpdir(), 'fib-auth-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
+/** Chromium, headless and quiet; a test opens a context of its own in it (storage, clock, routes). */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
     executablePath: CHROMIUM,
     args: [
       '--no-sandbox',
@@ -30,11 +27,4 @@ export async function launchChromium(): Promise<{ context: BrowserContext; close
       '--disable-sync',
     ],
   });
-  return {
-    context,
-    async close() {
-      await context.close();
-      rmSync(profile, { recursive: true, force: true });
-    },
-  };
 }

@@ -17,6 +17,7 @@ import type { Role } from '../../src/domain/store.js';
 import type { contractExamples } from '../../generated/examples.js';
 import type { components, operations } from '../../generated/openapi.js';
 import { BASE, bearer } from './api.js';
+import type { DatabaseBackend } from './databases.js';
 import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody, signMessage } from './vectors.js';
 
 export { BASE, bearer };
@@ -86,8 +87,12 @@ export interface ResolvedResponse {
   content: Record<string, { schema: object; examples: Record<string, { value: unknown }> }>;
 }
 
-/** The bundled contract, to check every answer the tests receive against it. */
-const contract = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, quick: false, customizeAjv: contractFormats });
+/**
+ * The bundled contract, to check every answer the tests receive against it. `quick` compiles
+ * the validator of an operation's answers when the first one is checked, not all of them in
+ * every test process; the server checks the definition itself at every start.
+ */
+const contract = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, quick: true, customizeAjv: contractFormats });
 const contractReady = contract.init();
 
 const PARSER_ANSWERS = (['headersTooLarge', 'requestTimeout', 'requestUnparsable'] as const).map((reason) => refusalOf(reason));
@@ -338,6 +343,25 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
 }
 
 /**
+ * The test server (startTestServer) on a fresh database of `backend`: a SQLite file, or a
+ * PostgreSQL schema. Stopping it drops the database too.
+ */
+export async function startTestServerOn(
+  backend: DatabaseBackend,
+  env: Record<string, string> = {},
+  parts: ServerParts = {},
+): Promise<TestServer> {
+  const database = await backend.create();
+  const t = await startTestServer({ DATABASE_URL: database.url, ...env }, parts);
+  const stop = t.stop;
+  t.stop = async () => {
+    await stop();
+    await database.drop();
+  };
+  return t;
+}
+
+/**
  * The body of a reply to `operationId`, typed as the contract documents it for `status`, after
  * asserting that status and checking the body against that response's schema.
  */
@@ -389,4 +413,27 @@ export async function assertExampleStatus(reply: Reply, name: EnvelopeExampleNam
     { status: reply.status, envelope: envelopeOf(reply).status },
     { status: example(name).status.code, envelope: example(name).status },
   );
+}
+
+/**
+ * Sends `count` requests at once (`send(i)` sends the i-th) that only one may win: the same
+ * logout, refresh token or nonce, on one server or several. Asserts that exactly one is answered
+ * 200 and that every other answer has the status `lost`, or passes the check `lost`; resolves
+ * with the 200 and the others.
+ */
+export async function exactlyOne200<R extends Reply>(
+  count: number,
+  send: (i: number) => Promise<R>,
+  lost: number | ((reply: R) => unknown),
+): Promise<{ winner: R; losers: R[] }> {
+  const replies = await Promise.all(Array.from({ length: count }, (_, i) => send(i)));
+  const statuses = `${count} at once: ${replies.map((reply) => reply.status).join(' ')}`;
+  const winners = replies.filter((reply) => reply.status === 200);
+  assert.equal(winners.length, 1, `exactly one 200 of ${statuses}`);
+  const losers = replies.filter((reply) => reply !== winners[0]);
+  for (const reply of losers) {
+    if (typeof lost === 'number') assert.equal(reply.status, lost, statuses);
+    else await lost(reply);
+  }
+  return { winner: winners[0], losers };
 }

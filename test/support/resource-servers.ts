@@ -1,29 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { loadConfig } from '../../src/config.js';
 import { openStore } from '../../src/store/open.js';
-import { CLI } from './child-server.js';
 import { BASE, bearer, bodyOf, rawCall, type Reply, type Session } from './harness.js';
 import { startProcess, type StartedProcess } from './processes.js';
 import { signInBody } from './vectors.js';
-
-/** Runs the package's bin with `env` added to this process's environment. */
-export async function fibAuth(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [CLI, ...args], {
-    env: { ...process.env, ...env },
-    timeout: 30_000,
-  });
-  return stdout;
-}
-
-/** Creates a resource-server client with the CLI; its secret is the last line of standard output. */
-export async function addClient(env: NodeJS.ProcessEnv, id = `rs-${randomUUID().slice(0, 8)}`) {
-  const lines = (await fibAuth(['clients', 'add', '--id', id], env)).trimEnd().split('\n');
-  return { clientId: id, clientSecret: lines[lines.length - 1] };
-}
 
 export interface ResourceServer {
   url: string;

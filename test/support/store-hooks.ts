@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/domain/store.js';
+import type { ServerParts } from '../../src/server.js';
 import { startTestServer, type TestServer } from './harness.js';
 
 type Method = keyof Store;
@@ -27,8 +28,12 @@ export interface StoreHooks {
 /**
  * Starts the test server on a store that can be interfered with through the store interface
  * only: the server under test is unchanged, and only what it is given behaves differently.
+ * `parts` gives it the rest of what startTestServer takes (a clock).
  */
-export async function startServerWithStoreHooks(env: Record<string, string> = {}): Promise<{ t: TestServer; hooks: StoreHooks }> {
+export async function startServerWithStoreHooks(
+  env: Record<string, string> = {},
+  parts: Omit<ServerParts, 'store'> = {},
+): Promise<{ t: TestServer; hooks: StoreHooks }> {
   const dir = mkdtempSync(join(tmpdir(), 'fib-auth-hooked-'));
   const file = join(dir, 'store.sqlite');
   const real = await openStore(loadConfig({ DATABASE_URL: `sqlite:${file}` }));
@@ -65,7 +70,7 @@ export async function startServerWithStoreHooks(env: Record<string, string> = {}
             throw injected(method);
           }),
   };
-  const t = await startTestServer(env, { store });
+  const t = await startTestServer(env, { ...parts, store });
   const stop = t.stop;
   t.stop = async () => {
     await stop();

@@ -2,15 +2,17 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test as testOn } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { DATABASES, type TestDatabase } from './support/databases.js';
-import { assertExample, envelopeOf, startTestServer, type Reply, type TestServer } from './support/harness.js';
-import { TcpProxy } from './support/tcp-proxy.js';
-import { decodePart } from './support/tokens.js';
-import { signInBody } from './support/vectors.js';
+import { DATABASES, type TestDatabase } from '../support/databases.js';
+import { assertExample, envelopeOf, startTestServer, type Reply, type TestServer } from '../support/harness.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
+import { decodePart } from '../support/tokens.js';
+import { signInBody } from '../support/vectors.js';
 
 const postgres = DATABASES.find((backend) => backend.name === 'PostgreSQL')!;
 // Short, to keep the test quick; not shorter, since this process also runs the proxy and the
-// server, whose start-up work can delay the first connection on a busy machine.
+// server, whose start-up work can delay the first connection on a busy machine. For the same
+// reason the suite runs in test/serial/, with no other test file beside it: its server migrates
+// within this timeout, and every bound below is a few seconds.
 const TIMEOUT_SECONDS = 2;
 /** Waiting for a pooled connection, then one statement's reply (timeout + 0.5 s); plus slack. */
 const BOUND_MS = 2 * TIMEOUT_SECONDS * 1000 + 500 + 1000;
