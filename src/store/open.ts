@@ -221,6 +221,12 @@ export async function openStore(config: StoreConfig, logger?: Logger): Promise<S
     // An idle connection that breaks is dropped by the pool and replaced on the next query;
     // without a listener the error would end the process.
     pool.on('error', (err) => logger?.warn({ err }, 'an idle database connection failed; it will be replaced'));
+    // A connection that breaks while it is checked out between two statements (the pool listens
+    // only to idle ones) would end the process the same way: its next statement fails instead,
+    // and the pool drops it when it is released.
+    pool.on('connect', (client) =>
+      client.on('error', (err) => logger?.warn({ err }, 'a database connection in use failed; it will be replaced')),
+    );
     return SqlStore.open(new PostgresDialect({ pool }), { backend: 'postgres', externalWatch: listenOnPostgres(config, logger) });
   }
   throw new Error(`DATABASE_URL names a store this build does not support: ${databaseUrl.split(':')[0]}`);
