@@ -194,7 +194,9 @@ async function keys(args: string[]): Promise<void> {
 
 /**
  * Stops on SIGTERM or SIGINT, or when `stopped` resolves: logs `why`, runs `close` once, and
- * exits 0 when it resolves, 1 when it fails.
+ * exits 0 when it resolves, 1 when it fails. A second signal ends the process at once, but a
+ * worker's: its primary passes SIGTERM on, and a signal to the whole process group (systemd's,
+ * Ctrl-C's) reaches the worker too, which would otherwise end it with its requests in flight.
  */
 function stopOn(logger: Logger, why: string, close: () => Promise<void>): (signal: string) => void {
   let stopping = false;
@@ -211,7 +213,8 @@ function stopOn(logger: Logger, why: string, close: () => Promise<void>): (signa
       },
     );
   };
-  process.once('SIGTERM', stop).once('SIGINT', stop);
+  if (cluster.isWorker) process.on('SIGTERM', stop).on('SIGINT', stop);
+  else process.once('SIGTERM', stop).once('SIGINT', stop);
   return stop;
 }
 

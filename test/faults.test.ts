@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/domain/store.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
+import { processTree } from './support/processes.js';
 import {
   assertExample,
   BASE,
@@ -215,6 +216,54 @@ describe('the server process dying', () => {
     assert.ok(answered.size >= KILL_AFTER);
   });
 
+  test('a worker that gets SIGTERM again while it drains (its primary passes one on, a signal to the process group sends another) still answers its request in flight', async (ctx) => {
+    // systemd signals every process of the unit, and Ctrl-C the terminal's process group: each
+    // worker then gets SIGTERM twice, once directly and once from its primary.
+    const server = await serveChild({ ...env, WORKERS: '2' });
+    ctx.after(() => server.stop('SIGKILL'));
+    // Both workers past their start-up, where they take SIGTERM as a signal to drain: each answered.
+    const answeredBy = () =>
+      new Set(
+        server.lines
+          .filter((line) => line.includes('"msg":"request"'))
+          .map((line) => (JSON.parse(line) as { worker: number }).worker),
+      );
+    for (const deadline = Date.now() + 10_000; answeredBy().size < 2 && Date.now() < deadline; await sleep(5)) {
+      await rawCall(server.url, 'GET', '/health/live');
+    }
+    const body = JSON.stringify(ALICE_SIGN_IN);
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('utf8')));
+    socket.on('error', () => {}); // a worker that died resets it: the missing answer is what fails
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write(
+      `POST ${BASE}/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    await waitFor('the 100 Continue', () => received.includes('100 Continue'), server);
+    const workers = processTree(server.pid).slice(1);
+    assert.equal(workers.length, 2);
+    for (const worker of workers) process.kill(worker, 'SIGTERM');
+    await waitFor(
+      'both workers draining',
+      () => server.lines.filter((line) => line.includes('worker stopped listening')).length === 2,
+      server,
+    );
+    for (const worker of workers) {
+      try {
+        process.kill(worker, 'SIGTERM');
+      } catch {
+        // the worker with no request in flight has drained and exited already
+      }
+    }
+    await sleep(100); // the second signal's moment to do harm
+
+    socket.write(body);
+    await closed;
+    assert.match(received.slice(received.lastIndexOf('HTTP/1.1 ')), /^HTTP\/1\.1 200 OK\r\n/, JSON.stringify(received));
+    assert.equal(await server.stop(), 0);
+  });
+
   test('SIGTERM with WORKERS=2: a request in flight still gets its answer, new connections are refused, exit 0', async (ctx) => {
     // The primary passes the signal on and each worker drains its own requests (docs/design.md §13).
     const server = await serveChild({ ...env, WORKERS: '2' });
@@ -228,18 +277,14 @@ describe('the server process dying', () => {
     socket.write(
       `POST ${BASE}/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`,
     );
-    /** Waits for `done`, failing after 10 s instead of hanging the suite. */
-    const until = async (what: string, done: () => boolean) => {
-      for (const deadline = Date.now() + 10_000; !done(); await sleep(5)) {
-        if (Date.now() > deadline) assert.fail(`${what} did not happen within 10 s:\n${server.lines.join('\n')}`);
-      }
-    };
-    await until('the 100 Continue', () => received.includes('100 Continue'));
+    await waitFor('the 100 Continue', () => received.includes('100 Continue'), server);
 
     const exited = server.stop('SIGTERM');
     // The server logs this once it has stopped listening.
-    await until('the log line saying the server stopped listening', () =>
-      server.lines.some((line) => line.includes('no new connections')),
+    await waitFor(
+      'the log line saying the server stopped listening',
+      () => server.lines.some((line) => line.includes('no new connections')),
+      server,
     );
     await assert.rejects(rawCall(server.url, 'POST', `${BASE}/logout`), { code: 'ECONNREFUSED' });
 
@@ -259,3 +304,10 @@ describe('the server process dying', () => {
     assert.equal(await exited, 0);
   });
 });
+
+/** Waits for `done`, failing after 10 s with the server's output instead of hanging the suite. */
+async function waitFor(what: string, done: () => boolean, server: ChildServer): Promise<void> {
+  for (const deadline = Date.now() + 10_000; !done(); await sleep(5)) {
+    if (Date.now() > deadline) assert.fail(`${what} did not happen within 10 s:\n${server.lines.join('\n')}`);
+  }
+}
