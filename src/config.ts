@@ -114,7 +114,7 @@ export const SETTINGS = {
   managementPort: integer('MANAGEMENT_PORT', 9000, [0, 65535], {
     description:
       'port of the management listener, which serves `/metrics`, apart from the API. A port already in use stops start-up (exit 1)',
-    see: { readme: 'Metrics and health', design: '§8' },
+    see: { readme: 'Metrics and health' },
   }),
   managementHost: text('MANAGEMENT_HOST', '127.0.0.1', {
     values: 'an address',
@@ -262,7 +262,6 @@ export const READ_BY_NODE: Omit<Setting<never>, 'parse' | 'fallback'>[] = [
     values: 'integer 1–1024',
     description:
       "threads of Node's pool in each process, which signs tokens (sign-in, refresh) beside the main thread; `src/fib-auth.cts` sets the default before Node starts the pool",
-    see: { design: '§8' },
   },
 ];
 
