@@ -254,8 +254,11 @@ export const SETTINGS = {
   }),
 } satisfies Record<string, Setting<unknown>>;
 
-/** A variable that Node reads itself, not `loadConfig`: documented in the same tables. */
-export const READ_BY_NODE: Omit<Setting<never>, 'parse' | 'fallback'>[] = [
+/** A variable the tables document that `loadConfig` does not read. */
+export type DocumentedVariable = Omit<Setting<unknown>, 'parse' | 'fallback'>;
+
+/** The variables Node reads itself, documented in the same tables. */
+export const READ_BY_NODE: DocumentedVariable[] = [
   {
     variable: 'UV_THREADPOOL_SIZE',
     shownDefault: 'cores − 1, at least 1',
