@@ -189,8 +189,8 @@ async function keys(args: string[]): Promise<void> {
 }
 
 /**
- * Stops on SIGTERM or SIGINT, or when `stopped` resolves: logs `why`, runs `close` once, and
- * exits 0 when it resolves, 1 when it fails. A second signal ends the process at once, but a
+ * Stops on SIGTERM or SIGINT, or when the returned function is called: logs `why`, runs
+ * `close` once, and exits 0 when it resolves, 1 when it fails. A second signal ends the process at once, but a
  * worker's: its primary passes SIGTERM on, and a signal to the whole process group (systemd's,
  * Ctrl-C's) reaches the worker too, which would otherwise end it with its requests in flight.
  */
