@@ -6,7 +6,13 @@ import { Lifetimes } from './domain/lifetimes.js';
  * The server's settings, one entry of SETTINGS per environment variable: `loadConfig` parses
  * and checks them from it, and `npm run gen` writes the README's and docs/design.md §8's
  * configuration tables from it (scripts/config-tables.ts). A new variable is one entry here,
- * plus the code that uses its value; a rule that relates several is one entry of CHECKS.
+ * plus the code that uses its value, then `npm run gen`; for example
+ *
+ *     pollInterval: integer('POLL_INTERVAL', 30, [1, 3600], { unit: 'seconds', description: '…', see: { design: '§11' } }),
+ *
+ * gives `config.pollInterval`, a number, and its row in both tables. `text`, `oneOf` and a
+ * literal `{ variable, fallback, values, description, parse }` make the others. A rule that
+ * relates several settings is one entry of CHECKS.
  */
 
 /** A configuration value that cannot be used; the CLI prints its message as one line and exits 1. */
