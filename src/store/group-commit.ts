@@ -1,4 +1,4 @@
-import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CompiledQuery, type Kysely } from 'kysely';
 import { BatchTiming, currentPhases, phaseTimingRequested, type RequestPhases } from '../request-phases.js';
 
@@ -12,12 +12,7 @@ const ROLLBACK_TO = CompiledQuery.raw('rollback to write');
 const COMMIT = CompiledQuery.raw('commit');
 const ROLLBACK = CompiledQuery.raw('rollback');
 
-/**
- * For how long a batch that finds the write lock taken asks again on every turn of the event
- * loop: about one batch of the other process with its fsync. After that it asks every
- * LOCK_RETRY_MS, the shortest a timer sleeps.
- */
-const LOCK_RETRY_EACH_TURN_MS = 2;
+/** How long a batch waits before it asks again for the write lock another process holds. */
 const LOCK_RETRY_MS = 1;
 
 /** How many statements a write runs: SQLite undoes a single statement that fails by itself. */
@@ -46,9 +41,8 @@ interface Queued<DB> {
  *
  * Other processes (the other workers, docs/design.md §13) write the same file. SQLite's own
  * busy handler would wait for their lock by sleeping on the event loop; so the connection has
- * no busy timeout (open.ts) and a batch that finds the lock taken asks again on the next turns
- * of the event loop, then every millisecond, while this process goes on serving requests,
- * whose writes join the next batch.
+ * no busy timeout (open.ts) and a batch that finds the lock taken asks again a millisecond
+ * later, while this process goes on serving requests, whose writes join the next batch.
  */
 export class GroupCommit<DB> {
   private queue: Queued<DB>[] = [];
@@ -111,8 +105,7 @@ export class GroupCommit<DB> {
   }
 
   private async begin(connection: Kysely<DB>, timing: BatchTiming | undefined): Promise<void> {
-    const started = performance.now();
-    const deadline = started + this.lockTimeoutMs;
+    const deadline = performance.now() + this.lockTimeoutMs;
     for (;;) {
       try {
         await connection.executeQuery(BEGIN);
@@ -120,7 +113,7 @@ export class GroupCommit<DB> {
       } catch (error) {
         if ((error as { code?: unknown }).code !== 'SQLITE_BUSY' || performance.now() >= deadline) throw error;
         timing?.retried();
-        await (performance.now() - started < LOCK_RETRY_EACH_TURN_MS ? nextTurn() : sleep(LOCK_RETRY_MS));
+        await sleep(LOCK_RETRY_MS);
       }
     }
   }
