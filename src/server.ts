@@ -17,6 +17,7 @@ import { startManagementServer, urlOf } from './management.js';
 import { countLiveSessions, Metrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { openStore } from './store/open.js';
+import { markAround, phaseTimingRequested } from './request-phases.js';
 import type { Store } from './domain/store.js';
 
 /** Expired sessions are deleted this often, so storage stays bounded by live sessions. */
@@ -160,6 +161,8 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const share = (cap: number) => Math.ceil(cap / (parts.cluster ? config.workers : 1));
   const lifetimes = lifetimesOf(config);
   const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
+  // Phase timing, when on (src/request-phases.ts): a handler that verifies a token does it first.
+  if (phaseTimingRequested()) markAround(tokens, 'verify', 'validate', 'verify');
   const feed = new RevocationFeed(store);
   const auth = new Authentication(store, tokens, clock, config.signInChallenge, lifetimes, metrics.verified);
   const api = await createApi({

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CompiledQuery, type Kysely } from 'kysely';
+import { BatchTiming, currentPhases, phaseTimingRequested, type RequestPhases } from '../request-phases.js';
 
 type Write<DB, T> = (db: Kysely<DB>) => Promise<T>;
 
@@ -22,6 +23,8 @@ interface Queued<DB> {
   statements: Statements;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+  /** The request's timeline, when phase timing is on (src/request-phases.ts). */
+  phases: RequestPhases | undefined;
 }
 
 /**
@@ -43,6 +46,8 @@ interface Queued<DB> {
  */
 export class GroupCommit<DB> {
   private queue: Queued<DB>[] = [];
+  /** Phase timing (src/request-phases.ts) is decided once, when the store opens. */
+  private readonly timed = phaseTimingRequested();
 
   constructor(
     private readonly db: Kysely<DB>,
@@ -52,7 +57,8 @@ export class GroupCommit<DB> {
   run<T>(write: Write<DB, T>, statements: Statements): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.queue.length === 0) setImmediate(() => void this.commit());
-      this.queue.push({ write, statements, resolve: resolve as (value: unknown) => void, reject });
+      const phases = this.timed ? currentPhases() : undefined;
+      this.queue.push({ write, statements, resolve: resolve as (value: unknown) => void, reject, phases });
     });
   }
 
@@ -60,9 +66,12 @@ export class GroupCommit<DB> {
     const batch = this.queue;
     this.queue = [];
     const answers: (() => void)[] = [];
+    let timing: BatchTiming | undefined;
     try {
       await this.db.connection().execute(async (connection) => {
-        await this.begin(connection);
+        if (this.timed) timing = new BatchTiming();
+        await this.begin(connection, timing);
+        timing?.locked();
         try {
           for (const { write, statements, resolve, reject } of batch) {
             const atomic = statements === 'several';
@@ -78,7 +87,9 @@ export class GroupCommit<DB> {
               }
               answers.push(() => reject(error));
             }
+            timing?.statementDone();
           }
+          timing?.committing();
           await connection.executeQuery(COMMIT);
         } catch (error) {
           await connection.executeQuery(ROLLBACK).catch(() => undefined); // the error below says what failed
@@ -89,10 +100,11 @@ export class GroupCommit<DB> {
       for (const { reject } of batch) reject(error);
       return;
     }
+    timing?.committed(batch.map((queued) => queued.phases));
     for (const answer of answers) answer();
   }
 
-  private async begin(connection: Kysely<DB>): Promise<void> {
+  private async begin(connection: Kysely<DB>, timing: BatchTiming | undefined): Promise<void> {
     const deadline = performance.now() + this.lockTimeoutMs;
     for (;;) {
       try {
@@ -100,6 +112,7 @@ export class GroupCommit<DB> {
         return;
       } catch (error) {
         if ((error as { code?: unknown }).code !== 'SQLITE_BUSY' || performance.now() >= deadline) throw error;
+        timing?.retried();
         await sleep(LOCK_RETRY_MS);
       }
     }
