@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import type { StoreLog, StoreOptions } from './store/open.js';
 
 export interface Config {
   /** Processes that serve HTTP (docs/design.md §13); one serves from the process itself. */
@@ -129,4 +130,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     managementPort,
     managementHost: env.MANAGEMENT_HOST || '127.0.0.1',
   };
+}
+
+/** What the store is given of the configuration (docs/design.md §7): the store knows nothing else of it. */
+export function storeOptions(config: Config, log?: StoreLog): StoreOptions {
+  return { url: config.databaseUrl, poolSize: config.databasePoolSize, timeoutMs: config.databaseTimeout * 1000, log };
 }
