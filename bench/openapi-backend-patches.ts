@@ -8,11 +8,11 @@
  */
 import { OpenAPIBackend, type Request } from 'openapi-backend';
 import { contractFormats } from '../src/http/api.js';
-import { keepOperationList, parseEachRequestOnce, validateRequestsOnly } from '../src/http/openapi-backend-patches.js';
+import { keepOperationList, validateRequestsOnly } from '../src/http/openapi-backend-patches.js';
 import { bundledSpecPath } from '../src/package-root.js';
 
-type Patch = 'validateRequestsOnly' | 'keepOperationList' | 'parseEachRequestOnce';
-const PATCHES: readonly Patch[] = ['validateRequestsOnly', 'keepOperationList', 'parseEachRequestOnce'];
+type Patch = 'validateRequestsOnly' | 'keepOperationList';
+const PATCHES: readonly Patch[] = ['validateRequestsOnly', 'keepOperationList'];
 
 async function router(patches: readonly Patch[]): Promise<OpenAPIBackend> {
   const requestsOnly = patches.includes('validateRequestsOnly');
@@ -28,7 +28,6 @@ async function router(patches: readonly Patch[]): Promise<OpenAPIBackend> {
   for (const { operationId } of api.router.getOperations()) api.register(operationId!, nothing);
   if (requestsOnly) validateRequestsOnly(api, contractFormats);
   if (patches.includes('keepOperationList')) keepOperationList(api);
-  if (patches.includes('parseEachRequestOnce')) parseEachRequestOnce(api);
   return api;
 }
 
@@ -85,7 +84,6 @@ async function perRequest(rounds: number, batch: number): Promise<void> {
   const variants: Record<string, Patch[]> = {
     shipped: [...PATCHES],
     'without keepOperationList': PATCHES.filter((p) => p !== 'keepOperationList'),
-    'without parseEachRequestOnce': PATCHES.filter((p) => p !== 'parseEachRequestOnce'),
     'without validateRequestsOnly': PATCHES.filter((p) => p !== 'validateRequestsOnly'),
     'no patch': [],
   };

@@ -8,7 +8,7 @@ import { AuthFailure } from '../domain/failures.js';
 import { bundledSpecPath } from '../package-root.js';
 import { HttpFailure } from './failures.js';
 import { operationHandlers, type Services } from './handlers.js';
-import { keepOperationList, parseEachRequestOnce, validateRequestsOnly } from './openapi-backend-patches.js';
+import { keepOperationList, validateRequestsOnly } from './openapi-backend-patches.js';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 
@@ -103,6 +103,5 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
   await api.init();
   validateRequestsOnly(api, contractFormats);
   keepOperationList(api);
-  parseEachRequestOnce(api);
   return api;
 }

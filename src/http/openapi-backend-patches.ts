@@ -1,16 +1,11 @@
-import {
-  OpenAPIValidator,
-  type AjvCustomizer,
-  type OpenAPIBackend,
-  type Operation,
-  type ParsedRequest,
-  type Request,
-} from 'openapi-backend';
+import { OpenAPIValidator, type AjvCustomizer, type OpenAPIBackend } from 'openapi-backend';
 
 /**
- * Where the server replaces parts of openapi-backend (5.x) after `init()`, each kept only while
- * bench/openapi-backend-patches.ts measures that it pays (docs/design.md §10, where the numbers
- * are). Each is applied to the router that `createApi` (api.ts) builds, and to nothing else.
+ * Where the server replaces parts of openapi-backend (5.21) after `init()`, each kept only while
+ * `node --import tsx bench/openapi-backend-patches.ts` measures that it pays (docs/design.md §10
+ * keeps the numbers). Each is applied to the router that `createApi` (api.ts) builds. The
+ * figures below are CPU medians of three runs on the 2-core development machine, 2026-12-06,
+ * load average 15–20, each run's variants alternating.
  */
 
 /**
@@ -19,7 +14,9 @@ import {
  * Requests alone are validated, with validators compiled now, not on the first request.
  * The router must be built with `validate: false`; this turns validation on.
  *
- * Measured: start-up (construct + init) median 2026-12-06: see docs/design.md §10.
+ * Measured: building and initialising the router took 176–213 ms of CPU with this and
+ * 446–512 ms without (2.40–2.54 ×), in every worker's start; per request it changes nothing
+ * (0.95–1.01 ×).
  */
 export function validateRequestsOnly(api: OpenAPIBackend, customizeAjv: AjvCustomizer): void {
   api.validator = new OpenAPIValidator({
@@ -35,38 +32,12 @@ export function validateRequestsOnly(api: OpenAPIBackend, customizeAjv: AjvCusto
 /**
  * openapi-backend rebuilds its list of operations (lodash chains, object copies) on every
  * match, several times per request; the contract does not change while the server runs.
+ *
+ * Measured: `handleRequest` on the hot paths' requests (sign-in, logout, ending a session,
+ * introspection, the feed), with handlers that do nothing, cost 20–28 µs of CPU with this and
+ * 79–89 µs without: a logout costs 330–450 µs of CPU in all (BENCHMARKS.md).
  */
 export function keepOperationList(api: OpenAPIBackend): void {
   const operations = api.router.getOperations();
   api.router.getOperations = () => operations;
-}
-
-type Parts = Record<string, unknown>;
-type Parsed = ParsedRequest<unknown, Parts, Parts, Parts, Parts>;
-
-/**
- * openapi-backend's `handleRequest` parses a request three times: before routing, after it,
- * and again to validate it; each parse compiles the operation's path template and decodes the
- * body anew. Here a request is parsed once for the operation it addresses, and each caller
- * gets its own copy of the parts that validation coerces in place (parameters, headers,
- * cookies). A request that addresses no operation is parsed as before, for the 404 or 405.
- */
-export function parseEachRequestOnce(api: OpenAPIBackend): void {
-  const { router } = api;
-  const parseAsTheLibraryDoes = router.parseRequest.bind(router);
-  const parse = (req: Request, operation?: Operation) => parseAsTheLibraryDoes(req, operation) as Parsed;
-  const parsed = new WeakMap<Request, { operation: Operation; request: Parsed }>();
-  router.parseRequest = (req: Request, operation = router.matchOperation(req)) => {
-    if (!operation) return parse(req);
-    let earlier = parsed.get(req);
-    if (earlier?.operation !== operation) parsed.set(req, (earlier = { operation, request: parse(req, operation) }));
-    const { request } = earlier;
-    return {
-      ...request,
-      params: { ...request.params },
-      query: { ...request.query },
-      headers: { ...request.headers },
-      cookies: { ...request.cookies },
-    };
-  };
 }
