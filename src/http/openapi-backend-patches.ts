@@ -14,9 +14,9 @@ import { OpenAPIValidator, type AjvCustomizer, type OpenAPIBackend } from 'opena
  * Requests alone are validated, with validators compiled now, not on the first request.
  * The router must be built with `validate: false`; this turns validation on.
  *
- * Measured: building and initialising the router took 176–213 ms of CPU with this and
- * 446–512 ms without (2.40–2.54 ×), in every worker's start; per request it changes nothing
- * (0.95–1.01 ×).
+ * Measured: building and initialising the router took 159–205 ms of CPU with this and
+ * 460–576 ms without (2.81–2.90 ×), in every worker's start; per request it changes nothing
+ * (0.88–1.03 ×).
  */
 export function validateRequestsOnly(api: OpenAPIBackend, customizeAjv: AjvCustomizer): void {
   api.validator = new OpenAPIValidator({
@@ -34,8 +34,8 @@ export function validateRequestsOnly(api: OpenAPIBackend, customizeAjv: AjvCusto
  * match, several times per request; the contract does not change while the server runs.
  *
  * Measured: `handleRequest` on the hot paths' requests (sign-in, logout, ending a session,
- * introspection, the feed), with handlers that do nothing, cost 20–28 µs of CPU with this and
- * 79–89 µs without: a logout costs 330–450 µs of CPU in all (BENCHMARKS.md).
+ * introspection, the feed), with handlers that do nothing, cost 25–37 µs of CPU with this and
+ * 78–111 µs without (3.04–3.14 ×), of the 330–450 µs a logout costs in all (BENCHMARKS.md).
  */
 export function keepOperationList(api: OpenAPIBackend): void {
   const operations = api.router.getOperations();
