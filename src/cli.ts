@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { ConfigError, lifetimesOf, loadConfig, type Config } from './config.js';
+import { ConfigError, lifetimesOf, loadConfig, storeOptions, type Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
 import { CLIENT_ID_PATTERN, Clients } from './domain/clients.js';
 import { EMAIL_MAX_LENGTH, isEmail } from './domain/email.js';
@@ -50,7 +50,7 @@ function required(value: string | boolean | undefined, flag: string): string {
 async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const { openStore } = await import('./store/open.js'); // Kysely and the drivers: only for the commands that use them
-  const store = await openStore(config);
+  const store = await openStore(storeOptions(config));
   try {
     return await work(store);
   } finally {

@@ -1,6 +1,6 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { lifetimesOf, type Config } from './config.js';
+import { lifetimesOf, storeOptions, type Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
 import { Clients } from './domain/clients.js';
 import { epochSeconds, systemClock, type Clock } from './domain/clock.js';
@@ -150,7 +150,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const keySource = keyFileSource(config.signingKeyFile, () =>
     logger.info({ file: config.signingKeyFile }, 'created a new signing key'),
   );
-  const store = parts.store ?? (await openStore(config, logger));
+  const store = parts.store ?? (await openStore(storeOptions(config, logger)));
   // Withdrawn keys are refused from the first request on; the ring reads them again and again.
   const keys = await KeyRing.load(keySource, clock, await store.withdrawnKeys());
   const stopFollowingWithdrawals = followKeyWithdrawals(store, keys, logger);

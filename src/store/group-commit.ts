@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CompiledQuery, type Kysely } from 'kysely';
 import { BatchTiming, currentPhases, phaseTimingRequested, type RequestPhases } from '../request-phases.js';
+import type { Statements } from './backends/profile.js';
 
 type Write<DB, T> = (db: Kysely<DB>) => Promise<T>;
 
@@ -14,9 +15,6 @@ const ROLLBACK = CompiledQuery.raw('rollback');
 
 /** How long a batch waits before it asks again for the write lock another process holds. */
 const LOCK_RETRY_MS = 1;
-
-/** How many statements a write runs: SQLite undoes a single statement that fails by itself. */
-export type Statements = 'one' | 'several';
 
 interface Queued<DB> {
   write: Write<DB, unknown>;
@@ -41,7 +39,7 @@ interface Queued<DB> {
  *
  * Other processes (the other workers, docs/design.md §13) write the same file. SQLite's own
  * busy handler would wait for their lock by sleeping on the event loop; so the connection has
- * no busy timeout (open.ts) and a batch that finds the lock taken asks again a millisecond
+ * no busy timeout (backends/sqlite.ts) and a batch that finds the lock taken asks again a millisecond
  * later, while this process goes on serving requests, whose writes join the next batch.
  */
 export class GroupCommit<DB> {
