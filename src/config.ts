@@ -44,6 +44,13 @@ export interface Config {
   /** Where the management listener serves the metrics (docs/design.md §8), apart from the public port. */
   managementPort: number;
   managementHost: string;
+  /**
+   * The origin the tokens name as their `iss` and the metadata lists its URLs under
+   * (docs/design.md §5, §14); undefined when ISSUER is unset: then `http://localhost:<port listened on>`.
+   */
+  issuer: string | undefined;
+  /** The `aud` of every access token: the FIB API services that accept them. */
+  audience: readonly string[];
 }
 
 /** A configuration value that cannot be used; the CLI prints its message as one line and exits 1. */
@@ -58,6 +65,23 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: nu
     throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
   }
   return Number(raw);
+}
+
+const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '[::1]'];
+
+/** ISSUER: an origin (no path, query or fragment), https unless it is a loopback address. */
+function issuerOf(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (!url || url.origin !== raw.replace(/\/$/, '') || !['https:', 'http:'].includes(url.protocol)) {
+    throw new ConfigError(
+      `ISSUER must be the service's public origin, such as https://auth.example.com (no path), got ${JSON.stringify(raw)}`,
+    );
+  }
+  if (url.protocol === 'http:' && !LOOPBACK_HOSTS.includes(url.hostname)) {
+    throw new ConfigError(`ISSUER must use https unless its host is localhost, 127.0.0.1 or [::1], got ${JSON.stringify(raw)}`);
+  }
+  return url.origin;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -100,6 +124,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (port !== 0 && managementPort === port) {
     throw new ConfigError(`MANAGEMENT_PORT must not be PORT (${port}): the metrics are served apart from the API`);
   }
+  const issuer = issuerOf(env.ISSUER);
+  const audience = (env.AUDIENCE || 'fib-api')
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  // A refresh token's audience is the issuer: an access audience equal to it would let a
+  // resource server accept refresh tokens (docs/design.md §5).
+  if (audience.length === 0 || (issuer !== undefined && audience.includes(issuer))) {
+    throw new ConfigError(`AUDIENCE must name one or more audiences, separated by commas, none of them ISSUER; got ${JSON.stringify(env.AUDIENCE)}`);
+  }
   return {
     workers,
     port,
@@ -128,5 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxLongPollsPerClient: integer(env, 'MAX_LONG_POLLS_PER_CLIENT', 16, 1, 10_000),
     managementPort,
     managementHost: env.MANAGEMENT_HOST || '127.0.0.1',
+    issuer,
+    audience,
   };
 }

@@ -19,6 +19,13 @@ export interface KeyMaterial {
 
 export type PublicJwk = { kty: 'OKP'; crv: 'Ed25519'; x: string; kid: string; alg: 'EdDSA'; use: 'sig' };
 
+/**
+ * How long caches may keep the key set and the metadata (`Cache-Control: public, max-age`). A
+ * key published by `fib-auth keys generate` reaches every verifier behind a cache (a shared
+ * cache, then the verifier's own) within twice this: rotate no sooner (docs/design.md §5).
+ */
+export const PUBLISHED_KEYS_MAX_AGE_SECONDS = 60;
+
 /** How long past the last token's expiry a retired key keeps verifying: time for every instance to reload. */
 export const ROTATION_GRACE_SECONDS = 300;
 

@@ -16,7 +16,7 @@ import { startServer, type RunningServer, type ServerParts } from '../../src/ser
 import type { Role } from '../../src/domain/store.js';
 import type { contractExamples } from '../../generated/examples.js';
 import type { components, operations } from '../../generated/openapi.js';
-import { BASE, bearer } from './api.js';
+import { BASE, bearer, TEST_ISSUER } from './api.js';
 import type { DatabaseBackend } from './databases.js';
 import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody, signMessage } from './vectors.js';
 
@@ -271,6 +271,7 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     RATE_LIMIT_REFUSED_PER_ADDRESS: '0',
     RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '0',
     RATE_LIMIT_CHALLENGES_PER_ADDRESS: '0',
+    ISSUER: TEST_ISSUER,
     ...env,
   });
   const logs: string[] = [];
