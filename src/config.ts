@@ -132,7 +132,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // A refresh token's audience is the issuer: an access audience equal to it would let a
   // resource server accept refresh tokens (docs/design.md §5).
   if (audience.length === 0 || (issuer !== undefined && audience.includes(issuer))) {
-    throw new ConfigError(`AUDIENCE must name one or more audiences, separated by commas, none of them ISSUER; got ${JSON.stringify(env.AUDIENCE)}`);
+    throw new ConfigError(
+      `AUDIENCE must name one or more audiences, separated by commas, none of them ISSUER; got ${JSON.stringify(env.AUDIENCE)}`,
+    );
   }
   return {
     workers,

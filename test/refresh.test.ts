@@ -38,18 +38,7 @@ describe('refresh', () => {
     assert.equal(refreshHeader.typ, 'refresh+jwt');
     assert.match(String(accessHeader.kid), /^[A-Za-z0-9_-]{43}$/);
     const access = decodePart(s.accessToken, 1);
-    assert.deepEqual(Object.keys(access).sort(), [
-      'acc',
-      'aud',
-      'client_id',
-      'exp',
-      'iat',
-      'iss',
-      'jti',
-      'role',
-      'sid',
-      'sub',
-    ]);
+    assert.deepEqual(Object.keys(access).sort(), ['acc', 'aud', 'client_id', 'exp', 'iat', 'iss', 'jti', 'role', 'sid', 'sub']);
     assert.equal(access.sub, s.email);
     assert.equal(access.role, 'ROLE_PEER');
     // RFC 9068: the issuer, the audience (one: a string), the client the token was issued to.

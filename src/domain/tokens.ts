@@ -140,7 +140,13 @@ export class Tokens {
         accessJti,
       ),
       // Its audience is the issuer: a resource server that checks `aud` refuses it (docs/design.md §5).
-      this.sign({ sub: subject.email, sid, acjti: accessJti, iss: issuer, aud: issuer }, 'refresh', iat, refreshExpiresAt, refreshJti),
+      this.sign(
+        { sub: subject.email, sid, acjti: accessJti, iss: issuer, aud: issuer },
+        'refresh',
+        iat,
+        refreshExpiresAt,
+        refreshJti,
+      ),
     ]);
     return {
       accessToken,
@@ -227,7 +233,11 @@ export async function verifyToken<T extends TokenType>(
   const key = await keyFor(token.header.kid);
   if (!key) throw new AuthFailure('tokenKeyIdUnknown');
 
-  const options: JWTClaimVerificationOptions = { typ: TYP[type], requiredClaims: REQUIRED_CLAIMS[type], currentDate: new Date(now) };
+  const options: JWTClaimVerificationOptions = {
+    typ: TYP[type],
+    requiredClaims: REQUIRED_CLAIMS[type],
+    currentDate: new Date(now),
+  };
   const issuedBeforeIssuer = !('iss' in token.payload) && !('aud' in token.payload);
   if (!(acceptance.acceptWithoutIssuer && issuedBeforeIssuer)) {
     options.issuer = acceptance.issuer;

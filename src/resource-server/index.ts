@@ -106,10 +106,15 @@ function validated(options: VerifierOptions) {
   }
   const { issuer } = options;
   if (issuer !== undefined && (typeof issuer !== 'string' || !URL.canParse(issuer) || new URL(issuer).origin !== issuer)) {
-    throw new VerifierOptionsError(`issuer must be the service's ISSUER, an origin such as https://auth.example.com, not ${String(issuer)}.`);
+    throw new VerifierOptionsError(
+      `issuer must be the service's ISSUER, an origin such as https://auth.example.com, not ${String(issuer)}.`,
+    );
   }
   const audience = typeof options.audience === 'string' ? [options.audience] : options.audience;
-  if (audience !== undefined && (!Array.isArray(audience) || audience.length === 0 || !audience.every((aud) => typeof aud === 'string' && aud !== ''))) {
+  if (
+    audience !== undefined &&
+    (!Array.isArray(audience) || audience.length === 0 || !audience.every((aud) => typeof aud === 'string' && aud !== ''))
+  ) {
     throw new VerifierOptionsError('audience must be a non-empty string or a non-empty list of them, such as fib-api.');
   }
   return {
