@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { once } from 'node:events';
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import fastifyJwt from '@fastify/jwt';
+import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt';
 import express, { type ErrorRequestHandler } from 'express';
 import { auth } from 'express-oauth2-jwt-bearer';
-import Fastify from 'fastify';
+import Fastify, { type FastifyRequest } from 'fastify';
 import { createRemoteJWKSet, errors, jwtVerify } from 'jose';
 import * as oauth from 'oauth4webapi';
 import * as openid from 'openid-client';
@@ -28,13 +27,6 @@ interface Tokens {
   refresh: string;
   /** The live access token's header and claims, signed by another key. */
   forged: string;
-}
-
-/** An HTTP server on a free port of the loopback address, and its URL. */
-async function listening(server: Server): Promise<string> {
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 /** The status a resource server answers a request with the token as bearer. */
@@ -132,14 +124,13 @@ for (const backend of DATABASES) {
       const pems = new Map(
         keys.map((jwk) => [jwk.kid, createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' })]),
       );
+      // Decoded whole (`decode: { complete: true }`), the token names its key in its header.
+      const keyOfToken = (_request: FastifyRequest, token: TokenOrHeader) =>
+        Promise.resolve(pems.get(String('header' in token ? (token.header as { kid?: string }).kid : undefined)) ?? '');
       const app = Fastify();
       await app.register(fastifyJwt, {
-        // With the whole token decoded, the key is picked by the header's kid.
         decode: { complete: true },
-        secret: {
-          public: (_request, token) =>
-            Promise.resolve(pems.get(String((token as { header: { kid?: string } }).header.kid)) ?? ''),
-        },
+        secret: { public: keyOfToken },
         verify: {
           algorithms: ['EdDSA'],
           allowedIss: issuer,

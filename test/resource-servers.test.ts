@@ -146,11 +146,12 @@ describe('introspection and the revocation feed', () => {
         });
       const active = await posted({ client_id: 'posting-service', client_secret: secret });
       assert.equal((await bodyOf(active, 'introspectToken', 200)).active, true);
-      for (const fields of [
+      const refused: Record<string, string>[] = [
         { client_id: 'posting-service', client_secret: 'wrong' },
         { client_id: 'posting-service' },
         { client_id: 'nobody', client_secret: secret },
-      ]) {
+      ];
+      for (const fields of refused) {
         const reply = await posted(fields);
         assert.deepEqual([reply.status, reply.body], [401, example('IntrospectionClientInvalid')], JSON.stringify(fields));
       }

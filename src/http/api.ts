@@ -136,7 +136,7 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
     },
     unauthorizedHandler: (c: Context) => {
       // Each operation has one security scheme; its handler threw the reason.
-      throw securityFailure(c);
+      throw securityFailure(c)!;
     },
     validationFail: (c: Context) => {
       // Client credentials are checked before the request, as for every other operation.

@@ -80,9 +80,9 @@ export interface Services {
  * also allows no security scheme (`{}`: introspection, whose client may authenticate in the
  * form) is routed on even then, so its handler and validation ask here first.
  */
-export function securityFailure(c: Context): unknown {
+export function securityFailure(c: Context): Error | undefined {
   const failed = Object.values<unknown>(c.security ?? {}).find(
-    (value): value is { error: unknown } => typeof value === 'object' && value !== null && 'error' in value && !!value.error,
+    (value): value is { error: Error } => typeof value === 'object' && value !== null && 'error' in value && !!value.error,
   );
   return failed?.error;
 }

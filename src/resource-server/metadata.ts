@@ -46,7 +46,7 @@ export class ServiceMetadata {
         if (typeof issuer !== 'string' || !Array.isArray(audience) || !audience.every((aud) => typeof aud === 'string')) {
           throw new Error(`GET ${this.url} answered no issuer and audience`);
         }
-        this.known = { issuer: given.issuer ?? issuer, audience: given.audience ?? (audience as string[]) };
+        this.known = { issuer: given.issuer ?? issuer, audience: given.audience ?? audience };
         this.lastFailure = undefined;
         return;
       } catch (error) {
