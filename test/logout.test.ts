@@ -172,10 +172,10 @@ describe('logout', () => {
       await assertExample(await t.logout(refreshToken), 'NotAnAccessToken');
     });
 
-    test('required claims missing or of the wrong type', async () => {
+    test('required claims missing or of the wrong type (iss without aud, or the reverse, among them)', async () => {
       const { accessToken, email } = await t.newSession();
       const header = decodePart(accessToken, 0);
-      for (const claim of ['acc', 'sub', 'role', 'sid', 'jti', 'iat', 'exp'] as const) {
+      for (const claim of ['acc', 'sub', 'role', 'sid', 'iss', 'aud', 'jti', 'iat', 'exp'] as const) {
         const { [claim]: _dropped, ...claims } = accessClaims(email);
         await assertExample(await t.logout(forge(header, claims, serverKey(t))), 'TokenClaimsMissing');
       }
@@ -201,15 +201,6 @@ describe('logout', () => {
         { ...refresh, aud: 'fib-api' }, // an access audience: not a refresh token of this service
       ]) {
         await assertExample(await t.refresh(signed(refreshHeader, claims)), 'TokenIssuerOrAudienceOther');
-      }
-    });
-
-    test('a token naming its issuer but not its audience, or the reverse, lacks a required claim', async () => {
-      const { accessToken } = await t.newSession();
-      const { iss: _iss, ...withoutIssuer } = decodePart(accessToken, 1);
-      const { aud: _aud, ...withoutAudience } = decodePart(accessToken, 1);
-      for (const claims of [withoutIssuer, withoutAudience]) {
-        await assertExample(await t.logout(forge(decodePart(accessToken, 0), claims, serverKey(t))), 'TokenClaimsMissing');
       }
     });
 
