@@ -1,6 +1,6 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { packageRoot } from '../src/package-root.js';
-import { BASE, bearer } from '../test/support/api.js';
+import { BASE, bearer, TEST_ISSUER } from '../test/support/api.js';
 import { binOf } from '../test/support/cli.js';
 import { startProcess, type StartedProcess } from '../test/support/processes.js';
 import { newSession, type LiveSession, type TokenMinter } from '../test/support/tokens.js';
@@ -97,6 +97,8 @@ export function startFibAuth(databaseUrl: string, keyFile: string, port: number,
     DATABASE_URL: databaseUrl,
     FIB_AUTH_SIGNING_KEY_FILE: keyFile,
     LOG_LEVEL,
+    // The issuer the minted tokens name (TokenMinter).
+    ISSUER: TEST_ISSUER,
     ...env,
   });
 }

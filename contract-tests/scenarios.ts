@@ -124,6 +124,7 @@ function bearerScenarios(kind: TokenKind): Record<string, Scenario> {
     TokenHeaderUnsupported: (c) =>
       reSigned(c, (header, claims) => [{ ...header, crit: ['exp-policy'], 'exp-policy': 1 }, claims]),
     TokenClaimsMissing: (c) => reSigned(c, (header, { jti: _jti, ...claims }) => [header, claims]),
+    TokenIssuerOrAudienceOther: (c) => reSigned(c, (header, claims) => [header, { ...claims, iss: 'https://other.example' }]),
     [kind === 'access' ? 'AccessTokenExpired' : 'RefreshTokenExpired']: (c) =>
       reSigned(c, (header, claims) => [header, { ...claims, exp: Math.floor(Date.now() / 1000) }]),
     [kind === 'access' ? 'NotAnAccessToken' : 'NotARefreshToken']: async ({ t }) =>
@@ -362,7 +363,21 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     ScopeInvalid: async ({ t }) => ({ ...bearer((await t.newSession()).accessToken), query: 'scope=everywhere' }),
   },
   introspectToken: {
-    ...clientScenarios,
+    // The OAuth endpoint's own answers to the same requests (RFC 6749 §5.2).
+    IntrospectionClientMissing: () =>
+      Promise.resolve({
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token: 'x.y.z' }).toString(),
+      }),
+    // client_secret_post with a registered id and another secret.
+    IntrospectionClientInvalid: async ({ t }) => {
+      const id = `rs-${randomUUID()}`;
+      await new Clients(t.server.store, Date.now).add(id);
+      return {
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token: 'x.y.z', client_id: id, client_secret: randomUUID() }).toString(),
+      };
+    },
     TooManyRefusedRequests: async (c) => merged(await introspecting(c, { token: 'x.y.z' }), await overTheAddressLimit(c)),
     TokenActive: async (c) => introspecting(c, { token: (await c.t.newSession()).accessToken }),
     TokenInactive: async (c) => {
@@ -409,5 +424,8 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   },
   getJwks: {
     JwksSample: () => Promise.resolve({}),
+  },
+  getAuthorizationServerMetadata: {
+    AuthorizationServerMetadataSample: () => Promise.resolve({}),
   },
 };

@@ -491,6 +491,21 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "TokenIssuerOrAudienceOther": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The bearer token names another issuer or audience than this service accepts."
+          },
+          "data": {}
+        }
+      },
       "RefreshTokenReused": {
         "status": 401,
         "contentType": "application/json",
@@ -839,6 +854,21 @@ export const contractExamples = {
             "code": 401,
             "name": "Unauthorized",
             "message": "The bearer token lacks a required claim or has one of the wrong type."
+          },
+          "data": {}
+        }
+      },
+      "TokenIssuerOrAudienceOther": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The bearer token names another issuer or audience than this service accepts."
           },
           "data": {}
         }
@@ -1393,6 +1423,21 @@ export const contractExamples = {
           "data": {}
         }
       },
+      "TokenIssuerOrAudienceOther": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Bearer error=\"invalid_token\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The bearer token names another issuer or audience than this service accepts."
+          },
+          "data": {}
+        }
+      },
       "AccessTokenLoggedOut": {
         "status": 401,
         "contentType": "application/json",
@@ -1588,7 +1633,10 @@ export const contractExamples = {
         "headers": {},
         "value": {
           "active": true,
-          "token_type": "access_token",
+          "token_type": "Bearer",
+          "iss": "https://auth.fib.example",
+          "aud": "fib-api",
+          "client_id": "fib-sign-in",
           "sub": "alice@wonderland.space",
           "acc": "3f6c1f9e-5b7a-4f0e-9a59-1c2d3e4f5a6b",
           "role": "ROLE_PEER",
@@ -1619,34 +1667,26 @@ export const contractExamples = {
           "data": {}
         }
       },
-      "ClientCredentialsMissing": {
+      "IntrospectionClientMissing": {
         "status": 401,
         "contentType": "application/json",
         "headers": {
           "WWW-Authenticate": "Basic realm=\"fib-auth\""
         },
         "value": {
-          "status": {
-            "code": 401,
-            "name": "Unauthorized",
-            "message": "The request needs a resource server's client credentials as HTTP Basic."
-          },
-          "data": {}
+          "error": "invalid_client",
+          "error_description": "The request needs a resource server's client credentials as HTTP Basic."
         }
       },
-      "ClientCredentialsInvalid": {
+      "IntrospectionClientInvalid": {
         "status": 401,
         "contentType": "application/json",
         "headers": {
           "WWW-Authenticate": "Basic realm=\"fib-auth\""
         },
         "value": {
-          "status": {
-            "code": 401,
-            "name": "Unauthorized",
-            "message": "The client id and secret are not those of a registered client."
-          },
-          "data": {}
+          "error": "invalid_client",
+          "error_description": "The client id and secret are not those of a registered client."
         }
       },
       "PayloadTooLarge": {
@@ -1974,7 +2014,9 @@ export const contractExamples = {
       "JwksSample": {
         "status": 200,
         "contentType": "application/json",
-        "headers": {},
+        "headers": {
+          "Cache-Control": "public, max-age=60"
+        },
         "value": {
           "keys": [
             {
@@ -1993,6 +2035,33 @@ export const contractExamples = {
               "alg": "EdDSA",
               "use": "sig"
             }
+          ]
+        }
+      }
+    }
+  },
+  "getAuthorizationServerMetadata": {
+    "method": "get",
+    "path": "/.well-known/oauth-authorization-server",
+    "examples": {
+      "AuthorizationServerMetadataSample": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {
+          "Cache-Control": "public, max-age=60"
+        },
+        "value": {
+          "issuer": "https://auth.fib.example",
+          "jwks_uri": "https://auth.fib.example/.well-known/jwks.json",
+          "introspection_endpoint": "https://auth.fib.example/auth/api/v1/authentication-management/introspection",
+          "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post"
+          ],
+          "response_types_supported": [],
+          "grant_types_supported": [],
+          "fib_access_token_audience": [
+            "fib-api"
           ]
         }
       }

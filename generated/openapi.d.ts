@@ -144,15 +144,23 @@ export interface paths {
          * Introspect an access token (RFC 7662)
          * @description For resource servers of the FIB API: asks whether an access token is usable right now.
          *     Authenticate with the client id and secret that `fib-auth clients add` printed, as HTTP
-         *     Basic (RFC 7662 §2.1). Send the token form-encoded as `token`; `token_type_hint` is
-         *     accepted and ignored.
+         *     Basic (`client_secret_basic`, RFC 7662 §2.1), or, without an `Authorization` header, as the
+         *     form fields `client_id` and `client_secret` (`client_secret_post`, RFC 6749 §2.3.1: what
+         *     openid-client sends by default). Send the token form-encoded as `token`;
+         *     `token_type_hint` is accepted and ignored. The server's metadata
+         *     (`/.well-known/oauth-authorization-server`) names this endpoint and both methods.
          *
          *     The answer is the plain RFC 7662 object, not the envelope, so gateways and proxies that
          *     speak RFC 7662 can use it as it is. `active` is true exactly when logout would accept the
          *     token now: authentic, an unexpired access token, the current one of a live session whose
          *     user is registered. Every other token, whatever the reason (forged, malformed, expired, a
          *     refresh token, logged out, retired by a refresh, revoked after refresh-token reuse, user
-         *     removed), is exactly `{"active": false}`: the reason is not disclosed.
+         *     removed), is exactly `{"active": false}`: the reason is not disclosed. An active answer
+         *     has `token_type: Bearer`, `iss`, `aud` and `client_id` beside the token's claims.
+         *
+         *     This endpoint speaks OAuth: a failed client authentication is 401 with
+         *     `{"error": "invalid_client"}` (RFC 6749 §5.2) and `WWW-Authenticate: Basic`. Its other
+         *     refusals (400, 413, 415, 429, 500) are in the envelope, as on every FIB operation.
          *
          *     Introspection costs one request per check. A resource server that checks many tokens
          *     verifies them itself against the key set and follows the revocation feed instead
@@ -285,9 +293,47 @@ export interface paths {
          *     set again. Such a resource server accepts a logged-out access token until the token
          *     expires, and a withdrawn key's tokens until it fetches the set again: only this service
          *     refuses them at once, unless the resource server follows the revocation feed, which lists
-         *     both.
+         *     both. The set may be cached for 60 seconds (`Cache-Control`).
          */
         get: operations["getJwks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/.well-known/oauth-authorization-server": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the authorization server metadata (RFC 8414)
+         * @description What a standard OAuth library needs to find this service's endpoints by itself
+         *     (`discovery()` in openid-client, `discoveryRequest` in oauth4webapi, `issuerBaseURL` in
+         *     express-oauth2-jwt-bearer): the issuer, which every token names as `iss`; the key set
+         *     that verifies the tokens; and the introspection endpoint with its client authentication
+         *     methods. Every URL is under the issuer (the `ISSUER` setting).
+         *
+         *     It lists only what is true of this service. Tokens come from the FIB sign-in (an Ed25519
+         *     signature of the email), not from an OAuth grant: there is no authorization or token
+         *     endpoint, so `response_types_supported` (which RFC 8414 requires) and
+         *     `grant_types_supported` are empty lists. There is no RFC 7009 revocation endpoint: a
+         *     session ends with logout, or with `DELETE /session` and its refresh token.
+         *     `fib_access_token_audience` is this service's own: the `aud` values of its access tokens
+         *     (the `AUDIENCE` setting), from which `fib-auth/resource-server` takes its default.
+         *
+         *     There is no `/.well-known/openid-configuration`: this is not an OpenID provider. It issues
+         *     no ID tokens and has no userinfo endpoint, so an OpenID Connect client could do nothing
+         *     with one, and the libraries above read this document instead.
+         *
+         *     The document may be cached for 60 seconds (`Cache-Control`).
+         */
+        get: operations["getAuthorizationServerMetadata"];
         put?: never;
         post?: never;
         delete?: never;
@@ -430,6 +476,13 @@ export interface components {
         IntrospectionRequest: {
             /** @description The access token to check. */
             token: string;
+            /**
+             * @description The client id, for a client that authenticates in the form (`client_secret_post`)
+             *     instead of HTTP Basic; read only when the request has no `Authorization` header.
+             */
+            client_id?: string;
+            /** @description The client's secret, with `client_id`. */
+            client_secret?: string;
             /** @description Accepted and ignored; only access tokens are ever active. */
             token_type_hint?: string;
         };
@@ -439,8 +492,23 @@ export interface components {
          */
         IntrospectionResult: {
             active: boolean;
-            /** @enum {string} */
-            token_type?: "access_token";
+            /**
+             * @description How the token is presented (RFC 6749 §7.1): as `Authorization: Bearer`.
+             * @enum {string}
+             */
+            token_type?: "Bearer";
+            /** @description The issuer, this service's `ISSUER`. */
+            iss?: string;
+            /**
+             * @description The audience of the access token (`AUDIENCE`): one string, or a list when the service
+             *     names several.
+             */
+            aud?: string | string[];
+            /**
+             * @description The client the token was issued to: always `fib-sign-in`, the service's own sign-in
+             *     with an email signature.
+             */
+            client_id?: string;
             /**
              * Format: email
              * @description The user's email.
@@ -457,6 +525,16 @@ export interface components {
             iat?: number;
             /** Format: int64 */
             exp?: number;
+        };
+        /** @description An error answer of an OAuth endpoint (RFC 6749 §5.2), outside the envelope. */
+        OAuthError: {
+            /**
+             * @description The RFC 6749 §5.2 error code.
+             * @enum {string}
+             */
+            error: "invalid_client";
+            /** @description One sentence naming the cause; for people, not for code. */
+            error_description?: string;
         };
         /**
          * @description Access tokens of one session that stopped working before their expiry: without `jti` every
@@ -540,6 +618,22 @@ export interface components {
          */
         Jwks: {
             keys: components["schemas"]["Jwk"][];
+        };
+        /** @description RFC 8414 authorization server metadata, outside the envelope. */
+        AuthorizationServerMetadata: {
+            /** @description The `iss` of every token; the origin the other URLs are under. */
+            issuer: string;
+            /** @description The key set that verifies the tokens. */
+            jwks_uri: string;
+            /** @description RFC 7662 introspection, for registered resource-server clients. */
+            introspection_endpoint: string;
+            introspection_endpoint_auth_methods_supported: ("client_secret_basic" | "client_secret_post")[];
+            /** @description Empty: the service has no authorization endpoint. */
+            response_types_supported: string[];
+            /** @description Empty: the service has no token endpoint; tokens come from the FIB sign-in. */
+            grant_types_supported: string[];
+            /** @description The `aud` values of the service's access tokens. */
+            fib_access_token_audience: string[];
         };
     };
     responses: {
@@ -634,7 +728,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description The refresh token could not be parsed from the `Authorization` header, has expired, is not a refresh token, or its session is over. A refresh token works once; a second use revokes the session. Sign in again. */
+        /** @description The refresh token could not be parsed from the `Authorization` header, has expired, is not a refresh token, names another issuer (`iss`) or audience (`aud`), or its session is over. A refresh token works once; a second use revokes the session. Sign in again. */
         RefreshUnauthorized: {
             headers: {
                 "WWW-Authenticate": components["headers"]["WwwAuthenticate"];
@@ -730,7 +824,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description The access token could not be parsed from the `Authorization` header, has expired, is not an access token, or its session is already over. An expired access token cannot log out: refresh the pair, then log out with the new access token. A session that is already over needs no logout. */
+        /** @description The access token could not be parsed from the `Authorization` header, has expired, is not an access token, names another issuer (`iss`) or audience (`aud`), or its session is already over. An expired access token cannot log out: refresh the pair, then log out with the new access token. A session that is already over needs no logout. */
         LogoutUnauthorized: {
             headers: {
                 "WWW-Authenticate": components["headers"]["WwwAuthenticate"];
@@ -762,16 +856,18 @@ export interface components {
             };
         };
         /**
-         * @description No HTTP Basic client credentials, or not those of a registered client. Create a client with
-         *     `fib-auth clients add --id ID` and send `Authorization: Basic base64(id:secret)`.
+         * @description The client did not authenticate: no credentials (neither HTTP Basic nor `client_id` in the
+         *     form), or not those of a registered client. Answered as RFC 6749 §5.2 answers a failed
+         *     client authentication, not in the envelope. Create a client with
+         *     `fib-auth clients add --id ID`.
          */
-        ClientUnauthorized: {
+        IntrospectionClientUnauthorized: {
             headers: {
                 "WWW-Authenticate": components["headers"]["WwwAuthenticateBasic"];
                 [name: string]: unknown;
             };
             content: {
-                "application/json": components["schemas"]["EmptyEnvelope"];
+                "application/json": components["schemas"]["OAuthError"];
             };
         };
         /** @description The body is not sent as `application/x-www-form-urlencoded`. */
@@ -798,6 +894,19 @@ export interface components {
         /** @description `after` is not a cursor, or `wait` is not an integer from 0 to 30. */
         RevocationsBadRequest: {
             headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /**
+         * @description No HTTP Basic client credentials, or not those of a registered client. Create a client with
+         *     `fib-auth clients add --id ID` and send `Authorization: Basic base64(id:secret)`.
+         */
+        ClientUnauthorized: {
+            headers: {
+                "WWW-Authenticate": components["headers"]["WwwAuthenticateBasic"];
                 [name: string]: unknown;
             };
             content: {
@@ -879,6 +988,12 @@ export interface components {
         WwwAuthenticate: string;
         /** @description The HTTP Basic challenge (RFC 7617) for a resource server's client credentials. */
         WwwAuthenticateBasic: string;
+        /**
+         * @description The key set and the metadata may be cached for 60 seconds; every other answer is `no-store`.
+         *     A key that `fib-auth keys generate` publishes reaches every verifier behind caches within
+         *     twice that, which is why operators wait at least 2 minutes before `fib-auth keys rotate`.
+         */
+        CacheControlPublished: string;
     };
     pathItems: never;
 }
@@ -1002,7 +1117,7 @@ export interface operations {
         responses: {
             200: components["responses"]["TokenIntrospected"];
             400: components["responses"]["IntrospectionBadRequest"];
-            401: components["responses"]["ClientUnauthorized"];
+            401: components["responses"]["IntrospectionClientUnauthorized"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["FormRequired"];
             429: components["responses"]["TooManyRequests"];
@@ -1090,10 +1205,32 @@ export interface operations {
             /** @description The key set. */
             200: {
                 headers: {
+                    "Cache-Control": components["headers"]["CacheControlPublished"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Jwks"];
+                };
+            };
+        };
+    };
+    getAuthorizationServerMetadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The metadata. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlPublished"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthorizationServerMetadata"];
                 };
             };
         };

@@ -5,6 +5,7 @@ import { ConfigError, lifetimesOf, loadConfig, storeOptions, type Config } from 
 import { epochSeconds, systemClock } from './domain/clock.js';
 import { CLIENT_ID_PATTERN, Clients } from './domain/clients.js';
 import { EMAIL_MAX_LENGTH, isEmail } from './domain/email.js';
+import { Lifetimes } from './domain/lifetimes.js';
 import { parsePublicKeyHex } from './domain/signature.js';
 import { generateNextKey, keyFileIds, keyPaths, removeKeyFiles, rotateSigningKey } from './key-files.js';
 import { createLogger, type Logger } from './logger.js';
@@ -174,7 +175,9 @@ async function keys(args: string[]): Promise<void> {
   if (action === 'generate') {
     options(rest, {});
     const kid = await generateNextKey(loadConfig().signingKeyFile);
-    console.log(`generated the next signing key ${kid}; it verifies now and signs after \`fib-auth keys rotate\``);
+    console.log(
+      `generated the next signing key ${kid}; it verifies now and signs after \`fib-auth keys rotate\`: reload every instance (SIGHUP), then wait at least ${2 * Lifetimes.PUBLISHED_KEYS_MAX_AGE_SECONDS} seconds before rotating, so that every cached key set lists it`,
+    );
   } else if (action === 'rotate') {
     options(rest, {});
     const config = loadConfig();
@@ -229,6 +232,11 @@ async function serve(args: string[]): Promise<void> {
   options(args, {});
   const config = loadConfig();
   const processLogger = createLogger(config.logLevel);
+  if (config.issuer === undefined && cluster.isPrimary) {
+    processLogger.warn(
+      `ISSUER is not set: tokens name http://localhost:${config.port || '<port>'} as their issuer, which only clients on this machine can discover; set ISSUER to the service's public https origin`,
+    );
+  }
   if (config.workers > 1 && cluster.isPrimary) return serveWorkers(config, processLogger);
   // A worker's lines say which worker wrote them.
   const logger = cluster.isWorker ? processLogger.child({ worker: cluster.worker!.id }) : processLogger;

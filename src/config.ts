@@ -107,6 +107,23 @@ function text(variable: string, fallback: string, described: Described & { value
   return { variable, fallback, ...described, parse: (value) => value };
 }
 
+const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '[::1]'];
+
+/** ISSUER: an origin (no path, query or fragment), https unless it is a loopback address; unset is undefined. */
+function issuerOf(raw: string): string | undefined {
+  if (raw === '') return undefined;
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (!url || url.origin !== raw.replace(/\/$/, '') || !['https:', 'http:'].includes(url.protocol)) {
+    throw new ConfigError(
+      `ISSUER must be the service's public origin, such as https://auth.example.com (no path), got ${JSON.stringify(raw)}`,
+    );
+  }
+  if (url.protocol === 'http:' && !LOOPBACK_HOSTS.includes(url.hostname)) {
+    throw new ConfigError(`ISSUER must use https unless its host is localhost, 127.0.0.1 or [::1], got ${JSON.stringify(raw)}`);
+  }
+  return url.origin;
+}
+
 const IN_MEMORY_DATABASE = 'sqlite::memory:';
 
 /** The settings, by their name in Config, in the order of the tables. */
@@ -259,6 +276,29 @@ export const SETTINGS = {
       'long polls of the revocation feed (`wait` above 0) one resource-server client may hold open at once, over all workers (each takes its share); past it 429',
     see: { design: '§11' },
   }),
+  issuer: {
+    variable: 'ISSUER',
+    fallback: '',
+    shownDefault: '`http://localhost:PORT` (the port listened on), with a `warn` line at start',
+    values: 'an origin such as `https://auth.example.com`: https unless the host is a loopback address, no path',
+    description:
+      "the service's public origin: every token's `iss`, and the base of the URLs the metadata lists. Set it in production, the same on every instance; changing it signs every user out (their tokens name the old one)",
+    see: { readme: 'Verifying tokens with another library', design: '§14' },
+    parse: issuerOf,
+  },
+  audience: {
+    variable: 'AUDIENCE',
+    fallback: 'fib-api',
+    values: 'names separated by commas, none of them `ISSUER`',
+    description:
+      'the `aud` of every access token: the FIB API services that accept them (a token names the list). Removing a name refuses the access tokens that named no other (a refresh gets new ones)',
+    see: { design: '§5' },
+    parse: (list: string): readonly string[] =>
+      list
+        .split(',')
+        .map((name) => name.trim())
+        .filter(Boolean),
+  },
 } satisfies Record<string, Setting<unknown>>;
 
 /** A variable the tables document that `loadConfig` does not read. */
@@ -305,6 +345,16 @@ export const CHECKS: Check[] = [
     check: function checkTimeoutsInOrder({ headersTimeout, requestTimeout }) {
       if (headersTimeout > requestTimeout) {
         throw new ConfigError(`HEADERS_TIMEOUT (${headersTimeout}) must not be longer than REQUEST_TIMEOUT (${requestTimeout})`);
+      }
+    },
+  },
+  {
+    rule: "`AUDIENCE` names at least one audience and not `ISSUER`: a refresh token's audience is the issuer, so a resource server must never accept the issuer as an access audience",
+    check: function checkAudienceApartFromIssuer({ audience, issuer }) {
+      if (audience.length === 0 || (issuer !== undefined && audience.includes(issuer))) {
+        throw new ConfigError(
+          `AUDIENCE must name one or more audiences, separated by commas, none of them ISSUER; got ${JSON.stringify(audience.join(','))}`,
+        );
       }
     },
   },

@@ -6,7 +6,7 @@ import { Clients } from './domain/clients.js';
 import { epochSeconds, systemClock, type Clock } from './domain/clock.js';
 import { KeyRing } from './domain/key-ring.js';
 import { RevocationFeed } from './domain/revocation-feed.js';
-import { Tokens } from './domain/tokens.js';
+import { Tokens, type TokenIdentity } from './domain/tokens.js';
 import { createApi } from './http/api.js';
 import { answerUnparsedRequest, createApp } from './http/app.js';
 import { LongPolls } from './http/long-polls.js';
@@ -145,6 +145,9 @@ function capConnectionsPerAddress(server: Server, cap: number): void {
   });
 }
 
+/** The issuer when ISSUER is unset: for development on one machine (docs/design.md §8). */
+export const defaultIssuer = (port: number) => `http://localhost:${port}`;
+
 export async function startServer(config: Config, logger: Logger, parts: ServerParts = {}): Promise<RunningServer> {
   const clock = parts.clock ?? systemClock;
   const keySource = keyFileSource(config.signingKeyFile, () =>
@@ -160,7 +163,9 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   // share of the connections.
   const share = (cap: number) => Math.ceil(cap / (parts.cluster ? config.workers : 1));
   const lifetimes = lifetimesOf(config);
-  const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
+  // Without ISSUER the issuer is the port listened on, known once listening, before any request.
+  const identity: TokenIdentity = { issuer: config.issuer ?? '', audience: config.audience };
+  const tokens = new Tokens(keys, lifetimes, () => identity, clock, metrics.verified);
   // Phase timing, when on (src/request-phases.ts): a handler that verifies a token does it first.
   if (phaseTimingRequested()) markAround(tokens, 'verify', 'validate', 'verify');
   const feed = new RevocationFeed(store);
@@ -169,6 +174,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     auth,
     store,
     keys,
+    identity: () => identity,
     feed,
     clients: new Clients(store, clock),
     longPolls: new LongPolls(share(config.maxLongPollsPerClient)),
@@ -218,6 +224,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   });
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
+  identity.issuer ||= defaultIssuer(port);
 
   // A cluster's primary does these for the whole server (src/workers.ts).
   const stopPurging = parts.cluster ? () => {} : await purgeExpiredEntries(store, clock, logger);

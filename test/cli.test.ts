@@ -181,6 +181,18 @@ describe('the fib-auth command', () => {
       [{ PORT: '9000' }, /^fib-auth: MANAGEMENT_PORT must not be PORT \(9000\): the metrics are served apart from the API\n$/],
       [{ WORKERS: '0' }, /^fib-auth: WORKERS must be an integer from 1 to 64, got "0"\n$/],
       [{ WORKERS: '2', DATABASE_URL: 'sqlite::memory:' }, /^fib-auth: WORKERS must be 1 with DATABASE_URL=sqlite::memory: /],
+      [{ ISSUER: 'https://auth.example.com/fib' }, /^fib-auth: ISSUER must be the service's public origin, .*\(no path\)/],
+      [{ ISSUER: 'auth.example.com' }, /^fib-auth: ISSUER must be the service's public origin/],
+      [{ ISSUER: 'https://auth.example.com?x=1' }, /^fib-auth: ISSUER must be the service's public origin/],
+      [
+        { ISSUER: 'http://auth.example.com' },
+        /^fib-auth: ISSUER must use https unless its host is localhost, 127.0.0.1 or \[::1\]/,
+      ],
+      [{ AUDIENCE: ' , ' }, /^fib-auth: AUDIENCE must name one or more audiences/],
+      [
+        { ISSUER: 'https://auth.example.com', AUDIENCE: 'fib-api,https://auth.example.com' },
+        /^fib-auth: AUDIENCE must name one or more audiences, separated by commas, none of them ISSUER/,
+      ],
     ];
     const results = await Promise.all(cases.map(([bad]) => run(['serve'], bad)));
     for (const [i, result] of results.entries()) {
@@ -236,6 +248,26 @@ describe('the fib-auth command', () => {
     } finally {
       taken.close();
     }
+  });
+
+  test('ISSUER unset: one warn line at start-up, and tokens name http://localhost:<port>', async () => {
+    const child = await serveChild({ ...env, ISSUER: '', PORT: '0' });
+    try {
+      const warnings = child.lines.filter((line) => line.includes('ISSUER is not set'));
+      assert.equal(warnings.length, 1, child.lines.join('\n'));
+      assert.equal((JSON.parse(warnings[0]) as { level: number }).level, 40); // pino's warn
+      const metadata = await bodyOf(
+        await rawCall(child.url, 'GET', '/.well-known/oauth-authorization-server'),
+        'getAuthorizationServerMetadata',
+        200,
+      );
+      assert.equal(metadata.issuer, `http://localhost:${new URL(child.url).port}`);
+    } finally {
+      await child.stop();
+    }
+    const named = await serveChild({ ...env, ISSUER: 'https://auth.example.com', PORT: '0' });
+    await named.stop();
+    assert.ok(!named.lines.some((line) => line.includes('ISSUER is not set')));
   });
 
   test('serve: sign in, log out, drain on SIGTERM, and keep the logout across a restart', async () => {

@@ -19,9 +19,10 @@ import { startServerWithStoreHooks } from './support/store-hooks.js';
 import { forge, decodePart, otherKey, serverKey, accessClaims } from './support/tokens.js';
 import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE } from './support/vectors.js';
 
-// Cache-Control: no-store and X-Content-Type-Options: nosniff are asserted on every reply
-// that any test receives, by the harness (test/support/harness.ts), including the answers of
-// the HTTP parser below; they are not tested again here.
+// Cache-Control (no-store; public, max-age=60 for the key set and the metadata) and
+// X-Content-Type-Options: nosniff are asserted on every reply that any test receives, by the
+// harness (test/support/harness.ts), including the answers of the HTTP parser below; they are
+// not tested again here.
 
 describe('no secret in any log line', () => {
   let keyDir: string;

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { manualClock } from './support/clock.js';
+import { TEST_ISSUER } from './support/api.js';
 import {
   assertExample,
+  assertExampleStatus,
   BASE,
   bearer,
   exactlyOne200,
@@ -170,14 +172,36 @@ describe('logout', () => {
       await assertExample(await t.logout(refreshToken), 'NotAnAccessToken');
     });
 
-    test('required claims missing or of the wrong type', async () => {
+    test('required claims missing or of the wrong type (iss without aud, or the reverse, among them)', async () => {
       const { accessToken, email } = await t.newSession();
       const header = decodePart(accessToken, 0);
-      for (const claim of ['acc', 'sub', 'role', 'sid', 'jti', 'iat', 'exp'] as const) {
+      for (const claim of ['acc', 'sub', 'role', 'sid', 'iss', 'aud', 'jti', 'iat', 'exp'] as const) {
         const { [claim]: _dropped, ...claims } = accessClaims(email);
         await assertExample(await t.logout(forge(header, claims, serverKey(t))), 'TokenClaimsMissing');
       }
       await assertExample(await t.logout(forge(header, { ...accessClaims(email), sid: 7 }, serverKey(t))), 'TokenClaimsMissing');
+    });
+
+    test('another issuer or audience than the service names: 401, for logout and refresh alike', async () => {
+      const s = await t.newSession();
+      const [accessHeader, access] = [decodePart(s.accessToken, 0), decodePart(s.accessToken, 1)];
+      const [refreshHeader, refresh] = [decodePart(s.refreshToken, 0), decodePart(s.refreshToken, 1)];
+      const signed = (header: object, claims: object) => forge(header, claims, serverKey(t));
+      for (const claims of [
+        { ...access, iss: 'https://other.example' },
+        { ...access, aud: 'other-api' },
+        { ...access, aud: ['other-api', 'more-api'] },
+        { ...access, aud: TEST_ISSUER }, // the refresh tokens' audience
+      ]) {
+        await assertExample(await t.logout(signed(accessHeader, claims)), 'TokenIssuerOrAudienceOther');
+      }
+      await assertExample(await t.logout(signed(accessHeader, { ...access, aud: ['other-api', 'fib-api'] })), 'LoggedOut');
+      for (const claims of [
+        { ...refresh, iss: 'https://other.example' },
+        { ...refresh, aud: 'fib-api' }, // an access audience: not a refresh token of this service
+      ]) {
+        await assertExample(await t.refresh(signed(refreshHeader, claims)), 'TokenIssuerOrAudienceOther');
+      }
     });
 
     test('an expired token, from its exp second on', async () => {
@@ -186,6 +210,20 @@ describe('logout', () => {
       const claims = { ...accessClaims(email), exp: now };
       await assertExample(await t.logout(forge(decodePart(accessToken, 0), claims, serverKey(t))), 'AccessTokenExpired');
     });
+  });
+
+  test('tokens issued before tokens named their issuer and audience work until they expire (docs/design.md §5)', async () => {
+    const s = await t.newSession();
+    // The same session's tokens without iss, aud and client_id, as the server signed them before.
+    const legacy = (token: string) => {
+      const { iss: _iss, aud: _aud, client_id: _client, ...claims } = decodePart(token, 1);
+      return forge(decodePart(token, 0), claims, serverKey(t));
+    };
+    const refreshed = await t.refresh(legacy(s.refreshToken));
+    await assertExampleStatus(refreshed, 'TokensRefreshed');
+    assert.equal(decodePart(refreshed.body.data.accessToken, 1).iss, TEST_ISSUER, 'the new pair names the issuer');
+    const next = await t.newSession();
+    await assertExample(await t.logout(legacy(next.accessToken)), 'LoggedOut');
   });
 
   test('404 when the user was removed after sign-in, then 401 once re-registered', async () => {

@@ -66,6 +66,7 @@ describe('the Prism mock (npm run mock)', () => {
       getLiveness: {},
       getReadiness: {},
       getJwks: {},
+      getAuthorizationServerMetadata: {},
     };
     const started = await startMock();
     ({ mock, url } = started);

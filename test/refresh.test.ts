@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
+import { TEST_ISSUER } from './support/api.js';
 import { assertExample, BASE, bodyOf, exactlyOne200, example, startTestServer, type TestServer } from './support/harness.js';
 import { decodePart, forge, otherKey, respellings, serverKey } from './support/tokens.js';
 
@@ -37,13 +38,34 @@ describe('refresh', () => {
     assert.equal(refreshHeader.typ, 'refresh+jwt');
     assert.match(String(accessHeader.kid), /^[A-Za-z0-9_-]{43}$/);
     const access = decodePart(s.accessToken, 1);
-    assert.deepEqual(Object.keys(access).sort(), ['acc', 'exp', 'iat', 'jti', 'role', 'sid', 'sub']);
+    assert.deepEqual(Object.keys(access).sort(), ['acc', 'aud', 'client_id', 'exp', 'iat', 'iss', 'jti', 'role', 'sid', 'sub']);
     assert.equal(access.sub, s.email);
     assert.equal(access.role, 'ROLE_PEER');
+    // RFC 9068: the issuer, the audience (one: a string), the client the token was issued to.
+    assert.deepEqual([access.iss, access.aud, access.client_id], [TEST_ISSUER, 'fib-api', 'fib-sign-in']);
     assert.equal((access.exp as number) - (access.iat as number), 300);
     const refresh = decodePart(s.refreshToken, 1);
-    assert.deepEqual(Object.keys(refresh).sort(), ['acjti', 'exp', 'iat', 'jti', 'sid', 'sub']);
+    assert.deepEqual(Object.keys(refresh).sort(), ['acjti', 'aud', 'exp', 'iat', 'iss', 'jti', 'sid', 'sub']);
+    // Its audience is the issuer: no resource server that checks `aud` takes it for an access token.
+    assert.deepEqual([refresh.iss, refresh.aud], [TEST_ISSUER, TEST_ISSUER]);
     assert.equal((refresh.exp as number) - (refresh.iat as number), 86400);
+  });
+
+  test('ISSUER and AUDIENCE: several audiences are a list; a refreshed pair names them too', async () => {
+    const other = await startTestServer({ ISSUER: 'https://auth.fib.example', AUDIENCE: 'fib-api, fib-admin-api' });
+    try {
+      const s = await other.newSession();
+      const access = decodePart(s.accessToken, 1);
+      assert.deepEqual([access.iss, access.aud], ['https://auth.fib.example', ['fib-api', 'fib-admin-api']]);
+      const refreshed = await other.refresh(s.refreshToken);
+      assert.equal(refreshed.status, 200);
+      assert.deepEqual(decodePart(refreshed.body.data.accessToken, 1).aud, ['fib-api', 'fib-admin-api']);
+      assert.equal(decodePart(refreshed.body.data.refreshToken, 1).aud, 'https://auth.fib.example');
+      // Another deployment's tokens, signed by another key: 422 before any claim is read.
+      assert.equal((await t.logout(s.accessToken)).status, 422);
+    } finally {
+      await other.stop();
+    }
   });
 
   test('a used refresh token is reuse, however it is spelled: 401 and the whole session is revoked', async () => {

@@ -34,9 +34,17 @@ interface FeedPage {
   revocations: object[];
 }
 
-/** Serves `jwks` and the feed: an empty snapshot first, then the pages `send` queues, long polls meanwhile. */
+/** The issuer the stand-in names in its metadata and its tokens. */
+const CRAFTED_ISSUER = 'https://auth.fib.example';
+
+/**
+ * Serves its metadata, `jwks` and the feed: an empty snapshot first, then the pages `send`
+ * queues, long polls meanwhile.
+ */
 class CraftedService {
   jwks: JWK[] = [];
+  /** The metadata's status; 200 names CRAFTED_ISSUER and the audience fib-api. */
+  metadataStatus = 200;
   jwksStatus = 200;
   /** When set, the feed refuses every request with this status, as for wrong client credentials. */
   feedRefusal: number | undefined;
@@ -82,6 +90,9 @@ class CraftedService {
       response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
     if (url.pathname === '/.well-known/jwks.json') return json(this.jwksStatus, { keys: this.jwks });
+    if (url.pathname === '/.well-known/oauth-authorization-server') {
+      return json(this.metadataStatus, { issuer: CRAFTED_ISSUER, fib_access_token_audience: ['fib-api'] });
+    }
     if (url.pathname !== `${BASE}/revocations`) return json(404, {});
     if (this.feedRefusal !== undefined) {
       return json(this.feedRefusal, { status: { code: this.feedRefusal, name: 'Refused', message: 'Refused.' }, data: {} });
@@ -111,6 +122,9 @@ class CraftedService {
   }
 }
 
+/** The claims of an access token the stand-in issues. */
+const craftedClaims = () => ({ ...accessClaims('alice@wonderland.space'), iss: CRAFTED_ISSUER, aud: 'fib-api' });
+
 /** A signing key of the stand-in: its public JWK as the service lists it, and access tokens it signs. */
 async function signingKey() {
   const { privateKey }: { privateKey: KeyObject } = generateKeyPairSync('ed25519');
@@ -119,8 +133,7 @@ async function signingKey() {
   return {
     kid,
     jwk: { kty, crv, x, kid, alg: 'EdDSA', use: 'sig' } as JWK,
-    token: (claims: object = accessClaims('alice@wonderland.space')) =>
-      `Bearer ${forge({ alg: 'EdDSA', typ: 'at+jwt', kid }, claims, privateKey)}`,
+    token: (claims: object = craftedClaims()) => `Bearer ${forge({ alg: 'EdDSA', typ: 'at+jwt', kid }, claims, privateKey)}`,
   };
 }
 
@@ -167,6 +180,7 @@ describe('the resource-server library against crafted JWKS and feed answers', ()
   before(async () => (service = await CraftedService.start()));
   beforeEach(() => {
     service.jwksStatus = 200;
+    service.metadataStatus = 200;
     service.feedRefusal = undefined;
   });
   afterEach(() => Promise.all(verifiers.splice(0).map((verifier) => verifier.close())));
@@ -239,7 +253,7 @@ describe('the resource-server library against crafted JWKS and feed answers', ()
     service.jwks = [key.jwk];
     const verifier = start({ maxTokenAgeSeconds: 600 });
     await verifier.ready();
-    const claims = accessClaims('alice@wonderland.space');
+    const claims = craftedClaims();
     const now = nowSeconds();
     assert.equal(await rejection(verifier, key.token({ ...claims, iat: now, exp: now + 600 })), undefined);
     for (const [why, iat, exp] of [
@@ -260,6 +274,55 @@ describe('the resource-server library against crafted JWKS and feed answers', ()
     }
     const { iat: _withoutIat, ...noIat } = claims;
     assert.equal((await rejection(verifier, key.token(noIat)))?.message, refusalOf('tokenClaimsMissing').message);
+  });
+
+  test("iss and aud: the metadata's by default, the options' when given; a token without them is refused", async () => {
+    const key = await signingKey();
+    service.jwks = [key.jwk];
+    const verifier = start();
+    await verifier.ready();
+    assert.equal(await rejection(verifier, key.token()), undefined);
+    assert.equal(await rejection(verifier, key.token({ ...craftedClaims(), aud: ['other-api', 'fib-api'] })), undefined);
+    const other = refusalOf('tokenIssuerOrAudienceOther').message;
+    const { iss: _iss, aud: _aud, ...older } = craftedClaims();
+    for (const [why, claims, message] of [
+      ['another issuer', { ...craftedClaims(), iss: 'https://other.example' }, other],
+      ['another audience', { ...craftedClaims(), aud: 'other-api' }, other],
+      ['the audience of refresh tokens', { ...craftedClaims(), aud: CRAFTED_ISSUER }, other],
+      ['neither iss nor aud (a token from before they existed)', older, refusalOf('tokenClaimsMissing').message],
+    ] as const) {
+      const refusal = await rejection(verifier, key.token(claims));
+      assert.deepEqual(
+        { status: refusal?.status, message: refusal?.message, code: refusal?.code },
+        { status: 401, message, code: 'ERR_FIB_AUTH_TOKEN_REFUSED' },
+        why,
+      );
+    }
+    // A resource server that is one audience among several names itself.
+    const orders = start({ audience: 'orders-api' });
+    await orders.ready();
+    assert.equal((await rejection(orders, key.token()))?.message, other);
+    assert.equal(await rejection(orders, key.token({ ...craftedClaims(), aud: ['fib-api', 'orders-api'] })), undefined);
+    const elsewhere = start({ issuer: 'https://elsewhere.example', audience: ['fib-api'] });
+    await elsewhere.ready();
+    assert.equal((await rejection(elsewhere, key.token()))?.message, other);
+  });
+
+  test('until the metadata answers, tokens are refused with 503 and ready() waits', async () => {
+    const key = await signingKey();
+    service.jwks = [key.jwk];
+    service.metadataStatus = 404;
+    const verifier = start({ readyTimeoutSeconds: 1 });
+    const error = await verifier.ready().then(
+      () => assert.fail('ready() resolved'),
+      (error: unknown) => error,
+    );
+    assert.ok(error instanceof ReadyTimeoutError, String(error));
+    assert.match(error.message, /oauth-authorization-server answered 404/);
+    const refusal = await rejection(verifier, key.token());
+    assert.deepEqual([refusal?.status, refusal?.code], [503, 'ERR_FIB_AUTH_TOKEN_REFUSED']);
+    service.metadataStatus = 200;
+    await until('the metadata fetched', async () => (await rejection(verifier, key.token())) === undefined);
   });
 
   test('a refused client asks again every 30 s, not every 2: its 401s count against its address', async () => {
@@ -287,6 +350,9 @@ describe('the resource-server library as a newcomer meets it', () => {
       ['maxTokenAgeSeconds NaN', { maxTokenAgeSeconds: NaN }, /^maxTokenAgeSeconds must be/],
       ['readyTimeoutSeconds Infinity', { readyTimeoutSeconds: Infinity }, /^readyTimeoutSeconds must be/],
       ['onEvent not a function', { onEvent: 'console' }, /^onEvent must be a function/],
+      ['an issuer with a path', { issuer: 'https://auth.example.com/fib' }, /^issuer must be the service's ISSUER, an origin/],
+      ['an empty audience', { audience: '' }, /^audience must be a non-empty string or a non-empty list/],
+      ['an empty list of audiences', { audience: [] }, /^audience must be a non-empty string or a non-empty list/],
     ];
     for (const [why, change, message] of cases) {
       assert.throws(

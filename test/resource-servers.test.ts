@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Clients } from '../src/domain/clients.js';
+import { TEST_ISSUER } from './support/api.js';
 import { manualClock } from './support/clock.js';
 import {
   assertExample,
   assertExampleStatus,
   BASE,
   bodyOf,
-  type EnvelopeExampleName,
+  example,
   type Session,
   startTestServer,
   type TestServer,
@@ -52,7 +53,10 @@ describe('introspection and the revocation feed', () => {
       const claims = decodePart(s.accessToken, 1);
       assert.deepEqual(reply.body, {
         active: true,
-        token_type: 'access_token',
+        token_type: 'Bearer',
+        iss: TEST_ISSUER,
+        aud: 'fib-api',
+        client_id: 'fib-sign-in',
         sub: s.email,
         acc: claims.acc,
         role: 'ROLE_PEER',
@@ -98,25 +102,65 @@ describe('introspection and the revocation feed', () => {
       await inactive(expiring.accessToken, 'expired');
     });
 
-    test('401 with the Basic challenge without credentials, with a wrong secret, an unknown or a removed client', async () => {
+    test('RFC 6749 §5.2: 401 invalid_client with the Basic challenge without credentials, with a wrong secret, an unknown or a removed client', async () => {
       const { accessToken } = await t.newSession();
       const secret = (await new Clients(t.server.store, clock).add('leaving-service'))!;
       const introspected = await introspect(accessToken, basic('leaving-service', secret));
       assert.equal((await bodyOf(introspected, 'introspectToken', 200)).active, true);
       assert.ok(await t.server.store.removeClient('leaving-service'));
-      const cases: [string, Record<string, string>, EnvelopeExampleName][] = [
-        ['no credentials', {}, 'ClientCredentialsMissing'],
-        ['a bearer token instead', { authorization: `Bearer ${accessToken}` }, 'ClientCredentialsMissing'],
-        ['a wrong secret', basic('orders-service', secret), 'ClientCredentialsInvalid'],
-        ['an unknown client', basic('nobody', secret), 'ClientCredentialsInvalid'],
-        ['a removed client', basic('leaving-service', secret), 'ClientCredentialsInvalid'],
-        ['no colon', { authorization: `Basic ${Buffer.from('orders-service').toString('base64')}` }, 'ClientCredentialsInvalid'],
+      const cases: [string, Record<string, string>, 'IntrospectionClientMissing' | 'IntrospectionClientInvalid'][] = [
+        ['no credentials', {}, 'IntrospectionClientMissing'],
+        ['a bearer token instead', { authorization: `Bearer ${accessToken}` }, 'IntrospectionClientMissing'],
+        ['a wrong secret', basic('orders-service', secret), 'IntrospectionClientInvalid'],
+        ['an unknown client', basic('nobody', secret), 'IntrospectionClientInvalid'],
+        ['a removed client', basic('leaving-service', secret), 'IntrospectionClientInvalid'],
+        [
+          'no colon',
+          { authorization: `Basic ${Buffer.from('orders-service').toString('base64')}` },
+          'IntrospectionClientInvalid',
+        ],
       ];
       for (const [why, headers, name] of cases) {
         const reply = await introspect(accessToken, headers);
-        await assertExample(reply, name);
+        assert.equal(reply.status, 401, why);
+        assert.deepEqual(reply.body, example(name), why);
         assert.equal(reply.headers['www-authenticate'], 'Basic realm="fib-auth"', why);
       }
+      // The credentials are checked before the form: a form without a token is still 401.
+      const noToken = await t.call('POST', `${BASE}/introspection`, {
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'token_type_hint=access_token',
+      });
+      assert.deepEqual([noToken.status, noToken.body], [401, example('IntrospectionClientMissing')]);
+      // The revocation feed is a FIB operation: its refusals stay in the envelope.
+      await assertExample(await feed('wait=0', {}), 'ClientCredentialsMissing');
+    });
+
+    test('client_secret_post: the client id and secret in the form, without an Authorization header', async () => {
+      const { accessToken } = await t.newSession();
+      const secret = (await new Clients(t.server.store, clock).add('posting-service'))!;
+      const posted = (fields: Record<string, string>) =>
+        t.call('POST', `${BASE}/introspection`, {
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ token: accessToken, ...fields }).toString(),
+        });
+      const active = await posted({ client_id: 'posting-service', client_secret: secret });
+      assert.equal((await bodyOf(active, 'introspectToken', 200)).active, true);
+      const refused: Record<string, string>[] = [
+        { client_id: 'posting-service', client_secret: 'wrong' },
+        { client_id: 'posting-service' },
+        { client_id: 'nobody', client_secret: secret },
+      ];
+      for (const fields of refused) {
+        const reply = await posted(fields);
+        assert.deepEqual([reply.status, reply.body], [401, example('IntrospectionClientInvalid')], JSON.stringify(fields));
+      }
+      // With an Authorization header, HTTP Basic decides and the form's fields are not read.
+      const both = await t.call('POST', `${BASE}/introspection`, {
+        headers: { ...basic('posting-service', 'wrong'), 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token: accessToken, client_id: 'posting-service', client_secret: secret }).toString(),
+      });
+      assert.deepEqual([both.status, both.body], [401, example('IntrospectionClientInvalid')]);
     });
 
     test('400 without a token or with two, 415 for JSON', async () => {

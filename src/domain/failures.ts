@@ -26,6 +26,7 @@ export type FailureReason =
   | 'notAnAccessToken'
   | 'notARefreshToken'
   | 'tokenClaimsMissing'
+  | 'tokenIssuerOrAudienceOther'
   // §3.4 and §4: no registered user
   | 'userNotFound'
   // §3.5: the session is over

@@ -18,6 +18,13 @@ export class Lifetimes {
    */
   static readonly ROTATION_GRACE_SECONDS = 300;
 
+  /**
+   * How long caches may keep the key set and the metadata (`Cache-Control: public, max-age`). A
+   * key published by `fib-auth keys generate` reaches every verifier behind a cache (a shared
+   * cache, then the verifier's own) within twice this: rotate no sooner.
+   */
+  static readonly PUBLISHED_KEYS_MAX_AGE_SECONDS = 60;
+
   constructor(readonly seconds: Readonly<LifetimeSeconds>) {}
 
   /** Epoch seconds at which an access or refresh token issued at `issuedAt` expires. */

@@ -18,6 +18,12 @@ import type { SessionCredentials } from './store.js';
 export type TokenType = 'access' | 'refresh';
 
 const TYP: Record<TokenType, string> = { access: 'at+jwt', refresh: 'refresh+jwt' };
+/**
+ * The `client_id` of every access token (RFC 9068 §2.2): the client the token was issued to.
+ * This service has one, its own first-party sign-in (the email signature of docs/design.md §4);
+ * no third-party client obtains tokens from it.
+ */
+export const SIGN_IN_CLIENT_ID = 'fib-sign-in';
 const REQUIRED_CLAIMS: Record<TokenType, string[]> = {
   access: ['acc', 'sub', 'role', 'sid', 'iat', 'exp', 'jti'],
   refresh: ['sub', 'sid', 'acjti', 'iat', 'exp', 'jti'],
@@ -35,6 +41,10 @@ export interface AccessClaims {
   sub: string;
   role: string;
   sid: string;
+  /** Absent only from tokens issued before the service named itself (docs/design.md §5). */
+  iss?: string;
+  aud?: string | string[];
+  client_id?: string;
   jti: string;
   iat: number;
   exp: number;
@@ -71,11 +81,33 @@ export type VerifiedSignature = 'token' | 'user';
 /** Told of each signature verification, so that the metrics count them (docs/design.md §12). */
 export type VerificationCounter = (signature: VerifiedSignature) => void;
 
+/** Who issues the tokens and whom access tokens are for (docs/design.md §5). */
+export interface TokenIdentity {
+  /** The `iss` of every token, and the `aud` of every refresh token: only this service takes those. */
+  issuer: string;
+  /** The `aud` of access tokens: the services that accept them. */
+  audience: readonly string[];
+}
+
+/** What a verifier demands of `iss` and `aud`. */
+export interface TokenAcceptance extends TokenIdentity {
+  /**
+   * Whether a token that carries neither `iss` nor `aud` is accepted: the service's own tokens
+   * issued before they existed, accepted by the service until they expire (docs/design.md §5).
+   */
+  acceptWithoutIssuer: boolean;
+}
+
+/** An access token's `aud`: a string when it names one audience, as most verifiers expect, else the list. */
+const audienceClaim = (audience: readonly string[]) => (audience.length === 1 ? audience[0] : [...audience]);
+
 /** Issues and verifies this server's JWS tokens (docs/design.md §5): EdDSA only, typed, with a kid. */
 export class Tokens {
   constructor(
     private readonly keys: KeyRing,
     private readonly lifetimes: Lifetimes,
+    /** Read at each use: a server without ISSUER learns its port once it listens. */
+    private readonly identity: () => TokenIdentity,
     private readonly now: Clock,
     private readonly countVerification: VerificationCounter = () => {},
   ) {}
@@ -86,15 +118,31 @@ export class Tokens {
     const refreshJti = randomUUID();
     const accessExpiresAt = this.lifetimes.tokenExpiry('access', iat);
     const refreshExpiresAt = this.lifetimes.tokenExpiry('refresh', iat);
+    const { issuer, audience } = this.identity();
     const [accessToken, refreshToken] = await Promise.all([
       this.sign(
-        { acc: subject.accountId, sub: subject.email, role: subject.role, sid },
+        {
+          acc: subject.accountId,
+          sub: subject.email,
+          role: subject.role,
+          sid,
+          iss: issuer,
+          aud: audienceClaim(audience),
+          client_id: SIGN_IN_CLIENT_ID,
+        },
         'access',
         iat,
         accessExpiresAt,
         accessJti,
       ),
-      this.sign({ sub: subject.email, sid, acjti: accessJti }, 'refresh', iat, refreshExpiresAt, refreshJti),
+      // Its audience is the issuer: a resource server that checks `aud` refuses it (docs/design.md §5).
+      this.sign(
+        { sub: subject.email, sid, acjti: accessJti, iss: issuer, aud: issuer },
+        'refresh',
+        iat,
+        refreshExpiresAt,
+        refreshJti,
+      ),
     ]);
     return {
       accessToken,
@@ -125,6 +173,7 @@ export class Tokens {
         return key;
       },
       this.now(),
+      { ...this.identity(), acceptWithoutIssuer: true },
     );
   }
 }
@@ -156,7 +205,8 @@ function claimsOfVerified(
 /**
  * Verifies a parsed bearer token: first whether its signature can be trusted (422), then
  * whether it is acceptable at `now` (epoch milliseconds, 401): not expired, of the expected
- * type, with its claims. `keyFor` finds the public key of a `kid`, from this server's key
+ * type, with its claims, from the expected issuer for the expected audience (`acceptance`; a
+ * refresh token's audience is the issuer). `keyFor` finds the public key of a `kid`, from this server's key
  * ring or, in a resource server, from its JWKS.
  *
  * A `KeyObject` (the server's keys) is verified with `node:crypto`, synchronously: it costs
@@ -169,6 +219,7 @@ export async function verifyToken<T extends TokenType>(
   type: T,
   keyFor: (kid: string) => KeyObject | CryptoKey | undefined | Promise<KeyObject | CryptoKey | undefined>,
   now: number,
+  acceptance: TokenAcceptance,
 ): Promise<ClaimsOf[T]> {
   const signature = Buffer.from(token.signature, 'base64url');
   if (signature.length !== ED25519_SIGNATURE_BYTES) throw new AuthFailure('tokenSignatureMalformed');
@@ -178,7 +229,16 @@ export async function verifyToken<T extends TokenType>(
   const key = await keyFor(token.header.kid);
   if (!key) throw new AuthFailure('tokenKeyIdUnknown');
 
-  const options = { typ: TYP[type], requiredClaims: REQUIRED_CLAIMS[type], currentDate: new Date(now) };
+  const options: JWTClaimVerificationOptions = {
+    typ: TYP[type],
+    requiredClaims: REQUIRED_CLAIMS[type],
+    currentDate: new Date(now),
+  };
+  const issuedBeforeIssuer = !('iss' in token.payload) && !('aud' in token.payload);
+  if (!(acceptance.acceptWithoutIssuer && issuedBeforeIssuer)) {
+    options.issuer = acceptance.issuer;
+    options.audience = type === 'access' ? [...acceptance.audience] : acceptance.issuer;
+  }
   let payload: JWTPayload;
   try {
     payload =
@@ -206,6 +266,9 @@ export function failureOfJoseError(error: unknown, type: TokenType): unknown {
     return new AuthFailure(type === 'access' ? 'accessTokenExpired' : 'refreshTokenExpired');
   if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'typ') {
     return new AuthFailure(type === 'access' ? 'notAnAccessToken' : 'notARefreshToken');
+  }
+  if (error instanceof errors.JWTClaimValidationFailed && ['iss', 'aud'].includes(error.claim) && error.reason !== 'missing') {
+    return new AuthFailure('tokenIssuerOrAudienceOther');
   }
   if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTInvalid)
     return new AuthFailure('tokenClaimsMissing');

@@ -7,7 +7,7 @@ import { isEmail } from '../domain/email.js';
 import { AuthFailure } from '../domain/failures.js';
 import { bundledSpecPath } from '../package-root.js';
 import { HttpFailure } from './failures.js';
-import { operationHandlers, type Services } from './handlers.js';
+import { operationHandlers, securityFailure, type Services } from './handlers.js';
 import { keepOperationList, validateRequestsOnly } from './openapi-backend-patches.js';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
@@ -20,11 +20,25 @@ export function allowedMethods(api: OpenAPIBackend, path: string): string[] {
 /** Node joins repeated headers in `headers`; only `headersDistinct` shows that there were two. */
 const authorizationValues = (req: IncomingMessage) => req.headersDistinct.authorization;
 
+/** A form field sent once, or undefined. */
+const formField = (form: unknown, name: string) => {
+  const value = form !== null && typeof form === 'object' ? (form as Record<string, unknown>)[name] : undefined;
+  return typeof value === 'string' ? value : undefined;
+};
+
 /**
- * A resource server's HTTP Basic credentials (RFC 7617; id and secret form-encoded first, as
- * RFC 6749 §2.3.1 has it), checked against the registered clients; resolves with the client's id.
+ * A resource server's client credentials, checked against the registered clients; resolves
+ * with the client's id. HTTP Basic (RFC 7617; id and secret form-encoded first, as RFC 6749
+ * §2.3.1 has it), or, on an operation with a form body and without an Authorization header,
+ * the form's `client_id` and `client_secret` (`client_secret_post`, RFC 6749 §2.3.1).
  */
-async function authenticateClient(clients: Clients, values: readonly string[] | undefined): Promise<string> {
+async function authenticateClient(clients: Clients, values: readonly string[] | undefined, form: unknown): Promise<string> {
+  if (values === undefined && formField(form, 'client_id') !== undefined) {
+    const [id, secret] = [formField(form, 'client_id')!, formField(form, 'client_secret')];
+    if (secret === undefined) throw new AuthFailure('clientCredentialsInvalid');
+    await clients.authenticate(id, secret);
+    return id;
+  }
   const [scheme, credentials, ...rest] = values?.length === 1 ? values[0].split(' ').filter(Boolean) : [];
   if (scheme?.toLowerCase() !== 'basic' || credentials === undefined || rest.length > 0) {
     throw new AuthFailure('clientCredentialsMissing');
@@ -85,18 +99,18 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
     },
     unauthorizedHandler: (c: Context) => {
       // Each operation has one security scheme; its handler threw the reason.
-      const [result] = Object.values<unknown>(c.security).filter(
-        (value) => typeof value === 'object' && value !== null && 'error' in value && value.error,
-      );
-      throw (result as { error: unknown }).error;
+      throw securityFailure(c)!;
     },
     validationFail: (c: Context) => {
+      // Client credentials are checked before the request, as for every other operation.
+      const failed = securityFailure(c);
+      if (failed) throw failed;
       throw new HttpFailure('requestInvalid', validationMessage(c));
     },
   });
   const parseAuthorization = (_c: Context, ctx: ParameterizedContext) => parseBearer(authorizationValues(ctx.req));
   api.registerSecurityHandler('clientCredentials', (_c: Context, ctx: ParameterizedContext) =>
-    authenticateClient(services.clients, authorizationValues(ctx.req)),
+    authenticateClient(services.clients, authorizationValues(ctx.req), (ctx.state as { body?: unknown }).body),
   );
   api.registerSecurityHandler('accessToken', parseAuthorization);
   api.registerSecurityHandler('refreshToken', parseAuthorization);

@@ -67,18 +67,28 @@ function exactJsonType() {
   };
 }
 
-/** The one error layer: every error becomes the envelope its failure's table row describes. */
+/**
+ * The operations that are OAuth endpoints: a failure with an RFC 6749 §5.2 error code is
+ * answered in that form (`{"error": ...}`), as OAuth clients expect; the FIB operations keep
+ * the envelope (docs/design.md §11).
+ */
+const OAUTH_OPERATIONS = new Set(['introspectToken']);
+
+/** The one error layer: every error becomes the envelope (or OAuth error) its failure's table row describes. */
 function answerErrors(logger: Logger) {
   return async (ctx: AppContext, next: Next) => {
     try {
       await next();
     } catch (error) {
-      const { status, message, outcome, headers, internal } = refusal(error, ctx.state.requestId);
+      const { status, message, outcome, headers, internal, oauthError } = refusal(error, ctx.state.requestId);
       if (internal) logger.error({ requestId: ctx.state.requestId, err: internal }, 'request failed');
       ctx.state.outcome = outcome;
       ctx.set(headers);
       ctx.status = status;
-      ctx.body = envelope(status, message, {});
+      ctx.body =
+        oauthError && OAUTH_OPERATIONS.has(ctx.state.operationId ?? '')
+          ? { error: oauthError, error_description: message }
+          : envelope(status, message, {});
     }
   };
 }
@@ -208,6 +218,7 @@ function dispatch(api: OpenAPIBackend) {
     if (response instanceof PlainReply) {
       ctx.status = 200;
       ctx.type = response.contentType;
+      ctx.set(response.headers);
       ctx.body = response.body;
     } else {
       ctx.status = response.status.code;

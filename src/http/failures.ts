@@ -51,6 +51,8 @@ interface FailureAnswer {
   outcome: Outcome;
   /** The `WWW-Authenticate` header of a 401. */
   challenge?: string;
+  /** The RFC 6749 §5.2 error code an OAuth endpoint answers with instead of the envelope (docs/design.md §11). */
+  oauthError?: 'invalid_client';
 }
 
 /**
@@ -150,6 +152,13 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
     challenge: INVALID_TOKEN,
   },
 
+  tokenIssuerOrAudienceOther: {
+    status: 401,
+    message: 'The bearer token names another issuer or audience than this service accepts.',
+    outcome: 'unacceptable',
+    challenge: INVALID_TOKEN,
+  },
+
   // §3.4 and §4: no registered user
   userNotFound: { status: 404, message: 'User has not been found.', outcome: 'unknown_user' },
 
@@ -237,12 +246,14 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
     message: "The request needs a resource server's client credentials as HTTP Basic.",
     outcome: 'unreadable',
     challenge: BASIC,
+    oauthError: 'invalid_client',
   },
   clientCredentialsInvalid: {
     status: 401,
     message: 'The client id and secret are not those of a registered client.',
     outcome: 'unacceptable',
     challenge: BASIC,
+    oauthError: 'invalid_client',
   },
 
   // §9: the request itself
@@ -318,6 +329,7 @@ export interface Refusal {
   headers: Record<string, string>;
   /** The error to log: set only for failures that are the server's own (500). */
   internal?: unknown;
+  oauthError?: FailureAnswer['oauthError'];
 }
 
 /** What the table says for a failure, with its detail filled in. */
@@ -325,8 +337,8 @@ export function refusalOf(
   reason: FailureReason | HttpFailureReason,
   detail = '',
 ): Omit<Refusal, 'headers'> & { challenge?: string } {
-  const { status, message, outcome, challenge } = FAILURES[reason];
-  return { reason, status, message: typeof message === 'function' ? message(detail) : message, outcome, challenge };
+  const { status, message, outcome, challenge, oauthError } = FAILURES[reason];
+  return { reason, status, message: typeof message === 'function' ? message(detail) : message, outcome, challenge, oauthError };
 }
 
 /** Every error becomes a refusal here, and only here. */

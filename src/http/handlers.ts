@@ -6,11 +6,13 @@ import type { BearerToken } from '../domain/bearer.js';
 import type { Clients } from '../domain/clients.js';
 import type { KeyRing } from '../domain/key-ring.js';
 import type { RevocationFeed } from '../domain/revocation-feed.js';
-import type { IssuedPair } from '../domain/tokens.js';
+import { Lifetimes } from '../domain/lifetimes.js';
+import { SIGN_IN_CLIENT_ID, type IssuedPair, type TokenIdentity } from '../domain/tokens.js';
 import type { Store } from '../domain/store.js';
 import { envelope, PlainReply } from './envelope.js';
 import { HttpFailure } from './failures.js';
 import type { LongPolls } from './long-polls.js';
+import { authorizationServerMetadata } from './metadata.js';
 
 type OperationId = keyof operations;
 type Responses<Op extends OperationId> = operations[Op]['responses'];
@@ -27,6 +29,12 @@ type IntrospectionRequest = components['schemas']['IntrospectionRequest'];
 type RevocationsQuery = NonNullable<operations['listRevocations']['parameters']['query']>;
 
 const READINESS_TIMEOUT_MS = 2000;
+
+/**
+ * The key set and the metadata may be cached, briefly: a key `fib-auth keys generate` publishes
+ * reaches every verifier within twice this (docs/design.md §5). Every other answer is `no-store`.
+ */
+const PUBLISHED = { 'Cache-Control': `public, max-age=${Lifetimes.PUBLISHED_KEYS_MAX_AGE_SECONDS}` };
 
 /** The bearer token that the operation's security handler parsed. */
 const bearer = (c: Context, scheme: 'accessToken' | 'refreshToken') => c.security[scheme] as BearerToken;
@@ -63,10 +71,35 @@ export interface Services {
   feed: RevocationFeed;
   clients: Clients;
   longPolls: LongPolls;
+  /** The issuer and audience of the tokens; read at each use (see `Tokens`). */
+  identity: () => TokenIdentity;
+}
+
+/**
+ * The refusal a security handler threw for this request, if any. An operation whose contract
+ * also allows no security scheme (`{}`: introspection, whose client may authenticate in the
+ * form) is routed on even then, so its handler and validation ask here first.
+ */
+export function securityFailure(c: Context): Error | undefined {
+  const failed = Object.values<unknown>(c.security ?? {}).find(
+    (value): value is { error: Error } => typeof value === 'object' && value !== null && 'error' in value && !!value.error,
+  );
+  return failed?.error;
+}
+
+/**
+ * The client a request for resource servers authenticated as. Introspection's contract lets a
+ * request without HTTP Basic through (its client may authenticate in the form), so the refusal
+ * its security handler threw is thrown here.
+ */
+function authenticatedClient(c: Context): string {
+  const failed = securityFailure(c);
+  if (failed) throw failed;
+  return c.security.clientCredentials as string;
 }
 
 /** One handler per operationId; each returns a body its operation documents. */
-export function operationHandlers({ auth, store, keys, feed, longPolls }: Services): {
+export function operationHandlers({ auth, store, keys, feed, longPolls, identity }: Services): {
   [Op in OperationId]: (c: Context, ctx: KoaContext) => Reply<Op> | Promise<Reply<Op>>;
 } {
   return {
@@ -95,15 +128,23 @@ export function operationHandlers({ auth, store, keys, feed, longPolls }: Servic
       return envelope(200, 'User has been successfully logged out.', {});
     },
     async introspectToken(c) {
+      authenticatedClient(c);
       const claims = await auth.introspect((c.request.requestBody as IntrospectionRequest).token);
       if (!claims) return new PlainReply({ active: false }, 'application/json');
       const { sub, acc, role, sid, jti, iat, exp } = claims;
-      return new PlainReply({ active: true, token_type: 'access_token', sub, acc, role, sid, jti, iat, exp }, 'application/json');
+      // A token issued before tokens named their issuer and audience is this service's, for its audience.
+      const { issuer, audience } = identity();
+      const iss = claims.iss ?? issuer;
+      const aud = claims.aud ?? (audience.length === 1 ? audience[0] : [...audience]);
+      return new PlainReply(
+        { active: true, token_type: 'Bearer', iss, aud, client_id: SIGN_IN_CLIENT_ID, sub, acc, role, sid, jti, iat, exp },
+        'application/json',
+      );
     },
     async listRevocations(c, ctx) {
       const { after, wait = 0 } = c.request.query as RevocationsQuery;
       // The client id its credentials proved (api.ts); a read that does not wait holds nothing.
-      const release = Number(wait) > 0 ? longPolls.hold(c.security.clientCredentials as string, Number(wait)) : undefined;
+      const release = Number(wait) > 0 ? longPolls.hold(authenticatedClient(c), Number(wait)) : undefined;
       try {
         const page = await feed.read(after, Number(wait), whenGone(ctx));
         const message = page.snapshot ? 'Revocations still in force.' : 'Revocations after the cursor.';
@@ -120,7 +161,10 @@ export function operationHandlers({ auth, store, keys, feed, longPolls }: Servic
       return envelope(200, 'The service is ready.', {});
     },
     getJwks() {
-      return new PlainReply({ keys: keys.jwks() }, 'application/json');
+      return new PlainReply({ keys: keys.jwks() }, 'application/json', PUBLISHED);
+    },
+    getAuthorizationServerMetadata() {
+      return new PlainReply(authorizationServerMetadata(identity()), 'application/json', PUBLISHED);
     },
   };
 }

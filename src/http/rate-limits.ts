@@ -122,6 +122,7 @@ const REFUSALS: Record<OperationId, ReadonlySet<number>> = {
   createSignInChallenge: new Set(),
   // Public and credential-free: nothing to guess.
   getJwks: new Set(),
+  getAuthorizationServerMetadata: new Set(),
   getLiveness: new Set(),
   getReadiness: new Set(),
 };

@@ -18,7 +18,8 @@ import {
 } from './errors.js';
 import { writeEventToStderr, type EventListener, type VerifierEvent } from './events.js';
 import { Jwks } from './jwks.js';
-import { tokenLivesTooLong, verificationErrorOf } from './refusal.js';
+import { ServiceMetadata } from './metadata.js';
+import { tokenLivesTooLong, unverifiable, verificationErrorOf } from './refusal.js';
 import { describe } from './requests.js';
 import { RevocationFeed } from './revocations.js';
 
@@ -33,6 +34,17 @@ export interface VerifierOptions {
   /** A client created with `npx fib-auth clients add --id ID`, and the secret it printed. */
   clientId: string;
   clientSecret: string;
+  /**
+   * The `iss` every token must carry: the service's `ISSUER` (an origin). By default the
+   * `issuer` of the service's metadata (`/.well-known/oauth-authorization-server` under `url`).
+   */
+  issuer?: string;
+  /**
+   * The audience (`aud`) a token must name, or a list of which it must name one: this
+   * service's name among the FIB API's. By default the audience the service's metadata names
+   * for its access tokens (`AUDIENCE`, `fib-api` unless the operator set it).
+   */
+  audience?: string | readonly string[];
   /** How long the revocation set may go unconfirmed before every token is refused with 503 (at least 2; 10 by default). */
   maxStalenessSeconds?: number;
   /** How often the signing keys are fetched again, dropping the keys the service no longer lists (at least 1; 300 by default). */
@@ -92,10 +104,25 @@ function validated(options: VerifierOptions) {
   if (options.onEvent !== undefined && typeof options.onEvent !== 'function') {
     throw new VerifierOptionsError('onEvent must be a function.');
   }
+  const { issuer } = options;
+  if (issuer !== undefined && (typeof issuer !== 'string' || !URL.canParse(issuer) || new URL(issuer).origin !== issuer)) {
+    throw new VerifierOptionsError(
+      `issuer must be the service's ISSUER, an origin such as https://auth.example.com, not ${String(issuer)}.`,
+    );
+  }
+  const audience = typeof options.audience === 'string' ? [options.audience] : options.audience;
+  if (
+    audience !== undefined &&
+    (!Array.isArray(audience) || audience.length === 0 || !audience.every((aud) => typeof aud === 'string' && aud !== ''))
+  ) {
+    throw new VerifierOptionsError('audience must be a non-empty string or a non-empty list of them, such as fib-api.');
+  }
   return {
     base: url.replace(/\/+$/, ''),
     clientId,
     clientSecret,
+    issuer,
+    audience,
     maxStalenessSeconds: seconds('maxStalenessSeconds', options.maxStalenessSeconds, 10, 2),
     jwksRefreshSeconds: seconds('jwksRefreshSeconds', options.jwksRefreshSeconds, 300, 1),
     maxTokenAgeSeconds: seconds('maxTokenAgeSeconds', options.maxTokenAgeSeconds, 3600, 1),
@@ -106,7 +133,8 @@ function validated(options: VerifierOptions) {
 
 /** Throws a `VerifierOptionsError` at once when an option is missing or out of range. */
 export function createVerifier(options: VerifierOptions): Verifier {
-  const { base, clientId, clientSecret, maxTokenAgeSeconds, readyTimeoutSeconds, ...settings } = validated(options);
+  const { base, clientId, clientSecret, issuer, audience, maxTokenAgeSeconds, readyTimeoutSeconds, ...settings } =
+    validated(options);
   // A listener that throws must not stop the feed.
   const onEvent: EventListener = (event) => {
     try {
@@ -127,13 +155,19 @@ export function createVerifier(options: VerifierOptions): Verifier {
     withdraws: (kid) => feed.withdraws(kid),
     onEvent,
   });
-  const ready = readiness(base, readyTimeoutSeconds, feed, jwks);
+  const closing = new AbortController();
+  const metadata = new ServiceMetadata(`${base}/.well-known/oauth-authorization-server`, { issuer, audience }, closing.signal);
+  const ready = readiness(base, readyTimeoutSeconds, feed, jwks, metadata);
 
   async function verify(authorization: string | readonly string[] | undefined): Promise<AccessClaims> {
     let claims: AccessClaims;
     try {
       const values = typeof authorization === 'string' ? [authorization] : authorization;
-      claims = await verifyToken(parseBearer(values), 'access', jwks.keyFor, Date.now());
+      const token = parseBearer(values);
+      const expected = metadata.expected;
+      if (!expected) throw unverifiable.metadataUnavailable(metadata.lastFailure);
+      // A token without `iss` and `aud` is refused: this library never met the service's older tokens.
+      claims = await verifyToken(token, 'access', jwks.keyFor, Date.now(), { ...expected, acceptWithoutIssuer: false });
     } catch (error) {
       throw verificationErrorOf(error);
     }
@@ -148,6 +182,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     ready: () => ready,
     verify,
     close: async () => {
+      closing.abort();
       jwks.close();
       await feed.close();
     },
@@ -168,15 +203,24 @@ export function createVerifier(options: VerifierOptions): Verifier {
   };
 }
 
-/** Settles once, for every `ready()`: when both the feed and the keys are, or `timeoutSeconds` after creation. */
-function readiness(base: string, timeoutSeconds: number, feed: RevocationFeed, jwks: Jwks): Promise<void> {
+/**
+ * Settles once, for every `ready()`: when the feed, the keys and the metadata are, or
+ * `timeoutSeconds` after creation.
+ */
+function readiness(
+  base: string,
+  timeoutSeconds: number,
+  feed: RevocationFeed,
+  jwks: Jwks,
+  metadata: ServiceMetadata,
+): Promise<void> {
   const settled = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
-      const cause: unknown = feed.lastFailure ?? jwks.lastFailure;
+      const cause: unknown = feed.lastFailure ?? jwks.lastFailure ?? metadata.lastFailure;
       const reason = cause === undefined ? 'no answer yet' : describe(cause);
       reject(new ReadyTimeoutError(`fib-auth at ${base} was not ready within ${timeoutSeconds} seconds: ${reason}`, { cause }));
     }, timeoutSeconds * 1000).unref();
-    Promise.all([feed.current, jwks.loaded])
+    Promise.all([feed.current, jwks.loaded, metadata.loaded])
       .then(() => resolve(), reject)
       .finally(() => clearTimeout(timer));
   });

@@ -17,6 +17,13 @@ export const unverifiable = {
     new VerificationError(503, "The service's signing keys could not be fetched; the token cannot be checked.", undefined, {
       cause,
     }),
+  metadataUnavailable: (cause: unknown) =>
+    new VerificationError(
+      503,
+      "The service's metadata (its issuer and audience) has not been fetched yet; the token cannot be checked.",
+      undefined,
+      { cause },
+    ),
   closed: () => new VerificationError(503, 'The verifier has been closed; the token cannot be checked.'),
 };
 

@@ -16,7 +16,7 @@ import { startServer, type RunningServer, type ServerParts } from '../../src/ser
 import type { Role } from '../../src/domain/store.js';
 import type { contractExamples } from '../../generated/examples.js';
 import type { components, operations } from '../../generated/openapi.js';
-import { BASE, bearer } from './api.js';
+import { BASE, bearer, TEST_ISSUER } from './api.js';
 import type { DatabaseBackend } from './databases.js';
 import { ALICE, ALICE_SIGN_IN, publicKeyHexOf, signInBody, signMessage } from './vectors.js';
 
@@ -102,7 +102,9 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
   await contractReady;
   const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body).slice(0, 300)}`;
   if (typeof reply.body === 'object') assert.equal(reply.headers['content-type'], 'application/json', where);
-  assert.equal(reply.headers['cache-control'], 'no-store', where);
+  // The key set and the metadata may be cached briefly (docs/design.md §5); nothing else may.
+  const published = ['/.well-known/jwks.json', '/.well-known/oauth-authorization-server'].includes(path) && reply.status === 200;
+  assert.equal(reply.headers['cache-control'], published ? 'public, max-age=60' : 'no-store', where);
   assert.equal(reply.headers['x-content-type-options'], 'nosniff', where);
   assert.match(String(reply.headers['x-request-id']), /^[0-9a-f-]{36}$/, where);
   // RFC 6750 §3.1: no error code when no bearer token was sent (docs/design.md §2); Basic for
@@ -132,8 +134,11 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
   assert.ok(documented, `${where}: status not documented for ${operation.operationId}`);
   const mediaType = String(reply.headers['content-type']);
   assert.ok(mediaType in documented.content, `${where}: ${mediaType} not documented`);
-  // Everything in JSON is the envelope but what standards define: the key set, introspection.
-  if (mediaType === 'application/json' && !['getJwks', 'introspectToken'].includes(operation.operationId!)) {
+  // Everything in JSON is the envelope but what standards define: the key set, the metadata, introspection.
+  if (
+    mediaType === 'application/json' &&
+    !['getJwks', 'getAuthorizationServerMetadata', 'introspectToken'].includes(operation.operationId!)
+  ) {
     assert.ok(isEnvelope(body), where);
     assert.equal(body.status.code, reply.status, where);
   }
@@ -271,6 +276,7 @@ export async function startTestServer(env: Record<string, string> = {}, parts: S
     RATE_LIMIT_REFUSED_PER_ADDRESS: '0',
     RATE_LIMIT_FAILED_SIGN_INS_PER_EMAIL: '0',
     RATE_LIMIT_CHALLENGES_PER_ADDRESS: '0',
+    ISSUER: TEST_ISSUER,
     ...env,
   });
   const logs: string[] = [];

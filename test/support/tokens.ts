@@ -2,6 +2,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sig
 import { readFileSync } from 'node:fs';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import type { SessionRecord } from '../../src/domain/store.js';
+import { TEST_ISSUER } from './api.js';
 import type { TestServer } from './harness.js';
 
 export const b64 = (value: unknown) =>
@@ -42,22 +43,30 @@ export function newSession(userEmail: string, now = Math.floor(Date.now() / 1000
   };
 }
 
-/** The claims of the session's access token, in the order the server writes them. */
+/**
+ * The claims of the session's access token, in the order the server writes them, for a server
+ * with ISSUER=TEST_ISSUER and the default AUDIENCE (docs/design.md §5).
+ */
 export const accessClaimsOf = (s: LiveSession, accountId: string) => ({
   acc: accountId,
   sub: s.userEmail,
   role: 'ROLE_PEER',
   sid: s.id,
+  iss: TEST_ISSUER,
+  aud: 'fib-api',
+  client_id: 'fib-sign-in',
   iat: s.createdAt,
   exp: s.accessExpiresAt,
   jti: s.accessJti,
 });
 
-/** The claims of the session's refresh token, in the order the server writes them. */
+/** The claims of the session's refresh token, in the order the server writes them (ISSUER=TEST_ISSUER). */
 export const refreshClaimsOf = (s: LiveSession) => ({
   sub: s.userEmail,
   sid: s.id,
   acjti: s.accessJti,
+  iss: TEST_ISSUER,
+  aud: TEST_ISSUER,
   iat: s.createdAt,
   exp: s.refreshExpiresAt,
   jti: s.refreshJti,
@@ -70,8 +79,9 @@ export const accessClaims = (sub: string) => accessClaimsOf(newSession(sub), ran
 export const refreshClaims = (sub: string) => refreshClaimsOf(newSession(sub));
 
 /**
- * Mints tokens byte for byte as the server issues them (same header and claims, in the same
- * order, signed by its key file), so that sessions can be stored in bulk without a sign-in each.
+ * Mints tokens byte for byte as a server with ISSUER=TEST_ISSUER issues them (same header and
+ * claims, in the same order, signed by its key file), so that sessions can be stored in bulk
+ * without a sign-in each.
  */
 export class TokenMinter {
   private constructor(
