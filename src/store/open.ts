@@ -172,8 +172,23 @@ export function storeLocation(databaseUrl: string): string {
   return url.href;
 }
 
-/** Opens the store that `DATABASE_URL` names (docs/design.md §7). */
+/**
+ * Opens the store that `DATABASE_URL` names (docs/design.md §7). One that cannot be opened is
+ * one line naming the variable and the store (without a password) before the driver's reason:
+ * `connect ECONNREFUSED 127.0.0.1:5432` alone does not say which setting to fix.
+ */
 export async function openStore(config: StoreConfig, logger?: Logger): Promise<Store> {
+  try {
+    return await openBackend(config, logger);
+  } catch (error) {
+    const { message, code } = error as NodeJS.ErrnoException; // Node's AggregateError (one per address) has no message
+    throw new Error(`the store DATABASE_URL names (${storeLocation(config.databaseUrl)}) cannot be opened: ${message || code}`, {
+      cause: error,
+    });
+  }
+}
+
+async function openBackend(config: StoreConfig, logger?: Logger): Promise<Store> {
   const { databaseUrl } = config;
   const timeoutMs = config.databaseTimeout * 1000;
   if (databaseUrl.startsWith('sqlite:')) {
