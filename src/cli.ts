@@ -58,7 +58,9 @@ async function withStore<T>(work: (store: Store, location: string) => Promise<T>
   const { openStore, storeLocation } = await import('./store/open.js'); // Kysely and the drivers: only for the commands that use them
   const location = storeLocation(config.databaseUrl);
   if (location.startsWith('sqlite:/') && !existsSync(location.slice('sqlite:'.length))) {
-    throw new Error(`there is no store at ${location}: set DATABASE_URL to the server's (fib-auth serve creates it on first start)`);
+    throw new Error(
+      `there is no store at ${location}: set DATABASE_URL to the server's (fib-auth serve creates it on first start)`,
+    );
   }
   const store = await openStore(config);
   try {
@@ -122,13 +124,19 @@ async function users(args: string[]): Promise<void> {
   } else if (action === 'remove') {
     const email = required(options(rest, { email: { type: 'string' } }).email, '--email');
     await withStore(async (store, location) => {
-      if (!(await store.removeUser(email, epochSeconds(systemClock)))) throw new Error(`no user has the email ${email} in ${location}`);
+      if (!(await store.removeUser(email, epochSeconds(systemClock))))
+        throw new Error(`no user has the email ${email} in ${location}`);
       console.log(`removed ${email.toLowerCase()} from ${location} and revoked their sessions`);
     });
   } else if (action === 'list') {
     const { json } = options(rest, { json: { type: 'boolean' } });
     await withStore(async (store, location) =>
-      printList(await store.listUsers(), json, `no users in ${location}`, (u) => [u.email, u.accountId, u.role, u.authPublicKeyHex]),
+      printList(await store.listUsers(), json, `no users in ${location}`, (u) => [
+        u.email,
+        u.accountId,
+        u.role,
+        u.authPublicKeyHex,
+      ]),
     );
   } else {
     throw new UsageError(action ? `unknown users command: ${action}` : 'users needs a command: add, remove or list');

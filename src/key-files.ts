@@ -83,7 +83,9 @@ function privateKeyIn(pem: Buffer, path: string, what: string): KeyObject {
     return createPrivateKey(pem);
   } catch {
     const setting = what === SIGNING_KEY ? 'FIB_AUTH_SIGNING_KEY_FILE' : 'beside FIB_AUTH_SIGNING_KEY_FILE';
-    throw new Error(`${what} ${path} (${setting}) holds no PEM private key: put the key there, or remove it and a new one is made`);
+    throw new Error(
+      `${what} ${path} (${setting}) holds no PEM private key: put the key there, or remove it and a new one is made`,
+    );
   }
 }
 
@@ -160,7 +162,11 @@ export function keyFileSource(signingKeyFile: string, onCreated: () => void): ()
  * ring: creates the signing key when absent, checks every key file as the ring would read it,
  * and refuses a signer among the `withdrawn` keys.
  */
-export async function ensureSigningKey(signingKeyFile: string, withdrawn: Iterable<string>, onCreated: () => void): Promise<void> {
+export async function ensureSigningKey(
+  signingKeyFile: string,
+  withdrawn: Iterable<string>,
+  onCreated: () => void,
+): Promise<void> {
   const { signing } = keyFileSource(signingKeyFile, onCreated)();
   refuseWithdrawnSigner((await signingKeyFrom(signing)).kid, new Set(withdrawn));
 }
