@@ -37,17 +37,19 @@ export async function servePrimary(config: Config, logger: Logger): Promise<void
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= (async () => {
+      const drained = workers.close(); // each worker drains its requests in flight with its own store, then exits
       stopPurging();
       stopCounting();
       stopRelaying();
       await management.close();
-      await workers.close(); // each worker drains its requests in flight with its own store, then exits
+      await drained;
       await store.close();
     })());
-  // From the first fork on: a signal during start-up stops the workers too, rather than
+  // Before the first fork: a signal while the workers start stops them too, rather than
   // leaving them without their primary.
   const stop = stopOn(logger, 'shutting down: stopping every worker', close);
   process.on('SIGHUP', () => workers.reloadKeys());
+  workers.start();
   const port = await workers.listening.catch(async (error: unknown) => {
     await close(); // every worker has exited already
     throw error;

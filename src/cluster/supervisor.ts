@@ -9,6 +9,8 @@ import { onMessageFromWorkers } from './messages.js';
  * closed channel.
  */
 export interface Supervisor {
+  /** Forks the workers. */
+  start(): void;
   /** Resolves once every worker listens, with the port they share; rejects, once none runs, with why one could not start. */
   listening: Promise<number>;
   /** Resolves once no worker runs (SIGTERM to the process group stops them all). */
@@ -61,29 +63,34 @@ export function superviseWorkers(count: number, logger: Logger): Supervisor {
       listened.add(worker);
       if (listened.size === count) resolveListening(port);
     });
-    worker.once('exit', (code, signal) => {
-      running.delete(worker);
-      if (!listened.has(worker) && !closing) {
-        startFailure = new Error(failures.get(worker) ?? `a worker exited (${signal ?? code}) before it listened`);
-        closing = true;
-        stopEvery();
-      } else if (!closing && (code !== 0 || signal !== null)) {
-        // A worker that crashed is replaced; its connections are gone, the others' are not.
-        // One that exited 0 was stopped (SIGTERM to the process group): it is not.
-        logger.error({ worker: worker.id, code, signal }, 'a worker exited; starting another');
-        fork();
-      }
-      announceWhenClosed();
-      if (running.size > 0) return;
-      stopHearingClosed();
-      stopHearingFailed();
-      resolveStopped();
-      if (startFailure) rejectListening(startFailure);
-    });
+    // Judged on the next turn: a signal to the whole process group (Ctrl-C, systemd) reaches the
+    // primary and its workers together, and a worker's exit may be seen first; the primary's
+    // own stop, handled meanwhile, says that the worker was stopped rather than failed.
+    worker.once('exit', (code, signal) => setImmediate(() => exited(worker, code, signal)));
   };
-  for (let i = 0; i < count; i++) fork();
-
+  const exited = (worker: Worker, code: number, signal: string | null) => {
+    running.delete(worker);
+    if (!listened.has(worker) && !closing) {
+      startFailure = new Error(failures.get(worker) ?? `a worker exited (${signal ?? code}) before it listened`);
+      closing = true;
+      stopEvery();
+    } else if (!closing && (code !== 0 || signal !== null)) {
+      // A worker that crashed is replaced; its connections are gone, the others' are not.
+      // One that exited 0 was stopped (SIGTERM to the process group): it is not.
+      logger.error({ worker: worker.id, code, signal }, 'a worker exited; starting another');
+      fork();
+    }
+    announceWhenClosed();
+    if (running.size > 0) return;
+    stopHearingClosed();
+    stopHearingFailed();
+    resolveStopped();
+    if (startFailure) rejectListening(startFailure);
+  };
   return {
+    start() {
+      for (let i = 0; i < count; i++) fork();
+    },
     listening,
     stopped,
     reloadKeys() {
