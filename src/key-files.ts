@@ -74,19 +74,20 @@ const SIGNING_KEY = 'the signing key file';
 const NEXT_SIGNING_KEY = 'the next signing key file';
 
 /**
- * The private key a key file holds. A file that holds none (not PEM, not PKCS#8) is named with
- * the variable that points at it: OpenSSL's own message (`error:1E08010C:DECODER
+ * The Ed25519 private key a key file holds. A file that holds none (not PEM, not PKCS#8), or
+ * another type of key, is named with the variable that points at it: OpenSSL's own message (`error:1E08010C:DECODER
  * routines::unsupported`) names neither.
  */
 function privateKeyIn(pem: Buffer, path: string, what: string): KeyObject {
+  const named = `${what} ${path} (${what === SIGNING_KEY ? 'FIB_AUTH_SIGNING_KEY_FILE' : 'beside FIB_AUTH_SIGNING_KEY_FILE'})`;
+  let key: KeyObject;
   try {
-    return createPrivateKey(pem);
+    key = createPrivateKey(pem);
   } catch {
-    const setting = what === SIGNING_KEY ? 'FIB_AUTH_SIGNING_KEY_FILE' : 'beside FIB_AUTH_SIGNING_KEY_FILE';
-    throw new Error(
-      `${what} ${path} (${setting}) holds no PEM private key: put the key there, or remove it and a new one is made`,
-    );
+    throw new Error(`${named} holds no PEM private key: put the key there, or remove it and a new one is made`);
   }
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${named} holds a key of type ${key.asymmetricKeyType}, not Ed25519`);
+  return key;
 }
 
 /**

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -209,3 +210,27 @@ for (const backend of DATABASES) {
     },
   );
 }
+
+test('what was one line already stays one line: an origin without its scheme, an RSA key, a PostgreSQL database that does not exist', async () => {
+  const rsa = join(dir, 'rsa-key.pem');
+  writeFileSync(rsa, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+    mode: 0o600,
+  });
+  await assertServeRefused(
+    { FIB_AUTH_SIGNING_KEY_FILE: rsa },
+    `the signing key file ${rsa} (FIB_AUTH_SIGNING_KEY_FILE) holds a key of type rsa, not Ed25519`,
+  );
+  await assertServeRefused(
+    { CORS_ORIGINS: 'app.example.com' },
+    'CORS_ORIGINS must list origins such as https://app.example.com, separated by commas; got "app.example.com"',
+  );
+  const admin = process.env.TEST_DATABASE_URL;
+  if (admin) {
+    const missing = new URL(admin);
+    missing.pathname = '/fib_auth_no_such_database';
+    await assertServeRefused(
+      { DATABASE_URL: missing.href },
+      `the store DATABASE_URL names (${missing.href}) cannot be opened: database "fib_auth_no_such_database" does not exist`,
+    );
+  }
+});
