@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../src/package-root.js';
 import { CLI, runCli } from './support/cli.js';
@@ -18,7 +18,6 @@ import { ALICE } from './support/vectors.js';
 // "Configuration"): each is one line on standard error naming the cause and the setting or file
 // to fix, exit 1; never a stack, never an EPIPE from a worker left without its primary.
 
-const ONE_LINE = /^fib-auth: [^\n]+\n$/;
 const addAlice = ['users', 'add', '--email', ALICE.email, '--auth-public-key', ALICE.publicKeyHex];
 
 let dir: string;
@@ -203,7 +202,6 @@ for (const backend of DATABASES) {
         const again = await run(['users', 'remove', '--email', ALICE.email]);
         assert.deepEqual([again.code, again.stderr], [1, `fib-auth: no user has the email ${ALICE.email} in ${store}\n`]);
         for (const output of [added, client, again]) assert.doesNotMatch(output.stdout + output.stderr, /never-printed/);
-        assert.match(again.stderr, ONE_LINE);
       } finally {
         await database.drop();
       }
