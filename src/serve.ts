@@ -5,8 +5,8 @@ import { createLogger } from './logger.js';
 
 /**
  * `fib-auth serve`: one process that serves HTTP (WORKERS=1), or a cluster (docs/design.md §13),
- * whose primary and workers each run this. Each role loads only what it runs: the primary never
- * loads the HTTP stack.
+ * whose primary and workers each run this. Each role loads only what it runs: the primary
+ * never loads the server (src/server.ts) nor builds the API.
  */
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);

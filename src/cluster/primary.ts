@@ -14,8 +14,8 @@ import { superviseWorkers } from './supervisor.js';
 
 /**
  * The primary of a cluster (docs/design.md §13): node:cluster's primary forks WORKERS workers and
- * hands each new connection to one of them in turn. It serves no request and loads no HTTP
- * stack. Before any worker starts it opens the store (migrations run once) and checks the key
+ * hands each new connection to one of them in turn. It serves no API request and builds no API
+ * (no contract compiled, no key ring). Before any worker starts it opens the store (migrations run once) and checks the key
  * files (the first start creates the signing key, once), so a store or key that cannot be used
  * is one line from the primary rather than one from each worker. Then it purges the store,
  * counts the live sessions and serves the metrics for the whole server, relays what the limits
