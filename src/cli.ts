@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
@@ -206,15 +207,21 @@ async function revokeKey(config: Config, kid: string): Promise<void> {
 
 async function keys(args: string[]): Promise<void> {
   const [action, ...rest] = args;
+  // Like the store, the key files are named where they were written: a relative
+  // FIB_AUTH_SIGNING_KEY_FILE (the default is one) depends on the folder the command runs in.
+  const keyFiles = (config: Config) => `(key files in ${dirname(config.signingKeyFile)})`;
   if (action === 'generate') {
     options(rest, {});
-    const kid = await generateNextKey(loadConfig().signingKeyFile);
-    console.log(`generated the next signing key ${kid}; it verifies now and signs after \`fib-auth keys rotate\``);
+    const config = loadConfig();
+    const kid = await generateNextKey(config.signingKeyFile);
+    console.log(
+      `generated the next signing key ${kid}; it verifies now and signs after \`fib-auth keys rotate\` ${keyFiles(config)}`,
+    );
   } else if (action === 'rotate') {
     options(rest, {});
     const config = loadConfig();
     const { signer, retired, retiredUntil } = await rotateSigningKey(config.signingKeyFile, longestTokenLifetime(config));
-    console.log(`${signer} signs new tokens; ${retired} verifies until ${isoTime(retiredUntil)}`);
+    console.log(`${signer} signs new tokens; ${retired} verifies until ${isoTime(retiredUntil)} ${keyFiles(config)}`);
   } else if (action === 'revoke') {
     const kid = required(options(withValueJoined(rest, '--kid'), { kid: { type: 'string' } }).kid, '--kid');
     await revokeKey(loadConfig(), kid);

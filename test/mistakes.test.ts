@@ -202,6 +202,13 @@ for (const backend of DATABASES) {
         const again = await run(['users', 'remove', '--email', ALICE.email]);
         assert.deepEqual([again.code, again.stderr], [1, `fib-auth: no user has the email ${ALICE.email} in ${store}\n`]);
         for (const output of [added, client, again]) assert.doesNotMatch(output.stdout + output.stderr, /never-printed/);
+        // The key files are named too: a relative FIB_AUTH_SIGNING_KEY_FILE depends on the folder.
+        for (const command of [
+          ['keys', 'generate'],
+          ['keys', 'rotate'],
+        ]) {
+          assert.match((await run(command)).stdout, new RegExp(` \\(key files in ${dir}\\)\n$`), command.join(' '));
+        }
       } finally {
         await database.drop();
       }
