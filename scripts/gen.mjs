@@ -1,6 +1,7 @@
 // Bundles the split contract and generates its TypeScript types and its table of named
-// examples into generated/. With --check, generates into a temporary folder and fails when
-// generated/ differs.
+// examples into generated/, and writes the configuration tables of README.md and
+// docs/design.md from src/config.ts (scripts/config-tables.ts). With --check, generates into a
+// temporary folder and fails when generated/ or a configuration table differs.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -53,6 +54,14 @@ function examplesModule(contract) {
     `export const contractExamples = ${JSON.stringify(table, null, 2)} as const;`,
     '',
   ].join('\n');
+}
+
+try {
+  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/config-tables.ts', ...(check ? ['--check'] : [])], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+} catch {
+  process.exitCode = 1;
 }
 
 if (check) {

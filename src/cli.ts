@@ -2,11 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, lifetimesOf, loadConfig, type Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
 import { CLIENT_ID_PATTERN, Clients } from './domain/clients.js';
 import { EMAIL_MAX_LENGTH, isEmail } from './domain/email.js';
-import { ROTATION_GRACE_SECONDS } from './domain/key-ring.js';
 import { parsePublicKeyHex } from './domain/signature.js';
 import { generateNextKey, keyFileIds, keyPaths, removeKeyFiles, rotateSigningKey } from './key-files.js';
 import { ROLES, type Role, type Store } from './domain/store.js';
@@ -176,9 +175,6 @@ async function clients(args: string[]): Promise<void> {
   }
 }
 
-/** The longest any token lives: how long a key that stopped signing may still have live tokens. */
-const longestTokenLifetime = (config: Config) => Math.max(config.accessTokenTtl, config.refreshTokenTtl);
-
 /**
  * Withdraws a verification key at once (docs/design.md §5): in the store, which every process
  * reads within a second, with its entry in the revocation feed; then its files go.
@@ -189,7 +185,7 @@ async function revokeKey(config: Config, kid: string): Promise<void> {
     throw new Error(`${kid} is the signing key: make another key the signer first (fib-auth keys rotate), then revoke ${kid}`);
   }
   const now = epochSeconds(systemClock);
-  const until = now + longestTokenLifetime(config) + ROTATION_GRACE_SECONDS;
+  const until = lifetimesOf(config).retiredKeyUntil(now);
   await withStore(async (store, location) => {
     if (ids.next !== kid && !ids.published.includes(kid) && !(await store.withdrawnKeys()).includes(kid)) {
       const { next, verificationDir } = keyPaths(config.signingKeyFile);
@@ -220,7 +216,7 @@ async function keys(args: string[]): Promise<void> {
   } else if (action === 'rotate') {
     options(rest, {});
     const config = loadConfig();
-    const { signer, retired, retiredUntil } = await rotateSigningKey(config.signingKeyFile, longestTokenLifetime(config));
+    const { signer, retired, retiredUntil } = await rotateSigningKey(config.signingKeyFile, lifetimesOf(config));
     console.log(`${signer} signs new tokens; ${retired} verifies until ${isoTime(retiredUntil)} ${keyFiles(config)}`);
   } else if (action === 'revoke') {
     const kid = required(options(withValueJoined(rest, '--kid'), { kid: { type: 'string' } }).kid, '--kid');

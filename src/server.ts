@@ -1,6 +1,6 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Config } from './config.js';
+import { lifetimesOf, type Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
 import { Clients } from './domain/clients.js';
 import { epochSeconds, systemClock, type Clock } from './domain/clock.js';
@@ -147,11 +147,10 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   // The server's caps are shared out among a cluster's workers, as Node hands each of them a
   // share of the connections.
   const share = (cap: number) => Math.ceil(cap / (parts.cluster ? config.workers : 1));
-  const lifetimes = { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl };
+  const lifetimes = lifetimesOf(config);
   const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
   const feed = new RevocationFeed(store);
-  const signIn = { challenge: config.signInChallenge, challengeTtl: config.signInChallengeTtl };
-  const auth = new Authentication(store, tokens, clock, signIn, metrics.verified);
+  const auth = new Authentication(store, tokens, clock, config.signInChallenge, lifetimes, metrics.verified);
   const api = await createApi({
     auth,
     store,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
@@ -157,6 +158,22 @@ describe('key rotation', () => {
     await t.server.reloadKeys();
     await assertExample(await t.logout(session.accessToken), 'TokenKeyIdUnknown');
     assert.equal((await bodyOf(await t.call('GET', '/.well-known/jwks.json'), 'getJwks', 200)).keys.length, 1);
+  });
+
+  test("a retired key verifies for the longer token lifetime plus five minutes, the access token's when it is longer", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fib-auth-rotation-'));
+    try {
+      const lifetimes = { ACCESS_TOKEN_TTL: '7200', REFRESH_TOKEN_TTL: '3600' };
+      const rotated = await fibAuth(['keys', 'rotate'], {
+        FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
+        ...lifetimes,
+      });
+      const until = Date.parse(rotated.match(/verifies until (\S+)$/m)![1]) / 1000;
+      const expected = Date.now() / 1000 + 7200 + 300;
+      assert.ok(Math.abs(until - expected) < 30, `until ${until}, expected about ${expected}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('keys commands: usage errors exit 2', async () => {
