@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, lifetimesOf, loadConfig, type Config } from './config.js';
+import { ConfigError, lifetimesOf, loadConfig, storeOptions, type Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
 import { CLIENT_ID_PATTERN, Clients } from './domain/clients.js';
 import { EMAIL_MAX_LENGTH, isEmail } from './domain/email.js';
@@ -62,7 +62,7 @@ async function withStore<T>(work: (store: Store, location: string) => Promise<T>
       `there is no store at ${location}: set DATABASE_URL to the server's (fib-auth serve creates it on first start)`,
     );
   }
-  const store = await openStore(config);
+  const store = await openStore(storeOptions(config));
   try {
     return await work(store, location);
   } finally {

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Lifetimes } from './domain/lifetimes.js';
+import type { StoreLog, StoreOptions } from './store/open.js';
 
 /**
  * The server's settings, one entry of SETTINGS per environment variable: `loadConfig` parses
@@ -331,3 +332,8 @@ export const lifetimesOf = (config: Config): Lifetimes =>
     refreshToken: config.refreshTokenTtl,
     signInChallenge: config.signInChallengeTtl,
   });
+
+/** What the store is given of the configuration (docs/design.md §7): the store knows nothing else of it. */
+export function storeOptions(config: Config, log?: StoreLog): StoreOptions {
+  return { url: config.databaseUrl, poolSize: config.databasePoolSize, timeoutMs: config.databaseTimeout * 1000, log };
+}

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { keyPaths } from '../src/key-files.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig, storeOptions } from '../src/config.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/domain/store.js';
 import { assertExample, BASE, bearer, bodyOf, logEntries, rawCall, startTestServer, type TestServer } from './support/harness.js';
@@ -17,7 +17,7 @@ import { fibAuth, runCli } from './support/cli.js';
 describe('health', () => {
   test('live and ready answer 200 in the envelope; ready is 503 when the store does not answer', async () => {
     let stalled = false;
-    const real = await openStore(loadConfig({ DATABASE_URL: 'sqlite::memory:' }));
+    const real = await openStore(storeOptions(loadConfig({ DATABASE_URL: 'sqlite::memory:' })));
     const store: Store = Object.assign(Object.create(real) as Store, {
       ping: () => (stalled ? new Promise<void>(() => {}) : real.ping()),
     });
@@ -78,7 +78,7 @@ describe('metrics', () => {
 
   test('are served on the management listener only, and a scrape never counts the sessions', async () => {
     let counts = 0;
-    const real = await openStore(loadConfig({ DATABASE_URL: 'sqlite::memory:' }));
+    const real = await openStore(storeOptions(loadConfig({ DATABASE_URL: 'sqlite::memory:' })));
     const store: Store = Object.assign(Object.create(real) as Store, {
       countLiveSessions: (now: number) => {
         counts += 1;

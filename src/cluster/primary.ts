@@ -1,5 +1,5 @@
 import { Registry } from 'prom-client';
-import type { Config } from '../config.js';
+import { storeOptions, type Config } from '../config.js';
 import { epochSeconds, systemClock } from '../domain/clock.js';
 import { ensureSigningKey } from '../key-files.js';
 import { stopOn } from '../lifecycle.js';
@@ -22,7 +22,7 @@ import { superviseWorkers } from './supervisor.js';
  * count, and leaves the workers' lives to the supervisor.
  */
 export async function servePrimary(config: Config, logger: Logger): Promise<void> {
-  const store = await openStore(config, logger);
+  const store = await openStore(storeOptions(config, logger));
   await ensureSigningKey(config.signingKeyFile, await store.withdrawnKeys(), () =>
     logger.info({ file: config.signingKeyFile }, 'created a new signing key'),
   );

@@ -1,6 +1,11 @@
 import { epochSeconds, type Clock } from '../domain/clock.js';
 import type { Store } from '../domain/store.js';
-import type { Logger } from '../logger.js';
+
+/** The part of a logger the upkeep uses; pino's loggers are one. */
+export interface MaintenanceLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
+}
 
 /** Expired entries are deleted this often, so storage stays bounded by what is live. */
 const PURGE_INTERVAL_MS = 60_000;
@@ -10,7 +15,7 @@ const PURGE_INTERVAL_MS = 60_000;
  * challenges now, and again every minute until the returned function is called. One process of
  * a server runs it: the single process, or a cluster's primary (§13).
  */
-export async function purgeExpiredEntries(store: Store, clock: Clock, logger: Logger): Promise<() => void> {
+export async function purgeExpiredEntries(store: Store, clock: Clock, logger: MaintenanceLog): Promise<() => void> {
   const purge = () => {
     const now = epochSeconds(clock);
     return Promise.all([
