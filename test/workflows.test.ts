@@ -74,7 +74,7 @@ describe('the Arazzo workflows of openapi/workflows/, run by Redocly respect aga
       PORT: '0',
     };
     const user = signInBody('workflows@example.test', generateKeyPairSync('ed25519').privateKey);
-    // The CLI and the server share the new SQLite file from the start (docs/design.md §7).
+    // The CLI and the server share the new, empty SQLite file from the start (docs/design.md §7).
     const [{ clientId, clientSecret }] = await Promise.all([
       addClient(env, 'workflows'),
       fibAuth(['users', 'add', '--email', user.email, '--auth-public-key', user.authPublicKeyHex], env),
