@@ -1,5 +1,6 @@
-import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, lifetimesOf, loadConfig, storeOptions, type Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
@@ -8,7 +9,6 @@ import { EMAIL_MAX_LENGTH, isEmail } from './domain/email.js';
 import { Lifetimes } from './domain/lifetimes.js';
 import { parsePublicKeyHex } from './domain/signature.js';
 import { generateNextKey, keyFileIds, keyPaths, removeKeyFiles, rotateSigningKey } from './key-files.js';
-import { createLogger, type Logger } from './logger.js';
 import { ROLES, type Role, type Store } from './domain/store.js';
 
 const USAGE = `usage:
@@ -48,12 +48,24 @@ function required(value: string | boolean | undefined, flag: string): string {
   return value;
 }
 
-async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
+/**
+ * Runs `work` on the store DATABASE_URL names; `location` names it for what the command prints
+ * (a SQLite file by its full path, PostgreSQL without the password). A SQLite file that does not
+ * exist is refused rather than created (docs/design.md §8): run in another folder, the default
+ * `./var/fib-auth.sqlite` would be a new store there that no server reads.
+ */
+async function withStore<T>(work: (store: Store, location: string) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const { openStore } = await import('./store/open.js'); // Kysely and the drivers: only for the commands that use them
+  const { openStore, storeLocation } = await import('./store/open.js'); // Kysely and the drivers: only for the commands that use them
+  const location = storeLocation(config.databaseUrl);
+  if (location.startsWith('sqlite:/') && !existsSync(location.slice('sqlite:'.length))) {
+    throw new Error(
+      `there is no store at ${location}: set DATABASE_URL to the server's (fib-auth serve creates it on first start)`,
+    );
+  }
   const store = await openStore(storeOptions(config));
   try {
-    return await work(store);
+    return await work(store, location);
   } finally {
     await store.close();
   }
@@ -61,9 +73,18 @@ async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
 
 const isoTime = (epochSeconds: number) => new Date(epochSeconds * 1000).toISOString();
 
-/** A listing: with --json, the records with ISO times; otherwise one tab-separated line each. */
-function printList<T extends { createdAt: number }>(list: T[], json: boolean | undefined, columns: (item: T) => string[]): void {
-  if (json) {
+/**
+ * A listing: with --json, the records with ISO times; otherwise one tab-separated line each, or
+ * on standard error `none` when there is none (standard output stays empty for scripts).
+ */
+function printList<T extends { createdAt: number }>(
+  list: T[],
+  json: boolean | undefined,
+  none: string,
+  columns: (item: T) => string[],
+): void {
+  if (!json && list.length === 0) console.error(none);
+  else if (json) {
     console.log(
       JSON.stringify(
         list.map((item) => ({ ...item, createdAt: isoTime(item.createdAt) })),
@@ -96,19 +117,28 @@ async function users(args: string[]): Promise<void> {
     const role = (values.role ?? 'ROLE_PEER') as Role;
     if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
     const accountId = values['account-id'] ?? randomUUID();
-    const added = await withStore((store) =>
-      store.addUser({ email, accountId, authPublicKeyHex, role, createdAt: epochSeconds(systemClock) }),
-    );
-    if (!added) throw new Error(`a user with the email ${email} already exists`);
-    console.log(`added ${email.toLowerCase()} (account ${accountId}, ${role})`);
+    await withStore(async (store, location) => {
+      const added = await store.addUser({ email, accountId, authPublicKeyHex, role, createdAt: epochSeconds(systemClock) });
+      if (!added) throw new Error(`a user with the email ${email} already exists in ${location}`);
+      console.log(`added ${email.toLowerCase()} (account ${accountId}, ${role}) to ${location}`);
+    });
   } else if (action === 'remove') {
     const email = required(options(rest, { email: { type: 'string' } }).email, '--email');
-    const removed = await withStore((store) => store.removeUser(email, epochSeconds(systemClock)));
-    if (!removed) throw new Error(`no user has the email ${email}`);
-    console.log(`removed ${email.toLowerCase()} and revoked their sessions`);
+    await withStore(async (store, location) => {
+      if (!(await store.removeUser(email, epochSeconds(systemClock))))
+        throw new Error(`no user has the email ${email} in ${location}`);
+      console.log(`removed ${email.toLowerCase()} from ${location} and revoked their sessions`);
+    });
   } else if (action === 'list') {
     const { json } = options(rest, { json: { type: 'boolean' } });
-    printList(await withStore((store) => store.listUsers()), json, (u) => [u.email, u.accountId, u.role, u.authPublicKeyHex]);
+    await withStore(async (store, location) =>
+      printList(await store.listUsers(), json, `no users in ${location}`, (u) => [
+        u.email,
+        u.accountId,
+        u.role,
+        u.authPublicKeyHex,
+      ]),
+    );
   } else {
     throw new UsageError(action ? `unknown users command: ${action}` : 'users needs a command: add, remove or list');
   }
@@ -119,23 +149,27 @@ async function clients(args: string[]): Promise<void> {
   if (action === 'add' || action === 'remove') {
     const id = required(options(rest, { id: { type: 'string' } }).id, '--id');
     if (!CLIENT_ID_PATTERN.test(id)) throw new UsageError('--id must be 1 to 64 characters of A-Z a-z 0-9 . _ ~ -');
-    if (action === 'add') {
-      const secret = await withStore((store) => new Clients(store, systemClock).add(id));
-      if (secret === undefined) throw new Error(`a client with the id ${id} already exists`);
-      // The secret alone on the last line, for scripts; it is not stored and not shown again.
-      console.log(`added the resource-server client ${id}; its secret (shown only now):`);
-      console.log(secret);
-    } else {
-      if (!(await withStore((store) => store.removeClient(id)))) throw new Error(`no client has the id ${id}`);
-      console.log(`removed the client ${id}`);
-    }
+    await withStore(async (store, location) => {
+      if (action === 'add') {
+        const secret = await new Clients(store, systemClock).add(id);
+        if (secret === undefined) throw new Error(`a client with the id ${id} already exists in ${location}`);
+        // The secret alone on the last line, for scripts; it is not stored and not shown again.
+        console.log(`added the resource-server client ${id} to ${location}; its secret (shown only now):`);
+        console.log(secret);
+      } else {
+        if (!(await store.removeClient(id))) throw new Error(`no client has the id ${id} in ${location}`);
+        console.log(`removed the client ${id} from ${location}`);
+      }
+    });
   } else if (action === 'list') {
     const { json } = options(rest, { json: { type: 'boolean' } });
-    const list = await withStore((store) => store.listClients());
-    printList(
-      list.map(({ id, createdAt }) => ({ id, createdAt })), // never the secret's hash
-      json,
-      (c) => [c.id, isoTime(c.createdAt)],
+    await withStore(async (store, location) =>
+      printList(
+        (await store.listClients()).map(({ id, createdAt }) => ({ id, createdAt })), // never the secret's hash
+        json,
+        `no resource-server clients in ${location}`,
+        (c) => [c.id, isoTime(c.createdAt)],
+      ),
     );
   } else {
     throw new UsageError(action ? `unknown clients command: ${action}` : 'clients needs a command: add, remove or list');
@@ -151,38 +185,40 @@ async function revokeKey(config: Config, kid: string): Promise<void> {
   if (kid === ids.signer) {
     throw new Error(`${kid} is the signing key: make another key the signer first (fib-auth keys rotate), then revoke ${kid}`);
   }
-  const { storeLocation } = await import('./store/open.js');
-  const store = storeLocation(config.databaseUrl);
   const now = epochSeconds(systemClock);
   const until = lifetimesOf(config).retiredKeyUntil(now);
-  const withdrawn = await withStore(async (opened) => {
-    if (ids.next !== kid && !ids.published.includes(kid) && !(await opened.withdrawnKeys()).includes(kid)) {
+  await withStore(async (store, location) => {
+    if (ids.next !== kid && !ids.published.includes(kid) && !(await store.withdrawnKeys()).includes(kid)) {
       const { next, verificationDir } = keyPaths(config.signingKeyFile);
-      throw new Error(`no key ${kid} is published in ${verificationDir}, waiting in ${next} or withdrawn in ${store}`);
+      throw new Error(`no key ${kid} is published in ${verificationDir}, waiting in ${next} or withdrawn in ${location}`);
     }
-    return opened.withdrawKey(kid, now, until);
+    const withdrawn = await store.withdrawKey(kid, now, until);
+    const removed = removeKeyFiles(config.signingKeyFile, kid, ids).map((file) => `; removed ${file}`);
+    console.log(
+      withdrawn
+        ? `withdrew ${kid} in ${location}: every instance refuses its tokens within a second, and the revocation feed lists it until ${isoTime(until)}${removed.join('')}`
+        : `${kid} was withdrawn before in ${location}${removed.join('')}`,
+    );
   });
-  const removed = removeKeyFiles(config.signingKeyFile, kid, ids).map((file) => `; removed ${file}`);
-  console.log(
-    withdrawn
-      ? `withdrew ${kid} in ${store}: every instance refuses its tokens within a second, and the revocation feed lists it until ${isoTime(until)}${removed.join('')}`
-      : `${kid} was withdrawn before in ${store}${removed.join('')}`,
-  );
 }
 
 async function keys(args: string[]): Promise<void> {
   const [action, ...rest] = args;
+  // Like the store, the key files are named where they were written: a relative
+  // FIB_AUTH_SIGNING_KEY_FILE (the default is one) depends on the folder the command runs in.
+  const keyFiles = (config: Config) => `(key files in ${dirname(config.signingKeyFile)})`;
   if (action === 'generate') {
     options(rest, {});
-    const kid = await generateNextKey(loadConfig().signingKeyFile);
+    const config = loadConfig();
+    const kid = await generateNextKey(config.signingKeyFile);
     console.log(
-      `generated the next signing key ${kid}; it verifies now and signs after \`fib-auth keys rotate\`: reload every instance (SIGHUP), then wait at least ${2 * Lifetimes.PUBLISHED_KEYS_MAX_AGE_SECONDS} seconds before rotating, so that every cached key set lists it`,
+      `generated the next signing key ${kid}; it verifies now and signs after \`fib-auth keys rotate\`: reload every instance (SIGHUP), then wait at least ${2 * Lifetimes.PUBLISHED_KEYS_MAX_AGE_SECONDS} seconds before rotating, so that every cached key set lists it ${keyFiles(config)}`,
     );
   } else if (action === 'rotate') {
     options(rest, {});
     const config = loadConfig();
     const { signer, retired, retiredUntil } = await rotateSigningKey(config.signingKeyFile, lifetimesOf(config));
-    console.log(`${signer} signs new tokens; ${retired} verifies until ${isoTime(retiredUntil)}`);
+    console.log(`${signer} signs new tokens; ${retired} verifies until ${isoTime(retiredUntil)} ${keyFiles(config)}`);
   } else if (action === 'revoke') {
     const kid = required(options(withValueJoined(rest, '--kid'), { kid: { type: 'string' } }).kid, '--kid');
     await revokeKey(loadConfig(), kid);
@@ -191,74 +227,13 @@ async function keys(args: string[]): Promise<void> {
   }
 }
 
-/**
- * Stops on SIGTERM or SIGINT, or when the returned function is called: logs `why`, runs
- * `close` once, and exits 0 when it resolves, 1 when it fails. A second signal ends the process at once, but a
- * worker's: its primary passes SIGTERM on, and a signal to the whole process group (systemd's,
- * Ctrl-C's) reaches the worker too, which would otherwise end it with its requests in flight.
- */
-function stopOn(logger: Logger, why: string, close: () => Promise<void>): (signal: string) => void {
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    const closed = close(); // a server stops listening before this returns
-    logger.info({ signal }, why);
-    closed.then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  if (cluster.isWorker) process.on('SIGTERM', stop).on('SIGINT', stop);
-  else process.once('SIGTERM', stop).once('SIGINT', stop);
-  return stop;
-}
-
-/** Serves with the primary of a cluster; its workers run `serve` as well, and serve HTTP. */
-async function serveWorkers(config: Config, logger: Logger): Promise<void> {
-  const { startPrimary } = await import('./workers.js');
-  const primary = await startPrimary(config, logger);
-  const port = await primary.listening;
-  logger.info({ port, host: config.host, managementPort: primary.managementPort, workers: config.workers }, 'fib-auth listening');
-  const stop = stopOn(logger, 'shutting down: stopping every worker', () => primary.close());
-  process.on('SIGHUP', () => primary.reloadKeys());
-  void primary.stopped.then(() => stop('every worker stopped'));
-}
-
 async function serve(args: string[]): Promise<void> {
   options(args, {});
   const config = loadConfig();
-  const processLogger = createLogger(config.logLevel);
-  if (config.issuer === undefined && cluster.isPrimary) {
-    processLogger.warn(
-      `ISSUER is not set: tokens name http://localhost:${config.port || '<port>'} as their issuer, which only clients on this machine can discover; set ISSUER to the service's public https origin`,
-    );
-  }
-  if (config.workers > 1 && cluster.isPrimary) return serveWorkers(config, processLogger);
-  // A worker's lines say which worker wrote them.
-  const logger = cluster.isWorker ? processLogger.child({ worker: cluster.worker!.id }) : processLogger;
   // Loaded here, not at the top: the other commands (users, clients, keys) never load the
   // server's HTTP stack (koa, openapi-backend), and start in a fraction of the time.
-  const [{ startServer }, { tellPrimaryClosed, workerParts }] = await Promise.all([
-    import('./server.js'),
-    import('./workers.js'),
-  ]);
-  const server = await startServer(config, logger, cluster.isWorker ? workerParts() : {});
-  const stop = cluster.isWorker
-    ? stopOn(logger, 'worker stopped listening; draining its requests in flight', () => {
-        const closed = server.close(); // stops listening before it returns
-        tellPrimaryClosed();
-        return closed;
-      })
-    : stopOn(logger, 'shutting down: no new connections, draining requests in flight', () => server.close());
-  // A worker whose primary is gone has no peers for its limits and metrics: it stops as on SIGTERM.
-  if (cluster.isWorker) process.once('disconnect', () => stop('disconnect'));
-  process.on('SIGHUP', () => {
-    server.reloadKeys().catch((err: unknown) => logger.error({ err }, 'reloading the keys failed; the old keys stay in use'));
-  });
+  const { serve } = await import('./serve.js');
+  await serve(config);
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -14,7 +14,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { exportJWK } from 'jose';
-import type { KeyMaterial, VerificationKey } from './domain/key-ring.js';
+import { refuseWithdrawnSigner, type KeyMaterial, type VerificationKey } from './domain/key-ring.js';
 import type { Lifetimes } from './domain/lifetimes.js';
 import { signingKeyFrom } from './domain/keys.js';
 
@@ -75,6 +75,23 @@ const SIGNING_KEY = 'the signing key file';
 const NEXT_SIGNING_KEY = 'the next signing key file';
 
 /**
+ * The Ed25519 private key a key file holds. A file that holds none (not PEM, not PKCS#8), or
+ * another type of key, is named with the variable that points at it: OpenSSL's own message (`error:1E08010C:DECODER
+ * routines::unsupported`) names neither.
+ */
+function privateKeyIn(pem: Buffer, path: string, what: string): KeyObject {
+  const named = `${what} ${path} (${what === SIGNING_KEY ? 'FIB_AUTH_SIGNING_KEY_FILE' : 'beside FIB_AUTH_SIGNING_KEY_FILE'})`;
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch {
+    throw new Error(`${named} holds no PEM private key: put the key there, or remove it and a new one is made`);
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${named} holds a key of type ${key.asymmetricKeyType}, not Ed25519`);
+  return key;
+}
+
+/**
  * Reads the PKCS#8 PEM signing key, creating it with mode 0600 when absent. Several instances
  * starting at once race safely: only one creation succeeds (`wx`), the others read its key.
  */
@@ -87,7 +104,7 @@ export function loadOrCreateKeyFile(path: string, what = SIGNING_KEY): { key: Ke
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-  return { key: createPrivateKey(readCheckedFile(path, 'private', what)), created };
+  return { key: privateKeyIn(readCheckedFile(path, 'private', what), path, what), created };
 }
 
 /** What `read` returns, or `absent` when the file is not there (any other failure is thrown). */
@@ -142,6 +159,20 @@ export function keyFileSource(signingKeyFile: string, onCreated: () => void): ()
   };
 }
 
+/**
+ * What a server checks before it starts its workers (docs/design.md §13), without loading a key
+ * ring: creates the signing key when absent, checks every key file as the ring would read it,
+ * and refuses a signer among the `withdrawn` keys.
+ */
+export async function ensureSigningKey(
+  signingKeyFile: string,
+  withdrawn: Iterable<string>,
+  onCreated: () => void,
+): Promise<void> {
+  const { signing } = keyFileSource(signingKeyFile, onCreated)();
+  refuseWithdrawnSigner((await signingKeyFrom(signing)).kid, new Set(withdrawn));
+}
+
 /** Writes the next signing key and publishes its public half, so instances verify it before it signs. */
 export async function generateNextKey(signingKeyFile: string): Promise<string> {
   const { next, verificationDir } = keyPaths(signingKeyFile);
@@ -191,10 +222,13 @@ export interface KeyFileIds {
 /** Reads the kids of the key files, creating none. */
 export async function keyFileIds(signingKeyFile: string): Promise<KeyFileIds> {
   const { next, verificationDir } = keyPaths(signingKeyFile);
-  const kidOf = async (pem: Buffer | undefined) => pem && (await signingKeyFrom(createPrivateKey(pem))).kid;
+  const kidOf = async (path: string, what: string) => {
+    const pem = readPrivateKeyFile(path, what);
+    return pem && (await signingKeyFrom(privateKeyIn(pem, path, what))).kid;
+  };
   return {
-    signer: await kidOf(readPrivateKeyFile(signingKeyFile, SIGNING_KEY)),
-    next: await kidOf(readPrivateKeyFile(next, NEXT_SIGNING_KEY)),
+    signer: await kidOf(signingKeyFile, SIGNING_KEY),
+    next: await kidOf(next, NEXT_SIGNING_KEY),
     published: readVerificationKeys(verificationDir).map((entry) => entry.kid),
   };
 }

@@ -12,7 +12,7 @@ const LIVE_SESSIONS_INTERVAL_MS = 15_000;
 
 /**
  * Prometheus metrics of one process that serves HTTP, in a registry of its own. A cluster's
- * primary sums its workers' registries (src/workers.ts).
+ * primary sums its workers' registries (src/cluster/metrics-relay.ts).
  */
 export class Metrics {
   readonly registry = new Registry();

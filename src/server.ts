@@ -16,12 +16,11 @@ import type { Logger } from './logger.js';
 import { startManagementServer, urlOf } from './management.js';
 import { countLiveSessions, Metrics } from './metrics.js';
 import type { Registry } from 'prom-client';
+import { purgeExpiredEntries } from './store/maintenance.js';
 import { openStore } from './store/open.js';
 import { markAround, phaseTimingRequested } from './request-phases.js';
 import type { Store } from './domain/store.js';
 
-/** Expired sessions are deleted this often, so storage stays bounded by live sessions. */
-const PURGE_INTERVAL_MS = 60_000;
 /**
  * How often Node looks for requests past the headers or request timeout (its default is 30 s,
  * longer than the timeouts themselves): a slow client is answered within this of its deadline.
@@ -40,7 +39,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** What a worker of a cluster shares with the other workers, through its primary (src/workers.ts). */
+/** What a worker of a cluster shares with the other workers, through its primary (src/cluster/worker.ts). */
 export interface ClusterLinks {
   /** Makes this worker's registry one of those the primary sums. */
   shareMetrics: (registry: Registry) => void;
@@ -106,25 +105,6 @@ function followKeyWithdrawals(store: Store, keys: KeyRing, logger: Logger): () =
   };
 }
 
-/** Deletes what has expired now, and again every minute until the returned function is called. */
-export async function purgeExpiredEntries(store: Store, clock: Clock, logger: Logger): Promise<() => void> {
-  const purge = () => {
-    const now = epochSeconds(clock);
-    return Promise.all([
-      store.purgeExpiredSessions(now),
-      store.purgeExpiredRevocations(now),
-      store.purgeExpiredSignInChallenges(now),
-    ]).then(
-      ([sessions, revocations, challenges]) =>
-        sessions + revocations + challenges > 0 && logger.info({ sessions, revocations, challenges }, 'purged expired entries'),
-      (err: unknown) => logger.error({ err }, 'purging expired entries failed'),
-    );
-  };
-  const timer = setInterval(() => void purge(), PURGE_INTERVAL_MS).unref();
-  await purge();
-  return () => clearInterval(timer);
-}
-
 /**
  * Closes a new connection at once when its client address (an IPv6 /64, as the limits on
  * refused requests count it) already holds `cap` (docs/design.md §9): one client's slow or
@@ -147,6 +127,15 @@ function capConnectionsPerAddress(server: Server, cap: number): void {
 
 /** The issuer when ISSUER is unset: for development on one machine (docs/design.md §8). */
 export const defaultIssuer = (port: number) => `http://localhost:${port}`;
+
+/**
+ * The API's port cannot be had: one line naming the variables. A worker of a cluster hears only
+ * `bind EADDRINUSE 127.0.0.1:8080` from Node, and a single process a longer line saying the same.
+ */
+function cannotListen(error: NodeJS.ErrnoException, host: string, port: number): Error {
+  const why = error.code === 'EADDRINUSE' ? 'the address is already in use' : error.message;
+  return new Error(`the API listener (HOST, PORT) cannot listen on ${host}:${port}: ${why}`, { cause: error });
+}
 
 export async function startServer(config: Config, logger: Logger, parts: ServerParts = {}): Promise<RunningServer> {
   const clock = parts.clock ?? systemClock;
@@ -222,11 +211,13 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     unanswered.add(res);
     res.once('close', () => unanswered.delete(res));
   });
-  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  await new Promise<void>((resolve, reject) =>
+    server.once('listening', resolve).once('error', (error) => reject(cannotListen(error, config.host, config.port))),
+  );
   const { port } = server.address() as AddressInfo;
   identity.issuer ||= defaultIssuer(port);
 
-  // A cluster's primary does these for the whole server (src/workers.ts).
+  // A cluster's primary does these for the whole server (src/cluster/primary.ts).
   const stopPurging = parts.cluster ? () => {} : await purgeExpiredEntries(store, clock, logger);
   const stopCounting = parts.cluster
     ? () => {}

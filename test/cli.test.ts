@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { serveChild } from './support/child-server.js';
 import { runCli } from './support/cli.js';
-import { DATABASES } from './support/databases.js';
+import { DATABASES, emptySqliteStore } from './support/databases.js';
 import { BASE, bodyOf, rawCall } from './support/harness.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
 
@@ -21,7 +21,7 @@ describe('the fib-auth command', () => {
     dir = mkdtempSync(join(tmpdir(), 'fib-auth-cli-'));
     env = {
       PATH: process.env.PATH,
-      DATABASE_URL: `sqlite:${join(dir, 'db', 'fib-auth.sqlite')}`,
+      DATABASE_URL: emptySqliteStore(join(dir, 'fib-auth.sqlite')),
       FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'keys', 'signing-key.pem'),
       HOST: '127.0.0.1',
       PORT: '0',
@@ -40,7 +40,7 @@ describe('the fib-auth command', () => {
 
         const again = await runOn(addAlice);
         assert.equal(again.code, 1);
-        assert.equal(again.stderr, 'fib-auth: a user with the email alice@wonderland.space already exists\n');
+        assert.equal(again.stderr, `fib-auth: a user with the email alice@wonderland.space already exists in ${database.url}\n`);
 
         const listed = await runOn(['users', 'list', '--json']);
         assert.equal(listed.code, 0);
@@ -60,7 +60,7 @@ describe('the fib-auth command', () => {
         assert.equal((await runOn(['users', 'remove', '--email', 'ALICE@wonderland.space'])).code, 0);
         const gone = await runOn(['users', 'remove', '--email', ALICE.email]);
         assert.equal(gone.code, 1);
-        assert.match(gone.stderr, /^fib-auth: no user has the email alice@wonderland.space\n$/);
+        assert.equal(gone.stderr, `fib-auth: no user has the email alice@wonderland.space in ${database.url}\n`);
       } finally {
         await database.drop();
       }
@@ -82,7 +82,7 @@ describe('the fib-auth command', () => {
 
           const again = await runOn(['clients', 'add', '--id', 'orders-service']);
           assert.equal(again.code, 1);
-          assert.equal(again.stderr, 'fib-auth: a client with the id orders-service already exists\n');
+          assert.equal(again.stderr, `fib-auth: a client with the id orders-service already exists in ${database.url}\n`);
           assert.equal((await runOn(['clients', 'add', '--id', 'not valid'])).code, 2);
 
           const listed = await runOn(['clients', 'list', '--json']);
@@ -110,7 +110,7 @@ describe('the fib-auth command', () => {
           }
           const gone = await runOn(['clients', 'remove', '--id', 'orders-service']);
           assert.equal(gone.code, 1);
-          assert.equal(gone.stderr, 'fib-auth: no client has the id orders-service\n');
+          assert.equal(gone.stderr, `fib-auth: no client has the id orders-service in ${database.url}\n`);
         } finally {
           await database.drop();
         }

@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serveChild } from './support/child-server.js';
 import { fibAuth } from './support/cli.js';
+import { emptySqliteStore } from './support/databases.js';
 import { processTree } from './support/processes.js';
 import { BASE, bearer, bodyOf, rawCall } from './support/harness.js';
 import { ALICE, ALICE_SIGN_IN } from './support/vectors.js';
@@ -30,7 +31,7 @@ before(async () => {
   databaseFile = join(dir, 'fib-auth.sqlite');
   env = {
     PATH: process.env.PATH,
-    DATABASE_URL: `sqlite:${databaseFile}`,
+    DATABASE_URL: emptySqliteStore(databaseFile),
     FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
     HOST: '127.0.0.1',
     PORT: '0',

@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { packageRoot } from '../src/package-root.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { addClient, fibAuth } from './support/cli.js';
+import { emptySqliteStore } from './support/databases.js';
 import { signInBody } from './support/vectors.js';
 
 const WORKFLOWS = join('openapi', 'workflows', 'fib-auth.arazzo.yaml');
@@ -67,13 +68,13 @@ describe('the Arazzo workflows of openapi/workflows/, run by Redocly respect aga
     dir = mkdtempSync(join(tmpdir(), 'fib-auth-workflows-'));
     const env = {
       PATH: process.env.PATH,
-      DATABASE_URL: `sqlite:${join(dir, 'fib-auth.sqlite')}`,
+      DATABASE_URL: emptySqliteStore(join(dir, 'fib-auth.sqlite')),
       FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
       HOST: '127.0.0.1',
       PORT: '0',
     };
     const user = signInBody('workflows@example.test', generateKeyPairSync('ed25519').privateKey);
-    // The CLI and the server share the new SQLite file from the start (docs/design.md §7).
+    // The CLI and the server share the new, empty SQLite file from the start (docs/design.md §7).
     const [{ clientId, clientSecret }] = await Promise.all([
       addClient(env, 'workflows'),
       fibAuth(['users', 'add', '--email', user.email, '--auth-public-key', user.authPublicKeyHex], env),

@@ -35,13 +35,16 @@ async function keysOf(material: KeyMaterial, now: number): Promise<Keys> {
   return { signer, verifiers };
 }
 
-/** The keys, unless their signer has been withdrawn: a withdrawn key must not sign tokens every instance refuses. */
-function refusingWithdrawnSigner(keys: Keys, withdrawn: ReadonlySet<string>): Keys {
-  if (withdrawn.has(keys.signer.kid)) {
-    throw new Error(
-      `the signing key ${keys.signer.kid} has been withdrawn: make another key the signer (fib-auth keys rotate) first`,
-    );
+/** Refuses a signer that has been withdrawn: a withdrawn key must not sign tokens every instance refuses. */
+export function refuseWithdrawnSigner(kid: string, withdrawn: ReadonlySet<string>): void {
+  if (withdrawn.has(kid)) {
+    throw new Error(`the signing key ${kid} has been withdrawn: make another key the signer (fib-auth keys rotate) first`);
   }
+}
+
+/** The keys, unless their signer has been withdrawn. */
+function refusingWithdrawnSigner(keys: Keys, withdrawn: ReadonlySet<string>): Keys {
+  refuseWithdrawnSigner(keys.signer.kid, withdrawn);
   return keys;
 }
 

@@ -24,7 +24,20 @@ export function storeLocation(url: string): string {
   return backendOf(url).location(url);
 }
 
-/** Opens the store that `DATABASE_URL` names and brings its schema up to date (docs/design.md §7). */
+/**
+ * Opens the store that `DATABASE_URL` names and brings its schema up to date (docs/design.md
+ * §7). One that cannot be opened is one line naming the variable and the store (without a
+ * password) before the driver's reason: `connect ECONNREFUSED 127.0.0.1:5432` alone does not
+ * say which setting to fix.
+ */
 export async function openStore(options: StoreOptions): Promise<Store> {
-  return SqlStore.open(await backendOf(options.url).open(options));
+  const backend = backendOf(options.url);
+  try {
+    return await SqlStore.open(await backend.open(options));
+  } catch (error) {
+    const { message, code } = error as NodeJS.ErrnoException; // Node's AggregateError (one per address) has no message
+    throw new Error(`the store DATABASE_URL names (${backend.location(options.url)}) cannot be opened: ${message || code}`, {
+      cause: error,
+    });
+  }
 }

@@ -22,15 +22,15 @@ export interface CliResult {
 }
 
 /**
- * Runs `fib-auth ARGS` in the package folder with exactly the environment `env`, and resolves
- * with its exit code and output, whatever the code. It runs beside this process, so a server
- * started in this process keeps answering meanwhile. A command still running after 30 s (a
- * `serve` that should have refused to start) is killed: its code is null.
+ * Runs `fib-auth ARGS` in the package folder (or `cwd`) with exactly the environment `env`, and
+ * resolves with its exit code and output, whatever the code. It runs beside this process, so a
+ * server started in this process keeps answering meanwhile. A command still running after 30 s
+ * (a `serve` that should have refused to start) is killed: its code is null.
  */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+export async function runCli(args: string[], env: NodeJS.ProcessEnv, cwd = packageRoot): Promise<CliResult> {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
-      cwd: packageRoot,
+      cwd,
       env,
       encoding: 'utf8',
       timeout: 30_000,

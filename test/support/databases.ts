@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSchema } from './postgres.js';
@@ -32,6 +32,16 @@ export interface DatabaseBackend {
   overNetwork: boolean;
 }
 
+/**
+ * The DATABASE_URL of a new, empty SQLite file at `path` (mode 0600, as the server makes it): the
+ * CLI writes only to a store that exists (docs/design.md §8), and SQLite takes an empty file for
+ * an empty database, which the first process to open it migrates.
+ */
+export function emptySqliteStore(path: string): string {
+  closeSync(openSync(path, 'wx', 0o600));
+  return `sqlite:${path}`;
+}
+
 const sqlite: DatabaseBackend = {
   name: 'SQLite',
   skip: undefined,
@@ -40,7 +50,7 @@ const sqlite: DatabaseBackend = {
   create() {
     const dir = mkdtempSync(join(tmpdir(), 'fib-auth-db-'));
     const drop = () => Promise.resolve(rmSync(dir, { recursive: true, force: true }));
-    return Promise.resolve({ url: `sqlite:${join(dir, 'fib-auth.sqlite')}`, drop });
+    return Promise.resolve({ url: emptySqliteStore(join(dir, 'fib-auth.sqlite')), drop });
   },
 };
 
