@@ -213,7 +213,7 @@ export interface paths {
          *     entries are forgotten only after their tokens have expired.
          *
          *     **Fail closed.** Trust your revocation set only while the feed answers: when no answer
-         *     with `more: false` has arrived for your staleness bound (the `fib-auth/resource-server`
+         *     with `more: false` has arrived for your staleness bound (the `fib-auth-resource-server`
          *     library uses 10 s), refuse every token with 503 instead of accepting one that may have been
          *     logged out.
          */

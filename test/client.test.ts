@@ -10,7 +10,7 @@ import {
   type AuthClientOptions,
   type StoredTokens,
   type TokenStorage,
-} from 'fib-auth/client';
+} from 'fib-auth-client';
 import { refreshesSeen } from './support/client.js';
 import { ALICE_SIGN_IN } from './support/vectors.js';
 import { BASE, example, startTestServer, type EnvelopeExampleName, type TestServer } from './support/harness.js';
@@ -379,7 +379,7 @@ describe("the client's fetch, for the caller's requests to other FIB services", 
   });
 });
 
-describe('fib-auth/client with SIGN_IN_CHALLENGE=required', () => {
+describe('fib-auth-client with SIGN_IN_CHALLENGE=required', () => {
   let required: TestServer;
   before(async () => {
     required = await startTestServer({ SIGN_IN_CHALLENGE: 'required' });
@@ -406,7 +406,7 @@ describe('fib-auth/client with SIGN_IN_CHALLENGE=required', () => {
   });
 });
 
-describe('fib-auth/client endSession()', () => {
+describe('fib-auth-client endSession()', () => {
   test('ends the session with the refresh token after the access token expired, then the client is signed out', async (ctx) => {
     const clock = movableClock(ctx);
     const client = createAuthClient({ baseUrl: t.url });

@@ -1,8 +1,13 @@
-import type { components } from '../../generated/openapi.js';
+/** The `status` of every JSON body, the contract's `Status` schema: the HTTP status, its reason phrase, a sentence. */
+export interface Status {
+  code: number;
+  name: string;
+  message: string;
+}
 
 /** The body of every JSON response (docs/design.md §2). */
 export interface Envelope<Data = Record<string, never>> {
-  status: components['schemas']['Status'];
+  status: Status;
   data: Data;
 }
 
@@ -24,12 +29,4 @@ const REASON_PHRASES: Record<number, string> = {
 
 export function envelope<Data extends object>(code: number, message: string, data: Data): Envelope<Data> {
   return { status: { code, name: REASON_PHRASES[code], message }, data };
-}
-
-/** A response outside the envelope: another media type, or JSON a standard defines (JWKS). */
-export class PlainReply<T> {
-  constructor(
-    readonly body: T,
-    readonly contentType: string,
-  ) {}
 }

@@ -14,7 +14,7 @@ import type { Clients } from '../domain/clients.js';
 import { isEmail } from '../domain/email.js';
 import { AuthFailure } from '../domain/failures.js';
 import { bundledSpecPath } from '../package-root.js';
-import { HttpFailure } from './failures.js';
+import { HttpFailure } from './refusals.js';
 import { operationHandlers, type Services } from './handlers.js';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];

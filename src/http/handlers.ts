@@ -8,8 +8,9 @@ import type { KeyRing } from '../domain/key-ring.js';
 import type { RevocationFeed } from '../domain/revocation-feed.js';
 import type { IssuedPair } from '../domain/tokens.js';
 import type { Store } from '../domain/store.js';
-import { envelope, PlainReply } from './envelope.js';
-import { HttpFailure } from './failures.js';
+import { envelope } from '../contract/envelope.js';
+import { PlainReply } from './plain-reply.js';
+import { HttpFailure } from './refusals.js';
 import type { LongPolls } from './long-polls.js';
 
 type OperationId = keyof operations;
