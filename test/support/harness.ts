@@ -396,7 +396,7 @@ export async function resolvedContract(): Promise<ResolvedContract> {
 /** The value of a named example in the bundled contract. */
 export function example<Name extends ExampleName>(name: Name): ExampleValue<Name> {
   const found = contract.definition.components?.examples?.[name] as { value: ExampleValue<Name> } | undefined;
-  // generated/examples.ts, where the type comes from, holds the same examples (npm run gen:check).
+  // packages/client/generated/examples.ts, where the type comes from, holds the same examples (npm run gen:check).
   return found?.value ?? assert.fail(`the contract has no example ${name}`);
 }
 
