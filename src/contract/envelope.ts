@@ -1,4 +1,8 @@
-/** The `status` of every JSON body, the contract's `Status` schema: the HTTP status, its reason phrase, a sentence. */
+/**
+ * The `status` of every JSON body, the contract's `Status` schema: the HTTP status, its reason
+ * phrase, a sentence. Declared here so that fib-auth-resource-server ships it; the handlers'
+ * types, generated from the contract, check that what `envelope` builds fits the schema.
+ */
 export interface Status {
   code: number;
   name: string;

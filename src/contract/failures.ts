@@ -1,10 +1,9 @@
-import { maxHeaderSize } from 'node:http';
-import type { FailureReason } from '../domain/failures.js';
-
 /**
  * The contract's vocabulary of failures (docs/design.md §10): every failure the service answers,
  * which the HTTP layer and fib-auth-resource-server both answer from, and the metrics outcomes.
  */
+import { maxHeaderSize } from 'node:http';
+import type { FailureReason } from '../domain/failures.js';
 
 export const MAX_BODY_BYTES = 16 * 1024;
 
@@ -302,7 +301,7 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
   internal: { status: 500, message: (requestId) => `Internal server error; report request id ${requestId}.`, outcome: 'error' },
 };
 
-/** What the table says for one failure, with its detail filled in. */
+/** One row of the table, its message filled in. */
 export interface Failure {
   /** The failure's name in the table; `internal` for an error that is the server's own. */
   reason: FailureReason | HttpFailureReason;
