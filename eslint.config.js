@@ -35,23 +35,29 @@ export default tseslint.config(
       ],
     },
   },
-  {
-    // A store backend implements the domain's ports and knows nothing of HTTP.
-    files: ['src/store/**'],
+  // A store backend implements the domain's ports and knows nothing of HTTP, tokens or the
+  // configuration (docs/design.md §7): src/store imports its own files, the domain, the phase
+  // timing (off unless measured), the SQL packages and Node's builtins, and nothing else. An allow-list, so a new import is a decision.
+  ...[
+    { files: ['src/store/*.ts'], own: String.raw`\./|\.\./request-phases\.js$`, domain: String.raw`\.\./domain/` },
+    { files: ['src/store/backends/*.ts'], own: String.raw`\.\.?/[^./]`, domain: String.raw`\.\./\.\./domain/` },
+  ].map(({ files, own, domain }) => ({
+    files,
     rules: {
       'no-restricted-imports': [
         'error',
         {
           patterns: [
             {
-              group: ['../http/*', '../server.js', '../cli.js'],
-              message: 'src/store imports the domain, never HTTP or an entry point.',
+              regex: `^(?!${own}|${domain}|(kysely|better-sqlite3|pg)$|node:)`,
+              message:
+                'src/store imports only its own files, src/domain, the phase timing, kysely, better-sqlite3, pg and node: builtins.',
             },
           ],
         },
       ],
     },
-  },
+  })),
   // Allow-lists (docs/design.md §10): what the contract vocabulary and the shipped libraries may
   // import. Each regex refuses every import but those it names.
   {

@@ -1,6 +1,6 @@
 /**
  * The peer for logout: oidc-provider (`bench/oidc-peer.mjs`) revoking opaque access tokens
- * (RFC 7009), loaded like the server. Its tokens are issued before each timed run and
+ * (RFC 7009), loaded like the server, on its in-memory or its PostgreSQL adapter. Its tokens are issued before each timed run and
  * introspected after it, neither timed, so that the run measures revocations alone and the
  * bench fails unless every one of them really removed its token.
  */
@@ -40,13 +40,17 @@ export class OidcPeer {
     return bodies;
   }
 
-  /** Starts the peer and checks that an issued token introspects active, and inactive once revoked. */
-  static async start(): Promise<OidcPeer> {
+  /**
+   * Starts the peer, on its in-memory adapter or, given `databaseUrl`, on its PostgreSQL
+   * adapter there, and checks that an issued token introspects active, and inactive once revoked.
+   */
+  static async start(databaseUrl?: string): Promise<OidcPeer> {
     const port = await freePort();
     const service = await startService(process.execPath, [join(packageRoot, 'bench/oidc-peer.mjs')], port, {
       PORT: String(port),
       CLIENT_ID: CLIENT.id,
       CLIENT_SECRET: CLIENT.secret,
+      DATABASE_URL: databaseUrl ?? '',
     });
     const peer = new OidcPeer(service);
     try {

@@ -47,6 +47,11 @@ export interface Results {
   growth: { sqlite: GrowthPoint[]; postgres: GrowthPoint[] | { skipped: string } };
   /** Absent from the results of runs before the resource-server library. */
   resourceServer?: ResourceServerResults;
+  /**
+   * Logout against oidc-provider's revocation on its PostgreSQL adapter, both on the same
+   * PostgreSQL, in interleaved runs at one concurrency; absent from older results.
+   */
+  postgresPeer?: { concurrency: number; server: LoadResult[]; peer: LoadResult[] } | { skipped: string };
   benchSeconds: number;
 }
 
@@ -73,6 +78,14 @@ export type RunsSummary = ReturnType<typeof runsOf>;
 export interface LogoutSummary {
   concurrency: number;
   koa: number;
+  /** Bare Koa's CPU per request (its process), µs; undefined in results without it. */
+  koaCpuMicroseconds: number | undefined;
+  /**
+   * The stack's floor: every core doing nothing but one node:crypto verification and bare
+   * Koa's work per logout, in logouts/s.
+   */
+  floor: number | undefined;
+  vsFloor: number | undefined;
   prism: number;
   server: RunsSummary;
   /** oidc-provider's revocation; absent from older results. */
@@ -101,9 +114,14 @@ export function summarize(r: Results) {
     const peer = runs.peer?.length ? runsOf(runs.peer) : undefined;
     const koa = median(runs.koa.map((x) => x.rps));
     const prism = median(runs.prism.map((x) => x.rps));
+    const koaCpuMicroseconds = runs.koa.every((x) => x.server) ? runsOf(runs.koa).cpuMicroseconds : undefined;
+    const floor = koaCpuMicroseconds && Math.round((r.machine.cores * 1e6) / (1e6 / nodeCrypto + koaCpuMicroseconds));
     return {
       concurrency: Number(concurrency),
       koa,
+      koaCpuMicroseconds,
+      floor,
+      vsFloor: floor && ratio(server.rps / floor),
       prism,
       server,
       peer,
@@ -159,6 +177,39 @@ export function summarize(r: Results) {
   const signIn = runsOf(r.signIn);
   const refresh = runsOf(r.refresh);
   const c = busiest.concurrency;
+  const postgresPeer =
+    r.postgresPeer && 'server' in r.postgresPeer
+      ? (({ concurrency, server, peer }) => {
+          const [ours, theirs] = [runsOf(server), runsOf(peer)];
+          return { concurrency, server: ours, peer: theirs, vsPeer: ratio(ours.rps / theirs.rps) };
+        })(r.postgresPeer)
+      : undefined;
+  const inMemoryPeer = busiest.peer;
+  // Issue 25's targets, beside issue 14's above.
+  const tailTargets: Target[] = [
+    {
+      goal: `(issue 25) SQLite, c=${c}: p99 ≤ 15 ms and ≤ 2 × p50`,
+      value: `${busiest.server.p99Ms} ms, × ${ratio(busiest.server.p99Ms / busiest.server.p50Ms)}`,
+      met: busiest.server.p99Ms <= 15 && busiest.server.p99Ms <= 2 * busiest.server.p50Ms,
+    },
+    {
+      goal: `(issue 25) SQLite, c=${c}: logout ≥ 0.85 × oidc-provider on its in-memory adapter`,
+      value: busiest.vsPeer === undefined ? '— (no peer in this run)' : `× ${busiest.vsPeer}`,
+      met: inMemoryPeer && busiest.server.rps / inMemoryPeer.rps >= 0.85,
+    },
+    {
+      goal: `(issue 25) SQLite, c=${c}: logout ≥ 0.6 × the floor (cores ÷ one verify + bare Koa per request)`,
+      value: busiest.vsFloor === undefined ? '— (no floor in these results)' : `× ${busiest.vsFloor}`,
+      met: busiest.vsFloor === undefined ? undefined : busiest.vsFloor >= 0.6,
+    },
+    {
+      goal: `(issue 25) PostgreSQL, c=${postgresPeer?.concurrency ?? c}: logout ≥ 1.5 × oidc-provider on its PostgreSQL adapter`,
+      value: postgresPeer
+        ? `× ${postgresPeer.vsPeer}`
+        : `— (${r.postgresPeer && 'skipped' in r.postgresPeer ? `skipped: ${r.postgresPeer.skipped}` : 'not in these results'})`,
+      met: postgresPeer && postgresPeer.vsPeer >= 1.5,
+    },
+  ];
   const targets: Target[] = [
     {
       goal: `logout at c=${c} ≥ 1.2 × oidc-provider's revocation`,
@@ -181,10 +232,12 @@ export function summarize(r: Results) {
       };
     }),
     ...resourceServerTargets,
+    ...tailTargets,
   ];
   return {
     ceiling: { nodeCrypto, jose, joseCores },
     logout,
+    postgresPeer,
     signIn,
     refresh,
     resourceServer: rs,
@@ -224,8 +277,10 @@ export function markdownTable(r: Results): string {
     row(['logout', ...columns]),
     row(['---', ...columns.map(() => '---:')]),
     line('bare koa, req/s', (l) => l.koa),
+    line('bare koa CPU per request, µs', (l) => l.koaCpuMicroseconds),
+    line(`floor: ${r.machine.cores} cores ÷ (one verify + bare koa), logouts/s`, (l) => l.floor),
     line('Prism mock, req/s', (l) => l.prism),
-    line('oidc-provider revocation, req/s', (l) => l.peer?.rps),
+    line('oidc-provider revocation (in-memory adapter), req/s', (l) => l.peer?.rps),
     line('oidc-provider p50 / p99, ms', (l) => l.peer && `${l.peer.p50Ms} / ${l.peer.p99Ms}`),
     line('oidc-provider CPU, cores', (l) => l.peer?.cores),
     line('oidc-provider CPU per revocation, µs', (l) => l.peer?.cpuMicroseconds),
@@ -234,11 +289,28 @@ export function markdownTable(r: Results): string {
     line('fib-auth CPU, cores', (l) => l.server.cores),
     line('fib-auth CPU per logout, µs', (l) => l.server.cpuMicroseconds),
     line('load generator CPU, cores', (l) => l.server.loadGeneratorCores),
-    line('**fib-auth ÷ oidc-provider**', (l) => (l.vsPeer === undefined ? undefined : `**${l.vsPeer}**`)),
+    line('**fib-auth ÷ oidc-provider (in memory)**', (l) => (l.vsPeer === undefined ? undefined : `**${l.vsPeer}**`)),
+    line('**fib-auth ÷ floor**', (l) => (l.vsFloor === undefined ? undefined : `**${l.vsFloor}**`)),
+    line(
+      'fib-auth CPU per logout beyond one verify + bare koa, µs',
+      (l) => l.koaCpuMicroseconds && Math.round(l.server.cpuMicroseconds - 1e6 / s.ceiling.nodeCrypto - l.koaCpuMicroseconds),
+    ),
     line("fib-auth ÷ one core's node:crypto verify", (l) => l.vsVerify),
     line('fib-auth ÷ bare koa', (l) => l.vsKoa),
     line('fib-auth ÷ Prism', (l) => l.vsPrism),
     '',
+    ...(s.postgresPeer
+      ? [
+          row([`on PostgreSQL, c=${s.postgresPeer.concurrency}`, 'req/s', 'p50 ms', 'p99 ms', 'cores', 'CPU µs per request']),
+          row(['---', '---:', '---:', '---:', '---:', '---:']),
+          operation('oidc-provider revocation (PostgreSQL adapter)', s.postgresPeer.peer),
+          operation('**fib-auth logout**', s.postgresPeer.server),
+          row(['**fib-auth ÷ oidc-provider**', `**${s.postgresPeer.vsPeer}**`, '', '', '', '']),
+          '',
+        ]
+      : r.postgresPeer && 'skipped' in r.postgresPeer
+        ? [`oidc-provider on PostgreSQL: skipped (${r.postgresPeer.skipped}).`, '']
+        : []),
     row(['other operations at c=50', 'req/s', 'p50 ms', 'p99 ms', 'cores', 'CPU µs per request']),
     row(['---', '---:', '---:', '---:', '---:', '---:']),
     operation('sign-in', s.signIn),

@@ -188,6 +188,80 @@ async function postgresGrowth(
   }
 }
 
+/**
+ * Logout on PostgreSQL beside the fair peer: oidc-provider on its PostgreSQL adapter, each in a
+ * schema of its own on the same database, in interleaved runs at the heaviest concurrency.
+ */
+async function postgresPeer(
+  keyFile: string,
+  minter: TokenMinter,
+  users: readonly BenchUser[],
+  concurrency: number,
+): Promise<NonNullable<Results['postgresPeer']>> {
+  const adminUrl = process.env.TEST_DATABASE_URL;
+  if (!adminUrl) return { skipped: 'TEST_DATABASE_URL is not set' };
+  let schemas: TestDatabase[];
+  try {
+    schemas = [await createSchema(adminUrl, 'fib_auth_bench'), await createSchema(adminUrl, 'oidc_bench')];
+  } catch (error) {
+    return { skipped: `cannot prepare a PostgreSQL schema: ${(error as Error).message}` };
+  }
+  const [ours, theirs] = schemas;
+  const services: Service[] = [];
+  try {
+    let server: Service;
+    try {
+      server = await startFibAuth(ours.url, keyFile, await freePort());
+    } catch (error) {
+      if (/does not support/.test((error as Error).message))
+        return { skipped: 'this build of the server has no PostgreSQL store' };
+      throw error;
+    }
+    services.push(server);
+    const peer = await OidcPeer.start(theirs.url);
+    services.push(peer.service);
+    log('oidc-provider on PostgreSQL issues, introspects and revokes a token');
+    const db = await openPostgres(ours.url);
+    try {
+      await db.addUsers(users);
+      const sessions = new SessionFactory(db, minter, users);
+      await warmUp(server, sessions);
+      const observed = { server: new Map<number, number>(), peer: new Map<number, number>() };
+      const runs = {
+        peer: async (seconds: number) => {
+          const result = await peer.revocations(concurrency, seconds, runBudget(observed.peer, concurrency, seconds));
+          observe(observed.peer, result);
+          return result;
+        },
+        server: async (seconds: number) => {
+          const requests = await sessions.logouts(runBudget(observed.server, concurrency, seconds));
+          const result = await load(server.origin, requests, { concurrency, seconds, pid: server.pid });
+          assertAllOk(`logout on PostgreSQL at concurrency ${concurrency}`, result, server);
+          observe(observed.server, result);
+          return result;
+        },
+      };
+      for (const run of Object.values(runs)) await run(WARMUP_SECONDS);
+      const results = { concurrency, server: [] as LoadResult[], peer: [] as LoadResult[] };
+      for (let rep = 0; rep < REPS; rep++) {
+        for (const [name, run] of Object.entries(runs) as [keyof typeof runs, (s: number) => Promise<LoadResult>][]) {
+          const result = await run(SECONDS);
+          results[name].push(result);
+          log(
+            `PostgreSQL c=${concurrency} run ${rep + 1} ${name}: ${result.rps} req/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, ${result.server?.cores} cores`,
+          );
+        }
+      }
+      return results;
+    } finally {
+      await db.close();
+    }
+  } finally {
+    await Promise.all(services.map((s) => s.stop()));
+    await Promise.all(schemas.map((schema) => schema.drop()));
+  }
+}
+
 async function main(): Promise<void> {
   const benchStarted = performance.now();
   // The machine may be shared: what else ran shows in the one-minute load average.
@@ -271,6 +345,7 @@ async function main(): Promise<void> {
       refresh: [],
       rss: { atRestMiB: rssAtRest, underLoadMiB: 0 },
       growth: { sqlite: [], postgres: { skipped: 'not run' } },
+      postgresPeer: { skipped: 'not run' },
       benchSeconds: 0,
     };
     for (const concurrency of CONCURRENCIES) {
@@ -351,6 +426,12 @@ async function main(): Promise<void> {
     results.growth.postgres = await postgresGrowth(keyFile, minter, users);
     if ('skipped' in results.growth.postgres) {
       console.log(`\n!!! PostgreSQL growth SKIPPED: ${results.growth.postgres.skipped}. Only SQLite was measured. !!!\n`);
+    }
+
+    log('logout on PostgreSQL beside oidc-provider on its PostgreSQL adapter');
+    results.postgresPeer = await postgresPeer(keyFile, minter, users, CONCURRENCIES[CONCURRENCIES.length - 1]);
+    if ('skipped' in results.postgresPeer) {
+      console.log(`\n!!! oidc-provider on PostgreSQL SKIPPED: ${results.postgresPeer.skipped}. !!!\n`);
     }
 
     results.benchSeconds = Math.round((performance.now() - benchStarted) / 1000);

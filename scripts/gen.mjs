@@ -1,7 +1,9 @@
 // Bundles the split contract and generates its TypeScript types and its table of named
 // examples: the bundle and the types into generated/ (the server's), the types and the examples
-// into packages/client/generated/ (fib-auth-client ships them). With --check, generates into a
-// temporary folder and fails when a generated file differs.
+// into packages/client/generated/ (fib-auth-client ships them); and writes the configuration
+// tables of README.md and docs/design.md from src/config.ts (scripts/config-tables.ts). With
+// --check, generates into a temporary folder and fails when a generated file or a configuration
+// table differs.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -62,6 +64,14 @@ function examplesModule(contract) {
     `export const contractExamples = ${JSON.stringify(table, null, 2)} as const;`,
     '',
   ].join('\n');
+}
+
+try {
+  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/config-tables.ts', ...(check ? ['--check'] : [])], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+} catch {
+  process.exitCode = 1;
 }
 
 if (check) {

@@ -1,11 +1,10 @@
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, lifetimesOf, loadConfig, storeOptions, type Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
 import { CLIENT_ID_PATTERN, Clients } from './domain/clients.js';
 import { EMAIL_MAX_LENGTH, isEmail } from './domain/email.js';
-import { ROTATION_GRACE_SECONDS } from './domain/key-ring.js';
 import { parsePublicKeyHex } from './domain/signature.js';
 import { generateNextKey, keyFileIds, keyPaths, removeKeyFiles, rotateSigningKey } from './key-files.js';
 import { createLogger, type Logger } from './logger.js';
@@ -51,7 +50,7 @@ function required(value: string | boolean | undefined, flag: string): string {
 async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const { openStore } = await import('./store/open.js'); // Kysely and the drivers: only for the commands that use them
-  const store = await openStore(config);
+  const store = await openStore(storeOptions(config));
   try {
     return await work(store);
   } finally {
@@ -142,9 +141,6 @@ async function clients(args: string[]): Promise<void> {
   }
 }
 
-/** The longest any token lives: how long a key that stopped signing may still have live tokens. */
-const longestTokenLifetime = (config: Config) => Math.max(config.accessTokenTtl, config.refreshTokenTtl);
-
 /**
  * Withdraws a verification key at once (docs/design.md §5): in the store, which every process
  * reads within a second, with its entry in the revocation feed; then its files go.
@@ -157,7 +153,7 @@ async function revokeKey(config: Config, kid: string): Promise<void> {
   const { storeLocation } = await import('./store/open.js');
   const store = storeLocation(config.databaseUrl);
   const now = epochSeconds(systemClock);
-  const until = now + longestTokenLifetime(config) + ROTATION_GRACE_SECONDS;
+  const until = lifetimesOf(config).retiredKeyUntil(now);
   const withdrawn = await withStore(async (opened) => {
     if (ids.next !== kid && !ids.published.includes(kid) && !(await opened.withdrawnKeys()).includes(kid)) {
       const { next, verificationDir } = keyPaths(config.signingKeyFile);
@@ -182,7 +178,7 @@ async function keys(args: string[]): Promise<void> {
   } else if (action === 'rotate') {
     options(rest, {});
     const config = loadConfig();
-    const { signer, retired, retiredUntil } = await rotateSigningKey(config.signingKeyFile, longestTokenLifetime(config));
+    const { signer, retired, retiredUntil } = await rotateSigningKey(config.signingKeyFile, lifetimesOf(config));
     console.log(`${signer} signs new tokens; ${retired} verifies until ${isoTime(retiredUntil)}`);
   } else if (action === 'revoke') {
     const kid = required(options(withValueJoined(rest, '--kid'), { kid: { type: 'string' } }).kid, '--kid');
@@ -193,8 +189,8 @@ async function keys(args: string[]): Promise<void> {
 }
 
 /**
- * Stops on SIGTERM or SIGINT, or when `stopped` resolves: logs `why`, runs `close` once, and
- * exits 0 when it resolves, 1 when it fails. A second signal ends the process at once, but a
+ * Stops on SIGTERM or SIGINT, or when the returned function is called: logs `why`, runs
+ * `close` once, and exits 0 when it resolves, 1 when it fails. A second signal ends the process at once, but a
  * worker's: its primary passes SIGTERM on, and a signal to the whole process group (systemd's,
  * Ctrl-C's) reaches the worker too, which would otherwise end it with its requests in flight.
  */

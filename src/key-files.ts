@@ -14,7 +14,8 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { exportJWK } from 'jose';
-import { ROTATION_GRACE_SECONDS, type KeyMaterial, type VerificationKey } from './domain/key-ring.js';
+import type { KeyMaterial, VerificationKey } from './domain/key-ring.js';
+import type { Lifetimes } from './domain/lifetimes.js';
 import { signingKeyFrom } from './domain/keys.js';
 
 /**
@@ -164,13 +165,13 @@ export async function generateNextKey(signingKeyFile: string): Promise<string> {
  */
 export async function rotateSigningKey(
   signingKeyFile: string,
-  longestTokenLifetime: number,
+  lifetimes: Lifetimes,
   now = Date.now(),
 ): Promise<{ signer: string; retired: string; retiredUntil: number }> {
   const { next, verificationDir } = keyPaths(signingKeyFile);
   const old = await signingKeyFrom(loadOrCreateKeyFile(signingKeyFile).key);
   const incoming = await signingKeyFrom(loadOrCreateKeyFile(next, NEXT_SIGNING_KEY).key); // creates it when absent
-  const retiredUntil = Math.floor(now / 1000) + longestTokenLifetime + ROTATION_GRACE_SECONDS;
+  const retiredUntil = lifetimes.retiredKeyUntil(Math.floor(now / 1000));
   writeVerificationKey(verificationDir, { kid: old.kid, jwk: await exportJWK(old.publicKey), notAfter: retiredUntil });
   renameSync(next, signingKeyFile);
   for (const entry of readVerificationKeys(verificationDir)) {

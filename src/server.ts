@@ -1,6 +1,6 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Config } from './config.js';
+import { lifetimesOf, storeOptions, type Config } from './config.js';
 import { Authentication } from './domain/authentication.js';
 import { Clients } from './domain/clients.js';
 import { epochSeconds, systemClock, type Clock } from './domain/clock.js';
@@ -17,6 +17,7 @@ import { startManagementServer, urlOf } from './management.js';
 import { countLiveSessions, Metrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { openStore } from './store/open.js';
+import { markAround, phaseTimingRequested } from './request-phases.js';
 import type { Store } from './domain/store.js';
 
 /** Expired sessions are deleted this often, so storage stays bounded by live sessions. */
@@ -149,7 +150,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const keySource = keyFileSource(config.signingKeyFile, () =>
     logger.info({ file: config.signingKeyFile }, 'created a new signing key'),
   );
-  const store = parts.store ?? (await openStore(config, logger));
+  const store = parts.store ?? (await openStore(storeOptions(config, logger)));
   // Withdrawn keys are refused from the first request on; the ring reads them again and again.
   const keys = await KeyRing.load(keySource, clock, await store.withdrawnKeys());
   const stopFollowingWithdrawals = followKeyWithdrawals(store, keys, logger);
@@ -158,11 +159,12 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   // The server's caps are shared out among a cluster's workers, as Node hands each of them a
   // share of the connections.
   const share = (cap: number) => Math.ceil(cap / (parts.cluster ? config.workers : 1));
-  const lifetimes = { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl };
+  const lifetimes = lifetimesOf(config);
   const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
+  // Phase timing, when on (src/request-phases.ts): a handler that verifies a token does it first.
+  if (phaseTimingRequested()) markAround(tokens, 'verify', 'validate', 'verify');
   const feed = new RevocationFeed(store);
-  const signIn = { challenge: config.signInChallenge, challengeTtl: config.signInChallengeTtl };
-  const auth = new Authentication(store, tokens, clock, signIn, metrics.verified);
+  const auth = new Authentication(store, tokens, clock, config.signInChallenge, lifetimes, metrics.verified);
   const api = await createApi({
     auth,
     store,

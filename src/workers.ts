@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Registry } from 'prom-client';
-import type { Config } from './config.js';
+import { storeOptions, type Config } from './config.js';
 import { epochSeconds, systemClock } from './domain/clock.js';
 import { KeyRing } from './domain/key-ring.js';
 import type { Store } from './domain/store.js';
@@ -72,7 +72,7 @@ export interface Primary {
 
 /** Starts the primary of a cluster of `config.workers` workers. */
 export async function startPrimary(config: Config, logger: Logger): Promise<Primary> {
-  const store: Store = await openStore(config, logger);
+  const store: Store = await openStore(storeOptions(config, logger));
   // Before any worker reads it: the first start creates the key file, once, and key files
   // that cannot be used (§5) stop the server here, with one line, rather than in every worker.
   await KeyRing.load(

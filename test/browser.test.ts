@@ -94,6 +94,13 @@ describe('the API reference page (npm run docs)', () => {
       await logout.screenshot({ path: SCREENSHOT });
       console.log(`screenshot: ${SCREENSHOT}`);
 
+      // The endpoint's panel lists the servers; Redoc shows their descriptions as plain text,
+      // so Markdown there would show through as stray backticks.
+      await logout.getByRole('button', { name: /^POST/ }).click();
+      const server = logout.getByText(/^The host that serves this API/);
+      await server.waitFor();
+      assert.doesNotMatch(await server.innerText(), /`/);
+
       // The replay risk of email-only sign-in, and the way to `required` (docs/design.md §12).
       await page.goto(`${pathToFileURL(PAGE).href}#section/sign-in-with-a-challenge`);
       const section = page.locator('[id="section/sign-in-with-a-challenge"]');

@@ -1,4 +1,4 @@
-import { loadConfig } from '../src/config.js';
+import { loadConfig, storeOptions } from '../src/config.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -134,7 +134,7 @@ describe('the server process dying', () => {
       // After the restart about 100 logouts are refused as already logged out, on purpose.
       RATE_LIMIT_REFUSED_PER_ADDRESS: '0',
     };
-    const store = await openStore(loadConfig(env));
+    const store = await openStore(storeOptions(loadConfig(env)));
     await store.addUser({
       email: ALICE.email,
       accountId: 'acc-alice',

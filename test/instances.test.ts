@@ -16,7 +16,7 @@ import {
 import { decodePart } from './support/tokens.js';
 
 // Two servers behind one load balancer: one database, one signing key file (README,
-// "Running several instances"). Whatever one instance decides, the other sees at once.
+// "PostgreSQL and several instances"). Whatever one instance decides, the other sees at once.
 // B is a process of its own, as in production: two SQLite connections to one file inside one
 // process block each other, since better-sqlite3 waits for a lock synchronously.
 for (const backend of DATABASES) {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { keyPaths } from '../src/key-files.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig, storeOptions } from '../src/config.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/domain/store.js';
 import { assertExample, BASE, bearer, bodyOf, logEntries, rawCall, startTestServer, type TestServer } from './support/harness.js';
@@ -16,7 +17,7 @@ import { fibAuth, runCli } from './support/cli.js';
 describe('health', () => {
   test('live and ready answer 200 in the envelope; ready is 503 when the store does not answer', async () => {
     let stalled = false;
-    const real = await openStore(loadConfig({ DATABASE_URL: 'sqlite::memory:' }));
+    const real = await openStore(storeOptions(loadConfig({ DATABASE_URL: 'sqlite::memory:' })));
     const store: Store = Object.assign(Object.create(real) as Store, {
       ping: () => (stalled ? new Promise<void>(() => {}) : real.ping()),
     });
@@ -77,7 +78,7 @@ describe('metrics', () => {
 
   test('are served on the management listener only, and a scrape never counts the sessions', async () => {
     let counts = 0;
-    const real = await openStore(loadConfig({ DATABASE_URL: 'sqlite::memory:' }));
+    const real = await openStore(storeOptions(loadConfig({ DATABASE_URL: 'sqlite::memory:' })));
     const store: Store = Object.assign(Object.create(real) as Store, {
       countLiveSessions: (now: number) => {
         counts += 1;
@@ -157,6 +158,22 @@ describe('key rotation', () => {
     await t.server.reloadKeys();
     await assertExample(await t.logout(session.accessToken), 'TokenKeyIdUnknown');
     assert.equal((await bodyOf(await t.call('GET', '/.well-known/jwks.json'), 'getJwks', 200)).keys.length, 1);
+  });
+
+  test("a retired key verifies for the longer token lifetime plus five minutes, the access token's when it is longer", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fib-auth-rotation-'));
+    try {
+      const lifetimes = { ACCESS_TOKEN_TTL: '7200', REFRESH_TOKEN_TTL: '3600' };
+      const rotated = await fibAuth(['keys', 'rotate'], {
+        FIB_AUTH_SIGNING_KEY_FILE: join(dir, 'signing-key.pem'),
+        ...lifetimes,
+      });
+      const until = Date.parse(rotated.match(/verifies until (\S+)$/m)![1]) / 1000;
+      const expected = Date.now() / 1000 + 7200 + 300;
+      assert.ok(Math.abs(until - expected) < 30, `until ${until}, expected about ${expected}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('keys commands: usage errors exit 2', async () => {

@@ -40,7 +40,8 @@ interface Ending {
 }
 
 for (const backend of DATABASES) {
-  const instances = backend.name === 'PostgreSQL' ? 2 : 1;
+  // Instances on separate machines share only a database reached over the network.
+  const instances = backend.overNetwork ? 2 : 1;
   const where =
     instances === 1
       ? `one service on ${backend.name}`

@@ -1,22 +1,21 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test as testOn } from 'node:test';
-import Database from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, sql, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, sql } from 'kysely';
 import pg from 'pg';
-import { loadConfig } from '../src/config.js';
+import { loadConfig, storeOptions } from '../src/config.js';
 import type { Revocation, Store } from '../src/domain/store.js';
 import { REVOCATION_RETENTION_SECONDS } from '../src/domain/revocation-feed.js';
 import { fibAuth } from './support/cli.js';
-import { openStore } from '../src/store/open.js';
-import { migrations } from '../src/store/schema.js';
+import { backendOf, openStore } from '../src/store/open.js';
+import { migrations, type Database } from '../src/store/schema.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 import { NOW, sessionRecord, userRecord } from './support/records.js';
 
 // The revocation feed as the store keeps it (docs/design.md §11): every change of a session
 // that stops access tokens working adds one entry, in the same statement, in commit order.
 
-const openOn = (database: TestDatabase) => openStore(loadConfig({ DATABASE_URL: database.url }));
+const openOn = (database: TestDatabase) => openStore(storeOptions(loadConfig({ DATABASE_URL: database.url })));
 const session = sessionRecord;
 /** The position a cursor names (`<database id>:<seq>`, docs/design.md §11). */
 const seqOf = (cursor: string) => Number(String(cursor).split(':').at(-1));
@@ -301,20 +300,15 @@ for (const backend of DATABASES) {
 
 /** The database with the store's migrations run up to `last` only, as an older release left it. */
 async function migratedUpTo(database: TestDatabase, last: string): Promise<Kysely<unknown>> {
-  const sqliteFile = database.url.startsWith('sqlite:') ? database.url.slice('sqlite:'.length) : undefined;
-  const db = new Kysely<unknown>({
-    dialect: sqliteFile
-      ? new SqliteDialect({ database: new Database(sqliteFile) })
-      : new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 1 }) }),
-  });
-  const schema = sqliteFile ? undefined : (await sql<{ name: string }>`select current_schema() as name`.execute(db)).rows[0].name;
+  const backend = await backendOf(database.url).open(storeOptions(loadConfig({ DATABASE_URL: database.url })));
+  const db = new Kysely<Database>({ dialect: backend.dialect });
   const { error } = await new Migrator({
     db,
-    migrationTableSchema: schema, // where the store keeps Kysely's tables (sql-store.ts)
-    provider: { getMigrations: () => Promise.resolve(migrations(sqliteFile ? 'sqlite' : 'postgres')) },
+    migrationTableSchema: await backend.migrationTableSchema(db), // where the store keeps Kysely's tables
+    provider: { getMigrations: () => Promise.resolve(migrations(backend.schema)) },
   }).migrateTo(last);
   if (error) throw error as Error;
-  return db;
+  return db as Kysely<unknown>;
 }
 
 describe('the revocation cursor on PostgreSQL while a revocation is still being committed', () => {

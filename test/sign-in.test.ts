@@ -12,7 +12,7 @@ describe('sign-in', () => {
   });
   after(() => t.stop());
 
-  test('signs Alice in with the docs/design.md §4 vector', async () => {
+  test("signs Alice in with the README's test vector", async () => {
     const reply = await t.signIn(ALICE_SIGN_IN);
     assert.equal(reply.status, 200);
     assert.deepEqual(reply.body.status, { code: 200, name: 'OK', message: 'User has been successfully authorized.' });

@@ -11,12 +11,12 @@ test('the public test key derives from the FIB guide private key', () => {
   assert.equal(publicKeyHexOf(aliceKey), ALICE.publicKeyHex);
 });
 
-test('alice@wonderland.space signs to the docs/design.md §4 signature', () => {
+test("alice@wonderland.space signs to the README's test-vector signature", () => {
   assert.equal(signMessage(ALICE.email, aliceKey), ALICE.signature);
   assert.ok(verifyMessageSignature(ALICE.email, ALICE.signature, parsePublicKeyHex(ALICE.publicKeyHex)!));
 });
 
-test('bob@wonderland.space needs the last-bit rule and signs to the docs/design.md §4 signature', () => {
+test("bob@wonderland.space needs the lowest-bit rule and signs to the README's test-vector signature", () => {
   const plain = blake2b(new TextEncoder().encode(bobEmail), { dkLen: 32 });
   assert.equal(plain[31] & 1, 0, 'the vector exercises the rule: the plain digest ends in an even byte');
   assert.equal(messageDigest(bobEmail)[31], plain[31] | 1);

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { SessionRecord, Store, UserRecord } from './store.js';
 import { parseToken, type BearerToken } from './bearer.js';
 import { epochSeconds, type Clock } from './clock.js';
+import type { Lifetimes } from './lifetimes.js';
 import { AuthFailure, type FailureReason } from './failures.js';
 import { isSignatureHex, parsePublicKeyHex, signInChallengeMessage, verifyMessageSignature } from './signature.js';
 import type { AccessClaims, IssuedPair, Tokens, TokenType, VerificationCounter } from './tokens.js';
@@ -22,12 +23,8 @@ export interface SignInChallenge {
   expiresAt: number;
 }
 
-export interface SignInSettings {
-  /** `required`: a sign-in must answer a challenge; `optional`: signing the email alone still works (§4). */
-  challenge: 'optional' | 'required';
-  /** Seconds a challenge's nonce stays usable. */
-  challengeTtl: number;
-}
+/** `required`: a sign-in must answer a challenge; `optional`: signing the email alone still works (§4). */
+export type ChallengePolicy = 'optional' | 'required';
 
 /** 256 random bits: a nonce nobody guesses within its lifetime. */
 const NONCE_BYTES = 32;
@@ -42,7 +39,8 @@ export class Authentication {
     private readonly store: Store,
     private readonly tokens: Tokens,
     private readonly now: Clock,
-    private readonly settings: SignInSettings,
+    private readonly challengePolicy: ChallengePolicy,
+    private readonly lifetimes: Lifetimes,
     private readonly countVerification: VerificationCounter = () => {},
   ) {}
 
@@ -52,7 +50,7 @@ export class Authentication {
    */
   async challenge(email: string): Promise<SignInChallenge> {
     const nonce = randomBytes(NONCE_BYTES).toString('base64url');
-    const expiresAt = epochSeconds(this.now) + this.settings.challengeTtl;
+    const expiresAt = this.lifetimes.challengeExpiry(epochSeconds(this.now));
     const lowerCased = email.toLowerCase();
     await this.store.createSignInChallenge({ nonce, email: lowerCased, expiresAt, usedAt: null });
     return { nonce, message: signInChallengeMessage(lowerCased, nonce, expiresAt), expiresAt };
@@ -62,7 +60,7 @@ export class Authentication {
     if (!isSignatureHex(proof.signature)) throw new AuthFailure('signatureNotHex');
     const publicKey = parsePublicKeyHex(proof.authPublicKeyHex);
     if (!publicKey) throw new AuthFailure('publicKeyInvalid');
-    if (proof.nonce === undefined && this.settings.challenge === 'required') throw new AuthFailure('signInChallengeRequired');
+    if (proof.nonce === undefined && this.challengePolicy === 'required') throw new AuthFailure('signInChallengeRequired');
     const user = await this.registeredUser(proof.email);
     if (user.authPublicKeyHex !== proof.authPublicKeyHex.toLowerCase()) throw new AuthFailure('publicKeyNotRegistered');
     const signed = proof.nonce === undefined ? proof.email : await this.challengeMessage(proof.nonce, user.email);

@@ -19,9 +19,6 @@ export interface KeyMaterial {
 
 export type PublicJwk = { kty: 'OKP'; crv: 'Ed25519'; x: string; kid: string; alg: 'EdDSA'; use: 'sig' };
 
-/** How long past the last token's expiry a retired key keeps verifying: time for every instance to reload. */
-export const ROTATION_GRACE_SECONDS = 300;
-
 interface Keys {
   signer: SigningKey;
   verifiers: Map<string, { key: KeyObject; jwk: JWK }>;

@@ -12,6 +12,7 @@ import type { BearerToken } from './bearer.js';
 import { epochSeconds, type Clock } from './clock.js';
 import { AuthFailure } from './failures.js';
 import type { KeyRing } from './key-ring.js';
+import type { Lifetimes } from './lifetimes.js';
 import type { SessionCredentials } from './store.js';
 
 export type TokenType = 'access' | 'refresh';
@@ -70,16 +71,11 @@ export type VerifiedSignature = 'token' | 'user';
 /** Told of each signature verification, so that the metrics count them (docs/design.md §12). */
 export type VerificationCounter = (signature: VerifiedSignature) => void;
 
-export interface TokenLifetimes {
-  accessTtl: number;
-  refreshTtl: number;
-}
-
 /** Issues and verifies this server's JWS tokens (docs/design.md §5): EdDSA only, typed, with a kid. */
 export class Tokens {
   constructor(
     private readonly keys: KeyRing,
-    private readonly lifetimes: TokenLifetimes,
+    private readonly lifetimes: Lifetimes,
     private readonly now: Clock,
     private readonly countVerification: VerificationCounter = () => {},
   ) {}
@@ -88,8 +84,8 @@ export class Tokens {
     const iat = epochSeconds(this.now);
     const accessJti = randomUUID();
     const refreshJti = randomUUID();
-    const accessExpiresAt = iat + this.lifetimes.accessTtl;
-    const refreshExpiresAt = iat + this.lifetimes.refreshTtl;
+    const accessExpiresAt = this.lifetimes.tokenExpiry('access', iat);
+    const refreshExpiresAt = this.lifetimes.tokenExpiry('refresh', iat);
     const [accessToken, refreshToken] = await Promise.all([
       this.sign(
         { acc: subject.accountId, sub: subject.email, role: subject.role, sid },
@@ -103,7 +99,7 @@ export class Tokens {
     return {
       accessToken,
       refreshToken,
-      accessTtl: this.lifetimes.accessTtl,
+      accessTtl: accessExpiresAt - iat,
       credentials: { accessJti, refreshJti, accessExpiresAt, refreshExpiresAt },
     };
   }

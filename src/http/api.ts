@@ -1,14 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { ParameterizedContext } from 'koa';
-import {
-  OpenAPIBackend,
-  OpenAPIValidator,
-  type AjvCustomizer,
-  type Context,
-  type Operation,
-  type ParsedRequest,
-  type Request,
-} from 'openapi-backend';
+import { OpenAPIBackend, type AjvCustomizer, type Context } from 'openapi-backend';
 import { parseBearer } from '../domain/bearer.js';
 import type { Clients } from '../domain/clients.js';
 import { isEmail } from '../domain/email.js';
@@ -16,6 +8,7 @@ import { AuthFailure } from '../domain/failures.js';
 import { bundledSpecPath } from '../package-root.js';
 import { HttpFailure } from './refusals.js';
 import { operationHandlers, type Services } from './handlers.js';
+import { keepOperationList, validateRequestsOnly } from './openapi-backend-patches.js';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 
@@ -73,43 +66,13 @@ function validationMessage(c: Context): string {
   return `${subject} ${error.message ?? 'is not valid'}.`;
 }
 
-type Parts = Record<string, unknown>;
-type Parsed = ParsedRequest<unknown, Parts, Parts, Parts, Parts>;
-
-/**
- * openapi-backend's `handleRequest` parses a request three times: before routing, after it,
- * and again to validate it; each parse compiles the operation's path template and decodes the
- * body anew. Here a request is parsed once for the operation it addresses, and each caller
- * gets its own copy of the parts that validation coerces in place (parameters, headers,
- * cookies). A request that addresses no operation is parsed as before, for the 404 or 405.
- */
-function parseEachRequestOnce(api: OpenAPIBackend): void {
-  const { router } = api;
-  const parseAsTheLibraryDoes = router.parseRequest.bind(router);
-  const parse = (req: Request, operation?: Operation) => parseAsTheLibraryDoes(req, operation) as Parsed;
-  const parsed = new WeakMap<Request, { operation: Operation; request: Parsed }>();
-  router.parseRequest = (req: Request, operation = router.matchOperation(req)) => {
-    if (!operation) return parse(req);
-    let earlier = parsed.get(req);
-    if (earlier?.operation !== operation) parsed.set(req, (earlier = { operation, request: parse(req, operation) }));
-    const { request } = earlier;
-    return {
-      ...request,
-      params: { ...request.params },
-      query: { ...request.query },
-      headers: { ...request.headers },
-      cookies: { ...request.cookies },
-    };
-  };
-}
-
 /**
  * The contract's router: it dispatches each request to the handler of its operationId, and
  * sends every refusal (unknown path, wrong method, failed security, failed validation) to the
  * one error layer by throwing.
  */
 export async function createApi(services: Services): Promise<OpenAPIBackend> {
-  // Validators are built below, for requests only.
+  // Validators are built once initialised, for requests only (openapi-backend-patches.ts).
   const api = new OpenAPIBackend({ definition: bundledSpecPath, strict: true, validate: false });
   api.register({
     ...operationHandlers(services),
@@ -138,21 +101,7 @@ export async function createApi(services: Services): Promise<OpenAPIBackend> {
   api.registerSecurityHandler('accessToken', parseAuthorization);
   api.registerSecurityHandler('refreshToken', parseAuthorization);
   await api.init();
-  // openapi-backend would compile validators for every response and response header of the
-  // contract too, which the server never uses: half of the work of every start (and of each
-  // worker's). It validates requests only, with validators compiled now, not on first use.
-  api.validator = new OpenAPIValidator({
-    definition: api.definition,
-    router: api.router,
-    customizeAjv: contractFormats,
-    lazyCompileValidators: true,
-  });
-  api.validator.preCompileRequestValidators();
-  api.validate = true;
-  // openapi-backend rebuilds its list of operations (lodash chains, object copies) on every
-  // match, several times per request; the contract does not change while the server runs.
-  const operations = api.router.getOperations();
-  api.router.getOperations = () => operations;
-  parseEachRequestOnce(api);
+  validateRequestsOnly(api, contractFormats);
+  keepOperationList(api);
   return api;
 }

@@ -6,6 +6,7 @@ import getRawBody from 'raw-body';
 import type { OpenAPIBackend, Request as RoutedRequest } from 'openapi-backend';
 import { requestLineLogger, type Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import { currentPhases, phaseTimingRequested, timeRequest, type Phase } from '../request-phases.js';
 import { allowedMethods } from './api.js';
 import { envelope, type Envelope } from '../contract/envelope.js';
 import { MAX_BODY_BYTES, refusalOf, type Outcome, type HttpFailureReason } from '../contract/failures.js';
@@ -217,6 +218,34 @@ function dispatch(api: OpenAPIBackend) {
   };
 }
 
+/**
+ * The middleware of phase timing (src/request-phases.ts), installed only when it is on: the
+ * request's timeline, published once the response finished, with 'log' marked after the
+ * middleware below it (the request log) returned.
+ */
+function timePhases() {
+  return (ctx: AppContext, next: Next) =>
+    timeRequest(async (phases, done) => {
+      ctx.res.once('finish', () => {
+        phases.mark('answer');
+        phases.operation = ctx.state.operationId;
+        phases.status = ctx.status;
+        done();
+      });
+      await next();
+      phases.mark('log');
+    });
+}
+
+/** Marks `phase` when the request reaches this middleware (`on: 'way in'`) or when the ones below it returned. */
+function markPhase(phase: Phase, on: 'way in' | 'way out') {
+  return async (_ctx: AppContext, next: Next) => {
+    if (on === 'way in') currentPhases()?.mark(phase);
+    await next();
+    if (on === 'way out') currentPhases()?.mark(phase);
+  };
+}
+
 export interface AppOptions {
   logger: Logger;
   metrics: Metrics;
@@ -226,12 +255,16 @@ export interface AppOptions {
 
 export function createApp(api: OpenAPIBackend, { logger, metrics, corsOrigins, limits }: AppOptions): Koa {
   const app = new Koa();
+  const timed = phaseTimingRequested();
+  if (timed) app.use(timePhases());
   app.use(identify());
   app.use(observe(logger, metrics));
+  if (timed) app.use(markPhase('handler', 'way out'));
   app.use(exactJsonType());
   app.use(answerErrors(logger));
   app.use(cors(corsOrigins, api));
   app.use(route(api));
+  if (timed) app.use(markPhase('route', 'way in'));
   app.use(limitRequests(limits));
   app.use(dispatch(api));
   // Errors after the response started (a client that went away) have no one to answer.

@@ -106,14 +106,25 @@ export interface Answer {
   reason?: Refusal['reason'];
 }
 
-/** The answers each operation limited per address counts as refused; any other answer (a success, a 500) never counts. */
-const REFUSALS: Partial<Record<OperationId, ReadonlySet<number>>> = {
+/**
+ * The answers each operation counts as refused against the per-address limit; any other answer
+ * (a success, a 500) never counts. Every operation is listed, so a new one needs a decision:
+ * one that takes credentials or guesses names the statuses that refuse them; one that does not
+ * says so with an empty set, and the limit leaves it alone.
+ */
+const REFUSALS: Record<OperationId, ReadonlySet<number>> = {
   authorizeUser: new Set([404, 422]),
   refreshTokens: new Set([401, 422]),
   endSession: new Set([401, 422]),
   logout: new Set([401, 422]),
   introspectToken: new Set([401]),
   listRevocations: new Set([401]),
+  // Limited by challengesPerAddress instead: every challenge counts, refused or not.
+  createSignInChallenge: new Set(),
+  // Public and credential-free: nothing to guess.
+  getJwks: new Set(),
+  getLiveness: new Set(),
+  getReadiness: new Set(),
 };
 
 /** What one limit counts, by what, and how it answers a request over it (docs/design.md §12.3). */
@@ -137,7 +148,7 @@ const RULES: Record<Exclude<keyof RateLimitSettings, 'trustProxy'>, LimitRule> =
   refusedPerAddress: {
     name: 'refused-per-address',
     reason: 'tooManyRefusedRequests',
-    operations: new Set(Object.keys(REFUSALS)),
+    operations: new Set(Object.entries(REFUSALS).flatMap(([operation, refused]) => (refused.size > 0 ? [operation] : []))),
     subject: ({ address }) => address,
     counts: ({ operationId }, answer) =>
       answer !== undefined && REFUSALS[operationId as OperationId]?.has(answer.status) === true,

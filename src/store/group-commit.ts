@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CompiledQuery, type Kysely } from 'kysely';
+import { BatchTiming, currentPhases, phaseTimingRequested, type RequestPhases } from '../request-phases.js';
+import type { Statements } from './backends/profile.js';
 
 type Write<DB, T> = (db: Kysely<DB>) => Promise<T>;
 
@@ -14,14 +16,13 @@ const ROLLBACK = CompiledQuery.raw('rollback');
 /** How long a batch waits before it asks again for the write lock another process holds. */
 const LOCK_RETRY_MS = 1;
 
-/** How many statements a write runs: SQLite undoes a single statement that fails by itself. */
-export type Statements = 'one' | 'several';
-
 interface Queued<DB> {
   write: Write<DB, unknown>;
   statements: Statements;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+  /** The request's timeline, when phase timing is on (src/request-phases.ts). */
+  phases: RequestPhases | undefined;
 }
 
 /**
@@ -38,11 +39,13 @@ interface Queued<DB> {
  *
  * Other processes (the other workers, docs/design.md §13) write the same file. SQLite's own
  * busy handler would wait for their lock by sleeping on the event loop; so the connection has
- * no busy timeout (open.ts) and a batch that finds the lock taken asks again a millisecond
+ * no busy timeout (backends/sqlite.ts) and a batch that finds the lock taken asks again a millisecond
  * later, while this process goes on serving requests, whose writes join the next batch.
  */
 export class GroupCommit<DB> {
   private queue: Queued<DB>[] = [];
+  /** Phase timing (src/request-phases.ts) is decided once, when the store opens. */
+  private readonly timed = phaseTimingRequested();
 
   constructor(
     private readonly db: Kysely<DB>,
@@ -52,7 +55,8 @@ export class GroupCommit<DB> {
   run<T>(write: Write<DB, T>, statements: Statements): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.queue.length === 0) setImmediate(() => void this.commit());
-      this.queue.push({ write, statements, resolve: resolve as (value: unknown) => void, reject });
+      const phases = this.timed ? currentPhases() : undefined;
+      this.queue.push({ write, statements, resolve: resolve as (value: unknown) => void, reject, phases });
     });
   }
 
@@ -60,9 +64,12 @@ export class GroupCommit<DB> {
     const batch = this.queue;
     this.queue = [];
     const answers: (() => void)[] = [];
+    let timing: BatchTiming | undefined;
     try {
       await this.db.connection().execute(async (connection) => {
-        await this.begin(connection);
+        if (this.timed) timing = new BatchTiming();
+        await this.begin(connection, timing);
+        timing?.locked();
         try {
           for (const { write, statements, resolve, reject } of batch) {
             const atomic = statements === 'several';
@@ -78,7 +85,9 @@ export class GroupCommit<DB> {
               }
               answers.push(() => reject(error));
             }
+            timing?.statementDone();
           }
+          timing?.committing();
           await connection.executeQuery(COMMIT);
         } catch (error) {
           await connection.executeQuery(ROLLBACK).catch(() => undefined); // the error below says what failed
@@ -89,10 +98,11 @@ export class GroupCommit<DB> {
       for (const { reject } of batch) reject(error);
       return;
     }
+    timing?.committed(batch.map((queued) => queued.phases));
     for (const answer of answers) answer();
   }
 
-  private async begin(connection: Kysely<DB>): Promise<void> {
+  private async begin(connection: Kysely<DB>, timing: BatchTiming | undefined): Promise<void> {
     const deadline = performance.now() + this.lockTimeoutMs;
     for (;;) {
       try {
@@ -100,6 +110,7 @@ export class GroupCommit<DB> {
         return;
       } catch (error) {
         if ((error as { code?: unknown }).code !== 'SQLITE_BUSY' || performance.now() >= deadline) throw error;
+        timing?.retried();
         await sleep(LOCK_RETRY_MS);
       }
     }

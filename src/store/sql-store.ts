@@ -1,6 +1,6 @@
-import { Kysely, Migrator, sql, type Compilable, type Dialect, type QueryResult, type Selectable } from 'kysely';
-import { GroupCommit, type Statements } from './group-commit.js';
-import { migrations, REVOCATION_LOCK_KEY, type Backend, type Database } from './schema.js';
+import { Kysely, Migrator, sql, type Compilable, type QueryResult, type Selectable } from 'kysely';
+import type { OpenedBackend, Statements, Write } from './backends/profile.js';
+import { migrations, type Database } from './schema.js';
 import type {
   ClientRecord,
   Revocation,
@@ -64,21 +64,6 @@ function revocationOf(row: Selectable<Database['revocations']>): Revocation {
  * cursor of a version before cursors named their database. The contract's pattern for `after`.
  */
 const FEED_CURSOR = /^(?:([0-9a-f]{16}):)?([0-9]{1,15})$/;
-
-/**
- * Tells a store that another process may have added revocations (a PostgreSQL NOTIFY, a
- * SQLite file changed by another connection); returns the function that stops watching.
- */
-export type ExternalRevocationWatch = (changed: () => void) => () => void;
-
-async function currentSchema(db: Kysely<Database>): Promise<string> {
-  const { rows } = await sql<{ name: string | null }>`select current_schema() as name`.execute(db);
-  const name = rows[0]?.name;
-  if (!name) throw new Error('DATABASE_URL names no existing schema: create the schema its search_path names first');
-  return name;
-}
-
-const POSTGRES_DEADLOCK_DETECTED = '40P01';
 
 const changed = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint; numAffectedRows?: bigint }) =>
   (result.numUpdatedRows ?? result.numDeletedRows ?? result.numAffectedRows ?? 0n) > 0n;
@@ -225,45 +210,34 @@ function requestQueries(db: Kysely<Database>, concurrentWriters: boolean) {
   };
 }
 
-/** The store on any SQL database Kysely speaks to; the dialect picks the backend. */
+/** The store on any SQL database Kysely speaks to; what differs between them, the backend's profile answers (backends/profile.ts). */
 export class SqlStore implements Store {
   /** Who waits for revocations, and the external watch that runs while anyone does. */
   private readonly revocationListeners = new Set<() => void>();
   private stopExternalWatch: (() => void) | undefined;
   private readonly queries: ReturnType<typeof requestQueries>;
+  private readonly writer: Write;
 
   private constructor(
     private readonly db: Kysely<Database>,
-    private readonly backend: Backend,
-    private readonly groupCommit: GroupCommit<Database> | undefined,
-    private readonly externalWatch: ExternalRevocationWatch,
+    private readonly backend: OpenedBackend,
   ) {
-    this.queries = requestQueries(db, this.concurrentWriters);
+    this.queries = requestQueries(db, backend.concurrentWriters);
+    this.writer = backend.writer(db);
   }
 
   /**
-   * Opens the database and brings its schema up to date. Several instances may start at once:
-   * Kysely's Migrator holds a lock while it migrates (a PostgreSQL advisory lock, or SQLite's
-   * write lock, see open.ts), so the first one migrates and the others find the schema current.
-   *
-   * On PostgreSQL, Kysely's own bookkeeping tables stay in the connection's current schema,
-   * beside the store's tables: otherwise Kysely would take a bookkeeping table in any other
-   * schema of the database as its own and never create one here.
-   *
-   * `groupCommit` (SQLite): writes that arrive together share one transaction (group-commit.ts).
-   * `externalWatch`: how this backend learns of revocations other processes write.
+   * Brings the schema up to date and opens the store on it. Several instances may start at
+   * once: Kysely's Migrator holds the backend's lock while it migrates, so the first one
+   * migrates and the others find the schema current.
    */
-  static async open(
-    dialect: Dialect,
-    options: { backend: Backend; groupCommit?: { lockTimeoutMs: number }; externalWatch: ExternalRevocationWatch },
-  ): Promise<SqlStore> {
-    const db = new Kysely<Database>({ dialect });
+  static async open(backend: OpenedBackend): Promise<SqlStore> {
+    const db = new Kysely<Database>({ dialect: backend.dialect });
     try {
-      const migrationTableSchema = options.backend === 'postgres' ? await currentSchema(db) : undefined;
       const migrator = new Migrator({
         db,
-        migrationTableSchema,
-        provider: { getMigrations: () => Promise.resolve(migrations(options.backend)) },
+        migrationTableSchema: await backend.migrationTableSchema(db),
+        provider: { getMigrations: () => Promise.resolve(migrations(backend.schema)) },
       });
       const { error } = await migrator.migrateToLatest();
       if (error) throw error as unknown; // what a migration threw, as it threw it (the test narrowed unknown to {})
@@ -271,26 +245,13 @@ export class SqlStore implements Store {
       await db.destroy();
       throw error;
     }
-    const groupCommit = options.groupCommit ? new GroupCommit(db, options.groupCommit.lockTimeoutMs) : undefined;
-    return new SqlStore(db, options.backend, groupCommit, options.externalWatch);
+    backend.migrated();
+    return new SqlStore(db, backend);
   }
 
-  /**
-   * PostgreSQL runs transactions side by side, so a statement that depends on a row it only
-   * reads must lock it. SQLite runs one writer at a time.
-   */
-  private get concurrentWriters(): boolean {
-    return this.backend === 'postgres';
-  }
-
-  /**
-   * Runs a write of one or several statements as one atomic step: on SQLite in the group
-   * commit; on PostgreSQL, whose pool runs writes side by side, a single statement as it is and
-   * several in a transaction of their own.
-   */
+  /** Runs a write of one or several statements as one atomic step, as the backend runs writes. */
   private write<T>(work: (db: Kysely<Database>) => Promise<T>, statements: Statements = 'one'): Promise<T> {
-    if (this.groupCommit) return this.groupCommit.run(work, statements);
-    return statements === 'one' ? work(this.db) : this.db.transaction().execute(work);
+    return this.writer(work, statements);
   }
 
   /** A write that may end sessions or retire access tokens: the feed's waiters hear of it once it committed. */
@@ -389,13 +350,14 @@ export class SqlStore implements Store {
         }
         return ended !== undefined;
       }, 'several');
-    // Two global logouts of one user lock its sessions in opposite orders; PostgreSQL aborts one
-    // of them, and running it again finds its own session ended (a 401), as it should.
+    // Two global logouts of one user lock its sessions in opposite orders; a database with
+    // concurrent writers aborts one of them, and running it again finds its own session ended
+    // (a 401), as it should.
     for (let attempt = 1; ; attempt++) {
       try {
         return await endAll();
       } catch (error) {
-        if ((error as { code?: string }).code !== POSTGRES_DEADLOCK_DETECTED || attempt === 3) throw error;
+        if (!this.backend.isRetryable(error) || attempt === 3) throw error;
       }
     }
   }
@@ -529,17 +491,12 @@ export class SqlStore implements Store {
       const last = listed.length > 0 ? Number(listed[listed.length - 1].seq) : snapshot ? newestSeq : from;
       return { cursor: `${database}:${last}`, snapshot, more, revocations: listed.map(revocationOf) };
     };
-    if (this.backend === 'sqlite') return read(this.db);
-    // Waits for the revocations in flight, so that none commits later below the cursor (schema.ts).
-    return this.db.transaction().execute(async (trx) => {
-      await sql`select pg_advisory_xact_lock(${sql.raw(REVOCATION_LOCK_KEY)})`.execute(trx);
-      return read(trx);
-    });
+    return this.backend.readInCommitOrder(this.db, read);
   }
 
   watchRevocations(listener: () => void): () => void {
     this.revocationListeners.add(listener);
-    this.stopExternalWatch ??= this.externalWatch(this.revocationsChanged);
+    this.stopExternalWatch ??= this.backend.watchExternalRevocations(this.revocationsChanged);
     return () => {
       this.revocationListeners.delete(listener);
       if (this.revocationListeners.size === 0) {
@@ -556,7 +513,7 @@ export class SqlStore implements Store {
   }
 
   async withdrawKey(kid: string, now: number, until: number): Promise<boolean> {
-    // The database adds the feed's entry (schema.ts), only when the row is new.
+    // The database adds the feed's entry (the backend's withdrawalTriggers), only when the row is new.
     const result = await this.revokingWrite((db) =>
       db
         .insertInto('withdrawn_keys')

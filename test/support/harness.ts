@@ -378,7 +378,7 @@ export async function bodyOf<Op extends OperationId, Status extends keyof Respon
   return reply.body as DocumentedBody<Op, Status>;
 }
 
-/** Signs Alice in with the docs/design.md §4 vector, registering her first. */
+/** Signs Alice in with the README's test vector, registering her first. */
 export async function signInAlice(t: TestServer): Promise<Session> {
   await t.addUser(ALICE.email, ALICE.publicKeyHex);
   const reply = await t.signIn(ALICE_SIGN_IN);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig, storeOptions } from '../../src/config.js';
 import { openStore } from '../../src/store/open.js';
 import { BASE, bearer, bodyOf, rawCall, type Reply, type Session } from './harness.js';
 import { startProcess, type StartedProcess } from './processes.js';
@@ -51,7 +51,7 @@ export interface User {
  * would but in one connection, for the suites that need many.
  */
 export async function registerUsers(databaseUrl: string, serviceUrl: string, count: number): Promise<User[]> {
-  const store = await openStore(loadConfig({ DATABASE_URL: databaseUrl }));
+  const store = await openStore(storeOptions(loadConfig({ DATABASE_URL: databaseUrl })));
   try {
     return await Promise.all(
       Array.from({ length: count }, async () => {

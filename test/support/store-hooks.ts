@@ -1,4 +1,4 @@
-import { loadConfig } from '../../src/config.js';
+import { loadConfig, storeOptions } from '../../src/config.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,7 +36,7 @@ export async function startServerWithStoreHooks(
 ): Promise<{ t: TestServer; hooks: StoreHooks }> {
   const dir = mkdtempSync(join(tmpdir(), 'fib-auth-hooked-'));
   const file = join(dir, 'store.sqlite');
-  const real = await openStore(loadConfig({ DATABASE_URL: `sqlite:${file}` }));
+  const real = await openStore(storeOptions(loadConfig({ DATABASE_URL: `sqlite:${file}` })));
   const before = new Map<string | symbol, () => unknown>();
   const failAfter = new Set<string | symbol>();
   const injected = (method: string | symbol) => new Error(`injected failure in ${String(method)}: /var/db/secret.sqlite`);

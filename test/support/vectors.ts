@@ -1,7 +1,7 @@
 import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import { messageDigest } from '../../src/domain/signature.js';
 
-/** The FIB signing guide's public example data (docs/design.md §4): not a credential. */
+/** The FIB signing guide's public example data, the README's test vectors ("The signed message and its test vectors"): not a credential. */
 export const ALICE = {
   email: 'alice@wonderland.space',
   privateKeyHex: '413b285d1819a6166b0daa762bb6bef2d082cffb9a13ce041cb0fda5e2f06dc3',

@@ -1,0 +1,179 @@
+import { PostgresDialect, sql, type Kysely } from 'kysely';
+import pg from 'pg';
+import { REVOCATION_NAMES_ONE, type Database } from '../schema.js';
+import type { BackendProfile, ExternalRevocationWatch, SchemaDialect, StoreOptions } from './profile.js';
+
+/** PostgreSQL's NOTIFY channel that tells every instance a revocation committed. */
+const REVOCATION_CHANNEL = 'fib_auth_revocations';
+
+/**
+ * PostgreSQL assigns `seq` when a row is inserted, not when it commits: a reader could see
+ * seq 8 committed while seq 7 is still in flight, move its cursor past 7 and never see it.
+ * So each transaction that writes a revocation holds this advisory lock shared until it ends,
+ * and a reader takes it exclusively first: it waits for the writes in flight, and every seq
+ * below what it then reads has committed or rolled back. The key is the schema's, so that
+ * several stores in one database (tests) do not wait for each other.
+ */
+const REVOCATION_LOCK_KEY = `hashtext('${REVOCATION_CHANNEL}.' || current_schema())`;
+
+/** Two transactions that lock rows in opposite orders: PostgreSQL aborts one of them. */
+const DEADLOCK_DETECTED = '40P01';
+
+/** How long a broken LISTEN connection waits before it connects again. */
+const LISTEN_RETRY_MS = 1000;
+
+/**
+ * Every revocation committed sends a NOTIFY (the triggers below), heard here on one
+ * connection of its own. A connection that breaks is replaced, and `changed` is called each
+ * time it starts listening, for what was sent while it was not.
+ */
+function listen({ url, timeoutMs, log }: StoreOptions): ExternalRevocationWatch {
+  return (changed) => {
+    let client: pg.Client | undefined;
+    let stopped = false;
+    let retry: NodeJS.Timeout | undefined;
+    const connect = async () => {
+      const next = new pg.Client({
+        connectionString: url,
+        application_name: 'fib-auth-listen',
+        connectionTimeoutMillis: timeoutMs,
+        keepAlive: true,
+      });
+      next.on('notification', changed);
+      next.on('error', (err) => {
+        log?.warn({ err }, 'the revocation LISTEN connection failed; connecting again');
+        void next.end().catch(() => undefined);
+        schedule();
+      });
+      try {
+        await next.connect();
+        await next.query(`listen ${REVOCATION_CHANNEL}`);
+      } catch (err) {
+        log?.warn({ err }, 'could not LISTEN for revocations; trying again');
+        void next.end().catch(() => undefined);
+        schedule();
+        return;
+      }
+      if (stopped) return void next.end();
+      client = next;
+      changed(); // for what committed before it listened
+    };
+    const schedule = () => {
+      client = undefined;
+      if (!stopped && !retry) retry = setTimeout(() => ((retry = undefined), void connect()), LISTEN_RETRY_MS).unref();
+    };
+    void connect();
+    return () => {
+      stopped = true;
+      clearTimeout(retry);
+      void client?.end().catch(() => undefined);
+    };
+  };
+}
+
+/**
+ * Kysely's bookkeeping tables stay in the connection's current schema, beside the store's
+ * tables: otherwise Kysely would take a bookkeeping table in any other schema of the database
+ * as its own and never create one here.
+ */
+async function currentSchema(db: Kysely<Database>): Promise<string> {
+  const { rows } = await sql<{ name: string | null }>`select current_schema() as name`.execute(db);
+  const name = rows[0]?.name;
+  if (!name) throw new Error('DATABASE_URL names no existing schema: create the schema its search_path names first');
+  return name;
+}
+
+/** Each trigger takes the feed's lock shared, writes the entry and notifies, in the writer's transaction. */
+const schema: SchemaDialect = {
+  addFeedPosition: (table) => table.addColumn('seq', 'bigserial', (c) => c.primaryKey()),
+  revocationTriggers: [
+    `create function sessions_revoke() returns trigger language plpgsql as $$
+     begin
+       if old.revoked_at is null and new.revoked_at is not null then
+         perform pg_advisory_xact_lock_shared(${REVOCATION_LOCK_KEY});
+         insert into revocations (sid, jti, reason, until) values (new.id, null, new.revoked_reason, new.access_expires_at);
+         perform pg_notify('${REVOCATION_CHANNEL}', '');
+       elsif old.access_jti <> new.access_jti then
+         perform pg_advisory_xact_lock_shared(${REVOCATION_LOCK_KEY});
+         insert into revocations (sid, jti, reason, until) values (old.id, old.access_jti, 'refresh', old.access_expires_at);
+         perform pg_notify('${REVOCATION_CHANNEL}', '');
+       end if;
+       return null;
+     end $$`,
+    `create trigger sessions_revoke after update on sessions for each row execute function sessions_revoke()`,
+  ],
+  async letRevocationsNameKeys(db) {
+    await sql`alter table revocations alter column sid drop not null`.execute(db);
+    await db.schema.alterTable('revocations').addColumn('kid', 'text').execute();
+    await db.schema.alterTable('revocations').addCheckConstraint('revocations_names_one', REVOCATION_NAMES_ONE).execute();
+  },
+  withdrawalTriggers: [
+    `create function withdrawn_keys_revoke() returns trigger language plpgsql as $$
+     begin
+       perform pg_advisory_xact_lock_shared(${REVOCATION_LOCK_KEY});
+       insert into revocations (kid, reason, until) values (new.kid, 'key-withdrawn', new.feed_until);
+       perform pg_notify('${REVOCATION_CHANNEL}', '');
+       return null;
+     end $$`,
+    `create trigger withdrawn_keys_revoke after insert on withdrawn_keys for each row execute function withdrawn_keys_revoke()`,
+  ],
+};
+
+/** PostgreSQL through pg: a pool per process, for several instances sharing one database. */
+export const postgres: BackendProfile = {
+  name: 'PostgreSQL',
+  handles: (url) => /^postgres(ql)?:\/\//.test(url),
+  location(url) {
+    const location = new URL(url);
+    location.password = '';
+    // Deleting re-encodes the whole query: only when there is a password in it.
+    if (location.searchParams.has('password')) location.searchParams.delete('password');
+    return location.href;
+  },
+  open(options) {
+    const { url, poolSize, timeoutMs, log } = options;
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: poolSize,
+      application_name: 'fib-auth',
+      // Every wait is bounded, so an unreachable or stuck database gives a 500 instead of a
+      // hang. Getting a connection, from the pool or a new one:
+      connectionTimeoutMillis: timeoutMs,
+      // A statement (waiting for a lock, say) is cancelled by the server, so nothing of it
+      // runs on after the 500; the client's own timer, a little later, catches a silent network.
+      statement_timeout: timeoutMs,
+      query_timeout: timeoutMs + 500,
+      // A transaction left open by an instance that lost its network would hold its row
+      // locks against every other instance.
+      idle_in_transaction_session_timeout: timeoutMs,
+      keepAlive: true,
+    });
+    // An idle connection that breaks is dropped by the pool and replaced on the next query;
+    // without a listener the error would end the process.
+    pool.on('error', (err) => log?.warn({ err }, 'an idle database connection failed; it will be replaced'));
+    // A connection that breaks while it is checked out between two statements (the pool listens
+    // only to idle ones) would end the process the same way: its next statement fails instead,
+    // and the pool drops it when it is released.
+    pool.on('connect', (client) =>
+      client.on('error', (err) => log?.warn({ err }, 'a database connection in use failed; it will be replaced')),
+    );
+    return Promise.resolve({
+      dialect: new PostgresDialect({ pool }),
+      schema,
+      // Kysely's PostgreSQL adapter migrates under an advisory lock of its own.
+      migrationTableSchema: currentSchema,
+      migrated: () => undefined,
+      concurrentWriters: true,
+      // The pool runs writes side by side: a single statement as it is, several in a transaction.
+      writer: (db) => (work, statements) => (statements === 'one' ? work(db) : db.transaction().execute(work)),
+      isRetryable: (error) => (error as { code?: unknown }).code === DEADLOCK_DETECTED,
+      // Waits for the revocations in flight, so that none commits later below the cursor.
+      readInCommitOrder: (db, read) =>
+        db.transaction().execute(async (trx) => {
+          await sql`select pg_advisory_xact_lock(${sql.raw(REVOCATION_LOCK_KEY)})`.execute(trx);
+          return read(trx);
+        }),
+      watchExternalRevocations: listen(options),
+    });
+  },
+};
