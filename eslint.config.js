@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'generated/', 'var/', 'test-output/', 'node_modules/'] },
+  { ignores: ['dist/', 'generated/', 'var/', 'test-output/', 'node_modules/', 'packages/*/dist/', 'packages/*/generated/'] },
   js.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
   {
@@ -58,6 +58,64 @@ export default tseslint.config(
       ],
     },
   })),
+  // Allow-lists (docs/design.md §10): what the contract vocabulary and the shipped libraries may
+  // import. Each regex refuses every import but those it names.
+  {
+    // The vocabulary the service and fib-auth-resource-server share: it names the domain's
+    // failure reasons and nothing else of the service.
+    files: ['src/contract/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(?!\\./|\\.\\./domain/failures\\.js$|node:http$)',
+              message: 'src/contract imports only itself and the domain failure reasons.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // fib-auth-client runs in browsers: its own files, its generated contract types, its
+    // dependency openapi-fetch and, for ./msw, its optional peers msw and openapi-msw.
+    files: ['packages/client/src/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(?!\\./|\\.\\./generated/|openapi-fetch$|msw$|openapi-msw$)',
+              message: 'fib-auth-client imports only its own files, its generated types and its declared dependencies.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // fib-auth-resource-server: its own files, the vocabulary, the domain's token checks (one
+    // copy of the rules a token passes; its build bundles them), jose and Node's built-ins.
+    files: ['packages/resource-server/src/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex:
+                '^(?!\\./|\\.\\./\\.\\./\\.\\./src/contract/|\\.\\./\\.\\./\\.\\./src/domain/(bearer|tokens|failures)\\.js$|jose$|node:)',
+              message:
+                'fib-auth-resource-server imports only its own files, src/contract, the domain token checks, jose and node: built-ins.',
+            },
+          ],
+        },
+      ],
+    },
+  },
   {
     files: ['**/*.cjs', '**/*.mjs', '**/*.js'],
     extends: [tseslint.configs.disableTypeChecked],

@@ -1,12 +1,12 @@
 /**
  * The resource-server side of `npm run bench`: how fast a logout reaches a resource server
- * while the service is busy logging others out, how fast `fib-auth/resource-server` verifies
+ * while the service is busy logging others out, how fast `fib-auth-resource-server` verifies
  * compared with jose's `jwtVerify` alone, and how many introspections per second the service
  * answers.
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createVerifier } from 'fib-auth/resource-server';
+import { createVerifier } from 'fib-auth-resource-server';
 import { importJWK, jwtVerify, type JWK } from 'jose';
 import { BASE } from '../test/support/api.js';
 import { addClient } from '../test/support/cli.js';

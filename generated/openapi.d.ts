@@ -221,7 +221,7 @@ export interface paths {
          *     entries are forgotten only after their tokens have expired.
          *
          *     **Fail closed.** Trust your revocation set only while the feed answers: when no answer
-         *     with `more: false` has arrived for your staleness bound (the `fib-auth/resource-server`
+         *     with `more: false` has arrived for your staleness bound (the `fib-auth-resource-server`
          *     library uses 10 s), refuse every token with 503 instead of accepting one that may have been
          *     logged out.
          */
@@ -325,7 +325,7 @@ export interface paths {
          *     `grant_types_supported` are empty lists. There is no RFC 7009 revocation endpoint: a
          *     session ends with logout, or with `DELETE /session` and its refresh token.
          *     `fib_access_token_audience` is this service's own: the `aud` values of its access tokens
-         *     (the `AUDIENCE` setting), from which `fib-auth/resource-server` takes its default.
+         *     (the `AUDIENCE` setting), from which `fib-auth-resource-server` takes its default.
          *
          *     There is no `/.well-known/openid-configuration`: this is not an OpenID provider. It issues
          *     no ID tokens and has no userinfo endpoint, so an OpenID Connect client could do nothing

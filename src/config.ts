@@ -182,7 +182,7 @@ export const SETTINGS = {
   accessTokenTtl: integer('ACCESS_TOKEN_TTL', 300, [1, 2 ** 31 - 1], {
     unit: 'seconds',
     description:
-      'access-token lifetime; `fib-auth/resource-server` refuses tokens that live longer than its `maxTokenAgeSeconds` (3600 by default), so raise that option with it',
+      'access-token lifetime; `fib-auth-resource-server` refuses tokens that live longer than its `maxTokenAgeSeconds` (3600 by default), so raise that option with it',
     see: { design: '§5' },
   }),
   refreshTokenTtl: integer('REFRESH_TOKEN_TTL', 86400, [1, 2 ** 31 - 1], {

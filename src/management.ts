@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import type { Config } from './config.js';
 import { responseHeaders } from './http/app.js';
-import { envelope } from './http/envelope.js';
-import { refusalOf, type HttpFailureReason } from './http/failures.js';
+import { envelope } from './contract/envelope.js';
+import { refusalOf, type HttpFailureReason } from './contract/failures.js';
 import type { Logger } from './logger.js';
 
 /**

@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { VerifiedSignature } from './domain/tokens.js';
-import { OUTCOMES, type Outcome } from './http/failures.js';
+import { OUTCOMES, type Outcome } from './contract/failures.js';
 import type { Logger } from './logger.js';
 
 /**

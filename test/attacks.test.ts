@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { errors } from 'jose';
 import { failureOfJoseError, type TokenType } from '../src/domain/tokens.js';
-import { refusal } from '../src/http/failures.js';
+import { refusal } from '../src/http/refusals.js';
 import {
   assertExample,
   BASE,

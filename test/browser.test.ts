@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { build, type BuildOptions } from 'esbuild';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import type * as ClientModule from 'fib-auth/client';
+import type * as ClientModule from 'fib-auth-client';
 import { packageRoot } from '../src/package-root.js';
 import { chromiumMissing, chromiumRequired, launchChromium } from './support/chromium.js';
 import { refreshesSeen } from './support/client.js';
@@ -19,11 +19,11 @@ import { example, logEntries, resolvedContract, type TestServer } from './suppor
 import { startServerWithStoreHooks, type StoreHooks } from './support/store-hooks.js';
 import { ALICE } from './support/vectors.js';
 
-// What runs in a browser: the API reference page that `npm run docs` writes, and fib-auth/client
+// What runs in a browser: the API reference page that `npm run docs` writes, and fib-auth-client
 // bundled for a frontend. One Chromium serves the file; each suite has a context of its own (its
 // own storage, clock and routes).
 
-const browserMissing = chromiumMissing('the docs page and fib-auth/client were NOT run in a browser');
+const browserMissing = chromiumMissing('the docs page and fib-auth-client were NOT run in a browser');
 const inChromium = { skip: chromiumRequired ? false : browserMissing };
 let launched: Promise<Browser> | undefined;
 /** A new context of the file's one Chromium, which the first suite that asks launches. */
@@ -136,18 +136,18 @@ const bundle = (entry: string) =>
 
 let client = '';
 
-test('fib-auth/client bundles for browsers with nothing of Node, under 12 KiB minified and 5 KiB gzipped', async () => {
-  const { outputFiles } = await bundle("export * from 'fib-auth/client';");
+test('fib-auth-client bundles for browsers with nothing of Node, under 12 KiB minified and 5 KiB gzipped', async () => {
+  const { outputFiles } = await bundle("export * from 'fib-auth-client';");
   client = outputFiles![0].text;
   const minified = Buffer.byteLength(client);
   const gzipped = gzipSync(client, { level: 9 }).length;
-  console.log(`fib-auth/client bundle: ${minified} bytes minified, ${gzipped} bytes gzipped`);
+  console.log(`fib-auth-client bundle: ${minified} bytes minified, ${gzipped} bytes gzipped`);
   assert.ok(minified < 12 * 1024 && gzipped < 5 * 1024, `${minified} bytes minified, ${gzipped} gzipped`);
   // The same bundling refuses a Node built-in, so a client that imported one would fail here.
-  await assert.rejects(bundle("import 'node:fs'; export * from 'fib-auth/client';"), /Could not resolve "node:fs"/);
+  await assert.rejects(bundle("import 'node:fs'; export * from 'fib-auth-client';"), /Could not resolve "node:fs"/);
 });
 
-describe('fib-auth/client in Chromium, from a page on an origin in CORS_ORIGINS', inChromium, () => {
+describe('fib-auth-client in Chromium, from a page on an origin in CORS_ORIGINS', inChromium, () => {
   let pages: Server;
   let origin: string;
   let t: TestServer;
@@ -166,7 +166,7 @@ describe('fib-auth/client in Chromium, from a page on an origin in CORS_ORIGINS'
     context = await chromiumContext();
     await context.clock.setFixedTime(clock());
     await resolvedContract(); // example() reads it
-    if (!client) client = (await bundle("export * from 'fib-auth/client';")).outputFiles![0].text;
+    if (!client) client = (await bundle("export * from 'fib-auth-client';")).outputFiles![0].text;
     // The page imports the bundle from its own origin; the favicon is inline, so nothing else is fetched.
     const html =
       '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>app</title>' +

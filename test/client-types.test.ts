@@ -7,7 +7,7 @@ import { packageRoot } from '../src/package-root.js';
 
 const FIXTURES = join('test', 'client-types');
 
-test('tsc refuses each misuse of fib-auth/client and fib-auth/msw with the expected error, and accepts their intended use', () => {
+test('tsc refuses each misuse of fib-auth-client and fib-auth-client/msw with the expected error, and accepts their intended use', () => {
   // The fixtures import the package by its name, so they compile against the declarations that `npm run build` emitted.
   const tsc = spawnSync(
     join(packageRoot, 'node_modules', '.bin', 'tsc'),

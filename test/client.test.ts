@@ -10,7 +10,7 @@ import {
   type AuthClientOptions,
   type StoredTokens,
   type TokenStorage,
-} from 'fib-auth/client';
+} from 'fib-auth-client';
 import { refreshesSeen } from './support/client.js';
 import { ALICE_SIGN_IN } from './support/vectors.js';
 import { BASE, example, startTestServer, type EnvelopeExampleName, type TestServer } from './support/harness.js';
@@ -75,6 +75,7 @@ describe('the client against the real server', () => {
     const requests = t.logs.length;
     for (const result of [await client.accessToken(), await client.refresh(), await client.logout()]) {
       assert.equal(result.error?.kind, 'signedOut');
+      assert.equal(result.error.code, 'ERR_FIB_AUTH_SIGNED_OUT');
       assert.equal(result.error.status.code, 0);
     }
     assert.equal(t.logs.length, requests);
@@ -90,6 +91,7 @@ describe('the client against the real server', () => {
     const before = refreshesSeen(t).length;
     const { error } = await laptop.logout();
     assert.equal(error?.kind, 'answered');
+    assert.equal(error.code, 'ERR_FIB_AUTH_ANSWERED');
     assert.equal(error.operation, 'logout');
     assert.deepEqual(error.status, statusOf('AccessTokenLoggedOut'));
     assert.match(String(error.requestId), /^[0-9a-f-]{36}$/);
@@ -131,6 +133,7 @@ describe('the client against the real server', () => {
     const nobody = createAuthClient({ baseUrl: `http://127.0.0.1:${await freePort()}` });
     const unreachable = await nobody.signIn(ALICE_SIGN_IN);
     assert.equal(unreachable.error?.kind, 'unreachable');
+    assert.equal(unreachable.error.code, 'ERR_FIB_AUTH_UNREACHABLE');
     assert.equal(unreachable.error.status.code, 0);
     assert.ok(unreachable.error.cause instanceof Error);
   });
@@ -372,6 +375,8 @@ describe("the client's fetch, for the caller's requests to other FIB services", 
     const client = createAuthClient({ baseUrl: t.url, tokenOrigins: [new URL(service.url).origin] });
     await assert.rejects(client.fetch(service.url), (error) => {
       assert.ok(error instanceof AuthClientError);
+      assert.equal(error.code, 'ERR_FIB_AUTH_NO_ACCESS_TOKEN');
+      assert.equal(AuthClientError.code, 'ERR_FIB_AUTH_NO_ACCESS_TOKEN');
       assert.equal(error.error.kind, 'signedOut');
       return true;
     });
@@ -379,7 +384,7 @@ describe("the client's fetch, for the caller's requests to other FIB services", 
   });
 });
 
-describe('fib-auth/client with SIGN_IN_CHALLENGE=required', () => {
+describe('fib-auth-client with SIGN_IN_CHALLENGE=required', () => {
   let required: TestServer;
   before(async () => {
     required = await startTestServer({ SIGN_IN_CHALLENGE: 'required' });
@@ -406,7 +411,7 @@ describe('fib-auth/client with SIGN_IN_CHALLENGE=required', () => {
   });
 });
 
-describe('fib-auth/client endSession()', () => {
+describe('fib-auth-client endSession()', () => {
   test('ends the session with the refresh token after the access token expired, then the client is signed out', async (ctx) => {
     const clock = movableClock(ctx);
     const client = createAuthClient({ baseUrl: t.url });

@@ -7,7 +7,7 @@ import {
   type ContractReport,
   type ContractServer,
 } from '../contract-tests/dredd.js';
-import { FAILURES } from '../src/http/failures.js';
+import { FAILURES } from '../src/contract/failures.js';
 import { isEnvelope, resolvedContract } from './support/harness.js';
 import { startWrongLogoutBody, type WrongLogoutBody } from './support/wrong-logout-body.js';
 

@@ -284,7 +284,7 @@ for (const backend of DATABASES) {
       );
     });
 
-    it('keys revoke reaches fib-auth/resource-server through the feed: within a second it refuses the key’s tokens as an unknown kid (422)', async () => {
+    it('keys revoke reaches fib-auth-resource-server through the feed: within a second it refuses the key’s tokens as an unknown kid (422)', async () => {
       // Following B, while the CLI writes through the store: the withdrawal reaches the library
       // as a feed entry, whichever instance it reads.
       const resourceServer = await startResourceServer({ serviceUrl: b.url, clientId: 'rs-withdrawal', clientSecret });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, test } from 'node:test';
 import { setupServer } from 'msw/node';
-import { createAuthClient } from 'fib-auth/client';
-import { authHandlers, createAuthHttp, exampleHandler, type ExampleName, type MockedOperation } from 'fib-auth/msw';
+import { createAuthClient } from 'fib-auth-client';
+import { authHandlers, createAuthHttp, exampleHandler, type ExampleName, type MockedOperation } from 'fib-auth-client/msw';
 import { ALICE_SIGN_IN } from './support/vectors.js';
 import { example, resolvedContract } from './support/harness.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createAuthClient, type AuthClient, type AuthOperation, type AuthResult } from 'fib-auth/client';
+import { createAuthClient, type AuthClient, type AuthOperation, type AuthResult } from 'fib-auth-client';
 import { bundledSpecPath, packageRoot } from '../src/package-root.js';
 import {
   BASE,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FailureReason } from '../src/domain/failures.js';
-import { refusalOf } from '../src/http/failures.js';
+import { refusalOf } from '../src/contract/failures.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { BASE, bearer, bodyOf, rawCall, type Reply, type Session } from './support/harness.js';
 import { freePort } from './support/processes.js';
@@ -180,8 +180,8 @@ describe('the resource-server library when things go wrong', () => {
         }
         return lines;
       };
-      assert.equal((await told(/^fib-auth\/resource-server: .* has not been confirmed current for 2 seconds/)).length, 1);
-      assert.equal((await told(/^fib-auth\/resource-server: .* is current again, after \d+ seconds unconfirmed/)).length, 1);
+      assert.equal((await told(/^fib-auth-resource-server: .* has not been confirmed current for 2 seconds/)).length, 1);
+      assert.equal((await told(/^fib-auth-resource-server: .* is current again, after \d+ seconds unconfirmed/)).length, 1);
     } finally {
       await proxy.cut();
     }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test as testOn } from 'node:test';
 import type { FailureReason } from '../src/domain/failures.js';
-import { refusalOf } from '../src/http/failures.js';
+import { refusalOf } from '../src/contract/failures.js';
 import { serveChild, type ChildServer } from './support/child-server.js';
 import { DATABASES, type TestDatabase } from './support/databases.js';
 import { BASE, bearer, bodyOf, rawCall, type Session } from './support/harness.js';

@@ -49,7 +49,7 @@ test('the README resource-server example accepts a token, then refuses it once l
   const example = readme()
     .split('<!-- resource-server-example -->')[1]
     .match(/```js\n([\s\S]*?)```/)![1];
-  // Inside the package, so that `fib-auth/resource-server` resolves to this package's build.
+  // Inside the package, so that `fib-auth-resource-server` resolves to this package's build.
   const dir = mkdtempSync(join(packageRoot, '.readme-example-'));
   const file = join(dir, 'orders-service.mjs');
   writeFileSync(file, example);

@@ -15,9 +15,9 @@ import {
   type Verifier,
   type VerifierEvent,
   type VerifierOptions,
-} from 'fib-auth/resource-server';
+} from 'fib-auth-resource-server';
 import { Clients } from '../src/domain/clients.js';
-import { refusalOf } from '../src/http/failures.js';
+import { refusalOf } from '../src/contract/failures.js';
 import { BASE, startTestServer } from './support/harness.js';
 import { freePort } from './support/processes.js';
 import { accessClaims, forge, kidOf } from './support/tokens.js';

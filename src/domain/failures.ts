@@ -2,7 +2,7 @@
  * Why the domain refused a request, one name per cause, in the order of the checks of
  * docs/design.md §3 (bearer tokens), §4 and §12 (sign-in). The domain names the cause only; the one
  * table that gives each its status, sentence, metrics outcome and challenge is
- * src/http/failures.ts.
+ * src/contract/failures.ts.
  */
 export type FailureReason =
   // §3.1: the bearer token cannot be parsed

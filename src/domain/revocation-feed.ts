@@ -6,7 +6,7 @@ export const FEED_PAGE_LIMIT = 1000;
 export const FEED_MAX_WAIT_SECONDS = 30;
 /**
  * How long after its `until` an entry stays in the feed (docs/design.md §11): as long as
- * `fib-auth/resource-server` keeps it, so that a snapshot still lists an entry that a reader
+ * `fib-auth-resource-server` keeps it, so that a snapshot still lists an entry that a reader
  * whose clock lags this one's up to a minute would still need.
  */
 export const REVOCATION_RETENTION_SECONDS = 60;

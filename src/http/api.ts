@@ -6,7 +6,7 @@ import type { Clients } from '../domain/clients.js';
 import { isEmail } from '../domain/email.js';
 import { AuthFailure } from '../domain/failures.js';
 import { bundledSpecPath } from '../package-root.js';
-import { HttpFailure } from './failures.js';
+import { HttpFailure } from './refusals.js';
 import { operationHandlers, securityFailure, type Services } from './handlers.js';
 import { keepOperationList, validateRequestsOnly } from './openapi-backend-patches.js';
 

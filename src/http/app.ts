@@ -8,8 +8,10 @@ import { requestLineLogger, type Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { currentPhases, phaseTimingRequested, timeRequest, type Phase } from '../request-phases.js';
 import { allowedMethods } from './api.js';
-import { envelope, PlainReply, type Envelope } from './envelope.js';
-import { MAX_BODY_BYTES, refusal, refusalOf, HttpFailure, type Outcome, type HttpFailureReason } from './failures.js';
+import { envelope, type Envelope } from '../contract/envelope.js';
+import { MAX_BODY_BYTES, refusalOf, type Outcome, type HttpFailureReason } from '../contract/failures.js';
+import { PlainReply } from './plain-reply.js';
+import { HttpFailure, refusal } from './refusals.js';
 import type { RateLimits } from './rate-limits.js';
 
 /** Headers of every response, whoever answers it. */

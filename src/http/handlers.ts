@@ -9,8 +9,9 @@ import type { RevocationFeed } from '../domain/revocation-feed.js';
 import { Lifetimes } from '../domain/lifetimes.js';
 import { SIGN_IN_CLIENT_ID, type IssuedPair, type TokenIdentity } from '../domain/tokens.js';
 import type { Store } from '../domain/store.js';
-import { envelope, PlainReply } from './envelope.js';
-import { HttpFailure } from './failures.js';
+import { envelope } from '../contract/envelope.js';
+import { PlainReply } from './plain-reply.js';
+import { HttpFailure } from './refusals.js';
 import type { LongPolls } from './long-polls.js';
 import { authorizationServerMetadata } from './metadata.js';
 

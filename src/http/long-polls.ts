@@ -1,4 +1,4 @@
-import { HttpFailure } from './failures.js';
+import { HttpFailure } from './refusals.js';
 
 const POLICY = 'long-polls-per-client';
 

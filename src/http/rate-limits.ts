@@ -3,7 +3,8 @@ import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import type { operations } from '../../generated/openapi.js';
 import type { Clock } from '../domain/clock.js';
-import { HttpFailure, type HttpFailureReason, type Refusal } from './failures.js';
+import type { HttpFailureReason } from '../contract/failures.js';
+import { HttpFailure, type Refusal } from './refusals.js';
 
 type OperationId = keyof operations;
 

@@ -1,7 +1,7 @@
 // Each line marked with an error code must fail to compile with exactly that error, and no
 // other line may fail (see client-types.test.ts): the types of the client and the mocks bite.
-import { createAuthClient } from 'fib-auth/client';
-import { authHandlers, createAuthHttp, exampleHandler } from 'fib-auth/msw';
+import { createAuthClient } from 'fib-auth-client';
+import { authHandlers, createAuthHttp, exampleHandler } from 'fib-auth-client/msw';
 
 const client = createAuthClient({ baseUrl: 'http://localhost:8080' });
 const body = { email: 'alice@wonderland.space', signature: '57e7', authPublicKeyHex: '7fbe' };

@@ -1,6 +1,6 @@
 // Compiles without an error: how the client and the mocks are meant to be used (see client-types.test.ts).
-import { createAuthClient, indexedDbStorage, type AuthError } from 'fib-auth/client';
-import { authHandlers, createAuthHttp, exampleHandler } from 'fib-auth/msw';
+import { createAuthClient, indexedDbStorage, type AuthError } from 'fib-auth-client';
+import { authHandlers, createAuthHttp, exampleHandler } from 'fib-auth-client/msw';
 
 const client = createAuthClient({
   baseUrl: 'http://localhost:8080',

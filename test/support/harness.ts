@@ -9,12 +9,12 @@ import { Writable } from 'node:stream';
 import { OpenAPIBackend } from 'openapi-backend';
 import { loadConfig, type Config } from '../../src/config.js';
 import { contractFormats } from '../../src/http/api.js';
-import { refusalOf } from '../../src/http/failures.js';
+import { refusalOf } from '../../src/contract/failures.js';
 import { createLogger } from '../../src/logger.js';
 import { bundledSpecPath } from '../../src/package-root.js';
 import { startServer, type RunningServer, type ServerParts } from '../../src/server.js';
 import type { Role } from '../../src/domain/store.js';
-import type { contractExamples } from '../../generated/examples.js';
+import type { contractExamples } from '../../packages/client/generated/examples.js';
 import type { components, operations } from '../../generated/openapi.js';
 import { BASE, bearer, TEST_ISSUER } from './api.js';
 import type { DatabaseBackend } from './databases.js';
@@ -402,7 +402,7 @@ export async function resolvedContract(): Promise<ResolvedContract> {
 /** The value of a named example in the bundled contract. */
 export function example<Name extends ExampleName>(name: Name): ExampleValue<Name> {
   const found = contract.definition.components?.examples?.[name] as { value: ExampleValue<Name> } | undefined;
-  // generated/examples.ts, where the type comes from, holds the same examples (npm run gen:check).
+  // packages/client/generated/examples.ts, where the type comes from, holds the same examples (npm run gen:check).
   return found?.value ?? assert.fail(`the contract has no example ${name}`);
 }
 

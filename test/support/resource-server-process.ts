@@ -1,6 +1,6 @@
 /**
  * Another FIB API service, as its team would write it: a Koa app that uses the package only
- * through `fib-auth/resource-server` (resolved by Node through the package's `exports`, so it
+ * through `fib-auth-resource-server` (resolved by Node through the package's `exports`, so it
  * runs what `npm run build` compiled). One route answers the claims of the token it accepted.
  *
  * Environment: FIB_AUTH_URL, CLIENT_ID, CLIENT_SECRET, MAX_STALENESS_SECONDS and PORT (both optional;
@@ -11,7 +11,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
-import { createVerifier, type VerifiedState } from 'fib-auth/resource-server';
+import { createVerifier, type VerifiedState } from 'fib-auth-resource-server';
 
 const { FIB_AUTH_URL, CLIENT_ID, CLIENT_SECRET, MAX_STALENESS_SECONDS, PORT, GC_INTERVAL_MS } = process.env;
 if (GC_INTERVAL_MS) setInterval(() => globalThis.gc!(), Number(GC_INTERVAL_MS)).unref();

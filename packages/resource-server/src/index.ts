@@ -1,13 +1,12 @@
 /**
- * `fib-auth/resource-server`: what another FIB API service needs to accept this service's
+ * `fib-auth-resource-server`: what another FIB API service needs to accept this service's
  * access tokens and to refuse them as soon as their session ends (README, "Protecting another
  * FIB service"). Every check is local: the keys come from the JWKS, the ended sessions and
  * withdrawn keys from the revocation feed, both followed in the background.
  */
-import type { Middleware } from 'koa';
-import { parseBearer } from '../domain/bearer.js';
-import { verifyToken, type AccessClaims } from '../domain/tokens.js';
-import { envelope } from '../http/envelope.js';
+import { envelope } from '../../../src/contract/envelope.js';
+import { parseBearer } from '../../../src/domain/bearer.js';
+import { verifyToken, type AccessClaims } from '../../../src/domain/tokens.js';
 import {
   FeedRefusedError,
   FibAuthError,
@@ -21,7 +20,7 @@ import { Jwks } from './jwks.js';
 import { ServiceMetadata } from './metadata.js';
 import { tokenLivesTooLong, unverifiable, verificationErrorOf } from './refusal.js';
 import { describe } from './requests.js';
-import { RevocationFeed } from './revocations.js';
+import { RevocationFollower } from './revocations.js';
 
 export type { AccessClaims, VerifierEvent };
 export { FeedRefusedError, FibAuthError, ReadyTimeoutError, VerificationError, VerifierClosedError, VerifierOptionsError };
@@ -62,6 +61,18 @@ export interface VerifiedState {
   claims: AccessClaims;
 }
 
+/**
+ * What `verifier.koa()` uses of a Koa context: any Koa 2 or 3 `ctx` has it. Structural, so that
+ * the declarations need neither `koa` nor `@types/koa` where the middleware is not used.
+ */
+export interface KoaContextLike {
+  req: { headersDistinct: Record<string, string[] | undefined> };
+  state: object;
+  status: number;
+  body: unknown;
+  set(field: string, value: string): void;
+}
+
 export interface Verifier {
   /**
    * Resolves once the keys are fetched and the revocation set is current; rejects with a
@@ -77,7 +88,7 @@ export interface Verifier {
   /** Stops following the feed and the keys; `verify` answers 503 from then on. */
   close(): Promise<void>;
   /** A Koa middleware: refuses in the FIB envelope, or sets `ctx.state.claims` and goes on. */
-  koa(): Middleware<VerifiedState>;
+  koa(): (ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<void>;
 }
 
 function required(name: string, value: unknown, what: string): string {
@@ -143,7 +154,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       // ignored: see above
     }
   };
-  const feed = new RevocationFeed({
+  const feed = new RevocationFollower({
     url: `${base}${BASE_PATH}/revocations`,
     authorization: `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`,
     maxStalenessSeconds: settings.maxStalenessSeconds,
@@ -189,7 +200,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     koa: () => async (ctx, next) => {
       try {
         // Node keeps only the first of repeated Authorization headers in `headers`.
-        ctx.state.claims = await verify(ctx.req.headersDistinct.authorization);
+        (ctx.state as VerifiedState).claims = await verify(ctx.req.headersDistinct.authorization);
       } catch (error) {
         if (!(error instanceof VerificationError)) throw error;
         ctx.status = error.status;
@@ -210,7 +221,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
 function readiness(
   base: string,
   timeoutSeconds: number,
-  feed: RevocationFeed,
+  feed: RevocationFollower,
   jwks: Jwks,
   metadata: ServiceMetadata,
 ): Promise<void> {

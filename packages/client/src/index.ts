@@ -1,5 +1,5 @@
 import createClient from 'openapi-fetch';
-import type { components, operations, paths } from '../../generated/openapi.js';
+import type { components, operations, paths } from '../generated/openapi.js';
 import { memoryStorage, type StoredTokens, type TokenPair, type TokenStorage } from './storage.js';
 
 export { indexedDbStorage, memoryStorage } from './storage.js';
@@ -17,25 +17,53 @@ export type AuthOperation = 'createSignInChallenge' | 'authorizeUser' | 'refresh
 export type ErrorCode<Op extends AuthOperation> = Exclude<keyof operations[Op]['responses'], 200>;
 
 /**
+ * The stable `code` of each kind of `AuthError`, as jose's errors carry one: match on it (or on
+ * `kind`), not on the message, which may be reworded.
+ */
+export const AUTH_ERROR_CODES = {
+  answered: 'ERR_FIB_AUTH_ANSWERED',
+  unreachable: 'ERR_FIB_AUTH_UNREACHABLE',
+  signedOut: 'ERR_FIB_AUTH_SIGNED_OUT',
+} as const;
+type CodeOf<Kind extends keyof typeof AUTH_ERROR_CODES> = (typeof AUTH_ERROR_CODES)[Kind];
+
+/**
  * Why a call did not succeed, as a value: `status` is the envelope's, or made up alike when
  * the service did not answer with one.
- * - `answered`: the service refused with one of the answers its contract documents.
- * - `unreachable`: no answer of the contract came: the network failed (`status.code` 0,
- *   `cause` says why) or something else answered, such as a proxy's 502.
- * - `signedOut`: no token pair is stored (never signed in, logged out, or the session was
- *   refused), so nothing was sent: sign in.
+ * - `answered` (`ERR_FIB_AUTH_ANSWERED`): the service refused with one of the answers its
+ *   contract documents.
+ * - `unreachable` (`ERR_FIB_AUTH_UNREACHABLE`): no answer of the contract came: the network
+ *   failed (`status.code` 0, `cause` says why) or something else answered, such as a proxy's 502.
+ * - `signedOut` (`ERR_FIB_AUTH_SIGNED_OUT`): no token pair is stored (never signed in, logged
+ *   out, or the session was refused), so nothing was sent: sign in.
  */
 export type AuthError<Op extends AuthOperation = AuthOperation> = Op extends AuthOperation
-  ? | { kind: 'answered'; operation: Op; status: Status & { code: ErrorCode<Op> }; requestId: string | null }
-    | { kind: 'unreachable'; operation: Op; status: Status; requestId: string | null; cause?: unknown }
-    | { kind: 'signedOut'; operation: Op; status: Status & { code: 0 } }
+  ? | {
+        kind: 'answered';
+        code: CodeOf<'answered'>;
+        operation: Op;
+        status: Status & { code: ErrorCode<Op> };
+        requestId: string | null;
+      }
+    | {
+        kind: 'unreachable';
+        code: CodeOf<'unreachable'>;
+        operation: Op;
+        status: Status;
+        requestId: string | null;
+        cause?: unknown;
+      }
+    | { kind: 'signedOut'; code: CodeOf<'signedOut'>; operation: Op; status: Status & { code: 0 } }
   : never;
 
 /** The outcome of a call: its `data`, or its `error`. Nothing is thrown. */
 export type AuthResult<T, Op extends AuthOperation> = { data: T; error?: undefined } | { data?: undefined; error: AuthError<Op> };
 
-/** What `client.fetch` rejects with when it has no access token to send. */
+/** What `client.fetch` rejects with when it has no access token to send; `error` says why. */
 export class AuthClientError extends Error {
+  static readonly code = 'ERR_FIB_AUTH_NO_ACCESS_TOKEN';
+  readonly code = AuthClientError.code;
+
   constructor(readonly error: AuthError<'refreshTokens'>) {
     super(error.status.message);
     this.name = 'AuthClientError';
@@ -129,7 +157,7 @@ function isStatus(value: unknown): value is Status {
 
 function signedOut<Op extends AuthOperation>(operation: Op): { error: AuthError<Op> } {
   const status = { code: 0, name: 'Signed Out', message: 'No token pair is stored: sign in first.' } as const;
-  return { error: { kind: 'signedOut', operation, status } as AuthError<Op> };
+  return { error: { kind: 'signedOut', code: AUTH_ERROR_CODES.signedOut, operation, status } as AuthError<Op> };
 }
 
 /** One call of an operation, its outcome made a value: the envelope's `data`, or an `AuthError`. */
@@ -142,20 +170,22 @@ async function settle<Op extends AuthOperation, T>(
     outcome = await call();
   } catch (cause) {
     const status = { code: 0, name: 'Network Error', message: `The service did not answer: ${String(cause)}` };
-    return { error: { kind: 'unreachable', operation, status, requestId: null, cause } as AuthError<Op> };
+    const code = AUTH_ERROR_CODES.unreachable;
+    return { error: { kind: 'unreachable', code, operation, status, requestId: null, cause } as AuthError<Op> };
   }
   const { data, error, response } = outcome;
   if (response.ok && data !== undefined) return { data: data.data };
   const requestId = response.headers.get('X-Request-Id');
   const status = (error as { status?: unknown } | undefined)?.status;
   if (isStatus(status) && status.code === response.status && status.code in DOCUMENTED_ERRORS[operation])
-    return { error: { kind: 'answered', operation, status, requestId } as AuthError<Op> };
+    return { error: { kind: 'answered', code: AUTH_ERROR_CODES.answered, operation, status, requestId } as AuthError<Op> };
   const unexpected = {
     code: response.status,
     name: response.statusText,
     message: `The service answered HTTP ${response.status} outside its contract.`,
   };
-  return { error: { kind: 'unreachable', operation, status: unexpected, requestId } as AuthError<Op> };
+  const code = AUTH_ERROR_CODES.unreachable;
+  return { error: { kind: 'unreachable', code, operation, status: unexpected, requestId } as AuthError<Op> };
 }
 
 export function createAuthClient({

@@ -18,5 +18,5 @@ export type EventListener = (event: VerifierEvent) => void;
 
 /** The default `onEvent`: one line per event on standard error. */
 export const writeEventToStderr: EventListener = (event) => {
-  process.stderr.write(`fib-auth/resource-server: ${event.message}\n`);
+  process.stderr.write(`fib-auth-resource-server: ${event.message}\n`);
 };

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AccessClaims } from '../domain/tokens.js';
+import type { AccessClaims } from '../../../src/domain/tokens.js';
 import { FeedRefusedError, VerifierClosedError } from './errors.js';
 import type { EventListener } from './events.js';
 import { revokedRefusal, unverifiable } from './refusal.js';
@@ -122,7 +122,7 @@ export interface FeedOptions {
  * It is trusted only while the last answer that left nothing to fetch (`more: false`) is at
  * most `maxStalenessSeconds` old: past that, every check fails closed with a 503.
  */
-export class RevocationFeed {
+export class RevocationFollower {
   private live = new RevocationSet();
   /** The snapshot being received, page by page; it replaces `live` once complete. */
   private incoming: RevocationSet | undefined;

@@ -1,4 +1,4 @@
-import type { components } from '../../generated/openapi.js';
+import type { components } from '../generated/openapi.js';
 
 /** The contract's token pair. */
 export type TokenPair = components['schemas']['TokenPair'];

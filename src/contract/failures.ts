@@ -1,5 +1,9 @@
+/**
+ * The contract's vocabulary of failures (docs/design.md §10): every failure the service answers,
+ * which the HTTP layer and fib-auth-resource-server both answer from, and the metrics outcomes.
+ */
 import { maxHeaderSize } from 'node:http';
-import { AuthFailure, type FailureReason } from '../domain/failures.js';
+import type { FailureReason } from '../domain/failures.js';
 
 export const MAX_BODY_BYTES = 16 * 1024;
 
@@ -308,45 +312,21 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
   internal: { status: 500, message: (requestId) => `Internal server error; report request id ${requestId}.`, outcome: 'error' },
 };
 
-/** A failure of the HTTP layer's own; `detail` fills the message where the table's takes one. */
-export class HttpFailure extends Error {
-  constructor(
-    readonly reason: HttpFailureReason,
-    readonly detail = '',
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(reason);
-    this.name = 'HttpFailure';
-  }
-}
-
-export interface Refusal {
+/** One row of the table, its message filled in. */
+export interface Failure {
   /** The failure's name in the table; `internal` for an error that is the server's own. */
   reason: FailureReason | HttpFailureReason;
   status: FailureAnswer['status'];
   message: string;
   outcome: Outcome;
-  headers: Record<string, string>;
-  /** The error to log: set only for failures that are the server's own (500). */
-  internal?: unknown;
+  /** The `WWW-Authenticate` header of a 401. */
+  challenge?: string;
+  /** The RFC 6749 §5.2 error code, where an OAuth endpoint answers it instead of the envelope. */
   oauthError?: FailureAnswer['oauthError'];
 }
 
 /** What the table says for a failure, with its detail filled in. */
-export function refusalOf(
-  reason: FailureReason | HttpFailureReason,
-  detail = '',
-): Omit<Refusal, 'headers'> & { challenge?: string } {
+export function refusalOf(reason: FailureReason | HttpFailureReason, detail = ''): Failure {
   const { status, message, outcome, challenge, oauthError } = FAILURES[reason];
   return { reason, status, message: typeof message === 'function' ? message(detail) : message, outcome, challenge, oauthError };
-}
-
-/** Every error becomes a refusal here, and only here. */
-export function refusal(error: unknown, requestId: string): Refusal {
-  if (error instanceof AuthFailure || error instanceof HttpFailure) {
-    const { challenge, ...answer } = refusalOf(error.reason, error instanceof HttpFailure ? error.detail : '');
-    const headers = error instanceof HttpFailure ? { ...error.headers } : {};
-    return { ...answer, headers: challenge ? { ...headers, 'WWW-Authenticate': challenge } : headers };
-  }
-  return { ...refusalOf('internal', requestId), headers: {}, internal: error };
 }

@@ -1,5 +1,5 @@
 /**
- * The errors `fib-auth/resource-server` throws. Each has a stable `code`, as jose's errors do:
+ * The errors `fib-auth-resource-server` throws. Each has a stable `code`, as jose's errors do:
  * test `error.code`, not the message, which may be reworded.
  */
 export class FibAuthError extends Error {

@@ -1,5 +1,5 @@
-import { AuthFailure, type FailureReason } from '../domain/failures.js';
-import { refusalOf } from '../http/failures.js';
+import { refusalOf } from '../../../src/contract/failures.js';
+import { AuthFailure, type FailureReason } from '../../../src/domain/failures.js';
 import { VerificationError } from './errors.js';
 
 /** The refusals of the library's own, when it cannot tell whether a token is still good. */

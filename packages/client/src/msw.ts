@@ -1,7 +1,7 @@
 import { http, HttpResponse, type HttpHandler } from 'msw';
 import { createOpenApiHttp, type OpenApiHttpHandlers } from 'openapi-msw';
-import { contractExamples } from '../../generated/examples.js';
-import type { operations, paths } from '../../generated/openapi.js';
+import { contractExamples } from '../generated/examples.js';
+import type { operations, paths } from '../generated/openapi.js';
 
 /** Every operation of the contract. */
 export type MockedOperation = keyof typeof contractExamples;

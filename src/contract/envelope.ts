@@ -1,8 +1,17 @@
-import type { components } from '../../generated/openapi.js';
+/**
+ * The `status` of every JSON body, the contract's `Status` schema: the HTTP status, its reason
+ * phrase, a sentence. Declared here so that fib-auth-resource-server ships it; the handlers'
+ * types, generated from the contract, check that what `envelope` builds fits the schema.
+ */
+export interface Status {
+  code: number;
+  name: string;
+  message: string;
+}
 
 /** The body of every JSON response (docs/design.md §2). */
 export interface Envelope<Data = Record<string, never>> {
-  status: components['schemas']['Status'];
+  status: Status;
   data: Data;
 }
 
@@ -24,14 +33,4 @@ const REASON_PHRASES: Record<number, string> = {
 
 export function envelope<Data extends object>(code: number, message: string, data: Data): Envelope<Data> {
   return { status: { code, name: REASON_PHRASES[code], message }, data };
-}
-
-/** A response outside the envelope: another media type, or JSON a standard defines (JWKS). */
-export class PlainReply<T> {
-  constructor(
-    readonly body: T,
-    readonly contentType: string,
-    /** Headers of its own, replacing those every response gets (docs/design.md §2). */
-    readonly headers: Record<string, string> = {},
-  ) {}
 }
