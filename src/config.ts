@@ -44,6 +44,8 @@ export interface Config {
   /** Where the management listener serves the metrics (docs/design.md §8), apart from the public port. */
   managementPort: number;
   managementHost: string;
+  /** The origin that names this service in what it signs (`iss`): Shared Signals' issuer (docs/design.md §14). */
+  issuer: string;
 }
 
 /** A configuration value that cannot be used; the CLI prints its message as one line and exits 1. */
@@ -100,6 +102,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (port !== 0 && managementPort === port) {
     throw new ConfigError(`MANAGEMENT_PORT must not be PORT (${port}): the metrics are served apart from the API`);
   }
+  const issuer = env.ISSUER || `http://localhost:${port}`;
+  if (!URL.canParse(issuer) || new URL(issuer).origin !== issuer) {
+    throw new ConfigError(`ISSUER must be an origin such as https://auth.example.com, got ${JSON.stringify(issuer)}`);
+  }
   return {
     workers,
     port,
@@ -128,5 +134,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxLongPollsPerClient: integer(env, 'MAX_LONG_POLLS_PER_CLIENT', 16, 1, 10_000),
     managementPort,
     managementHost: env.MANAGEMENT_HOST || '127.0.0.1',
+    issuer,
   };
 }

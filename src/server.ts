@@ -6,6 +6,7 @@ import { Clients } from './domain/clients.js';
 import { epochSeconds, systemClock, type Clock } from './domain/clock.js';
 import { KeyRing } from './domain/key-ring.js';
 import { RevocationFeed } from './domain/revocation-feed.js';
+import { QUEUE_RETENTION_SECONDS, SharedSignals } from './domain/shared-signals.js';
 import { Tokens } from './domain/tokens.js';
 import { createApi } from './http/api.js';
 import { answerUnparsedRequest, createApp } from './http/app.js';
@@ -113,9 +114,11 @@ export async function purgeExpiredEntries(store: Store, clock: Clock, logger: Lo
       store.purgeExpiredSessions(now),
       store.purgeExpiredRevocations(now),
       store.purgeExpiredSignInChallenges(now),
+      store.purgeExpiredEvents(now - QUEUE_RETENTION_SECONDS),
     ]).then(
-      ([sessions, revocations, challenges]) =>
-        sessions + revocations + challenges > 0 && logger.info({ sessions, revocations, challenges }, 'purged expired entries'),
+      ([sessions, revocations, challenges, securityEvents]) =>
+        sessions + revocations + challenges + securityEvents > 0 &&
+        logger.info({ sessions, revocations, challenges, securityEvents }, 'purged expired entries'),
       (err: unknown) => logger.error({ err }, 'purging expired entries failed'),
     );
   };
@@ -161,6 +164,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const lifetimes = { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl };
   const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
   const feed = new RevocationFeed(store);
+  const signals = new SharedSignals(store, keys, clock, config.issuer, logger);
   const signIn = { challenge: config.signInChallenge, challengeTtl: config.signInChallengeTtl };
   const auth = new Authentication(store, tokens, clock, signIn, metrics.verified);
   const api = await createApi({
@@ -170,6 +174,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     feed,
     clients: new Clients(store, clock),
     longPolls: new LongPolls(share(config.maxLongPollsPerClient)),
+    signals,
   });
   const limits = new RateLimits(
     {
@@ -242,6 +247,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
       stopCounting();
       stopFollowingWithdrawals();
       feed.close(); // long polls answer now instead of holding the drain
+      signals.close();
       closing = true;
       for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
       await new Promise<void>((resolve) => {

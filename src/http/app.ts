@@ -7,7 +7,7 @@ import type { OpenAPIBackend, Request as RoutedRequest } from 'openapi-backend';
 import { requestLineLogger, type Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { allowedMethods } from './api.js';
-import { envelope, PlainReply, type Envelope } from './envelope.js';
+import { envelope, NoContent, PlainReply, type Envelope } from './envelope.js';
 import { MAX_BODY_BYTES, refusal, refusalOf, HttpFailure, type Outcome, type HttpFailureReason } from './failures.js';
 import type { RateLimits } from './rate-limits.js';
 
@@ -203,9 +203,11 @@ function limitRequests(limits: RateLimits) {
 /** Hands each request to the contract's router and writes what its handler returns. */
 function dispatch(api: OpenAPIBackend) {
   return async (ctx: AppContext) => {
-    const response = (await api.handleRequest(ctx.state.routed!, ctx)) as Envelope<object> | PlainReply<unknown>;
-    if (response instanceof PlainReply) {
-      ctx.status = 200;
+    const response = (await api.handleRequest(ctx.state.routed!, ctx)) as Envelope<object> | PlainReply<unknown> | NoContent;
+    if (response instanceof NoContent) {
+      ctx.status = 204;
+    } else if (response instanceof PlainReply) {
+      ctx.status = response.status;
       ctx.type = response.contentType;
       ctx.body = response.body;
     } else {

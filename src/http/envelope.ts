@@ -26,10 +26,14 @@ export function envelope<Data extends object>(code: number, message: string, dat
   return { status: { code, name: REASON_PHRASES[code], message }, data };
 }
 
-/** A response outside the envelope: another media type, or JSON a standard defines (JWKS). */
+/** A response outside the envelope: another media type, or JSON a standard defines (JWKS, SSF). */
 export class PlainReply<T> {
   constructor(
     readonly body: T,
     readonly contentType: string,
+    readonly status: 200 | 201 = 200,
   ) {}
 }
+
+/** A 204: done, nothing to say (SSF's stream deletion and verification). */
+export class NoContent {}

@@ -245,6 +245,18 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
     challenge: BASIC,
   },
 
+  // §14: Shared Signals' streams, of the client's own
+  streamNotFound: {
+    status: 404,
+    message: 'This client has no stream with that stream_id.',
+    outcome: 'bad_request',
+  },
+  streamDeliveryInvalid: {
+    status: 400,
+    message: 'This transmitter delivers by poll only: delivery.method must be urn:ietf:rfc:8936.',
+    outcome: 'bad_request',
+  },
+
   // §9: the request itself
   noOperation: { status: 404, message: 'No operation exists at this path.', outcome: 'bad_request' },
   methodNotAllowed: {

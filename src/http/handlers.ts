@@ -6,9 +6,10 @@ import type { BearerToken } from '../domain/bearer.js';
 import type { Clients } from '../domain/clients.js';
 import type { KeyRing } from '../domain/key-ring.js';
 import type { RevocationFeed } from '../domain/revocation-feed.js';
+import type { PollRequest, SharedSignals, StreamRequest } from '../domain/shared-signals.js';
 import type { IssuedPair } from '../domain/tokens.js';
 import type { Store } from '../domain/store.js';
-import { envelope, PlainReply } from './envelope.js';
+import { envelope, NoContent, PlainReply } from './envelope.js';
 import { HttpFailure } from './failures.js';
 import type { LongPolls } from './long-polls.js';
 
@@ -18,13 +19,22 @@ type Responses<Op extends OperationId> = operations[Op]['responses'];
 type Body<Op extends OperationId> = {
   [Code in keyof Responses<Op>]: Responses<Op>[Code] extends { content: infer C } ? C[keyof C] : never;
 }[keyof Responses<Op>];
-type Reply<Op extends OperationId> = Body<Op> | PlainReply<Body<Op>>;
+type Reply<Op extends OperationId> = Body<Op> | PlainReply<Body<Op>> | (204 extends keyof Responses<Op> ? NoContent : never);
 
 type SignInRequest = components['schemas']['SignInRequest'];
 type SignInChallengeRequest = components['schemas']['SignInChallengeRequest'];
 type LogoutQuery = NonNullable<operations['logout']['parameters']['query']>;
 type IntrospectionRequest = components['schemas']['IntrospectionRequest'];
 type RevocationsQuery = NonNullable<operations['listRevocations']['parameters']['query']>;
+type StreamUpdate = components['schemas']['StreamUpdate'];
+type StreamStatus = components['schemas']['StreamStatus'];
+type StreamVerificationRequest = components['schemas']['StreamVerificationRequest'];
+type StreamIdQuery = { stream_id: string };
+
+/** The client id its HTTP Basic credentials proved (api.ts). */
+const clientOf = (c: Context) => c.security.clientCredentials as string;
+/** SSF answers in its own JSON (docs/design.md §14). */
+const ssf = <T>(body: T, status: 200 | 201 = 200) => new PlainReply(body, 'application/json', status);
 
 const READINESS_TIMEOUT_MS = 2000;
 
@@ -63,10 +73,11 @@ export interface Services {
   feed: RevocationFeed;
   clients: Clients;
   longPolls: LongPolls;
+  signals: SharedSignals;
 }
 
 /** One handler per operationId; each returns a body its operation documents. */
-export function operationHandlers({ auth, store, keys, feed, longPolls }: Services): {
+export function operationHandlers({ auth, store, keys, feed, longPolls, signals }: Services): {
   [Op in OperationId]: (c: Context, ctx: KoaContext) => Reply<Op> | Promise<Reply<Op>>;
 } {
   return {
@@ -121,6 +132,46 @@ export function operationHandlers({ auth, store, keys, feed, longPolls }: Servic
     },
     getJwks() {
       return new PlainReply({ keys: keys.jwks() }, 'application/json');
+    },
+    getSsfConfiguration() {
+      return ssf(signals.metadata());
+    },
+    async createStream(c) {
+      return ssf(await signals.createStream(clientOf(c), c.request.requestBody as StreamRequest), 201);
+    },
+    async readStreams(c) {
+      const { stream_id } = c.request.query as Partial<StreamIdQuery>;
+      return ssf(
+        stream_id === undefined ? await signals.listStreams(clientOf(c)) : await signals.readStream(clientOf(c), stream_id),
+      );
+    },
+    async replaceStream(c) {
+      const { stream_id, ...request } = c.request.requestBody as StreamUpdate;
+      return ssf(await signals.updateStream(clientOf(c), stream_id, request, true));
+    },
+    async updateStream(c) {
+      const { stream_id, ...request } = c.request.requestBody as StreamUpdate;
+      return ssf(await signals.updateStream(clientOf(c), stream_id, request, false));
+    },
+    async deleteStream(c) {
+      await signals.deleteStream(clientOf(c), (c.request.query as StreamIdQuery).stream_id);
+      return new NoContent();
+    },
+    async readStreamStatus(c) {
+      return ssf(await signals.status(clientOf(c), (c.request.query as StreamIdQuery).stream_id));
+    },
+    async updateStreamStatus(c) {
+      const { stream_id, status, reason } = c.request.requestBody as StreamStatus;
+      return ssf(await signals.setStatus(clientOf(c), stream_id, status, reason));
+    },
+    async verifyStream(c) {
+      const { stream_id, state } = c.request.requestBody as StreamVerificationRequest;
+      await signals.verify(clientOf(c), stream_id, state);
+      return new NoContent();
+    },
+    async pollStream(c, ctx) {
+      const { stream_id } = c.request.params as StreamIdQuery;
+      return ssf(await signals.poll(clientOf(c), stream_id, c.request.requestBody as PollRequest, whenGone(ctx)));
     },
   };
 }

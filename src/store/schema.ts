@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type ColumnType, type Generated, type Kysely, type Migration } from 'kysely';
+import { streamsMigration, type StreamTables } from './streams.js';
 
 /** Epoch seconds in an int8 column: better-sqlite3 reads it as a number, pg as a string. */
 type Instant = ColumnType<number | string, number, number>;
 type OptionalInstant = ColumnType<number | string | null, number | null, number | null>;
 
-export interface Database {
+export interface Database extends StreamTables {
   users: {
     email: string;
     account_id: string;
@@ -262,4 +263,6 @@ export const migrations = (backend: Backend): Record<string, Migration> => ({
       await sql`insert into database_id (id) values (${randomBytes(8).toString('hex')})`.execute(db);
     },
   },
+  // Shared Signals' streams and their queues (docs/design.md §14).
+  '0006_ssf_streams': streamsMigration(backend),
 });

@@ -1,0 +1,295 @@
+import { sql, type ColumnType, type Generated, type Kysely, type Migration, type Selectable } from 'kysely';
+import type {
+  DeliveryMethod,
+  QueuedEvent,
+  QueuedEventType,
+  SetError,
+  StreamRecord,
+  StreamStatus,
+} from '../domain/security-events.js';
+import { REVOCATION_CHANNEL, type Backend, type Database } from './schema.js';
+
+type Instant = ColumnType<number | string, number, number>;
+
+/** The tables of Shared Signals (docs/design.md §14), migration 0006. */
+export interface StreamTables {
+  ssf_streams: {
+    id: string;
+    client_id: string;
+    audience: string;
+    delivery_method: string;
+    endpoint_url: string | null;
+    authorization_header: string | null;
+    /** JSON array of event type URIs. */
+    events_requested: string;
+    /** 1 when the stream gets session-revoked events: what the trigger reads. */
+    session_revoked: number;
+    description: string | null;
+    status: string;
+    status_reason: string | null;
+    created_at: Instant;
+  };
+  /** Each stream's queue: a row per event until the receiver acknowledges it or it expires. */
+  ssf_events: {
+    seq: Generated<number | string>;
+    stream_id: string;
+    jti: string;
+    event_type: string;
+    sid: string | null;
+    email: string | null;
+    reason: string | null;
+    state: string | null;
+    event_timestamp: Instant;
+    /** After this the session's tokens have all expired: the event says nothing any more. */
+    expires_at: Instant;
+    /** What the receiver reported (`setErrs`); such an event is not delivered again. */
+    error_code: string | null;
+    error_description: string | null;
+  };
+}
+
+type AnyDb = Kysely<Database>;
+
+/**
+ * The database queues a session's session-revoked event itself, on every stream that is not
+ * disabled, in the statement that ends the session (logout, global logout, DELETE /session,
+ * refresh-token reuse, `users remove`), as it writes the revocation feed (schema.ts): no code
+ * path can end a session without it. On PostgreSQL the feed's trigger, in the same
+ * transaction, sends the NOTIFY that wakes the polls. The event lives as long as the session's
+ * tokens could.
+ */
+const sessionEndTriggers: Record<Backend, string[]> = {
+  sqlite: [
+    `create trigger sessions_end_queues_security_events after update of revoked_at on sessions
+       when old.revoked_at is null and new.revoked_at is not null
+     begin
+       insert into ssf_events (stream_id, jti, event_type, sid, email, reason, event_timestamp, expires_at)
+       select id, lower(hex(randomblob(16))), 'session-revoked', new.id, new.user_email, new.revoked_reason,
+              new.revoked_at, max(new.access_expires_at, new.refresh_expires_at)
+       from ssf_streams where status <> 'disabled' and session_revoked = 1;
+     end`,
+  ],
+  postgres: [
+    `create function sessions_end_queues_security_events() returns trigger language plpgsql as $$
+     begin
+       insert into ssf_events (stream_id, jti, event_type, sid, email, reason, event_timestamp, expires_at)
+       select id, replace(gen_random_uuid()::text, '-', ''), 'session-revoked', new.id, new.user_email, new.revoked_reason,
+              new.revoked_at, greatest(new.access_expires_at, new.refresh_expires_at)
+       from ssf_streams where status <> 'disabled' and session_revoked = 1;
+       return null;
+     end $$`,
+    `create trigger sessions_end_queues_security_events after update of revoked_at on sessions for each row
+       when (old.revoked_at is null and new.revoked_at is not null)
+       execute function sessions_end_queues_security_events()`,
+  ],
+};
+
+export const streamsMigration = (backend: Backend): Migration => ({
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('ssf_streams')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('audience', 'text', (c) => c.notNull())
+      .addColumn('delivery_method', 'text', (c) => c.notNull())
+      .addColumn('endpoint_url', 'text')
+      .addColumn('authorization_header', 'text')
+      .addColumn('events_requested', 'text', (c) => c.notNull())
+      .addColumn('session_revoked', 'integer', (c) => c.notNull())
+      .addColumn('description', 'text')
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('status_reason', 'text')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('ssf_streams_client_id').on('ssf_streams').column('client_id').execute();
+    await db.schema
+      .createTable('ssf_events')
+      .addColumn('seq', backend === 'postgres' ? 'bigserial' : 'integer', (c) =>
+        backend === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement(),
+      )
+      .addColumn('stream_id', 'text', (c) => c.notNull())
+      .addColumn('jti', 'text', (c) => c.notNull().unique())
+      .addColumn('event_type', 'text', (c) => c.notNull())
+      .addColumn('sid', 'text')
+      .addColumn('email', 'text')
+      .addColumn('reason', 'text')
+      .addColumn('state', 'text')
+      .addColumn('event_timestamp', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('error_code', 'text')
+      .addColumn('error_description', 'text')
+      .execute();
+    await db.schema.createIndex('ssf_events_stream_id_seq').on('ssf_events').columns(['stream_id', 'seq']).execute();
+    await db.schema.createIndex('ssf_events_expires_at').on('ssf_events').column('expires_at').execute();
+    for (const statement of sessionEndTriggers[backend]) await sql.raw(statement).execute(db);
+  },
+});
+
+const instant = (value: number | string) => Number(value);
+
+function streamOf(row: Selectable<StreamTables['ssf_streams']>): StreamRecord {
+  return {
+    id: row.id,
+    clientId: row.client_id,
+    audience: row.audience,
+    deliveryMethod: row.delivery_method as DeliveryMethod,
+    endpointUrl: row.endpoint_url,
+    authorizationHeader: row.authorization_header,
+    eventsRequested: JSON.parse(row.events_requested) as string[],
+    description: row.description,
+    status: row.status as StreamStatus,
+    statusReason: row.status_reason,
+    createdAt: instant(row.created_at),
+  };
+}
+
+function eventOf(row: Selectable<StreamTables['ssf_events']>): QueuedEvent {
+  return {
+    streamId: row.stream_id,
+    jti: row.jti,
+    type: row.event_type as QueuedEventType,
+    sessionId: row.sid,
+    email: row.email,
+    reason: row.reason,
+    state: row.state,
+    eventTimestamp: instant(row.event_timestamp),
+  };
+}
+
+/** The columns a stream's owner may change. */
+function mutableColumns(stream: StreamRecord, sessionRevoked: string) {
+  return {
+    audience: stream.audience,
+    delivery_method: stream.deliveryMethod,
+    endpoint_url: stream.endpointUrl,
+    authorization_header: stream.authorizationHeader,
+    events_requested: JSON.stringify(stream.eventsRequested),
+    session_revoked: stream.eventsRequested.includes(sessionRevoked) ? 1 : 0,
+    description: stream.description,
+    status: stream.status,
+    status_reason: stream.statusReason,
+  };
+}
+
+/**
+ * The statements of Shared Signals, each given the connection or transaction to run on; the
+ * store (sql-store.ts) decides how writes commit. `sessionRevoked` is the event type's URI.
+ */
+export function streamStatements(backend: Backend, sessionRevoked: string) {
+  return {
+    async createStream(db: AnyDb, stream: StreamRecord): Promise<boolean> {
+      const result = await db
+        .insertInto('ssf_streams')
+        .values({
+          id: stream.id,
+          client_id: stream.clientId,
+          created_at: stream.createdAt,
+          ...mutableColumns(stream, sessionRevoked),
+        })
+        .onConflict((oc) => oc.doNothing())
+        .executeTakeFirst();
+      return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
+    },
+    async findStream(db: AnyDb, id: string): Promise<StreamRecord | undefined> {
+      const row = await db.selectFrom('ssf_streams').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && streamOf(row);
+    },
+    async listStreams(db: AnyDb, clientId: string): Promise<StreamRecord[]> {
+      const rows = await db
+        .selectFrom('ssf_streams')
+        .selectAll()
+        .where('client_id', '=', clientId)
+        .orderBy('created_at')
+        .orderBy('id')
+        .execute();
+      return rows.map(streamOf);
+    },
+    /** Several statements: run in one transaction. */
+    async updateStream(db: AnyDb, stream: StreamRecord): Promise<boolean> {
+      const result = await db
+        .updateTable('ssf_streams')
+        .set(mutableColumns(stream, sessionRevoked))
+        .where('id', '=', stream.id)
+        .executeTakeFirst();
+      if (stream.status === 'disabled') await db.deleteFrom('ssf_events').where('stream_id', '=', stream.id).execute();
+      return (result.numUpdatedRows ?? 0n) > 0n;
+    },
+    /** Several statements: run in one transaction. */
+    async deleteStream(db: AnyDb, id: string): Promise<boolean> {
+      await db.deleteFrom('ssf_events').where('stream_id', '=', id).execute();
+      const result = await db.deleteFrom('ssf_streams').where('id', '=', id).executeTakeFirst();
+      return (result.numDeletedRows ?? 0n) > 0n;
+    },
+    /** Several statements on PostgreSQL (the NOTIFY that wakes other instances' polls): run in one transaction. */
+    async queueVerification(
+      db: AnyDb,
+      streamId: string,
+      jti: string,
+      state: string | null,
+      now: number,
+      expiresAt: number,
+    ): Promise<boolean> {
+      const result = await db
+        .insertInto('ssf_events')
+        .columns(['stream_id', 'jti', 'event_type', 'state', 'event_timestamp', 'expires_at'])
+        .expression(
+          db
+            .selectFrom('ssf_streams')
+            // The casts type the parameters for databases that do not infer them in a select list.
+            .select([
+              'id',
+              sql<string>`cast(${jti} as text)`.as('jti'),
+              sql<string>`cast(${'verification' satisfies QueuedEventType} as text)`.as('event_type'),
+              sql<string>`cast(${state} as text)`.as('state'),
+              sql<number>`cast(${now} as bigint)`.as('event_timestamp'),
+              sql<number>`cast(${expiresAt} as bigint)`.as('expires_at'),
+            ])
+            .where('id', '=', streamId)
+            .where('status', '<>', 'disabled'),
+        )
+        .executeTakeFirst();
+      const queued = (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
+      if (queued && backend === 'postgres') await sql`select pg_notify(${REVOCATION_CHANNEL}, '')`.execute(db);
+      return queued;
+    },
+    async pendingEvents(db: AnyDb, streamId: string, limit: number): Promise<{ events: QueuedEvent[]; more: boolean }> {
+      const rows = await db
+        .selectFrom('ssf_events')
+        .selectAll()
+        .where('stream_id', '=', streamId)
+        .where('error_code', 'is', null)
+        .orderBy('seq')
+        .limit(limit + 1)
+        .execute();
+      return { events: rows.slice(0, limit).map(eventOf), more: rows.length > limit };
+    },
+    async acknowledgeEvents(db: AnyDb, streamId: string, jtis: readonly string[]): Promise<number> {
+      if (jtis.length === 0) return 0;
+      const result = await db
+        .deleteFrom('ssf_events')
+        .where('stream_id', '=', streamId)
+        .where('jti', 'in', jtis)
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
+    /** One statement per error: run in one transaction. */
+    async recordEventErrors(db: AnyDb, streamId: string, errors: readonly SetError[]): Promise<number> {
+      let recorded = 0;
+      for (const { jti, err, description } of errors) {
+        const result = await db
+          .updateTable('ssf_events')
+          .set({ error_code: err, error_description: description })
+          .where('stream_id', '=', streamId)
+          .where('jti', '=', jti)
+          .where('error_code', 'is', null)
+          .executeTakeFirst();
+        recorded += Number(result.numUpdatedRows);
+      }
+      return recorded;
+    },
+    async purgeExpiredEvents(db: AnyDb, before: number): Promise<number> {
+      const result = await db.deleteFrom('ssf_events').where('expires_at', '<', before).executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
+  };
+}

@@ -1,0 +1,381 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test as testOn } from 'node:test';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { Clients } from '../src/domain/clients.js';
+import { DATABASES } from './support/databases.js';
+import { BASE, bearer, logEntries, startTestServerOn, type Reply, type TestServer } from './support/harness.js';
+import { decodePart } from './support/tokens.js';
+import { signInBody } from './support/vectors.js';
+
+// A Shared Signals receiver written from the standards, not from the service's code: SSF 1.0
+// (metadata §7.1, streams §8.1), RFC 8936 (poll), RFC 8417 (SETs) and CAEP 1.0
+// (session-revoked). It finds everything through the transmitter metadata and verifies every
+// SET against the JWKS with jose. The service sits behind a proxy whose public origin is
+// ISSUER: the receiver reaches each URL it is given at the test server instead.
+
+const ISSUER = 'https://auth.example.test';
+const SESSION_REVOKED = 'https://schemas.openid.net/secevent/caep/event-type/session-revoked';
+const VERIFICATION = 'https://schemas.openid.net/secevent/ssf/event-type/verification';
+const POLL = 'urn:ietf:rfc:8936';
+
+interface Metadata {
+  issuer: string;
+  jwks_uri: string;
+  configuration_endpoint: string;
+  status_endpoint: string;
+  verification_endpoint: string;
+  delivery_methods_supported: string[];
+}
+interface StreamConfiguration {
+  stream_id: string;
+  aud: string;
+  delivery: { method: string; endpoint_url: string };
+  events_delivered: string[];
+  description?: string;
+}
+interface PollAnswer {
+  sets: Record<string, string>;
+  moreAvailable: boolean;
+}
+/** A SET as RFC 8417 and CAEP define it. */
+interface SecurityEvent extends JWTPayload {
+  jti: string;
+  iat: number;
+  sub_id: { format: string; user?: { format: string; email: string }; session?: { format: string; id: string }; id?: string };
+  events: Record<string, { event_timestamp?: number; initiating_entity?: string; reason_admin?: { en: string }; state?: string }>;
+}
+
+/** A receiver with its own client credentials. */
+class Receiver {
+  readonly clientId = `receiver-${randomUUID()}`;
+  private authorization = '';
+  private metadata!: Metadata;
+  stream!: StreamConfiguration;
+
+  constructor(private readonly t: TestServer) {}
+
+  /** The URL a proxy in front of the service would reach for a URL under ISSUER. */
+  private at(url: string): string {
+    const { pathname, search } = new URL(url);
+    assert.equal(new URL(url).origin, ISSUER, `${url} is under the issuer`);
+    return pathname + search;
+  }
+
+  call(method: string, url: string, body?: object, authorization = this.authorization): Promise<Reply> {
+    return this.t.call(method, this.at(url), { headers: authorization ? { authorization } : {}, body });
+  }
+
+  async subscribe(request: object = { delivery: { method: POLL }, events_requested: [SESSION_REVOKED] }): Promise<void> {
+    const secret = await new Clients(this.t.server.store, Date.now).add(this.clientId);
+    this.authorization = `Basic ${Buffer.from(`${this.clientId}:${secret}`).toString('base64')}`;
+    const found = await this.t.call('GET', '/.well-known/ssf-configuration');
+    assert.equal(found.status, 200);
+    this.metadata = found.body as Metadata;
+    assert.ok(this.metadata.delivery_methods_supported.includes(POLL));
+    const created = await this.call('POST', this.metadata.configuration_endpoint, request);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    this.stream = created.body as StreamConfiguration;
+  }
+
+  async poll(request: {
+    maxEvents?: number;
+    returnImmediately?: boolean;
+    ack?: string[];
+    setErrs?: object;
+  }): Promise<PollAnswer> {
+    const reply = await this.call('POST', this.stream.delivery.endpoint_url, request);
+    assert.equal(reply.status, 200, JSON.stringify(reply.body));
+    return reply.body as PollAnswer;
+  }
+
+  /** Verifies a SET as RFC 8417 §2 and SSF §4 ask: signature by the JWKS, `typ`, issuer, audience; no `exp`. */
+  async verify(set: string): Promise<SecurityEvent> {
+    const jwks = await this.t.call('GET', this.at(this.metadata.jwks_uri));
+    const { payload, protectedHeader } = await jwtVerify(set, createLocalJWKSet(jwks.body as { keys: [] }), {
+      issuer: ISSUER,
+      audience: this.clientId,
+      typ: 'secevent+jwt',
+      algorithms: ['EdDSA'],
+    });
+    assert.ok(protectedHeader.kid);
+    assert.equal(payload.exp, undefined, 'a SET has no exp');
+    assert.equal(typeof payload.jti, 'string');
+    assert.equal(typeof payload.iat, 'number');
+    return payload as SecurityEvent;
+  }
+
+  /** Polls at once, verifies every SET, and acknowledges them. */
+  async drain(): Promise<SecurityEvent[]> {
+    const events: SecurityEvent[] = [];
+    let ack: string[] = [];
+    for (;;) {
+      const { sets, moreAvailable } = await this.poll({ returnImmediately: true, ack });
+      for (const [jti, set] of Object.entries(sets)) {
+        const event = await this.verify(set);
+        assert.equal(event.jti, jti);
+        events.push(event);
+      }
+      ack = Object.keys(sets);
+      if (ack.length === 0 && !moreAvailable) return events;
+    }
+  }
+}
+
+const revoked = (event: SecurityEvent) => event.events[SESSION_REVOKED];
+
+for (const backend of DATABASES) {
+  describe(`Shared Signals on ${backend.name}`, () => {
+    const test = (name: string, fn: () => Promise<void>): void => {
+      testOn(name, { skip: backend.skip }, fn);
+    };
+    let t: TestServer;
+    before(async () => {
+      if (!backend.skip) t = await startTestServerOn(backend, { ISSUER });
+    });
+    after(() => t?.stop());
+
+    test('the transmitter metadata names the issuer, the keys and every endpoint', async () => {
+      const reply = await t.call('GET', '/.well-known/ssf-configuration');
+      assert.deepEqual(reply.body, {
+        spec_version: '1_0',
+        issuer: ISSUER,
+        jwks_uri: `${ISSUER}/.well-known/jwks.json`,
+        delivery_methods_supported: [POLL],
+        configuration_endpoint: `${ISSUER}/ssf/streams`,
+        status_endpoint: `${ISSUER}/ssf/status`,
+        verification_endpoint: `${ISSUER}/ssf/verify`,
+        authorization_schemes: [{ spec_urn: 'urn:ietf:rfc:7617' }],
+        default_subjects: 'ALL',
+      });
+    });
+
+    test('streams are for registered clients only: 401 without credentials or with wrong ones', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      const wrong = `Basic ${Buffer.from(`${receiver.clientId}:not-the-secret`).toString('base64')}`;
+      for (const authorization of ['', wrong]) {
+        const headers: Record<string, string> = authorization ? { authorization } : {};
+        for (const [method, path, body] of [
+          ['POST', '/ssf/streams', {}],
+          ['GET', `/ssf/streams?stream_id=${receiver.stream.stream_id}`, undefined],
+          ['POST', `/ssf/poll/${receiver.stream.stream_id}`, { returnImmediately: true }],
+          ['POST', '/ssf/verify', { stream_id: receiver.stream.stream_id }],
+        ] as const) {
+          const reply = await t.call(method, path, { headers, body });
+          assert.equal(reply.status, 401, `${method} ${path}`);
+          assert.equal(reply.headers['www-authenticate'], 'Basic realm="fib-auth"');
+        }
+      }
+    });
+
+    test('a stream is created, read, listed, changed, replaced, paused and deleted by its client alone', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe({ description: 'Go service' });
+      const { stream_id: id } = receiver.stream;
+      assert.equal(receiver.stream.aud, receiver.clientId);
+      assert.deepEqual(receiver.stream.delivery, { method: POLL, endpoint_url: `${ISSUER}/ssf/poll/${id}` });
+      assert.deepEqual(receiver.stream.events_delivered, [SESSION_REVOKED]);
+      const streams = `${ISSUER}/ssf/streams`;
+      assert.deepEqual((await receiver.call('GET', `${streams}?stream_id=${id}`)).body, receiver.stream);
+      assert.deepEqual((await receiver.call('GET', streams)).body, [receiver.stream]);
+      const patched = await receiver.call('PATCH', streams, { stream_id: id, description: 'Java service' });
+      assert.deepEqual(patched.body, { ...receiver.stream, description: 'Java service' });
+      const replaced = await receiver.call('PUT', streams, { stream_id: id, events_requested: [] });
+      const { description: _replacedToNone, ...created } = receiver.stream;
+      assert.deepEqual(replaced.body, { ...created, events_requested: [], events_delivered: [] });
+      const status = `${ISSUER}/ssf/status`;
+      assert.deepEqual((await receiver.call('GET', `${status}?stream_id=${id}`)).body, { stream_id: id, status: 'enabled' });
+      const paused = await receiver.call('POST', status, { stream_id: id, status: 'paused', reason: 'maintenance' });
+      assert.deepEqual(paused.body, { stream_id: id, status: 'paused', reason: 'maintenance' });
+
+      const other = new Receiver(t);
+      await other.subscribe();
+      assert.equal((await other.call('GET', `${streams}?stream_id=${id}`)).status, 404);
+      assert.equal((await other.call('DELETE', `${streams}?stream_id=${id}`)).status, 404);
+      assert.deepEqual((await other.call('GET', streams)).body, [other.stream]);
+
+      assert.equal((await receiver.call('DELETE', `${streams}?stream_id=${id}`)).status, 204);
+      assert.equal((await receiver.call('DELETE', `${streams}?stream_id=${id}`)).status, 404);
+      assert.equal((await receiver.call('POST', `${ISSUER}/ssf/poll/${id}`, { returnImmediately: true })).status, 404);
+    });
+
+    test('every way a session ends sends one verified session-revoked SET naming the user and the session', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      const sid = (token: string) => decodePart(token, 1).sid as string;
+      const loggedOut = await t.newSession();
+      assert.equal((await t.logout(loggedOut.accessToken)).status, 200);
+      const first = await t.newSession();
+      const signedInAgain = await t.signIn(signInBody(first.email, first.key));
+      assert.equal(signedInAgain.status, 200);
+      const other = signedInAgain.body.data;
+      const global = await t.call('POST', `${BASE}/logout?scope=global`, { headers: bearer(first.accessToken) });
+      assert.equal(global.status, 200);
+      const ended = await t.newSession();
+      assert.equal((await t.call('DELETE', `${BASE}/session`, { headers: bearer(ended.refreshToken) })).status, 200);
+      const reused = await t.newSession();
+      assert.equal((await t.refresh(reused.refreshToken)).status, 200);
+      assert.equal((await t.refresh(reused.refreshToken)).status, 401);
+      const removed = await t.newSession();
+      assert.ok(await t.server.store.removeUser(removed.email, Math.floor(Date.now() / 1000)));
+
+      const events = await receiver.drain();
+      const bySession = new Map(events.map((event) => [event.sub_id.session?.id, event]));
+      assert.equal(events.length, 6, 'one SET per session, none twice');
+      const expected: [string, string, string, string][] = [
+        [sid(loggedOut.accessToken), loggedOut.email, 'user', 'The user logged out.'],
+        [sid(first.accessToken), first.email, 'user', 'The user logged out.'],
+        [sid(other.accessToken), first.email, 'user', 'The user logged out.'],
+        [sid(ended.accessToken), ended.email, 'user', 'The user logged out.'],
+        [
+          sid(reused.accessToken),
+          reused.email,
+          'policy',
+          'A refresh token of the session was used twice; the session was revoked.',
+        ],
+        [sid(removed.accessToken), removed.email, 'admin', 'An administrator removed the user.'],
+      ];
+      for (const [session, email, initiator, reason] of expected) {
+        const event = bySession.get(session);
+        assert.ok(event, `a SET for session ${session}`);
+        assert.deepEqual(event.sub_id, {
+          format: 'complex',
+          user: { format: 'email', email },
+          session: { format: 'opaque', id: session },
+        });
+        assert.deepEqual(Object.keys(event.events), [SESSION_REVOKED]);
+        assert.equal(revoked(event).initiating_entity, initiator);
+        assert.deepEqual(revoked(event).reason_admin, { en: reason });
+        assert.ok(Math.abs(revoked(event).event_timestamp! - Date.now() / 1000) < 60);
+      }
+      assert.deepEqual(await receiver.drain(), [], 'acknowledged SETs are gone');
+    });
+
+    test('a SET comes again until it is acknowledged, the same each time', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      const session = await t.newSession();
+      assert.equal((await t.logout(session.accessToken)).status, 200);
+      const first = await receiver.poll({ returnImmediately: true });
+      const again = await receiver.poll({ returnImmediately: true, maxEvents: 10 });
+      assert.deepEqual(Object.keys(again.sets), Object.keys(first.sets));
+      const [jti] = Object.keys(first.sets);
+      assert.deepEqual(await receiver.verify(again.sets[jti]), await receiver.verify(first.sets[jti]));
+      assert.deepEqual(await receiver.poll({ returnImmediately: true, ack: [jti] }), { sets: {}, moreAvailable: false });
+    });
+
+    test('maxEvents cuts the answer and says more are available', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      for (let i = 0; i < 3; i++) assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
+      const page = await receiver.poll({ returnImmediately: true, maxEvents: 2 });
+      assert.equal(Object.keys(page.sets).length, 2);
+      assert.equal(page.moreAvailable, true);
+      const rest = await receiver.poll({ returnImmediately: true, ack: Object.keys(page.sets) });
+      assert.equal(Object.keys(rest.sets).length, 1);
+      assert.equal(rest.moreAvailable, false);
+    });
+
+    test('a long poll answers as soon as a session ends', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      const session = await t.newSession();
+      const started = performance.now();
+      const answer = receiver.poll({});
+      setTimeout(() => void t.logout(session.accessToken), 200);
+      const { sets } = await answer;
+      const [set] = Object.values(sets);
+      assert.equal((await receiver.verify(set)).sub_id.session?.id, decodePart(session.accessToken, 1).sid);
+      assert.ok(performance.now() - started < 5000, 'well before the 25 s bound');
+    });
+
+    test('setErrs are recorded and logged, and those SETs are not delivered again', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
+      const [jti] = Object.keys((await receiver.poll({ returnImmediately: true })).sets);
+      const setErrs = { [jti]: { err: 'invalid_key', description: 'The key is not trusted.' } };
+      assert.deepEqual(await receiver.poll({ returnImmediately: true, setErrs }), { sets: {}, moreAvailable: false });
+      const line = logEntries(t).find(
+        (entry) => entry.msg.startsWith('a receiver could not process a SET') && (entry as { jti?: string }).jti === jti,
+      );
+      assert.deepEqual(line && { err: (line as { err?: string }).err, streamId: (line as { streamId?: string }).streamId }, {
+        err: 'invalid_key',
+        streamId: receiver.stream.stream_id,
+      });
+    });
+
+    test('a verification request sends a verification SET carrying its state', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      const { stream_id } = receiver.stream;
+      assert.equal((await receiver.call('POST', `${ISSUER}/ssf/verify`, { stream_id, state: 'VGhpcyBpcyBh' })).status, 204);
+      const [event] = await receiver.drain();
+      assert.deepEqual(event.sub_id, { format: 'opaque', id: stream_id });
+      assert.deepEqual(event.events, { [VERIFICATION]: { state: 'VGhpcyBpcyBh' } });
+    });
+
+    test('a paused stream keeps queueing and delivers once enabled; a disabled one drops its queue', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      const { stream_id } = receiver.stream;
+      const setStatus = (status: string) => receiver.call('POST', `${ISSUER}/ssf/status`, { stream_id, status });
+      assert.equal((await setStatus('paused')).status, 200);
+      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
+      assert.deepEqual(await receiver.poll({ returnImmediately: true }), { sets: {}, moreAvailable: false });
+      assert.equal((await setStatus('enabled')).status, 200);
+      assert.equal((await receiver.drain()).length, 1);
+      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
+      assert.equal((await setStatus('disabled')).status, 200);
+      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
+      assert.equal((await setStatus('enabled')).status, 200);
+      assert.deepEqual(await receiver.drain(), []);
+    });
+
+    test('the SETs of a stream that asked for no session-revoked events are none, and a stream hears only what ends after it exists', async () => {
+      const session = await t.newSession();
+      assert.equal((await t.logout(session.accessToken)).status, 200);
+      const silent = new Receiver(t);
+      await silent.subscribe({ events_requested: [] });
+      const listening = new Receiver(t);
+      await listening.subscribe();
+      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
+      assert.deepEqual(await silent.drain(), []);
+      assert.equal((await listening.drain()).length, 1);
+    });
+
+    test("queued SETs are purged an hour after their session's last token expired, acknowledged or not", async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
+      const now = Math.floor(Date.now() / 1000);
+      // The refresh token lives REFRESH_TOKEN_TTL (a day); the purge runs QUEUE_RETENTION_SECONDS after.
+      assert.equal(await t.server.store.purgeExpiredEvents(now - 3600), 0);
+      assert.ok((await t.server.store.purgeExpiredEvents(now + 86_400 + 1)) >= 1);
+      assert.deepEqual(await receiver.drain(), []);
+    });
+
+    test('the SET header is typed secevent+jwt and names the signing key', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
+      const [set] = Object.values((await receiver.poll({ returnImmediately: true })).sets);
+      const header = decodeProtectedHeader(set);
+      const jwks = (await t.call('GET', '/.well-known/jwks.json')).body as { keys: { kid: string }[] };
+      assert.deepEqual(header, { alg: 'EdDSA', typ: 'secevent+jwt', kid: jwks.keys[0].kid });
+    });
+  });
+}
+
+testOn('ISSUER is an origin, by default http://localhost:PORT', () => {
+  assert.equal(loadConfig({ PORT: '8081' }).issuer, 'http://localhost:8081');
+  assert.equal(loadConfig({ ISSUER: 'https://auth.example.com' }).issuer, 'https://auth.example.com');
+  for (const issuer of ['https://auth.example.com/', 'https://auth.example.com/ssf', 'auth.example.com']) {
+    assert.throws(
+      () => loadConfig({ ISSUER: issuer }),
+      (error: Error) => error instanceof ConfigError && error.message.startsWith('ISSUER must be an origin'),
+    );
+  }
+});
