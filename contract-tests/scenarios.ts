@@ -462,8 +462,13 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   createStream: {
     ...clientScenarios,
     StreamCreatedForPoll: (c) => asClient(c, { delivery: { method: 'urn:ietf:rfc:8936' }, description: 'Orders service (Go)' }),
-    StreamDeliveryInvalid: (c) =>
-      asClient(c, { delivery: { method: 'urn:ietf:rfc:8935', endpoint_url: 'https://receiver.example.com/events' } }),
+    StreamCreatedForPush: (c) =>
+      asClient(c, {
+        // A port nobody listens on: the pushes that follow fail at once, and are retried until the server stops.
+        delivery: { method: 'urn:ietf:rfc:8935', endpoint_url: 'http://127.0.0.1:9/ssf/events' },
+        description: 'Billing service (Java)',
+      }),
+    StreamDeliveryInvalid: (c) => asClient(c, { delivery: { method: 'urn:ietf:rfc:8935' } }),
     StreamEventsNotList: (c) => asClient(c, { events_requested: 'session-revoked' }),
     BodyNotJson: async (c) => ({ ...(await clientCredentials(c)), body: '{"delivery": ' }),
     InternalServerError: async (c) => ({ ...(await asClient(c, {})), storeFails: true }),

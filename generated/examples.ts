@@ -2011,7 +2011,8 @@ export const contractExamples = {
           "issuer": "https://auth.example.com",
           "jwks_uri": "https://auth.example.com/.well-known/jwks.json",
           "delivery_methods_supported": [
-            "urn:ietf:rfc:8936"
+            "urn:ietf:rfc:8936",
+            "urn:ietf:rfc:8935"
           ],
           "configuration_endpoint": "https://auth.example.com/ssf/streams",
           "status_endpoint": "https://auth.example.com/ssf/status",
@@ -2054,6 +2055,30 @@ export const contractExamples = {
           "description": "Orders service (Go)"
         }
       },
+      "StreamCreatedForPush": {
+        "status": 201,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "stream_id": "0b7c2f1e-95d4-4c1a-8e43-6a0f3d9b2c51",
+          "iss": "https://auth.example.com",
+          "aud": "java-billing-service",
+          "delivery": {
+            "method": "urn:ietf:rfc:8935",
+            "endpoint_url": "https://billing.example.com/ssf/events"
+          },
+          "events_supported": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_requested": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_delivered": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "description": "Billing service (Java)"
+        }
+      },
       "StreamDeliveryInvalid": {
         "status": 400,
         "contentType": "application/json",
@@ -2062,7 +2087,7 @@ export const contractExamples = {
           "status": {
             "code": 400,
             "name": "Bad Request",
-            "message": "This transmitter delivers by poll only: delivery.method must be urn:ietf:rfc:8936."
+            "message": "delivery.method must be urn:ietf:rfc:8936 (poll), or urn:ietf:rfc:8935 (push) with an http or https endpoint_url."
           },
           "data": {}
         }

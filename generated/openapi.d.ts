@@ -418,7 +418,8 @@ export interface paths {
          * @description The stream's `delivery.endpoint_url`, with the same client credentials. Acknowledge what
          *     you processed in `ack` (and report what you could not in `setErrs`); every other SET comes
          *     again in the next answer. With `returnImmediately` false (the default) and nothing queued,
-         *     the answer waits up to 25 seconds for a SET. A paused stream answers none.
+         *     the answer waits up to 25 seconds for a SET. A paused stream answers none. A push stream
+         *     has no poll endpoint (404).
          */
         post: operations["pollStream"];
         delete?: never;
@@ -689,7 +690,7 @@ export interface components {
              * @description The keys that verify the SETs, selected by the SET's `kid`.
              */
             jwks_uri: string;
-            delivery_methods_supported: "urn:ietf:rfc:8936"[];
+            delivery_methods_supported: ("urn:ietf:rfc:8936" | "urn:ietf:rfc:8935")[];
             /** Format: uri */
             configuration_endpoint: string;
             /** Format: uri */
@@ -715,10 +716,11 @@ export interface components {
             aud: string;
             delivery: {
                 /** @enum {string} */
-                method: "urn:ietf:rfc:8936";
+                method: "urn:ietf:rfc:8936" | "urn:ietf:rfc:8935";
                 /**
                  * Format: uri
-                 * @description Where the receiver polls (POST) with the same client credentials.
+                 * @description Poll: where the receiver polls (POST) with the same client credentials. Push: the
+                 *     receiver's URL, where the SETs are POSTed.
                  */
                 endpoint_url: string;
             };
@@ -730,13 +732,16 @@ export interface components {
         /** @description One stream (asked by `stream_id`), or every stream of the client. */
         StreamConfigurations: components["schemas"]["StreamConfiguration"] | components["schemas"]["StreamConfiguration"][];
         /**
-         * @description How the stream's SETs are delivered. This transmitter delivers by poll (RFC 8936): it gives
-         *     the stream's `endpoint_url`, which the receiver POSTs to; an `endpoint_url` sent is ignored.
+         * @description How the stream's SETs are delivered. Poll (RFC 8936, `urn:ietf:rfc:8936`, the default): the
+         *     transmitter gives the stream's `endpoint_url`, which the receiver POSTs to; an `endpoint_url`
+         *     sent is ignored. Push (RFC 8935, `urn:ietf:rfc:8935`): the transmitter POSTs each SET to the
+         *     receiver's `endpoint_url` (http or https), with `authorization_header` as the
+         *     `Authorization` header when given; it is never shown again.
          */
         StreamDelivery: {
-            /** @description `urn:ietf:rfc:8936` (poll), the default. */
             method?: string;
             endpoint_url?: string;
+            authorization_header?: string;
         };
         /**
          * @description What a receiver sets on a stream (SSF §8.1.1). Other fields of a stream configuration (such
@@ -1137,7 +1142,7 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
-        /** @description The stream, created and enabled: poll its `delivery.endpoint_url`. */
+        /** @description The stream, created and enabled: poll its `delivery.endpoint_url`, or receive its SETs at yours. */
         StreamCreated: {
             headers: {
                 [name: string]: unknown;
@@ -1146,7 +1151,7 @@ export interface components {
                 "application/json": components["schemas"]["StreamConfiguration"];
             };
         };
-        /** @description The request breaks the schema, or asks for a delivery method this transmitter does not offer. Refusals come in the envelope. */
+        /** @description The request breaks the schema, asks for a delivery method this transmitter does not offer, or for push without an http or https `endpoint_url`. Refusals come in the envelope. */
         StreamBadRequest: {
             headers: {
                 [name: string]: unknown;

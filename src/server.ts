@@ -18,6 +18,7 @@ import { startManagementServer, urlOf } from './management.js';
 import { countLiveSessions, Metrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { openStore } from './store/open.js';
+import { PushDelivery } from './push-delivery.js';
 import type { Store } from './domain/store.js';
 
 /** Expired sessions are deleted this often, so storage stays bounded by live sessions. */
@@ -165,6 +166,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
   const feed = new RevocationFeed(store);
   const signals = new SharedSignals(store, keys, clock, config.issuer, logger);
+  const pushes = new PushDelivery(store, signals, logger);
   const signIn = { challenge: config.signInChallenge, challengeTtl: config.signInChallengeTtl };
   const auth = new Authentication(store, tokens, clock, signIn, metrics.verified);
   const api = await createApi({
@@ -228,6 +230,8 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     ? () => {}
     : await countLiveSessions(metrics.registry, () => store.countLiveSessions(epochSeconds(clock)), logger);
   const management = parts.cluster ? undefined : await startManagementServer(config, logger, () => metrics.registry.metrics());
+  // Every process that serves pushes too: each leases the SETs it pushes (docs/design.md §14).
+  pushes.start();
 
   logger.info(
     { port, host: config.host, managementPort: management?.port, keyId: keys.signer.kid },
@@ -255,6 +259,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
         server.closeIdleConnections();
       });
       await management?.close();
+      await pushes.stop(); // the SETs in flight are given back to the queue first
       await store.close();
     },
   };

@@ -1,11 +1,22 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test as testOn } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { Clients } from '../src/domain/clients.js';
 import { DATABASES } from './support/databases.js';
-import { BASE, bearer, logEntries, startTestServerOn, type Reply, type TestServer } from './support/harness.js';
+import {
+  BASE,
+  bearer,
+  logEntries,
+  rawCall,
+  startTestServer,
+  startTestServerOn,
+  type Reply,
+  type TestServer,
+} from './support/harness.js';
 import { decodePart } from './support/tokens.js';
 import { signInBody } from './support/vectors.js';
 
@@ -125,6 +136,65 @@ class Receiver {
 
 const revoked = (event: SecurityEvent) => event.events[SESSION_REVOKED];
 
+/** One POST a push receiver got (RFC 8935 §2). */
+interface Pushed {
+  contentType: string | undefined;
+  authorization: string | undefined;
+  set: string;
+  answered: number;
+}
+
+/**
+ * A push receiver (RFC 8935): answers each POST with the next of `answers`, then 202, and keeps
+ * what it got. `port` reuses a port (a receiver that comes back).
+ */
+async function startPushReceiver(answers: number[] = [], port = 0) {
+  const received: Pushed[] = [];
+  const waiting = new Set<() => void>();
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const answered = answers.shift() ?? 202;
+      received.push({
+        contentType: req.headers['content-type'],
+        authorization: req.headers.authorization,
+        set: Buffer.concat(chunks).toString('utf8'),
+        answered,
+      });
+      res.writeHead(answered).end();
+      for (const wake of [...waiting]) wake();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ssf/events`,
+    received,
+    /** Resolves once `count` POSTs were answered 202, or fails after `ms`. */
+    async accepted(count: number, ms = 20_000): Promise<Pushed[]> {
+      const deadline = performance.now() + ms;
+      for (;;) {
+        const done = received.filter((pushed) => pushed.answered === 202);
+        if (done.length >= count) return done;
+        const left = deadline - performance.now();
+        if (left <= 0) assert.fail(`${done.length} of ${count} SETs pushed within ${ms} ms`);
+        await new Promise<void>((resolve) => {
+          const wake = () => (waiting.delete(wake), clearTimeout(timer), resolve());
+          const timer = setTimeout(wake, left);
+          waiting.add(wake);
+        });
+      }
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+const PUSH = 'urn:ietf:rfc:8935';
+const pushTo = (url: string, authorization = 'Bearer receiver-token') => ({
+  delivery: { method: PUSH, endpoint_url: url, authorization_header: authorization },
+});
+const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 for (const backend of DATABASES) {
   describe(`Shared Signals on ${backend.name}`, () => {
     const test = (name: string, fn: () => Promise<void>): void => {
@@ -142,7 +212,7 @@ for (const backend of DATABASES) {
         spec_version: '1_0',
         issuer: ISSUER,
         jwks_uri: `${ISSUER}/.well-known/jwks.json`,
-        delivery_methods_supported: [POLL],
+        delivery_methods_supported: [POLL, PUSH],
         configuration_endpoint: `${ISSUER}/ssf/streams`,
         status_endpoint: `${ISSUER}/ssf/status`,
         verification_endpoint: `${ISSUER}/ssf/verify`,
@@ -357,6 +427,84 @@ for (const backend of DATABASES) {
       assert.deepEqual(await receiver.drain(), []);
     });
 
+    test('push: a receiver answering 503 twice gets the SET a third time, and then no more', async () => {
+      const pushed = await startPushReceiver([503, 503]);
+      try {
+        const receiver = new Receiver(t);
+        await receiver.subscribe(pushTo(pushed.url));
+        assert.deepEqual(receiver.stream.delivery, { method: PUSH, endpoint_url: pushed.url });
+        const session = await t.newSession();
+        assert.equal((await t.logout(session.accessToken)).status, 200);
+        const [delivered] = await pushed.accepted(1);
+        assert.deepEqual(
+          pushed.received.map(({ answered }) => answered),
+          [503, 503, 202],
+        );
+        const events = await Promise.all(pushed.received.map(({ set }) => receiver.verify(set)));
+        assert.equal(new Set(events.map(({ jti }) => jti)).size, 1, 'the same SET each time');
+        assert.equal(events[0].sub_id.session?.id, decodePart(session.accessToken, 1).sid);
+        assert.equal(delivered.contentType, 'application/secevent+jwt');
+        assert.equal(delivered.authorization, 'Bearer receiver-token');
+        await settle(1000);
+        assert.equal(pushed.received.length, 3, 'a SET answered 202 is not pushed again');
+        assert.deepEqual(await t.server.store.pendingEvents(receiver.stream.stream_id, 10), { events: [], more: false });
+        const retried = logEntries(t).filter(
+          (entry) =>
+            entry.msg.startsWith('a receiver did not accept a pushed SET') && (entry as { jti?: string }).jti === events[0].jti,
+        );
+        assert.deepEqual(
+          retried.map((entry) => (entry as { status?: number }).status),
+          [503, 503],
+        );
+      } finally {
+        await pushed.close();
+      }
+    });
+
+    test('push: a SET queued while the receiver is down survives a restart and is delivered once it is back', async () => {
+      const gone = await startPushReceiver();
+      const { port } = new URL(gone.url);
+      await gone.close(); // nobody listens there now: each push fails to connect
+      const receiver = new Receiver(t);
+      await receiver.subscribe(pushTo(gone.url));
+      const session = await t.newSession();
+      assert.equal((await t.logout(session.accessToken)).status, 200);
+      const failedOnce = () => logEntries(t).some((entry) => entry.msg.startsWith('a receiver did not accept a pushed SET'));
+      for (let waited = 0; !failedOnce(); waited += 50) {
+        assert.ok(waited < 10_000, 'a push was tried');
+        await settle(50);
+      }
+      await t.restart();
+      const back = await startPushReceiver([], Number(port));
+      try {
+        const [delivered] = await back.accepted(1);
+        const event = await receiver.verify(delivered.set);
+        assert.equal(event.sub_id.session?.id, decodePart(session.accessToken, 1).sid);
+      } finally {
+        await back.close();
+      }
+    });
+
+    test('a push stream has no poll endpoint, and a push stream needs an http or https endpoint_url', async () => {
+      const pushed = await startPushReceiver();
+      try {
+        const receiver = new Receiver(t);
+        await receiver.subscribe(pushTo(pushed.url));
+        const poll = await receiver.call('POST', `${ISSUER}/ssf/poll/${receiver.stream.stream_id}`, { returnImmediately: true });
+        assert.equal(poll.status, 404);
+        for (const delivery of [
+          { method: PUSH },
+          { method: PUSH, endpoint_url: 'ftp://receiver.example/' },
+          { method: 'urn:x' },
+        ]) {
+          const refused = await receiver.call('POST', `${ISSUER}/ssf/streams`, { delivery });
+          assert.equal(refused.status, 400, JSON.stringify(delivery));
+        }
+      } finally {
+        await pushed.close();
+      }
+    });
+
     test('the SET header is typed secevent+jwt and names the signing key', async () => {
       const receiver = new Receiver(t);
       await receiver.subscribe();
@@ -368,6 +516,57 @@ for (const backend of DATABASES) {
     });
   });
 }
+
+const postgres = DATABASES.find(({ name }) => name === 'PostgreSQL')!;
+
+describe('push from two PostgreSQL instances', () => {
+  let a: TestServer;
+  let b: TestServer;
+  before(async () => {
+    if (postgres.skip) return;
+    a = await startTestServerOn(postgres, { ISSUER });
+    // The second instance: the same database and signing key, as instances behind a balancer have.
+    b = await startTestServer({ ISSUER, DATABASE_URL: a.config.databaseUrl, FIB_AUTH_SIGNING_KEY_FILE: a.config.signingKeyFile });
+  });
+  after(async () => {
+    await b?.stop();
+    await a?.stop();
+  });
+
+  testOn(
+    'a burst of 200 logouts on both instances reaches the receiver once each, verified',
+    { skip: postgres.skip },
+    async () => {
+      const pushed = await startPushReceiver();
+      try {
+        const receiver = new Receiver(a);
+        await receiver.subscribe(pushTo(pushed.url));
+        const sessions = [];
+        for (let i = 0; i < 200; i++) sessions.push(await a.newSession());
+        const logouts = await Promise.all(
+          sessions.map(({ accessToken }, i) =>
+            rawCall((i % 2 === 0 ? a : b).url, 'POST', `${BASE}/logout`, { headers: bearer(accessToken) }),
+          ),
+        );
+        assert.deepEqual(new Set(logouts.map(({ status }) => status)), new Set([200]));
+        const delivered = await pushed.accepted(200, 60_000);
+        await settle(1000); // time for a duplicate to arrive
+        assert.equal(pushed.received.length, 200, 'no SET pushed twice');
+        const events = await Promise.all(delivered.map(({ set }) => receiver.verify(set)));
+        assert.equal(new Set(events.map(({ jti }) => jti)).size, 200);
+        assert.deepEqual(
+          new Set(events.map((event) => event.sub_id.session?.id)),
+          new Set(sessions.map(({ accessToken }) => decodePart(accessToken, 1).sid as string)),
+        );
+        const pushedBy = (t: TestServer) =>
+          logEntries(t).filter((entry) => entry.msg.startsWith('a receiver did not accept a pushed SET')).length;
+        assert.equal(pushedBy(a) + pushedBy(b), 0, 'every push was accepted the first time');
+      } finally {
+        await pushed.close();
+      }
+    },
+  );
+});
 
 testOn('ISSUER is an origin, by default http://localhost:PORT', () => {
   assert.equal(loadConfig({ PORT: '8081' }).issuer, 'http://localhost:8081');

@@ -3,9 +3,10 @@
  * and each stream's queue of security events not yet acknowledged.
  */
 
-/** SSF's name of the delivery method this transmitter offers: poll (RFC 8936). */
+/** SSF's names of the delivery methods: poll (RFC 8936) and push (RFC 8935). */
 export const POLL_DELIVERY = 'urn:ietf:rfc:8936';
-export type DeliveryMethod = typeof POLL_DELIVERY;
+export const PUSH_DELIVERY = 'urn:ietf:rfc:8935';
+export type DeliveryMethod = typeof POLL_DELIVERY | typeof PUSH_DELIVERY;
 
 export const SESSION_REVOKED = 'https://schemas.openid.net/secevent/caep/event-type/session-revoked';
 export const VERIFICATION = 'https://schemas.openid.net/secevent/ssf/event-type/verification';
@@ -47,6 +48,8 @@ export interface QueuedEvent {
   state: string | null;
   /** When it happened (epoch seconds): the event's `event_timestamp` and the SET's `iat`. */
   eventTimestamp: number;
+  /** Push attempts so far, this one included once leased. */
+  attempts: number;
 }
 
 /** A receiver's report that it could not process a SET (RFC 8936 §2.4, `setErrs`). */
@@ -77,6 +80,15 @@ export interface SecurityEventStore {
   acknowledgeEvents(streamId: string, jtis: readonly string[]): Promise<number>;
   /** Keeps these events (until they expire) but never delivers them again; returns how many were pending. */
   recordEventErrors(streamId: string, errors: readonly SetError[]): Promise<number>;
+  /**
+   * Leases up to `limit` events of enabled push streams that are due (their next attempt at or
+   * before `now`, epoch ms) and not leased, until `leasedUntil`, counting the attempt. Of
+   * processes leasing at once, each event goes to one (on PostgreSQL, rows another holds are
+   * skipped, not waited for).
+   */
+  leasePushEvents(now: number, leasedUntil: number, limit: number): Promise<QueuedEvent[]>;
+  /** Gives a leased event back, to be pushed again from `nextAttemptAt` (epoch ms). */
+  deferPushEvent(jti: string, nextAttemptAt: number): Promise<void>;
   /** Deletes queued events that expired before `before`; returns how many. */
   purgeExpiredEvents(before: number): Promise<number>;
 }

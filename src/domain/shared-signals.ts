@@ -5,6 +5,7 @@ import { AuthFailure } from './failures.js';
 import type { KeyRing } from './key-ring.js';
 import {
   POLL_DELIVERY,
+  PUSH_DELIVERY,
   SESSION_REVOKED,
   VERIFICATION,
   type DeliveryMethod,
@@ -88,7 +89,7 @@ export class SharedSignals {
       spec_version: '1_0' as const,
       issuer: this.issuer,
       jwks_uri: `${this.issuer}/.well-known/jwks.json`,
-      delivery_methods_supported: [POLL_DELIVERY as DeliveryMethod],
+      delivery_methods_supported: [POLL_DELIVERY, PUSH_DELIVERY] as DeliveryMethod[],
       configuration_endpoint: `${this.issuer}/ssf/streams`,
       status_endpoint: `${this.issuer}/ssf/status`,
       verification_endpoint: `${this.issuer}/ssf/verify`,
@@ -159,7 +160,7 @@ export class SharedSignals {
    * POLL_MAX_WAIT_SECONDS for one to be queued. A paused stream answers none.
    */
   async poll(clientId: string, streamId: string, request: PollRequest, gone?: AbortSignal) {
-    const stream = await this.ownStream(clientId, streamId);
+    const stream = await this.ownStream(clientId, streamId, POLL_DELIVERY);
     await this.store.acknowledgeEvents(streamId, request.ack ?? []);
     const errors: SetError[] = Object.entries(request.setErrs ?? {}).map(([jti, { err, description }]) => ({
       jti,
@@ -197,7 +198,7 @@ export class SharedSignals {
   }
 
   /** The SET of a queued event (RFC 8417, SSF §4, CAEP §3.1): signed now, its claims fixed when it was queued. */
-  private async sign(stream: StreamRecord, event: QueuedEvent): Promise<string> {
+  async sign(stream: StreamRecord, event: QueuedEvent): Promise<string> {
     const { signer } = this.keys;
     const body =
       event.type === 'verification'
@@ -224,10 +225,12 @@ export class SharedSignals {
       .sign(signer.privateKey);
   }
 
-  /** The client's own stream; another client's is as unknown as one that does not exist. */
-  private async ownStream(clientId: string, streamId: string): Promise<StreamRecord> {
+  /** The client's own stream (of that delivery method); another client's is as unknown as one that does not exist. */
+  private async ownStream(clientId: string, streamId: string, deliveryMethod?: DeliveryMethod): Promise<StreamRecord> {
     const stream = await this.store.findStream(streamId);
-    if (!stream || stream.clientId !== clientId) throw new AuthFailure('streamNotFound');
+    if (!stream || stream.clientId !== clientId || (deliveryMethod && stream.deliveryMethod !== deliveryMethod)) {
+      throw new AuthFailure('streamNotFound');
+    }
     return stream;
   }
 
@@ -236,13 +239,19 @@ export class SharedSignals {
     if (!(await write)) throw new AuthFailure('streamNotFound');
   }
 
-  /** The fields a receiver sets, from its request; a poll stream's URL is the transmitter's. */
+  /** The fields a receiver sets, from its request; a poll stream's URL is the transmitter's, a push stream's the receiver's. */
   private receiverFields(request: StreamRequest) {
-    if ((request.delivery?.method ?? POLL_DELIVERY) !== POLL_DELIVERY) throw new AuthFailure('streamDeliveryInvalid');
+    const {
+      method = POLL_DELIVERY,
+      endpoint_url: endpointUrl,
+      authorization_header: authorizationHeader,
+    } = request.delivery ?? {};
+    const push = method === PUSH_DELIVERY;
+    if (!(method === POLL_DELIVERY || (push && isHttpUrl(endpointUrl)))) throw new AuthFailure('streamDeliveryInvalid');
     return {
-      deliveryMethod: POLL_DELIVERY as DeliveryMethod,
-      endpointUrl: null,
-      authorizationHeader: null,
+      deliveryMethod: method,
+      endpointUrl: push ? endpointUrl! : null,
+      authorizationHeader: push ? (authorizationHeader ?? null) : null,
       eventsRequested: request.events_requested ?? EVENTS_SUPPORTED,
       description: request.description ?? null,
     };
@@ -251,7 +260,11 @@ export class SharedSignals {
   /** A stream's receiver fields as a request would set them. */
   private requestOf(stream: StreamRecord): StreamRequest {
     return {
-      delivery: { method: stream.deliveryMethod },
+      delivery: {
+        method: stream.deliveryMethod,
+        ...(stream.endpointUrl === null ? {} : { endpoint_url: stream.endpointUrl }),
+        ...(stream.authorizationHeader === null ? {} : { authorization_header: stream.authorizationHeader }),
+      },
       events_requested: stream.eventsRequested,
       ...(stream.description === null ? {} : { description: stream.description }),
     };
@@ -259,7 +272,7 @@ export class SharedSignals {
 
   /** SSF §8.1.1: the stream as the receiver reads it; the push `authorization_header` is never shown again. */
   private configuration(stream: StreamRecord) {
-    const endpointUrl = `${this.issuer}/ssf/poll/${stream.id}`;
+    const endpointUrl = stream.endpointUrl ?? `${this.issuer}/ssf/poll/${stream.id}`;
     return {
       stream_id: stream.id,
       iss: this.issuer,
@@ -280,3 +293,6 @@ function statusOf(stream: StreamRecord) {
     ...(stream.statusReason === null ? {} : { reason: stream.statusReason }),
   };
 }
+
+const isHttpUrl = (url: string | undefined): url is string =>
+  url !== undefined && URL.canParse(url) && ['http:', 'https:'].includes(new URL(url).protocol);

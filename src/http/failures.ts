@@ -253,7 +253,7 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
   },
   streamDeliveryInvalid: {
     status: 400,
-    message: 'This transmitter delivers by poll only: delivery.method must be urn:ietf:rfc:8936.',
+    message: 'delivery.method must be urn:ietf:rfc:8936 (poll), or urn:ietf:rfc:8935 (push) with an http or https endpoint_url.',
     outcome: 'bad_request',
   },
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type ColumnType, type Generated, type Kysely, type Migration } from 'kysely';
-import { streamsMigration, type StreamTables } from './streams.js';
+import { pushMigration, streamsMigration, type StreamTables } from './streams.js';
 
 /** Epoch seconds in an int8 column: better-sqlite3 reads it as a number, pg as a string. */
 type Instant = ColumnType<number | string, number, number>;
@@ -265,4 +265,5 @@ export const migrations = (backend: Backend): Record<string, Migration> => ({
   },
   // Shared Signals' streams and their queues (docs/design.md §14).
   '0006_ssf_streams': streamsMigration(backend),
+  '0007_ssf_push': pushMigration,
 });

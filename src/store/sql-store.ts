@@ -612,6 +612,14 @@ export class SqlStore implements Store {
     return this.write((db) => this.streams.recordEventErrors(db, streamId, errors), 'several');
   }
 
+  leasePushEvents(now: number, leasedUntil: number, limit: number) {
+    return this.write((db) => this.streams.leasePushEvents(db, now, leasedUntil, limit), 'several');
+  }
+
+  deferPushEvent(jti: string, nextAttemptAt: number): Promise<void> {
+    return this.write((db) => this.streams.deferPushEvent(db, jti, nextAttemptAt));
+  }
+
   purgeExpiredEvents(before: number): Promise<number> {
     return this.write((db) => this.streams.purgeExpiredEvents(db, before));
   }

@@ -1,11 +1,12 @@
 import { sql, type ColumnType, type Generated, type Kysely, type Migration, type Selectable } from 'kysely';
-import type {
-  DeliveryMethod,
-  QueuedEvent,
-  QueuedEventType,
-  SetError,
-  StreamRecord,
-  StreamStatus,
+import {
+  PUSH_DELIVERY,
+  type DeliveryMethod,
+  type QueuedEvent,
+  type QueuedEventType,
+  type SetError,
+  type StreamRecord,
+  type StreamStatus,
 } from '../domain/security-events.js';
 import { REVOCATION_CHANNEL, type Backend, type Database } from './schema.js';
 
@@ -45,6 +46,10 @@ export interface StreamTables {
     /** What the receiver reported (`setErrs`); such an event is not delivered again. */
     error_code: string | null;
     error_description: string | null;
+    /** Push (migration 0007): attempts so far, when the next may start, and until when one process holds it (epoch ms). */
+    attempts: ColumnType<number, number | undefined, number>;
+    next_attempt_at: ColumnType<number | string, number | undefined, number>;
+    leased_until: ColumnType<number | string, number | undefined, number>;
   };
 }
 
@@ -125,6 +130,25 @@ export const streamsMigration = (backend: Backend): Migration => ({
   },
 });
 
+/** Push delivery's columns (docs/design.md §14): new events are due at once and held by nobody. */
+export const pushMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .alterTable('ssf_events')
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema
+      .alterTable('ssf_events')
+      .addColumn('next_attempt_at', 'bigint', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema
+      .alterTable('ssf_events')
+      .addColumn('leased_until', 'bigint', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.createIndex('ssf_events_next_attempt_at').on('ssf_events').column('next_attempt_at').execute();
+  },
+};
+
 const instant = (value: number | string) => Number(value);
 
 function streamOf(row: Selectable<StreamTables['ssf_streams']>): StreamRecord {
@@ -153,6 +177,7 @@ function eventOf(row: Selectable<StreamTables['ssf_events']>): QueuedEvent {
     reason: row.reason,
     state: row.state,
     eventTimestamp: instant(row.event_timestamp),
+    attempts: row.attempts,
   };
 }
 
@@ -286,6 +311,39 @@ export function streamStatements(backend: Backend, sessionRevoked: string) {
         recorded += Number(result.numUpdatedRows);
       }
       return recorded;
+    },
+    async leasePushEvents(db: AnyDb, now: number, leasedUntil: number, limit: number): Promise<QueuedEvent[]> {
+      const due = db
+        .selectFrom('ssf_events')
+        .select('seq')
+        .where('stream_id', 'in', (eb) =>
+          eb
+            .selectFrom('ssf_streams')
+            .select('id')
+            .where('delivery_method', '=', PUSH_DELIVERY)
+            .where('status', '=', 'enabled' satisfies StreamStatus),
+        )
+        .where('error_code', 'is', null)
+        .where('next_attempt_at', '<=', now)
+        .where('leased_until', '<=', now)
+        .orderBy('seq')
+        .limit(limit)
+        // Instances leasing at once take different rows instead of waiting for each other's.
+        .$if(backend === 'postgres', (select) => select.forUpdate().skipLocked());
+      const rows = await db
+        .updateTable('ssf_events')
+        .set((eb) => ({ leased_until: leasedUntil, attempts: eb('attempts', '+', 1) }))
+        .where('seq', 'in', due)
+        .returningAll()
+        .execute();
+      return rows.map(eventOf).sort((a, b) => a.eventTimestamp - b.eventTimestamp);
+    },
+    async deferPushEvent(db: AnyDb, jti: string, nextAttemptAt: number): Promise<void> {
+      await db
+        .updateTable('ssf_events')
+        .set({ next_attempt_at: nextAttemptAt, leased_until: 0 })
+        .where('jti', '=', jti)
+        .execute();
     },
     async purgeExpiredEvents(db: AnyDb, before: number): Promise<number> {
       const result = await db.deleteFrom('ssf_events').where('expires_at', '<', before).executeTakeFirst();
