@@ -240,18 +240,27 @@ export class SharedSignals {
   }
 
   /** The fields a receiver sets, from its request; a poll stream's URL is the transmitter's, a push stream's the receiver's. */
-  private receiverFields(request: StreamRequest) {
+  private receiverFields(
+    request: StreamRequest,
+  ): Pick<StreamRecord, 'deliveryMethod' | 'endpointUrl' | 'authorizationHeader' | 'eventsRequested' | 'description'> {
     const {
       method = POLL_DELIVERY,
       endpoint_url: endpointUrl,
       authorization_header: authorizationHeader,
     } = request.delivery ?? {};
-    const push = method === PUSH_DELIVERY;
-    if (!(method === POLL_DELIVERY || (push && isHttpUrl(endpointUrl)))) throw new AuthFailure('streamDeliveryInvalid');
+    if (method === POLL_DELIVERY)
+      return { ...this.receiverEvents(request), deliveryMethod: POLL_DELIVERY, endpointUrl: null, authorizationHeader: null };
+    if (method !== PUSH_DELIVERY || !isHttpUrl(endpointUrl)) throw new AuthFailure('streamDeliveryInvalid');
     return {
-      deliveryMethod: method,
-      endpointUrl: push ? endpointUrl! : null,
-      authorizationHeader: push ? (authorizationHeader ?? null) : null,
+      ...this.receiverEvents(request),
+      deliveryMethod: PUSH_DELIVERY,
+      endpointUrl,
+      authorizationHeader: authorizationHeader ?? null,
+    };
+  }
+
+  private receiverEvents(request: StreamRequest) {
+    return {
       eventsRequested: request.events_requested ?? EVENTS_SUPPORTED,
       description: request.description ?? null,
     };
