@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { PUSH_DELIVERY, type QueuedEvent, type StreamRecord } from './domain/security-events.js';
 import type { SharedSignals } from './domain/shared-signals.js';
 import { StoreChanges } from './domain/store-changes.js';
@@ -46,10 +47,12 @@ export class PushDelivery {
     private readonly store: Store,
     private readonly signals: Pick<SharedSignals, 'sign'>,
     private readonly logger: Logger,
-    /** Seconds from a session's end to its SET's delivery, for the metrics. */
-    private readonly delivered: (seconds: number) => void = () => {},
+    /** Hears each SET a receiver accepted, with the seconds since it was queued. */
+    private readonly delivered: (method: 'push', seconds: number) => void = () => {},
   ) {
     this.changes = new StoreChanges(store);
+    // Each push in flight listens for the stop, and the wait between leases too.
+    setMaxListeners(PUSH_BATCH + 1, this.stopping.signal);
   }
 
   start(): void {
@@ -108,7 +111,7 @@ export class PushDelivery {
     const answer = await this.post(stream, await this.signals.sign(stream, event));
     if ('status' in answer && answer.status === 202) {
       await this.store.acknowledgeEvents(stream.id, [event.jti]);
-      this.delivered(Math.max(0, Date.now() / 1000 - event.eventTimestamp));
+      this.delivered('push', Math.max(0, Date.now() - event.queuedAt) / 1000);
       return;
     }
     if ('status' in answer && answer.status === 400 && answer.err !== undefined) {

@@ -19,6 +19,7 @@ import { countLiveSessions, Metrics } from './metrics.js';
 import type { Registry } from 'prom-client';
 import { openStore } from './store/open.js';
 import { PushDelivery } from './push-delivery.js';
+import { watchSecurityEventQueues } from './ssf-queues.js';
 import type { Store } from './domain/store.js';
 
 /** Expired sessions are deleted this often, so storage stays bounded by live sessions. */
@@ -165,8 +166,8 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const lifetimes = { accessTtl: config.accessTokenTtl, refreshTtl: config.refreshTokenTtl };
   const tokens = new Tokens(keys, lifetimes, clock, metrics.verified);
   const feed = new RevocationFeed(store);
-  const signals = new SharedSignals(store, keys, clock, config.issuer, logger);
-  const pushes = new PushDelivery(store, signals, logger);
+  const signals = new SharedSignals(store, keys, clock, config.issuer, logger, metrics.securityEventDelivered);
+  const pushes = new PushDelivery(store, signals, logger, metrics.securityEventDelivered);
   const signIn = { challenge: config.signInChallenge, challengeTtl: config.signInChallengeTtl };
   const auth = new Authentication(store, tokens, clock, signIn, metrics.verified);
   const api = await createApi({
@@ -229,6 +230,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const stopCounting = parts.cluster
     ? () => {}
     : await countLiveSessions(metrics.registry, () => store.countLiveSessions(epochSeconds(clock)), logger);
+  const stopWatchingQueues = parts.cluster ? () => {} : await watchSecurityEventQueues(metrics.registry, store, logger);
   const management = parts.cluster ? undefined : await startManagementServer(config, logger, () => metrics.registry.metrics());
   // Every process that serves pushes too: each leases the SETs it pushes (docs/design.md §14).
   pushes.start();
@@ -249,6 +251,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     async close() {
       stopPurging();
       stopCounting();
+      stopWatchingQueues();
       stopFollowingWithdrawals();
       feed.close(); // long polls answer now instead of holding the drain
       signals.close();

@@ -11,6 +11,7 @@ import { startManagementServer } from './management.js';
 import { countLiveSessions } from './metrics.js';
 import type { ClusterLinks, ServerParts } from './server.js';
 import { purgeExpiredEntries } from './server.js';
+import { watchSecurityEventQueues } from './ssf-queues.js';
 import { openStore } from './store/open.js';
 
 /**
@@ -86,6 +87,7 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   const workerMetrics = new AggregatorRegistry();
   const ownMetrics = new Registry();
   const stopCounting = await countLiveSessions(ownMetrics, () => store.countLiveSessions(epochSeconds(systemClock)), logger);
+  const stopWatchingQueues = await watchSecurityEventQueues(ownMetrics, store, logger);
   const management = await startManagementServer(config, logger, async () => {
     const [workers, own] = await Promise.all([workerMetrics.clusterMetrics(), ownMetrics.metrics()]);
     return workers + own;
@@ -159,6 +161,7 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
       closing = true;
       stopPurging();
       stopCounting();
+      stopWatchingQueues();
       await management.close();
       // Each worker drains its requests in flight with its own store, then exits.
       for (const worker of running) worker.process.kill('SIGTERM');

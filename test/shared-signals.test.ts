@@ -19,6 +19,11 @@ import {
 } from './support/harness.js';
 import { decodePart } from './support/tokens.js';
 import { signInBody } from './support/vectors.js';
+import { sample, scrape } from './support/metrics.js';
+import { Writable } from 'node:stream';
+import { Registry } from 'prom-client';
+import { createLogger } from '../src/logger.js';
+import { watchSecurityEventQueues } from '../src/ssf-queues.js';
 
 // A Shared Signals receiver written from the standards, not from the service's code: SSF 1.0
 // (metadata §7.1, streams §8.1), RFC 8936 (poll), RFC 8417 (SETs) and CAEP 1.0
@@ -503,6 +508,87 @@ for (const backend of DATABASES) {
       } finally {
         await pushed.close();
       }
+    });
+
+    test('propagation: a logout reaches a polling receiver and a push receiver, each within 1 s at p99', async () => {
+      const pushed = await startPushReceiver();
+      const polling = new Receiver(t);
+      await polling.subscribe();
+      const pushing = new Receiver(t);
+      await pushing.subscribe(pushTo(pushed.url));
+      const sessionOf = (set: string) => (decodePart(set, 1).sub_id as { session: { id: string } }).session.id;
+      const polled = new Map<string, number>();
+      let polling_ = true;
+      const pollLoop = (async () => {
+        let ack: string[] = [];
+        while (polling_) {
+          const { sets } = await polling.poll({ ack, maxEvents: 100 });
+          for (const set of Object.values(sets)) polled.set(sessionOf(set), performance.now());
+          ack = Object.keys(sets);
+        }
+      })();
+      const until = async (seen: () => boolean) => {
+        while (!seen()) await settle(5);
+      };
+      const latencies = { poll: [] as number[], push: [] as number[] };
+      try {
+        for (let i = 0; i < 40; i++) {
+          const session = await t.newSession();
+          const sid = decodePart(session.accessToken, 1).sid as string;
+          const started = performance.now();
+          assert.equal((await t.logout(session.accessToken)).status, 200);
+          await Promise.all([
+            until(() => polled.has(sid)).then(() => latencies.poll.push(polled.get(sid)! - started)),
+            until(() => pushed.received.some(({ set }) => sessionOf(set) === sid)).then(() =>
+              latencies.push.push(performance.now() - started),
+            ),
+          ]);
+        }
+      } finally {
+        polling_ = false;
+        await t.logout((await t.newSession()).accessToken); // answers the last long poll
+        await pollLoop;
+        await pushed.close();
+      }
+      const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.ceil(values.length * 0.99) - 1];
+      console.log(`propagation p99: poll ${p99(latencies.poll).toFixed(0)} ms, push ${p99(latencies.push).toFixed(0)} ms`);
+      assert.ok(p99(latencies.poll) <= 1000, `poll p99 ${p99(latencies.poll)} ms`);
+      assert.ok(p99(latencies.push) <= 1000, `push p99 ${p99(latencies.push)} ms`);
+      const metrics = await scrape(t.server.managementUrl);
+      assert.ok(sample(metrics, 'fib_auth_ssf_delivery_seconds_count{method="poll"}')! >= 40);
+      assert.ok(sample(metrics, 'fib_auth_ssf_delivery_seconds_count{method="push"}')! >= 40);
+    });
+
+    test('a queue past its bound loses its oldest SETs, and the metric and the log say so', async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      const sessions: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const session = await t.newSession();
+        assert.equal((await t.logout(session.accessToken)).status, 200);
+        sessions.push(decodePart(session.accessToken, 1).sid as string);
+      }
+      const registry = new Registry();
+      const lines: { msg: string; streamId?: string; dropped?: number }[] = [];
+      const sink = new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(
+            ...String(chunk)
+              .split('\n')
+              .filter(Boolean)
+              .map((line) => JSON.parse(line) as (typeof lines)[number]),
+          );
+          done();
+        },
+      });
+      const stop = await watchSecurityEventQueues(registry, t.server.store, createLogger('info', sink), 2);
+      stop();
+      const depth = sample(await registry.metrics(), `fib_auth_ssf_queue_depth{stream_id="${receiver.stream.stream_id}"}`);
+      assert.equal(depth, 3, 'counted before the bound was applied');
+      const dropped = lines.find((line) => line.streamId === receiver.stream.stream_id && line.msg.includes('passed its bound'));
+      assert.equal(dropped?.dropped, 1);
+      const kept = (await receiver.drain()).map((event) => event.sub_id.session?.id);
+      assert.deepEqual(kept, sessions.slice(1), 'the newest two are kept');
     });
 
     test('the SET header is typed secevent+jwt and names the signing key', async () => {

@@ -48,6 +48,8 @@ export interface QueuedEvent {
   state: string | null;
   /** When it happened (epoch seconds): the event's `event_timestamp` and the SET's `iat`. */
   eventTimestamp: number;
+  /** When it was queued (epoch ms), where its delivery latency starts. */
+  queuedAt: number;
   /** Push attempts so far, this one included once leased. */
   attempts: number;
 }
@@ -76,8 +78,12 @@ export interface SecurityEventStore {
   queueVerification(streamId: string, jti: string, state: string | null, now: number, expiresAt: number): Promise<boolean>;
   /** The oldest events of the stream neither acknowledged nor reported in error, at most `limit`, and whether more wait. */
   pendingEvents(streamId: string, limit: number): Promise<{ events: QueuedEvent[]; more: boolean }>;
-  /** Removes these events of the stream from its queue; returns how many were there. */
-  acknowledgeEvents(streamId: string, jtis: readonly string[]): Promise<number>;
+  /** Removes these events of the stream from its queue; returns when each that was there had been queued (epoch ms). */
+  acknowledgeEvents(streamId: string, jtis: readonly string[]): Promise<number[]>;
+  /** Each stream's pending events: how many, and when the oldest was queued (epoch ms). */
+  queueDepths(): Promise<{ streamId: string; depth: number; oldestQueuedAt: number }[]>;
+  /** Deletes the oldest events of the stream beyond the newest `keep`; returns how many. */
+  trimQueue(streamId: string, keep: number): Promise<number>;
   /** Keeps these events (until they expire) but never delivers them again; returns how many were pending. */
   recordEventErrors(streamId: string, errors: readonly SetError[]): Promise<number>;
   /**

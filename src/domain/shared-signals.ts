@@ -78,6 +78,8 @@ export class SharedSignals {
     /** The origin this service is known by: `iss`, and the base of every URL it gives out. */
     private readonly issuer: string,
     private readonly logger: Logger,
+    /** Hears each SET a poll acknowledged, with the seconds since it was queued. */
+    private readonly delivered: (method: 'poll', seconds: number) => void = () => {},
     private readonly pollMaxWaitSeconds = POLL_MAX_WAIT_SECONDS,
   ) {
     this.changes = new StoreChanges(store);
@@ -161,7 +163,8 @@ export class SharedSignals {
    */
   async poll(clientId: string, streamId: string, request: PollRequest, gone?: AbortSignal) {
     const stream = await this.ownStream(clientId, streamId, POLL_DELIVERY);
-    await this.store.acknowledgeEvents(streamId, request.ack ?? []);
+    const acknowledged = await this.store.acknowledgeEvents(streamId, request.ack ?? []);
+    for (const queuedAt of acknowledged) this.delivered('poll', Math.max(0, Date.now() - queuedAt) / 1000);
     const errors: SetError[] = Object.entries(request.setErrs ?? {}).map(([jti, { err, description }]) => ({
       jti,
       err,

@@ -604,8 +604,16 @@ export class SqlStore implements Store {
     return this.streams.pendingEvents(this.db, streamId, limit);
   }
 
-  acknowledgeEvents(streamId: string, jtis: readonly string[]): Promise<number> {
+  acknowledgeEvents(streamId: string, jtis: readonly string[]): Promise<number[]> {
     return this.write((db) => this.streams.acknowledgeEvents(db, streamId, jtis));
+  }
+
+  queueDepths() {
+    return this.streams.queueDepths(this.db);
+  }
+
+  trimQueue(streamId: string, keep: number): Promise<number> {
+    return this.write((db) => this.streams.trimQueue(db, streamId, keep));
   }
 
   recordEventErrors(streamId: string, errors: readonly SetError[]): Promise<number> {

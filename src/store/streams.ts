@@ -43,6 +43,8 @@ export interface StreamTables {
     event_timestamp: Instant;
     /** After this the session's tokens have all expired: the event says nothing any more. */
     expires_at: Instant;
+    /** When it was queued, in epoch milliseconds: the start of its delivery latency. */
+    queued_at: Instant;
     /** What the receiver reported (`setErrs`); such an event is not delivered again. */
     error_code: string | null;
     error_description: string | null;
@@ -68,18 +70,20 @@ const sessionEndTriggers: Record<Backend, string[]> = {
     `create trigger sessions_end_queues_security_events after update of revoked_at on sessions
        when old.revoked_at is null and new.revoked_at is not null
      begin
-       insert into ssf_events (stream_id, jti, event_type, sid, email, reason, event_timestamp, expires_at)
+       insert into ssf_events (stream_id, jti, event_type, sid, email, reason, event_timestamp, expires_at, queued_at)
        select id, lower(hex(randomblob(16))), 'session-revoked', new.id, new.user_email, new.revoked_reason,
-              new.revoked_at, max(new.access_expires_at, new.refresh_expires_at)
+              new.revoked_at, max(new.access_expires_at, new.refresh_expires_at),
+              cast((julianday('now') - 2440587.5) * 86400000 as integer)
        from ssf_streams where status <> 'disabled' and session_revoked = 1;
      end`,
   ],
   postgres: [
     `create function sessions_end_queues_security_events() returns trigger language plpgsql as $$
      begin
-       insert into ssf_events (stream_id, jti, event_type, sid, email, reason, event_timestamp, expires_at)
+       insert into ssf_events (stream_id, jti, event_type, sid, email, reason, event_timestamp, expires_at, queued_at)
        select id, replace(gen_random_uuid()::text, '-', ''), 'session-revoked', new.id, new.user_email, new.revoked_reason,
-              new.revoked_at, greatest(new.access_expires_at, new.refresh_expires_at)
+              new.revoked_at, greatest(new.access_expires_at, new.refresh_expires_at),
+              (extract(epoch from clock_timestamp()) * 1000)::bigint
        from ssf_streams where status <> 'disabled' and session_revoked = 1;
        return null;
      end $$`,
@@ -121,6 +125,7 @@ export const streamsMigration = (backend: Backend): Migration => ({
       .addColumn('state', 'text')
       .addColumn('event_timestamp', 'bigint', (c) => c.notNull())
       .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('queued_at', 'bigint', (c) => c.notNull())
       .addColumn('error_code', 'text')
       .addColumn('error_description', 'text')
       .execute();
@@ -177,6 +182,7 @@ function eventOf(row: Selectable<StreamTables['ssf_events']>): QueuedEvent {
     reason: row.reason,
     state: row.state,
     eventTimestamp: instant(row.event_timestamp),
+    queuedAt: instant(row.queued_at),
     attempts: row.attempts,
   };
 }
@@ -256,7 +262,7 @@ export function streamStatements(backend: Backend, sessionRevoked: string) {
     ): Promise<boolean> {
       const result = await db
         .insertInto('ssf_events')
-        .columns(['stream_id', 'jti', 'event_type', 'state', 'event_timestamp', 'expires_at'])
+        .columns(['stream_id', 'jti', 'event_type', 'state', 'event_timestamp', 'expires_at', 'queued_at'])
         .expression(
           db
             .selectFrom('ssf_streams')
@@ -268,6 +274,7 @@ export function streamStatements(backend: Backend, sessionRevoked: string) {
               sql<string>`cast(${state} as text)`.as('state'),
               sql<number>`cast(${now} as bigint)`.as('event_timestamp'),
               sql<number>`cast(${expiresAt} as bigint)`.as('expires_at'),
+              sql<number>`cast(${Date.now()} as bigint)`.as('queued_at'),
             ])
             .where('id', '=', streamId)
             .where('status', '<>', 'disabled'),
@@ -288,12 +295,37 @@ export function streamStatements(backend: Backend, sessionRevoked: string) {
         .execute();
       return { events: rows.slice(0, limit).map(eventOf), more: rows.length > limit };
     },
-    async acknowledgeEvents(db: AnyDb, streamId: string, jtis: readonly string[]): Promise<number> {
-      if (jtis.length === 0) return 0;
-      const result = await db
+    async acknowledgeEvents(db: AnyDb, streamId: string, jtis: readonly string[]): Promise<number[]> {
+      if (jtis.length === 0) return [];
+      const rows = await db
         .deleteFrom('ssf_events')
         .where('stream_id', '=', streamId)
         .where('jti', 'in', jtis)
+        .returning('queued_at')
+        .execute();
+      return rows.map((row) => instant(row.queued_at));
+    },
+    async queueDepths(db: AnyDb): Promise<{ streamId: string; depth: number; oldestQueuedAt: number }[]> {
+      const rows = await db
+        .selectFrom('ssf_events')
+        .select((eb) => ['stream_id', eb.fn.countAll<number | string>().as('depth'), eb.fn.min('queued_at').as('oldest')])
+        .where('error_code', 'is', null)
+        .groupBy('stream_id')
+        .execute();
+      return rows.map((row) => ({ streamId: row.stream_id, depth: Number(row.depth), oldestQueuedAt: Number(row.oldest) }));
+    },
+    /** Deletes the oldest events of the stream beyond the newest `keep`; returns how many. */
+    async trimQueue(db: AnyDb, streamId: string, keep: number): Promise<number> {
+      const newest = db
+        .selectFrom('ssf_events')
+        .select('seq')
+        .where('stream_id', '=', streamId)
+        .orderBy('seq', 'desc')
+        .limit(keep);
+      const result = await db
+        .deleteFrom('ssf_events')
+        .where('stream_id', '=', streamId)
+        .where('seq', 'not in', newest)
         .executeTakeFirst();
       return Number(result.numDeletedRows);
     },
