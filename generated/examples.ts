@@ -2840,7 +2840,7 @@ export const contractExamples = {
           "status": {
             "code": 400,
             "name": "Bad Request",
-            "message": "The request body field 'maxEvents' must be <= 1000."
+            "message": "The request body field 'maxEvents' must be <= 400."
           },
           "data": {}
         }

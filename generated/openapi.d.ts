@@ -782,7 +782,10 @@ export interface components {
          *     acknowledged nor reported is delivered again in later answers.
          */
         PollRequest: {
-            /** @description SETs to answer at most (100 when absent); 0 only acknowledges. */
+            /**
+             * @description SETs to answer at most (100 when absent); 0 only acknowledges. At most 400, so that the
+             *     next poll can acknowledge them all within the 16 KiB a request body may hold.
+             */
             maxEvents?: number;
             /**
              * @description False (the default) waits up to 25 seconds for a SET when none is queued; true answers at

@@ -21,7 +21,7 @@ import type { Store } from './store.js';
 export const EVENTS_SUPPORTED = [SESSION_REVOKED];
 /** How long a poll with `returnImmediately: false` waits at most, below common proxy idle timeouts (60 s). */
 export const POLL_MAX_WAIT_SECONDS = 25;
-/** SETs per poll answer when the receiver does not say (`maxEvents`); it may ask for up to 1000. */
+/** SETs per poll answer when the receiver does not say (`maxEvents`); it may ask for up to 400 (the contract's bound). */
 export const POLL_DEFAULT_MAX_EVENTS = 100;
 /**
  * A queued event is purged this long after it expires (docs/design.md §14): a session's event
