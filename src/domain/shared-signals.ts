@@ -187,9 +187,9 @@ export class SharedSignals {
       const { events, more } = await this.store.pendingEvents(streamId, maxEvents);
       const remaining = deadline - performance.now();
       if (events.length > 0 || more || maxEvents === 0 || remaining <= 0 || this.changes.closed || gone?.aborted) {
-        const sets: Record<string, string> = {};
-        for (const event of events) sets[event.jti] = await this.sign(stream, event);
-        return { sets, moreAvailable: more };
+        // Signed side by side: each signature waits for libuv's pool, not for the one before.
+        const signed = await Promise.all(events.map(async (event) => [event.jti, await this.sign(stream, event)] as const));
+        return { sets: Object.fromEntries(signed), moreAvailable: more };
       }
       if (!(await this.changes.since(seen, remaining, gone))) return { sets: {}, moreAvailable: false };
     }
