@@ -17,7 +17,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { packageRoot } from '../src/package-root.js';
 import { startServerWithStoreHooks, type StoreHooks } from '../test/support/store-hooks.js';
 import { isEnvelope, resolvedContract, type ResolvedContract, type TestServer } from '../test/support/harness.js';
-import { CONTRACT_SERVER_ENV, freshAddress, scenarios, type Scenario } from './scenarios.js';
+import { CONTRACT_SERVER_ENV, freshAddress, NO_CONTENT, scenarios, type Scenario } from './scenarios.js';
 
 /** What the hooks read and change of a Dredd transaction. */
 interface Transaction {
@@ -112,12 +112,14 @@ function plan(contract: ResolvedContract, again?: AgainThrough): { descriptions:
   for (const [path, pathItem] of Object.entries(contract.paths)) {
     for (const [method, operation] of Object.entries(pathItem)) {
       for (const [status, response] of Object.entries(operation.responses)) {
-        const [[mediaType, media]] = Object.entries(response.content);
+        // A response without a body (204) is one transaction, planned as the example NO_CONTENT.
+        const [[mediaType, media]] = response.content
+          ? Object.entries(response.content)
+          : [[undefined, { schema: {}, examples: { [NO_CONTENT]: { value: undefined } } }]];
         for (const [example, { value }] of Object.entries(media.examples)) {
-          const single = {
-            ...response,
-            content: { [mediaType]: { ...media, examples: { [example]: media.examples[example] } } },
-          };
+          const single = mediaType
+            ? { ...response, content: { [mediaType]: { ...media, examples: { [example]: media.examples[example] } } } }
+            : response;
           const scenario = scenarios[operation.operationId]?.[example];
           scenarioNames.delete(`${operation.operationId} ${example}`);
           if (!scenario) missing.push(`${operation.operationId} ${status} ${example}`);
@@ -133,7 +135,7 @@ function plan(contract: ResolvedContract, again?: AgainThrough): { descriptions:
               }),
             );
             if (!scenario) continue;
-            planned.set([title, path, operation.summary, status, mediaType].join(' > '), {
+            planned.set([title, path, operation.summary, status, ...(mediaType ? [mediaType] : [])].join(' > '), {
               status: Number(status),
               example,
               value,
@@ -222,15 +224,17 @@ export async function verifyContract(t: TestServer, store: StoreHooks, again?: A
       // byte for byte and cannot apply a schema to text, so status and headers are checked, and
       // test/operations.test.ts reads the metrics themselves.
       if (typeof expected.value === 'string') delete transaction.expected.body;
-      else transaction.expected.bodySchema = expected.schema;
+      else if (expected.value !== undefined) transaction.expected.bodySchema = expected.schema; // none for a 204
       expected
         .scenario({ t, store })
         .then(
           (change) => {
-            if (change.query !== undefined) {
-              // Dredd already filled the query from the parameters' defaults: replace it.
-              transaction.request.uri = `${transaction.request.uri.split('?')[0]}?${change.query}`;
-              transaction.fullPath = `${transaction.fullPath.split('?')[0]}?${change.query}`;
+            if (change.query !== undefined || change.path !== undefined) {
+              // Dredd already filled the path and query from the parameters' examples and defaults: replace them.
+              const [path, query] = transaction.request.uri.split('?');
+              const uri = `${change.path ?? path}${change.query === undefined ? (query === undefined ? '' : `?${query}`) : `?${change.query}`}`;
+              transaction.request.uri = uri;
+              transaction.fullPath = uri;
             }
             // Each transaction comes from an address of its own, unless its scenario chose one.
             Object.assign(transaction.request.headers, { 'X-Forwarded-For': freshAddress() }, change.headers);

@@ -14,6 +14,9 @@ import { ALICE, ALICE_SIGN_IN, BOB_SIGNATURE, ed25519FromSeed, publicKeyHexOf, s
 import { BASE } from '../test/support/api.js';
 import { rawCall } from '../test/support/harness.js';
 
+/** The name of the one transaction of a response without a body (204), whose scenario makes it happen. */
+export const NO_CONTENT = 'NoContent';
+
 export interface ScenarioContext {
   t: TestServer;
   /** The server's store, which fails on demand: the only way to make a 500 happen. */
@@ -27,6 +30,8 @@ export interface RequestChange {
   body?: string;
   /** A query string to add to the path. */
   query?: string;
+  /** The path to send instead of the one Dredd filled from the parameters' examples. */
+  path?: string;
   /** The store fails while this request runs. */
   storeFails?: boolean;
 }
@@ -237,6 +242,54 @@ async function refreshTokenUsedBefore({ t }: ScenarioContext): Promise<RequestCh
   return bearer(session.refreshToken);
 }
 
+/** A JSON body sent with the credentials of a client registered for this request. */
+async function asClient(c: ScenarioContext, body?: unknown): Promise<RequestChange> {
+  return { ...(await clientCredentials(c)), ...(body === undefined ? {} : json(body)) };
+}
+
+/** A client registered for this request, with a poll stream of its own. */
+async function withStream(c: ScenarioContext): Promise<{ credentials: RequestChange; streamId: string }> {
+  const credentials = await clientCredentials(c);
+  const reply = await rawCall(c.t.url, 'POST', '/ssf/streams', { headers: credentials.headers, body: {} });
+  assert.equal(reply.status, 201, JSON.stringify(reply.body));
+  return { credentials, streamId: (reply.body as { stream_id: string }).stream_id };
+}
+
+/** The scenarios every Shared Signals stream operation shares; `request` names the stream as the operation does. */
+function streamScenarios(request: (streamId: string) => RequestChange): Record<string, Scenario> {
+  return {
+    ...clientScenarios,
+    StreamNotFound: async (c) => merged(await clientCredentials(c), request(randomUUID())),
+    TooManyRefusedRequests: async (c) => merged(await clientCredentials(c), request(randomUUID()), await overTheAddressLimit(c)),
+    InternalServerError: async (c) => ({ ...merged(await clientCredentials(c), request(randomUUID())), storeFails: true }),
+  };
+}
+
+/** The refusals of a Shared Signals request's JSON body: too large, or not JSON at all. */
+const ssfBodyScenarios: Record<string, Scenario> = {
+  PayloadTooLarge: async (c) => merged(await clientCredentials(c), json({ padding: 'x'.repeat(16 * 1024) })),
+  UnsupportedMediaType: async (c) => merged(await clientCredentials(c), json({}), { headers: { 'Content-Type': 'text/plain' } }),
+};
+
+/** A request that names its stream in the query, the body (with `fields`), or the path. */
+const inQuery = (streamId: string): RequestChange => ({ query: `stream_id=${streamId}` });
+const inBody =
+  (fields: object = {}) =>
+  (streamId: string): RequestChange =>
+    json({ stream_id: streamId, ...fields });
+const inPath =
+  (fields: object = {}) =>
+  (streamId: string): RequestChange => ({ path: `/ssf/poll/${streamId}`, ...json(fields) });
+
+/** A stream operation's request on a fresh stream of its own client. */
+function onOwnStream(request: (streamId: string) => RequestChange, before?: (c: ScenarioContext) => Promise<unknown>): Scenario {
+  return async (c) => {
+    const { credentials, streamId } = await withStream(c);
+    await before?.(c);
+    return merged(credentials, request(streamId));
+  };
+}
+
 /** Every named example of every operation's responses, by operationId. */
 /** An email one character longer than an email may be. */
 const EMAIL_TOO_LONG = `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(62)}`;
@@ -427,5 +480,72 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   },
   getAuthorizationServerMetadata: {
     AuthorizationServerMetadataSample: () => Promise.resolve({}),
+  },
+  getSsfConfiguration: {
+    SsfConfigurationSample: () => Promise.resolve({}),
+  },
+  createStream: {
+    ...clientScenarios,
+    ...ssfBodyScenarios,
+    TooManyRefusedRequests: async (c) => merged(await clientCredentials(c), json({}), await overTheAddressLimit(c)),
+    StreamCreatedForPoll: (c) => asClient(c, { delivery: { method: 'urn:ietf:rfc:8936' }, description: 'Orders service (Go)' }),
+    StreamCreatedForPush: (c) =>
+      asClient(c, {
+        // A port nobody listens on: the pushes that follow fail at once, and are retried until the server stops.
+        delivery: { method: 'urn:ietf:rfc:8935', endpoint_url: 'http://127.0.0.1:9/ssf/events' },
+        description: 'Billing service (Java)',
+      }),
+    StreamDeliveryInvalid: (c) => asClient(c, { delivery: { method: 'urn:ietf:rfc:8935' } }),
+    StreamEventsNotList: (c) => asClient(c, { events_requested: 'session-revoked' }),
+    BodyNotJson: async (c) => ({ ...(await clientCredentials(c)), body: '{"delivery": ' }),
+    InternalServerError: async (c) => ({ ...(await asClient(c, {})), storeFails: true }),
+  },
+  readStreams: {
+    ...streamScenarios(inQuery),
+    StreamRead: onOwnStream(inQuery),
+    StreamsListed: onOwnStream(() => ({ query: '' })),
+  },
+  replaceStream: {
+    ...streamScenarios(inBody()),
+    ...ssfBodyScenarios,
+    StreamUpdated: onOwnStream(inBody({ description: 'Orders service (Go), production' })),
+    StreamIdMissing: (c) => asClient(c, { description: 'Orders service (Go)' }),
+  },
+  updateStream: {
+    ...streamScenarios(inBody()),
+    ...ssfBodyScenarios,
+    StreamUpdated: onOwnStream(inBody({ description: 'Orders service (Go), production' })),
+    StreamIdMissing: (c) => asClient(c, { description: 'Orders service (Go)' }),
+  },
+  deleteStream: {
+    ...streamScenarios(inQuery),
+    [NO_CONTENT]: onOwnStream(inQuery),
+    StreamIdQueryMissing: async (c) => ({ ...(await clientCredentials(c)), query: '' }),
+  },
+  readStreamStatus: {
+    ...streamScenarios(inQuery),
+    StreamEnabled: onOwnStream(inQuery),
+    StreamIdQueryMissing: async (c) => ({ ...(await clientCredentials(c)), query: '' }),
+  },
+  updateStreamStatus: {
+    ...streamScenarios(inBody({ status: 'paused' })),
+    ...ssfBodyScenarios,
+    StreamPaused: onOwnStream(inBody({ status: 'paused', reason: 'Receiver maintenance' })),
+    StreamStatusInvalid: onOwnStream(inBody({ status: 'stopped' })),
+  },
+  verifyStream: {
+    ...streamScenarios(inBody()),
+    ...ssfBodyScenarios,
+    [NO_CONTENT]: onOwnStream(inBody({ state: 'VGhpcyBpcyBh' })),
+    StreamIdMissing: (c) => asClient(c, { state: 'VGhpcyBpcyBh' }),
+  },
+  pollStream: {
+    ...streamScenarios(inPath({ returnImmediately: true })),
+    ...ssfBodyScenarios,
+    SetsDelivered: onOwnStream(inPath({ maxEvents: 10, returnImmediately: true }), async ({ t }) => {
+      assert.equal((await t.logout((await t.newSession()).accessToken)).status, 200);
+    }),
+    NoSetsWaiting: onOwnStream(inPath({ returnImmediately: true })),
+    PollMaxEventsInvalid: onOwnStream(inPath({ maxEvents: 5000 })),
   },
 };

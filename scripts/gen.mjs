@@ -48,7 +48,8 @@ function examplesModule(contract) {
         const headers = Object.fromEntries(
           Object.entries(response.headers ?? {}).map(([name, header]) => [name, String(header.schema.example)]),
         );
-        for (const [contentType, media] of Object.entries(response.content)) {
+        // A response without a body (204) has no example.
+        for (const [contentType, media] of Object.entries(response.content ?? {})) {
           for (const [name, example] of Object.entries(media.examples)) {
             if (name in examples) throw new Error(`${operation.operationId}: two answers are named ${name}`);
             examples[name] = { status: Number(status), contentType, headers, value: example.value };

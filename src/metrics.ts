@@ -43,6 +43,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly securityEventDeliveries = new Histogram({
+    name: 'fib_auth_ssf_delivery_seconds',
+    help: "Time from a Shared Signals event's queueing to its delivery: acknowledged by a poll, or answered 202 to a push.",
+    labelNames: ['method'],
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+
   constructor() {
     for (const outcome of ['logged_out', ...OUTCOMES]) this.logouts.inc({ outcome }, 0);
     for (const signature of ['token', 'user'] satisfies VerifiedSignature[]) this.verifications.inc({ signature }, 0);
@@ -56,6 +64,10 @@ export class Metrics {
     this.latency.observe(labels, seconds);
     if (operation === 'logout') this.logouts.inc({ outcome: outcome ?? 'logged_out' });
   }
+
+  /** Records one Shared Signals delivery (docs/design.md §15). */
+  readonly securityEventDelivered = (method: 'poll' | 'push', seconds: number): void =>
+    this.securityEventDeliveries.observe({ method }, seconds);
 
   /** Counts one signature verification, as the domain reports them. */
   readonly verified = (signature: VerifiedSignature): void => this.verifications.inc({ signature });

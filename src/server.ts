@@ -6,6 +6,7 @@ import { Clients } from './domain/clients.js';
 import { epochSeconds, systemClock, type Clock } from './domain/clock.js';
 import { KeyRing } from './domain/key-ring.js';
 import { RevocationFeed } from './domain/revocation-feed.js';
+import { SharedSignals } from './domain/shared-signals.js';
 import { Tokens, type TokenIdentity } from './domain/tokens.js';
 import { createApi } from './http/api.js';
 import { answerUnparsedRequest, createApp } from './http/app.js';
@@ -19,6 +20,8 @@ import type { Registry } from 'prom-client';
 import { purgeExpiredEntries } from './store/maintenance.js';
 import { openStore } from './store/open.js';
 import { markAround, phaseTimingRequested } from './request-phases.js';
+import { PushDelivery } from './push-delivery.js';
+import { watchSecurityEventQueues } from './ssf-queues.js';
 import type { Store } from './domain/store.js';
 
 /**
@@ -158,6 +161,8 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   // Phase timing, when on (src/request-phases.ts): a handler that verifies a token does it first.
   if (phaseTimingRequested()) markAround(tokens, 'verify', 'validate', 'verify');
   const feed = new RevocationFeed(store);
+  const signals = new SharedSignals(store, keys, clock, () => identity.issuer, logger, metrics.securityEventDelivered);
+  const pushes = new PushDelivery(store, signals, logger, metrics.securityEventDelivered);
   const auth = new Authentication(store, tokens, clock, config.signInChallenge, lifetimes, metrics.verified);
   const api = await createApi({
     auth,
@@ -167,6 +172,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     feed,
     clients: new Clients(store, clock),
     longPolls: new LongPolls(share(config.maxLongPollsPerClient)),
+    signals,
   });
   const limits = new RateLimits(
     {
@@ -222,7 +228,10 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
   const stopCounting = parts.cluster
     ? () => {}
     : await countLiveSessions(metrics.registry, () => store.countLiveSessions(epochSeconds(clock)), logger);
+  const stopWatchingQueues = parts.cluster ? () => {} : await watchSecurityEventQueues(metrics.registry, store, logger);
   const management = parts.cluster ? undefined : await startManagementServer(config, logger, () => metrics.registry.metrics());
+  // Every process that serves pushes too: each leases the SETs it pushes (docs/design.md §15).
+  pushes.start();
 
   logger.info(
     { port, host: config.host, managementPort: management?.port, keyId: keys.signer.kid },
@@ -240,8 +249,10 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
     async close() {
       stopPurging();
       stopCounting();
+      stopWatchingQueues();
       stopFollowingWithdrawals();
       feed.close(); // long polls answer now instead of holding the drain
+      signals.close();
       closing = true;
       for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
       await new Promise<void>((resolve) => {
@@ -249,6 +260,7 @@ export async function startServer(config: Config, logger: Logger, parts: ServerP
         server.closeIdleConnections();
       });
       await management?.close();
+      await pushes.stop(); // the SETs in flight are given back to the queue first
       await store.close();
     },
   };

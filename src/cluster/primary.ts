@@ -6,6 +6,7 @@ import { stopOn } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { startManagementServer } from '../management.js';
 import { countLiveSessions } from '../metrics.js';
+import { watchSecurityEventQueues } from '../ssf-queues.js';
 import { purgeExpiredEntries } from '../store/maintenance.js';
 import { openStore } from '../store/open.js';
 import { relayCountedRequests } from './limits-relay.js';
@@ -30,6 +31,7 @@ export async function servePrimary(config: Config, logger: Logger): Promise<void
   // The live sessions, counted here once for the whole server, in the primary's own registry.
   const ownMetrics = new Registry();
   const stopCounting = await countLiveSessions(ownMetrics, () => store.countLiveSessions(epochSeconds(systemClock)), logger);
+  const stopWatchingQueues = await watchSecurityEventQueues(ownMetrics, store, logger);
   const management = await startManagementServer(config, logger, clusterMetricsText(ownMetrics));
   const stopRelaying = relayCountedRequests();
   const workers = superviseWorkers(config.workers, logger);
@@ -40,6 +42,7 @@ export async function servePrimary(config: Config, logger: Logger): Promise<void
       const drained = workers.close(); // each worker drains its requests in flight with its own store, then exits
       stopPurging();
       stopCounting();
+      stopWatchingQueues();
       stopRelaying();
       await management.close();
       await drained;

@@ -260,6 +260,18 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
     oauthError: 'invalid_client',
   },
 
+  // §15: Shared Signals' streams, of the client's own
+  streamNotFound: {
+    status: 404,
+    message: 'This client has no stream with that stream_id.',
+    outcome: 'bad_request',
+  },
+  streamDeliveryInvalid: {
+    status: 400,
+    message: 'delivery.method must be urn:ietf:rfc:8936 (poll), or urn:ietf:rfc:8935 (push) with an http or https endpoint_url.',
+    outcome: 'bad_request',
+  },
+
   // §9: the request itself
   noOperation: { status: 404, message: 'No operation exists at this path.', outcome: 'bad_request' },
   methodNotAllowed: {

@@ -48,7 +48,10 @@ export type FailureReason =
   | 'signatureNotVerified'
   // §11: a resource server's client credentials
   | 'clientCredentialsMissing'
-  | 'clientCredentialsInvalid';
+  | 'clientCredentialsInvalid'
+  // §15: Shared Signals' streams
+  | 'streamNotFound'
+  | 'streamDeliveryInvalid';
 
 export class AuthFailure extends Error {
   constructor(readonly reason: FailureReason) {

@@ -1,3 +1,5 @@
+import type { SecurityEventStore } from './security-events.js';
+
 export const ROLES = ['ROLE_PEER', 'ROLE_ADMIN', 'ROLE_DOMAIN_ADMIN'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -104,7 +106,7 @@ export interface RevocationPage {
  * statement whose row count tells whether it happened, so concurrent requests on one session,
  * on one instance or several, cannot both succeed.
  */
-export interface Store {
+export interface Store extends SecurityEventStore {
   /** False when a user with that email already exists. */
   addUser(user: UserRecord): Promise<boolean>;
   /** Removes the user and revokes their sessions; false when there was no such user. */

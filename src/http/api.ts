@@ -72,6 +72,7 @@ function validationMessage(c: Context): string {
   const params = error.params as { missingProperty?: string; additionalProperty?: string; allowedValues?: string[] };
   if (params.missingProperty === 'requestBody') return 'The request body is required.';
   const [, part, ...path] = error.instancePath.split('/');
+  if (part === 'query' && params.missingProperty) return `The query parameter '${params.missingProperty}' is required.`;
   const field = path.join('.');
   const subject =
     part === 'query' ? `The query parameter '${field}'` : field ? `The request body field '${field}'` : 'The request body';

@@ -10,7 +10,7 @@ import { currentPhases, phaseTimingRequested, timeRequest, type Phase } from '..
 import { allowedMethods } from './api.js';
 import { envelope, type Envelope } from '../contract/envelope.js';
 import { MAX_BODY_BYTES, refusalOf, type Outcome, type HttpFailureReason } from '../contract/failures.js';
-import { PlainReply } from './plain-reply.js';
+import { NoContent, PlainReply } from './plain-reply.js';
 import { HttpFailure, refusal } from './refusals.js';
 import type { RateLimits } from './rate-limits.js';
 
@@ -216,9 +216,11 @@ function limitRequests(limits: RateLimits) {
 /** Hands each request to the contract's router and writes what its handler returns. */
 function dispatch(api: OpenAPIBackend) {
   return async (ctx: AppContext) => {
-    const response = (await api.handleRequest(ctx.state.routed!, ctx)) as Envelope<object> | PlainReply<unknown>;
-    if (response instanceof PlainReply) {
-      ctx.status = 200;
+    const response = (await api.handleRequest(ctx.state.routed!, ctx)) as Envelope<object> | PlainReply<unknown> | NoContent;
+    if (response instanceof NoContent) {
+      ctx.status = 204;
+    } else if (response instanceof PlainReply) {
+      ctx.status = response.status;
       ctx.type = response.contentType;
       ctx.set(response.headers);
       ctx.body = response.body;

@@ -7,10 +7,11 @@ import type { Clients } from '../domain/clients.js';
 import type { KeyRing } from '../domain/key-ring.js';
 import type { RevocationFeed } from '../domain/revocation-feed.js';
 import { Lifetimes } from '../domain/lifetimes.js';
+import type { PollRequest, SharedSignals, StreamRequest } from '../domain/shared-signals.js';
 import { SIGN_IN_CLIENT_ID, type IssuedPair, type TokenIdentity } from '../domain/tokens.js';
 import type { Store } from '../domain/store.js';
 import { envelope } from '../contract/envelope.js';
-import { PlainReply } from './plain-reply.js';
+import { NoContent, PlainReply } from './plain-reply.js';
 import { HttpFailure } from './refusals.js';
 import type { LongPolls } from './long-polls.js';
 import { authorizationServerMetadata } from './metadata.js';
@@ -21,13 +22,21 @@ type Responses<Op extends OperationId> = operations[Op]['responses'];
 type Body<Op extends OperationId> = {
   [Code in keyof Responses<Op>]: Responses<Op>[Code] extends { content: infer C } ? C[keyof C] : never;
 }[keyof Responses<Op>];
-type Reply<Op extends OperationId> = Body<Op> | PlainReply<Body<Op>>;
+type Reply<Op extends OperationId> = Body<Op> | PlainReply<Body<Op>> | (204 extends keyof Responses<Op> ? NoContent : never);
 
 type SignInRequest = components['schemas']['SignInRequest'];
 type SignInChallengeRequest = components['schemas']['SignInChallengeRequest'];
 type LogoutQuery = NonNullable<operations['logout']['parameters']['query']>;
 type IntrospectionRequest = components['schemas']['IntrospectionRequest'];
 type RevocationsQuery = NonNullable<operations['listRevocations']['parameters']['query']>;
+type StreamUpdate = components['schemas']['StreamUpdate'];
+type StreamStatus = components['schemas']['StreamStatus'];
+type StreamVerificationRequest = components['schemas']['StreamVerificationRequest'];
+type StreamIdQuery = { stream_id: string };
+
+/** The client id its HTTP Basic credentials proved (api.ts). */
+/** SSF answers in its own JSON (docs/design.md §15). */
+const ssf = <T>(body: T, status: 200 | 201 = 200) => new PlainReply(body, 'application/json', {}, status);
 
 const READINESS_TIMEOUT_MS = 2000;
 
@@ -74,6 +83,7 @@ export interface Services {
   longPolls: LongPolls;
   /** The issuer and audience of the tokens; read at each use (see `Tokens`). */
   identity: () => TokenIdentity;
+  signals: SharedSignals;
 }
 
 /**
@@ -100,7 +110,7 @@ function authenticatedClient(c: Context): string {
 }
 
 /** One handler per operationId; each returns a body its operation documents. */
-export function operationHandlers({ auth, store, keys, feed, longPolls, identity }: Services): {
+export function operationHandlers({ auth, store, keys, feed, longPolls, identity, signals }: Services): {
   [Op in OperationId]: (c: Context, ctx: KoaContext) => Reply<Op> | Promise<Reply<Op>>;
 } {
   return {
@@ -166,6 +176,48 @@ export function operationHandlers({ auth, store, keys, feed, longPolls, identity
     },
     getAuthorizationServerMetadata() {
       return new PlainReply(authorizationServerMetadata(identity()), 'application/json', PUBLISHED);
+    },
+    getSsfConfiguration() {
+      return ssf(signals.metadata());
+    },
+    async createStream(c) {
+      return ssf(await signals.createStream(authenticatedClient(c), c.request.requestBody as StreamRequest), 201);
+    },
+    async readStreams(c) {
+      const { stream_id } = c.request.query as Partial<StreamIdQuery>;
+      return ssf(
+        stream_id === undefined
+          ? await signals.listStreams(authenticatedClient(c))
+          : await signals.readStream(authenticatedClient(c), stream_id),
+      );
+    },
+    async replaceStream(c) {
+      const { stream_id, ...request } = c.request.requestBody as StreamUpdate;
+      return ssf(await signals.updateStream(authenticatedClient(c), stream_id, request, true));
+    },
+    async updateStream(c) {
+      const { stream_id, ...request } = c.request.requestBody as StreamUpdate;
+      return ssf(await signals.updateStream(authenticatedClient(c), stream_id, request, false));
+    },
+    async deleteStream(c) {
+      await signals.deleteStream(authenticatedClient(c), (c.request.query as StreamIdQuery).stream_id);
+      return new NoContent();
+    },
+    async readStreamStatus(c) {
+      return ssf(await signals.status(authenticatedClient(c), (c.request.query as StreamIdQuery).stream_id));
+    },
+    async updateStreamStatus(c) {
+      const { stream_id, status, reason } = c.request.requestBody as StreamStatus;
+      return ssf(await signals.setStatus(authenticatedClient(c), stream_id, status, reason));
+    },
+    async verifyStream(c) {
+      const { stream_id, state } = c.request.requestBody as StreamVerificationRequest;
+      await signals.verify(authenticatedClient(c), stream_id, state);
+      return new NoContent();
+    },
+    async pollStream(c, ctx) {
+      const { stream_id } = c.request.params as StreamIdQuery;
+      return ssf(await signals.poll(authenticatedClient(c), stream_id, c.request.requestBody as PollRequest, whenGone(ctx)));
     },
   };
 }

@@ -119,11 +119,22 @@ const REFUSALS: Record<OperationId, ReadonlySet<number>> = {
   logout: new Set([401, 422]),
   introspectToken: new Set([401]),
   listRevocations: new Set([401]),
+  // Shared Signals: the stream's owner authenticates as a resource-server client (docs/design.md §15).
+  createStream: new Set([401]),
+  readStreams: new Set([401]),
+  replaceStream: new Set([401]),
+  updateStream: new Set([401]),
+  deleteStream: new Set([401]),
+  readStreamStatus: new Set([401]),
+  updateStreamStatus: new Set([401]),
+  verifyStream: new Set([401]),
+  pollStream: new Set([401]),
   // Limited by challengesPerAddress instead: every challenge counts, refused or not.
   createSignInChallenge: new Set(),
   // Public and credential-free: nothing to guess.
   getJwks: new Set(),
   getAuthorizationServerMetadata: new Set(),
+  getSsfConfiguration: new Set(),
   getLiveness: new Set(),
   getReadiness: new Set(),
 };

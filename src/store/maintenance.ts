@@ -1,4 +1,5 @@
 import { epochSeconds, type Clock } from '../domain/clock.js';
+import { QUEUE_RETENTION_SECONDS } from '../domain/shared-signals.js';
 import type { Store } from '../domain/store.js';
 
 /** The part of a logger the upkeep uses; pino's loggers are one. */
@@ -11,8 +12,8 @@ export interface MaintenanceLog {
 const PURGE_INTERVAL_MS = 60_000;
 
 /**
- * The store's upkeep (docs/design.md §6): deletes the expired sessions, revocations and sign-in
- * challenges now, and again every minute until the returned function is called. One process of
+ * The store's upkeep (docs/design.md §6): deletes the expired sessions, revocations, sign-in
+ * challenges and Shared Signals events (§15) now, and again every minute until the returned function is called. One process of
  * a server runs it: the single process, or a cluster's primary (§13).
  */
 export async function purgeExpiredEntries(store: Store, clock: Clock, logger: MaintenanceLog): Promise<() => void> {
@@ -22,9 +23,11 @@ export async function purgeExpiredEntries(store: Store, clock: Clock, logger: Ma
       store.purgeExpiredSessions(now),
       store.purgeExpiredRevocations(now),
       store.purgeExpiredSignInChallenges(now),
+      store.purgeExpiredEvents(now - QUEUE_RETENTION_SECONDS),
     ]).then(
-      ([sessions, revocations, challenges]) =>
-        sessions + revocations + challenges > 0 && logger.info({ sessions, revocations, challenges }, 'purged expired entries'),
+      ([sessions, revocations, challenges, securityEvents]) =>
+        sessions + revocations + challenges + securityEvents > 0 &&
+        logger.info({ sessions, revocations, challenges, securityEvents }, 'purged expired entries'),
       (err: unknown) => logger.error({ err }, 'purging expired entries failed'),
     );
   };

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type ColumnType, type Generated, type Kysely, type Migration } from 'kysely';
 import type { SchemaDialect } from './backends/profile.js';
+import { pushMigration, streamsMigration, type StreamTables } from './streams.js';
 
 /** Epoch seconds in an int8 column: better-sqlite3 reads it as a number, pg as a string. */
 type Instant = ColumnType<number | string, number, number>;
 type OptionalInstant = ColumnType<number | string | null, number | null, number | null>;
 
-export interface Database {
+export interface Database extends StreamTables {
   users: {
     email: string;
     account_id: string;
@@ -105,7 +106,7 @@ export const migrations = (dialect: SchemaDialect): Record<string, Migration> =>
         .execute();
       await db.schema
         .createTable('revocations')
-        .$call(dialect.addFeedPosition)
+        .$call(dialect.addPosition)
         .addColumn('sid', 'text', (c) => c.notNull())
         .addColumn('jti', 'text')
         .addColumn('reason', 'text', (c) => c.notNull())
@@ -156,4 +157,7 @@ export const migrations = (dialect: SchemaDialect): Record<string, Migration> =>
       await sql`insert into database_id (id) values (${randomBytes(8).toString('hex')})`.execute(db);
     },
   },
+  // Shared Signals' streams and their queues (docs/design.md §15).
+  '0006_ssf_streams': streamsMigration(dialect),
+  '0007_ssf_push': pushMigration,
 });

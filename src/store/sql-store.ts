@@ -1,6 +1,7 @@
 import { Kysely, Migrator, sql, type Compilable, type QueryResult, type Selectable } from 'kysely';
 import type { OpenedBackend, Statements, Write } from './backends/profile.js';
 import { migrations, type Database } from './schema.js';
+import { streamStatements } from './streams.js';
 import type {
   ClientRecord,
   Revocation,
@@ -16,6 +17,7 @@ import type {
   UserRecord,
 } from '../domain/store.js';
 import { REVOCATION_RETENTION_SECONDS } from '../domain/revocation-feed.js';
+import { SESSION_REVOKED, type SetError, type StreamRecord } from '../domain/security-events.js';
 
 type UserRow = Selectable<Database['users']>;
 type SessionRow = Selectable<Database['sessions']>;
@@ -217,6 +219,7 @@ export class SqlStore implements Store {
   private stopExternalWatch: (() => void) | undefined;
   private readonly queries: ReturnType<typeof requestQueries>;
   private readonly writer: Write;
+  private readonly streams: ReturnType<typeof streamStatements>;
 
   private constructor(
     private readonly db: Kysely<Database>,
@@ -224,6 +227,7 @@ export class SqlStore implements Store {
   ) {
     this.queries = requestQueries(db, backend.concurrentWriters);
     this.writer = backend.writer(db);
+    this.streams = streamStatements(backend, SESSION_REVOKED);
   }
 
   /**
@@ -526,6 +530,63 @@ export class SqlStore implements Store {
 
   async withdrawnKeys(): Promise<string[]> {
     return (await this.queries.withdrawnKeys(this.db)).rows.map((row) => row.kid);
+  }
+
+  createStream(stream: StreamRecord): Promise<boolean> {
+    return this.write((db) => this.streams.createStream(db, stream));
+  }
+
+  findStream(id: string): Promise<StreamRecord | undefined> {
+    return this.streams.findStream(this.db, id);
+  }
+
+  listStreams(clientId: string): Promise<StreamRecord[]> {
+    return this.streams.listStreams(this.db, clientId);
+  }
+
+  updateStream(stream: StreamRecord): Promise<boolean> {
+    return this.write((db) => this.streams.updateStream(db, stream), 'several');
+  }
+
+  deleteStream(id: string): Promise<boolean> {
+    return this.write((db) => this.streams.deleteStream(db, id), 'several');
+  }
+
+  /** Wakes this process's polls as a session's end does; PostgreSQL's NOTIFY wakes the other instances'. */
+  queueVerification(streamId: string, jti: string, state: string | null, now: number, expiresAt: number): Promise<boolean> {
+    return this.revokingWrite((db) => this.streams.queueVerification(db, streamId, jti, state, now, expiresAt), 'several');
+  }
+
+  pendingEvents(streamId: string, limit: number) {
+    return this.streams.pendingEvents(this.db, streamId, limit);
+  }
+
+  acknowledgeEvents(streamId: string, jtis: readonly string[]): Promise<number[]> {
+    return this.write((db) => this.streams.acknowledgeEvents(db, streamId, jtis));
+  }
+
+  queueDepths() {
+    return this.streams.queueDepths(this.db);
+  }
+
+  trimQueue(streamId: string, keep: number): Promise<number> {
+    return this.write((db) => this.streams.trimQueue(db, streamId, keep));
+  }
+
+  recordEventErrors(streamId: string, errors: readonly SetError[]): Promise<number> {
+    return this.write((db) => this.streams.recordEventErrors(db, streamId, errors), 'several');
+  }
+
+  leasePushEvents(now: number, leasedUntil: number, limit: number) {
+    return this.write((db) => this.streams.leasePushEvents(db, now, leasedUntil, limit), 'several');
+  }
+
+  deferPushEvent(jti: string, nextAttemptAt: number): Promise<void> {
+    return this.write((db) => this.streams.deferPushEvent(db, jti, nextAttemptAt));
+  }
+
+  purgeExpiredEvents(before: number): Promise<number> {
+    return this.write((db) => this.streams.purgeExpiredEvents(db, before));
   }
 
   async ping(): Promise<void> {

@@ -84,7 +84,8 @@ export interface ResolvedOperation {
 export interface ResolvedResponse {
   description: string;
   headers?: Record<string, { schema: { example?: unknown } }>;
-  content: Record<string, { schema: object; examples: Record<string, { value: unknown }> }>;
+  /** Absent for a response without a body (204). */
+  content?: Record<string, { schema: object; examples: Record<string, { value: unknown }> }>;
 }
 
 /**
@@ -100,7 +101,7 @@ const PARSER_ANSWERS = (['headersTooLarge', 'requestTimeout', 'requestUnparsable
 /** Asserts that a reply is one the contract documents, with the headers every response carries. */
 async function assertMatchesContract(method: string, path: string, reply: Reply): Promise<void> {
   await contractReady;
-  const where = `${method} ${path} → ${reply.status} ${JSON.stringify(reply.body).slice(0, 300)}`;
+  const where = `${method} ${path} → ${reply.status} ${String(JSON.stringify(reply.body)).slice(0, 300)}`;
   if (typeof reply.body === 'object') assert.equal(reply.headers['content-type'], 'application/json', where);
   // The key set and the metadata may be cached briefly (docs/design.md §5); nothing else may.
   const published = ['/.well-known/jwks.json', '/.well-known/oauth-authorization-server'].includes(path) && reply.status === 200;
@@ -130,15 +131,20 @@ async function assertMatchesContract(method: string, path: string, reply: Reply)
     assert.deepEqual(body.data, {}, where);
     return;
   }
-  const documented = operation.responses?.[String(reply.status)] as { content: Record<string, unknown> } | undefined;
+  const documented = operation.responses?.[String(reply.status)] as { content?: Record<string, unknown> } | undefined;
   assert.ok(documented, `${where}: status not documented for ${operation.operationId}`);
+  if (documented.content === undefined) {
+    assert.equal(reply.body, undefined, `${where}: a body where the contract documents none`);
+    return;
+  }
   const mediaType = String(reply.headers['content-type']);
   assert.ok(mediaType in documented.content, `${where}: ${mediaType} not documented`);
-  // Everything in JSON is the envelope but what standards define: the key set, the metadata, introspection.
-  if (
-    mediaType === 'application/json' &&
-    !['getJwks', 'getAuthorizationServerMetadata', 'introspectToken'].includes(operation.operationId!)
-  ) {
+  // Everything in JSON is the envelope but what standards define: the key set, the metadata,
+  // introspection, Shared Signals' answers (its refusals are in the envelope).
+  const standard =
+    ['getJwks', 'getAuthorizationServerMetadata', 'introspectToken'].includes(operation.operationId!) ||
+    (operation.tags?.includes('Shared Signals') === true && reply.status < 300);
+  if (mediaType === 'application/json' && !standard) {
     assert.ok(isEnvelope(body), where);
     assert.equal(body.status.code, reply.status, where);
   }

@@ -2066,5 +2066,1221 @@ export const contractExamples = {
         }
       }
     }
+  },
+  "getSsfConfiguration": {
+    "method": "get",
+    "path": "/.well-known/ssf-configuration",
+    "examples": {
+      "SsfConfigurationSample": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "spec_version": "1_0",
+          "issuer": "https://auth.example.com",
+          "jwks_uri": "https://auth.example.com/.well-known/jwks.json",
+          "delivery_methods_supported": [
+            "urn:ietf:rfc:8936",
+            "urn:ietf:rfc:8935"
+          ],
+          "configuration_endpoint": "https://auth.example.com/ssf/streams",
+          "status_endpoint": "https://auth.example.com/ssf/status",
+          "verification_endpoint": "https://auth.example.com/ssf/verify",
+          "authorization_schemes": [
+            {
+              "spec_urn": "urn:ietf:rfc:7617"
+            }
+          ],
+          "default_subjects": "ALL"
+        }
+      }
+    }
+  },
+  "createStream": {
+    "method": "post",
+    "path": "/ssf/streams",
+    "examples": {
+      "StreamCreatedForPoll": {
+        "status": 201,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "stream_id": "5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90",
+          "iss": "https://auth.example.com",
+          "aud": "go-orders-service",
+          "delivery": {
+            "method": "urn:ietf:rfc:8936",
+            "endpoint_url": "https://auth.example.com/ssf/poll/5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90"
+          },
+          "events_supported": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_requested": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_delivered": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "description": "Orders service (Go)"
+        }
+      },
+      "StreamCreatedForPush": {
+        "status": 201,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "stream_id": "0b7c2f1e-95d4-4c1a-8e43-6a0f3d9b2c51",
+          "iss": "https://auth.example.com",
+          "aud": "java-billing-service",
+          "delivery": {
+            "method": "urn:ietf:rfc:8935",
+            "endpoint_url": "https://billing.example.com/ssf/events"
+          },
+          "events_supported": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_requested": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_delivered": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "description": "Billing service (Java)"
+        }
+      },
+      "StreamDeliveryInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "delivery.method must be urn:ietf:rfc:8936 (poll), or urn:ietf:rfc:8935 (push) with an http or https endpoint_url."
+          },
+          "data": {}
+        }
+      },
+      "StreamEventsNotList": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'events_requested' must be array."
+          },
+          "data": {}
+        }
+      },
+      "BodyNotJson": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body is not valid JSON."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "PayloadTooLarge": {
+        "status": 413,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 413,
+            "name": "Payload Too Large",
+            "message": "The request body is larger than 16384 bytes."
+          },
+          "data": {}
+        }
+      },
+      "UnsupportedMediaType": {
+        "status": 415,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 415,
+            "name": "Unsupported Media Type",
+            "message": "The request body must be sent as application/json."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "readStreams": {
+    "method": "get",
+    "path": "/ssf/streams",
+    "examples": {
+      "StreamRead": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "stream_id": "5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90",
+          "iss": "https://auth.example.com",
+          "aud": "go-orders-service",
+          "delivery": {
+            "method": "urn:ietf:rfc:8936",
+            "endpoint_url": "https://auth.example.com/ssf/poll/5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90"
+          },
+          "events_supported": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_requested": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_delivered": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "description": "Orders service (Go)"
+        }
+      },
+      "StreamsListed": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": [
+          {
+            "stream_id": "5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90",
+            "iss": "https://auth.example.com",
+            "aud": "go-orders-service",
+            "delivery": {
+              "method": "urn:ietf:rfc:8936",
+              "endpoint_url": "https://auth.example.com/ssf/poll/5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90"
+            },
+            "events_supported": [
+              "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+            ],
+            "events_requested": [
+              "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+            ],
+            "events_delivered": [
+              "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+            ],
+            "description": "Orders service (Go)"
+          }
+        ]
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "StreamNotFound": {
+        "status": 404,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 404,
+            "name": "Not Found",
+            "message": "This client has no stream with that stream_id."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "replaceStream": {
+    "method": "put",
+    "path": "/ssf/streams",
+    "examples": {
+      "StreamUpdated": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "stream_id": "5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90",
+          "iss": "https://auth.example.com",
+          "aud": "go-orders-service",
+          "delivery": {
+            "method": "urn:ietf:rfc:8936",
+            "endpoint_url": "https://auth.example.com/ssf/poll/5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90"
+          },
+          "events_supported": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_requested": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_delivered": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "description": "Orders service (Go), production"
+        }
+      },
+      "StreamIdMissing": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body must have required property 'stream_id'."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "StreamNotFound": {
+        "status": 404,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 404,
+            "name": "Not Found",
+            "message": "This client has no stream with that stream_id."
+          },
+          "data": {}
+        }
+      },
+      "PayloadTooLarge": {
+        "status": 413,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 413,
+            "name": "Payload Too Large",
+            "message": "The request body is larger than 16384 bytes."
+          },
+          "data": {}
+        }
+      },
+      "UnsupportedMediaType": {
+        "status": 415,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 415,
+            "name": "Unsupported Media Type",
+            "message": "The request body must be sent as application/json."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "updateStream": {
+    "method": "patch",
+    "path": "/ssf/streams",
+    "examples": {
+      "StreamUpdated": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "stream_id": "5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90",
+          "iss": "https://auth.example.com",
+          "aud": "go-orders-service",
+          "delivery": {
+            "method": "urn:ietf:rfc:8936",
+            "endpoint_url": "https://auth.example.com/ssf/poll/5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90"
+          },
+          "events_supported": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_requested": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "events_delivered": [
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+          ],
+          "description": "Orders service (Go), production"
+        }
+      },
+      "StreamIdMissing": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body must have required property 'stream_id'."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "StreamNotFound": {
+        "status": 404,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 404,
+            "name": "Not Found",
+            "message": "This client has no stream with that stream_id."
+          },
+          "data": {}
+        }
+      },
+      "PayloadTooLarge": {
+        "status": 413,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 413,
+            "name": "Payload Too Large",
+            "message": "The request body is larger than 16384 bytes."
+          },
+          "data": {}
+        }
+      },
+      "UnsupportedMediaType": {
+        "status": 415,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 415,
+            "name": "Unsupported Media Type",
+            "message": "The request body must be sent as application/json."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "deleteStream": {
+    "method": "delete",
+    "path": "/ssf/streams",
+    "examples": {
+      "StreamIdQueryMissing": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The query parameter 'stream_id' is required."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "StreamNotFound": {
+        "status": 404,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 404,
+            "name": "Not Found",
+            "message": "This client has no stream with that stream_id."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "readStreamStatus": {
+    "method": "get",
+    "path": "/ssf/status",
+    "examples": {
+      "StreamEnabled": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "stream_id": "5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90",
+          "status": "enabled"
+        }
+      },
+      "StreamIdQueryMissing": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The query parameter 'stream_id' is required."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "StreamNotFound": {
+        "status": 404,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 404,
+            "name": "Not Found",
+            "message": "This client has no stream with that stream_id."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "updateStreamStatus": {
+    "method": "post",
+    "path": "/ssf/status",
+    "examples": {
+      "StreamPaused": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "stream_id": "5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90",
+          "status": "paused",
+          "reason": "Receiver maintenance"
+        }
+      },
+      "StreamStatusInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'status' must be equal to one of the allowed values: enabled, paused, disabled."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "StreamNotFound": {
+        "status": 404,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 404,
+            "name": "Not Found",
+            "message": "This client has no stream with that stream_id."
+          },
+          "data": {}
+        }
+      },
+      "PayloadTooLarge": {
+        "status": 413,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 413,
+            "name": "Payload Too Large",
+            "message": "The request body is larger than 16384 bytes."
+          },
+          "data": {}
+        }
+      },
+      "UnsupportedMediaType": {
+        "status": 415,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 415,
+            "name": "Unsupported Media Type",
+            "message": "The request body must be sent as application/json."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "verifyStream": {
+    "method": "post",
+    "path": "/ssf/verify",
+    "examples": {
+      "StreamIdMissing": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body must have required property 'stream_id'."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "StreamNotFound": {
+        "status": 404,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 404,
+            "name": "Not Found",
+            "message": "This client has no stream with that stream_id."
+          },
+          "data": {}
+        }
+      },
+      "PayloadTooLarge": {
+        "status": 413,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 413,
+            "name": "Payload Too Large",
+            "message": "The request body is larger than 16384 bytes."
+          },
+          "data": {}
+        }
+      },
+      "UnsupportedMediaType": {
+        "status": 415,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 415,
+            "name": "Unsupported Media Type",
+            "message": "The request body must be sent as application/json."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
+  },
+  "pollStream": {
+    "method": "post",
+    "path": "/ssf/poll/{stream_id}",
+    "examples": {
+      "SetsDelivered": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "sets": {
+            "e38f1ebd71f559da107e1f8bd76ed2b1": "eyJhbGciOiJFZERTQSIsInR5cCI6InNlY2V2ZW50K2p3dCIsImtpZCI6IkVTREpUR3B5blFGSzNmN2h4Z2FReVlEUGh2ZWhEczNhaVFNTjFISU9SbFEifQ.eyJzdWJfaWQiOnsiZm9ybWF0IjoiY29tcGxleCIsInVzZXIiOnsiZm9ybWF0IjoiZW1haWwiLCJlbWFpbCI6ImFsaWNlQHdvbmRlcmxhbmQuc3BhY2UifSwic2Vzc2lvbiI6eyJmb3JtYXQiOiJvcGFxdWUiLCJpZCI6ImUwZjk4ZDYxLWU2MTItNDk1Ni05NTg3LTZmM2IwMGUxOTE3YSJ9fSwiZXZlbnRzIjp7Imh0dHBzOi8vc2NoZW1hcy5vcGVuaWQubmV0L3NlY2V2ZW50L2NhZXAvZXZlbnQtdHlwZS9zZXNzaW9uLXJldm9rZWQiOnsiZXZlbnRfdGltZXN0YW1wIjoxNzk2NTQyNjMxLCJpbml0aWF0aW5nX2VudGl0eSI6InVzZXIiLCJyZWFzb25fYWRtaW4iOnsiZW4iOiJUaGUgdXNlciBsb2dnZWQgb3V0LiJ9fX0sImlzcyI6Imh0dHBzOi8vYXV0aC5leGFtcGxlLmNvbSIsImF1ZCI6ImdvLW9yZGVycy1zZXJ2aWNlIiwianRpIjoiZTM4ZjFlYmQ3MWY1NTlkYTEwN2UxZjhiZDc2ZWQyYjEiLCJpYXQiOjE3OTY1NDI2MzF9.e51SJwv2N8qBaA7_pMIoaOR0p6Aw8P9Z779Ac6Ixa8b7o86uZdESGzieuYSQfXyTmShZpKeDNLuJCJRgEv8lBQ"
+          },
+          "moreAvailable": false
+        }
+      },
+      "NoSetsWaiting": {
+        "status": 200,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "sets": {},
+          "moreAvailable": false
+        }
+      },
+      "PollMaxEventsInvalid": {
+        "status": 400,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 400,
+            "name": "Bad Request",
+            "message": "The request body field 'maxEvents' must be <= 400."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsMissing": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The request needs a resource server's client credentials as HTTP Basic."
+          },
+          "data": {}
+        }
+      },
+      "ClientCredentialsInvalid": {
+        "status": 401,
+        "contentType": "application/json",
+        "headers": {
+          "WWW-Authenticate": "Basic realm=\"fib-auth\""
+        },
+        "value": {
+          "status": {
+            "code": 401,
+            "name": "Unauthorized",
+            "message": "The client id and secret are not those of a registered client."
+          },
+          "data": {}
+        }
+      },
+      "StreamNotFound": {
+        "status": 404,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 404,
+            "name": "Not Found",
+            "message": "This client has no stream with that stream_id."
+          },
+          "data": {}
+        }
+      },
+      "PayloadTooLarge": {
+        "status": 413,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 413,
+            "name": "Payload Too Large",
+            "message": "The request body is larger than 16384 bytes."
+          },
+          "data": {}
+        }
+      },
+      "UnsupportedMediaType": {
+        "status": 415,
+        "contentType": "application/json",
+        "headers": {},
+        "value": {
+          "status": {
+            "code": 415,
+            "name": "Unsupported Media Type",
+            "message": "The request body must be sent as application/json."
+          },
+          "data": {}
+        }
+      },
+      "TooManyRefusedRequests": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "InternalServerError": {
+        "status": 500,
+        "contentType": "application/json",
+        "headers": {
+          "X-Request-Id": "0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3"
+        },
+        "value": {
+          "status": {
+            "code": 500,
+            "name": "Internal Server Error",
+            "message": "Internal server error; report request id 0f6f6a52-4a4b-4c2e-9a55-2b8de2f1a7c3."
+          },
+          "data": {}
+        }
+      }
+    }
   }
 } as const;

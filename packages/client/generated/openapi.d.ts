@@ -342,6 +342,138 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/.well-known/ssf-configuration": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the Shared Signals transmitter metadata
+         * @description Shared Signals Framework 1.0 §7.1: where a receiver manages its streams, which delivery
+         *     methods this transmitter offers, and the keys that verify its SETs. Outside the envelope.
+         */
+        get: operations["getSsfConfiguration"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ssf/streams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the client's Shared Signals streams
+         * @description SSF §8.1.1.2. Only the client's own streams.
+         */
+        get: operations["readStreams"];
+        /**
+         * Replace a Shared Signals stream's settings
+         * @description SSF §8.1.1.4: every receiver field is set from the body; one left out gets its default.
+         */
+        put: operations["replaceStream"];
+        /**
+         * Create a Shared Signals stream
+         * @description SSF §8.1.1.1. A registered client (`fib-auth clients add`, HTTP Basic) creates a stream
+         *     that receives a CAEP `session-revoked` SET for every session of the service that ends
+         *     (logout, global logout, DELETE /session, refresh-token reuse, `users remove`), signed with
+         *     the service's key (verify it against `jwks_uri`), its `aud` the client id. The stream starts
+         *     enabled; events are queued from the moment it exists. Poll its `delivery.endpoint_url`.
+         *     Successful answers speak SSF's JSON; refusals come in the envelope.
+         */
+        post: operations["createStream"];
+        /**
+         * Delete a Shared Signals stream
+         * @description SSF §8.1.1.5. The stream and every SET still queued for it are gone.
+         */
+        delete: operations["deleteStream"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a Shared Signals stream's settings
+         * @description SSF §8.1.1.3. Only the receiver fields sent change.
+         */
+        patch: operations["updateStream"];
+        trace?: never;
+    };
+    "/ssf/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a Shared Signals stream's status
+         * @description SSF §8.1.2.1.
+         */
+        get: operations["readStreamStatus"];
+        put?: never;
+        /**
+         * Enable, pause or disable a Shared Signals stream
+         * @description SSF §8.1.2.2. `paused` keeps queueing and delivers nothing until `enabled`; `disabled`
+         *     drops what is queued and queues nothing.
+         */
+        post: operations["updateStreamStatus"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ssf/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ask for a Shared Signals verification event
+         * @description SSF §8.1.4: queues a verification SET carrying `state` on the stream, delivered as the
+         *     others are. A disabled stream gets none.
+         */
+        post: operations["verifyStream"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ssf/poll/{stream_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Poll a Shared Signals stream for SETs (RFC 8936)
+         * @description The stream's `delivery.endpoint_url`, with the same client credentials. Acknowledge what
+         *     you processed in `ack` (and report what you could not in `setErrs`); every other SET comes
+         *     again in the next answer. With `returnImmediately` false (the default) and nothing queued,
+         *     the answer waits up to 25 seconds for a SET. A paused stream answers none. A push stream
+         *     has no poll endpoint (404).
+         */
+        post: operations["pollStream"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -634,6 +766,142 @@ export interface components {
             grant_types_supported: string[];
             /** @description The `aud` values of the service's access tokens. */
             fib_access_token_audience: string[];
+        };
+        /**
+         * @description The transmitter's configuration metadata (Shared Signals Framework 1.0 §7.1), not wrapped in
+         *     the envelope, so that SSF receivers read it as it is.
+         */
+        SsfConfiguration: {
+            /** @enum {string} */
+            spec_version: "1_0";
+            /**
+             * Format: uri
+             * @description The `iss` of every SET; the `ISSUER` setting.
+             */
+            issuer: string;
+            /**
+             * Format: uri
+             * @description The keys that verify the SETs, selected by the SET's `kid`.
+             */
+            jwks_uri: string;
+            delivery_methods_supported: ("urn:ietf:rfc:8936" | "urn:ietf:rfc:8935")[];
+            /** Format: uri */
+            configuration_endpoint: string;
+            /** Format: uri */
+            status_endpoint: string;
+            /** Format: uri */
+            verification_endpoint: string;
+            /** @description HTTP Basic (RFC 7617) with the credentials of `fib-auth clients add`. */
+            authorization_schemes: {
+                spec_urn: string;
+            }[];
+            /**
+             * @description Every stream receives the events of every session of the service.
+             * @enum {string}
+             */
+            default_subjects: "ALL";
+        };
+        /** @description A stream as the receiver reads it (SSF §8.1.1), outside the envelope. */
+        StreamConfiguration: {
+            stream_id: string;
+            /** Format: uri */
+            iss: string;
+            /** @description The `aud` of the stream's SETs; the client id. */
+            aud: string;
+            delivery: {
+                /** @enum {string} */
+                method: "urn:ietf:rfc:8936" | "urn:ietf:rfc:8935";
+                /**
+                 * Format: uri
+                 * @description Poll: where the receiver polls (POST) with the same client credentials. Push: the
+                 *     receiver's URL, where the SETs are POSTed.
+                 */
+                endpoint_url: string;
+            };
+            events_supported: string[];
+            events_requested: string[];
+            events_delivered: string[];
+            description?: string;
+        };
+        /** @description One stream (asked by `stream_id`), or every stream of the client. */
+        StreamConfigurations: components["schemas"]["StreamConfiguration"] | components["schemas"]["StreamConfiguration"][];
+        /**
+         * @description How the stream's SETs are delivered. Poll (RFC 8936, `urn:ietf:rfc:8936`, the default): the
+         *     transmitter gives the stream's `endpoint_url`, which the receiver POSTs to; an `endpoint_url`
+         *     sent is ignored. Push (RFC 8935, `urn:ietf:rfc:8935`): the transmitter POSTs each SET to the
+         *     receiver's `endpoint_url` (http or https), with `authorization_header` as the
+         *     `Authorization` header when given; it is never shown again.
+         */
+        StreamDelivery: {
+            method?: string;
+            endpoint_url?: string;
+            authorization_header?: string;
+        };
+        /**
+         * @description What a receiver sets on a stream (SSF §8.1.1). Other fields of a stream configuration (such
+         *     as the ones the transmitter gives: `stream_id`, `iss`, `aud`, `events_supported`,
+         *     `events_delivered`) may be sent back as read and are ignored.
+         */
+        StreamRequest: {
+            delivery?: components["schemas"]["StreamDelivery"];
+            /**
+             * @description Event types the receiver wants; `events_delivered` says which it gets. Absent: every
+             *     type in `events_supported`.
+             */
+            events_requested?: string[];
+            description?: string;
+        };
+        /** @description A stream's change or replacement, naming the stream. */
+        StreamUpdate: components["schemas"]["StreamRequest"] & {
+            stream_id: string;
+        };
+        /**
+         * @description A stream's status (SSF §8.1.2): `enabled` delivers; `paused` keeps queueing the events and
+         *     delivers none until enabled again; `disabled` drops the queue and queues nothing.
+         */
+        StreamStatus: {
+            stream_id: string;
+            /** @enum {string} */
+            status: "enabled" | "paused" | "disabled";
+            reason?: string;
+        };
+        /** @description Asks for a verification event (SSF §8.1.4) carrying `state` on the stream. */
+        StreamVerificationRequest: {
+            stream_id: string;
+            state?: string;
+        };
+        /**
+         * @description RFC 8936 §2.4. `ack` removes SETs from the stream's queue; `setErrs` reports SETs the
+         *     receiver could not process, which are then not delivered again. Every SET neither
+         *     acknowledged nor reported is delivered again in later answers.
+         */
+        PollRequest: {
+            /**
+             * @description SETs to answer at most (100 when absent); 0 only acknowledges. At most 400, so that the
+             *     next poll can acknowledge them all within the 16 KiB a request body may hold.
+             */
+            maxEvents?: number;
+            /**
+             * @description False (the default) waits up to 25 seconds for a SET when none is queued; true answers at
+             *     once.
+             */
+            returnImmediately?: boolean;
+            ack?: string[];
+            setErrs?: {
+                [key: string]: {
+                    err: string;
+                    description: string;
+                };
+            };
+        };
+        /** @description RFC 8936 §2.4, outside the envelope. */
+        PollAnswer: {
+            /** @description Each SET (a compact JWS, `typ` `secevent+jwt`) by its `jti`. */
+            sets: {
+                [key: string]: string;
+            };
+            /** @description More SETs wait; poll again at once. */
+            moreAvailable: boolean;
         };
     };
     responses: {
@@ -941,6 +1209,123 @@ export interface components {
                 "application/json": components["schemas"]["EmptyEnvelope"];
             };
         };
+        /** @description The transmitter metadata. */
+        SsfConfigured: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["SsfConfiguration"];
+            };
+        };
+        /** @description The stream named by `stream_id`, or without it every stream of the client. */
+        StreamsRead: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["StreamConfigurations"];
+            };
+        };
+        /** @description The client has no stream with that `stream_id`; another client's stream is not shown either. */
+        StreamNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /** @description The stream as it now is. */
+        StreamConfigured: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["StreamConfiguration"];
+            };
+        };
+        /** @description The request names no `stream_id`, or breaks the schema. Refusals come in the envelope. */
+        StreamIdBadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /** @description The stream, created and enabled: poll its `delivery.endpoint_url`, or receive its SETs at yours. */
+        StreamCreated: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["StreamConfiguration"];
+            };
+        };
+        /** @description The request breaks the schema, asks for a delivery method this transmitter does not offer, or for push without an http or https `endpoint_url`. Refusals come in the envelope. */
+        StreamBadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /** @description The query parameter `stream_id` is missing. Refusals come in the envelope. */
+        StreamIdQueryBadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /** @description The stream's status. */
+        StreamStatusAnswered: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["StreamStatus"];
+            };
+        };
+        /** @description The stream's status, as it now is. */
+        StreamStatusChanged: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["StreamStatus"];
+            };
+        };
+        /** @description The status is not `enabled`, `paused` or `disabled`. Refusals come in the envelope. */
+        StreamStatusBadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
+        /** @description The SETs not yet acknowledged, oldest first, after the acknowledgements were applied. */
+        SetsPolled: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["PollAnswer"];
+            };
+        };
+        /** @description The poll breaks the schema of RFC 8936. Refusals come in the envelope. */
+        PollBadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EmptyEnvelope"];
+            };
+        };
     };
     parameters: {
         /**
@@ -960,6 +1345,21 @@ export interface components {
          *     it answers as soon as one commits. 0 answers at once.
          */
         RevocationWait: number;
+        /**
+         * @description The `stream_id` of the one stream to read; without it, every stream of the client.
+         * @example 5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90
+         */
+        StreamIdQueryOptional: string;
+        /**
+         * @description The `stream_id` the stream was created with.
+         * @example 5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90
+         */
+        StreamIdQuery: string;
+        /**
+         * @description The stream's id, as its `delivery.endpoint_url` names it.
+         * @example 5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90
+         */
+        StreamIdPath: string;
     };
     requestBodies: never;
     headers: {
@@ -1233,6 +1633,241 @@ export interface operations {
                     "application/json": components["schemas"]["AuthorizationServerMetadata"];
                 };
             };
+        };
+    };
+    getSsfConfiguration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["SsfConfigured"];
+        };
+    };
+    readStreams: {
+        parameters: {
+            query?: {
+                /**
+                 * @description The `stream_id` of the one stream to read; without it, every stream of the client.
+                 * @example 5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90
+                 */
+                stream_id?: components["parameters"]["StreamIdQueryOptional"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["StreamsRead"];
+            401: components["responses"]["ClientUnauthorized"];
+            404: components["responses"]["StreamNotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    replaceStream: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StreamUpdate"];
+            };
+        };
+        responses: {
+            200: components["responses"]["StreamConfigured"];
+            400: components["responses"]["StreamIdBadRequest"];
+            401: components["responses"]["ClientUnauthorized"];
+            404: components["responses"]["StreamNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    createStream: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StreamRequest"];
+            };
+        };
+        responses: {
+            201: components["responses"]["StreamCreated"];
+            400: components["responses"]["StreamBadRequest"];
+            401: components["responses"]["ClientUnauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    deleteStream: {
+        parameters: {
+            query: {
+                /**
+                 * @description The `stream_id` the stream was created with.
+                 * @example 5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90
+                 */
+                stream_id: components["parameters"]["StreamIdQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["StreamIdQueryBadRequest"];
+            401: components["responses"]["ClientUnauthorized"];
+            404: components["responses"]["StreamNotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    updateStream: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StreamUpdate"];
+            };
+        };
+        responses: {
+            200: components["responses"]["StreamConfigured"];
+            400: components["responses"]["StreamIdBadRequest"];
+            401: components["responses"]["ClientUnauthorized"];
+            404: components["responses"]["StreamNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    readStreamStatus: {
+        parameters: {
+            query: {
+                /**
+                 * @description The `stream_id` the stream was created with.
+                 * @example 5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90
+                 */
+                stream_id: components["parameters"]["StreamIdQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["StreamStatusAnswered"];
+            400: components["responses"]["StreamIdQueryBadRequest"];
+            401: components["responses"]["ClientUnauthorized"];
+            404: components["responses"]["StreamNotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    updateStreamStatus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StreamStatus"];
+            };
+        };
+        responses: {
+            200: components["responses"]["StreamStatusChanged"];
+            400: components["responses"]["StreamStatusBadRequest"];
+            401: components["responses"]["ClientUnauthorized"];
+            404: components["responses"]["StreamNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    verifyStream: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StreamVerificationRequest"];
+            };
+        };
+        responses: {
+            /** @description Queued. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["StreamIdBadRequest"];
+            401: components["responses"]["ClientUnauthorized"];
+            404: components["responses"]["StreamNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
+        };
+    };
+    pollStream: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The stream's id, as its `delivery.endpoint_url` names it.
+                 * @example 5e1f5e0c-3f4a-4b8e-9d36-1d5b2f6a7c90
+                 */
+                stream_id: components["parameters"]["StreamIdPath"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PollRequest"];
+            };
+        };
+        responses: {
+            200: components["responses"]["SetsPolled"];
+            400: components["responses"]["PollBadRequest"];
+            401: components["responses"]["ClientUnauthorized"];
+            404: components["responses"]["StreamNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalServerError"];
         };
     };
 }

@@ -33,7 +33,7 @@ interface Sent {
 }
 
 interface Operation<Names extends string, A extends Sent> {
-  readonly method: 'get' | 'post' | 'patch' | 'delete';
+  readonly method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   readonly path: keyof paths;
   readonly examples: { readonly [Name in Names]: A };
 }
@@ -54,7 +54,8 @@ function handlerFor(operation: MockedOperation, name: string, { baseUrl = '*' }:
   const { status, contentType, headers, value } = answers[name];
   const body = typeof value === 'string' ? value : JSON.stringify(value);
   return http[method](
-    `${baseUrl}${path}`,
+    // msw writes a path parameter as `:name`, OpenAPI as `{name}`.
+    `${baseUrl}${path.replace(/\{(\w+)\}/g, ':$1')}`,
     () => new HttpResponse(body, { status, headers: { ...headers, 'Content-Type': contentType } }),
   );
 }
@@ -69,17 +70,18 @@ export function exampleHandler<Op extends MockedOperation>(
 }
 
 /**
- * A handler for every operation of the contract, each answering its first 200 example, or the
+ * A handler for every operation of the contract, each answering its first 2xx example, or the
  * example `answers` names for it. Override one per test with `server.use(exampleHandler(…))`.
+ * An operation whose success is a 204 has no example to answer with: mock it with `createAuthHttp`.
  */
 export function authHandlers({
   answers = {},
   ...options
 }: MockOptions & { answers?: { [Op in MockedOperation]?: ExampleName<Op> } } = {}): HttpHandler[] {
-  return (Object.keys(examples) as MockedOperation[]).map((operation) => {
+  return (Object.keys(examples) as MockedOperation[]).flatMap((operation) => {
     const documented: Operation<string, Sent>['examples'] = examples[operation].examples;
-    const first200 = Object.keys(documented).find((name) => documented[name].status === 200)!;
-    return handlerFor(operation, answers[operation] ?? first200, options);
+    const success = answers[operation] ?? Object.keys(documented).find((name) => documented[name].status < 300);
+    return success === undefined ? [] : [handlerFor(operation, success, options)];
   });
 }
 

@@ -85,7 +85,7 @@ async function currentSchema(db: Kysely<Database>): Promise<string> {
 
 /** Each trigger takes the feed's lock shared, writes the entry and notifies, in the writer's transaction. */
 const schema: SchemaDialect = {
-  addFeedPosition: (table) => table.addColumn('seq', 'bigserial', (c) => c.primaryKey()),
+  addPosition: (table) => table.addColumn('seq', 'bigserial', (c) => c.primaryKey()),
   revocationTriggers: [
     `create function sessions_revoke() returns trigger language plpgsql as $$
      begin
@@ -116,6 +116,21 @@ const schema: SchemaDialect = {
        return null;
      end $$`,
     `create trigger withdrawn_keys_revoke after insert on withdrawn_keys for each row execute function withdrawn_keys_revoke()`,
+  ],
+  // The feed's trigger on the same update sends the NOTIFY that wakes the polls.
+  sessionEndEventTriggers: [
+    `create function sessions_end_queues_security_events() returns trigger language plpgsql as $$
+     begin
+       insert into ssf_events (stream_id, jti, event_type, sid, email, reason, event_timestamp, expires_at, queued_at)
+       select id, replace(gen_random_uuid()::text, '-', ''), 'session-revoked', new.id, new.user_email, new.revoked_reason,
+              new.revoked_at, greatest(new.access_expires_at, new.refresh_expires_at),
+              (extract(epoch from clock_timestamp()) * 1000)::bigint
+       from ssf_streams where status <> 'disabled' and session_revoked = 1;
+       return null;
+     end $$`,
+    `create trigger sessions_end_queues_security_events after update of revoked_at on sessions for each row
+       when (old.revoked_at is null and new.revoked_at is not null)
+       execute function sessions_end_queues_security_events()`,
   ],
 };
 
@@ -173,6 +188,9 @@ export const postgres: BackendProfile = {
           await sql`select pg_advisory_xact_lock(${sql.raw(REVOCATION_LOCK_KEY)})`.execute(trx);
           return read(trx);
         }),
+      announceChange: async (db) => {
+        await sql`select pg_notify(${REVOCATION_CHANNEL}, '')`.execute(db);
+      },
       watchExternalRevocations: listen(options),
     });
   },

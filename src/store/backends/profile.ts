@@ -32,8 +32,8 @@ export type ExternalRevocationWatch = (changed: () => void) => () => void;
 
 /** The SQL of the migrations (schema.ts) that differs between backends. */
 export interface SchemaDialect {
-  /** Adds the revocation feed's position `seq`: a primary key that only grows (migration 0002). */
-  addFeedPosition: (table: CreateTableBuilder<'revocations'>) => CreateTableBuilder<'revocations'>;
+  /** Adds a position `seq`: a primary key that only grows (the revocation feed's, migration 0002; the SET queue's, 0006). */
+  addPosition: <Table extends string>(table: CreateTableBuilder<Table>) => CreateTableBuilder<Table>;
   /**
    * Statements that make the database itself write a revocation in the statement that changes
    * a session (docs/design.md §11): a session ended revokes its access tokens; a refresh, the
@@ -44,6 +44,11 @@ export interface SchemaDialect {
   letRevocationsNameKeys(db: Kysely<unknown>): Promise<void>;
   /** The same as `revocationTriggers`, for a key inserted into withdrawn_keys. */
   withdrawalTriggers: readonly string[];
+  /**
+   * Migration 0006: a session ended queues its session-revoked event on every stream that asks
+   * for it (docs/design.md §15), in the statement that ends it, as `revocationTriggers` write the feed.
+   */
+  sessionEndEventTriggers: readonly string[];
 }
 
 /** One database opened by a profile: everything `SqlStore` asks that differs between backends. */
@@ -73,6 +78,11 @@ export interface OpenedBackend {
   readInCommitOrder<T>(db: Kysely<Database>, read: (db: Kysely<Database>) => Promise<T>): Promise<T>;
   /** How this store learns of revocations other processes commit. */
   readonly watchExternalRevocations: ExternalRevocationWatch;
+  /**
+   * Tells every other process's `watchExternalRevocations` that something a long poll waits for
+   * was written outside the triggers (a verification event); a no-op where the watch sees every commit.
+   */
+  announceChange(db: Kysely<Database>): Promise<void>;
 }
 
 /**

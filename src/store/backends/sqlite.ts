@@ -116,7 +116,7 @@ const revocationTriggers = [
 ];
 
 const schema: SchemaDialect = {
-  addFeedPosition: (table) => table.addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement()),
+  addPosition: (table) => table.addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement()),
   revocationTriggers,
   // SQLite cannot drop a NOT NULL: the table is rebuilt with its rows and its numbering, so
   // every reader's cursor stays valid. The triggers that write it are dropped first (renaming a
@@ -151,6 +151,17 @@ const schema: SchemaDialect = {
     `create trigger withdrawn_keys_revoke after insert on withdrawn_keys
      begin
        insert into revocations (kid, reason, until) values (new.kid, 'key-withdrawn', new.feed_until);
+     end`,
+  ],
+  sessionEndEventTriggers: [
+    `create trigger sessions_end_queues_security_events after update of revoked_at on sessions
+       when old.revoked_at is null and new.revoked_at is not null
+     begin
+       insert into ssf_events (stream_id, jti, event_type, sid, email, reason, event_timestamp, expires_at, queued_at)
+       select id, lower(hex(randomblob(16))), 'session-revoked', new.id, new.user_email, new.revoked_reason,
+              new.revoked_at, max(new.access_expires_at, new.refresh_expires_at),
+              cast((julianday('now') - 2440587.5) * 86400000 as integer)
+       from ssf_streams where status <> 'disabled' and session_revoked = 1;
      end`,
   ],
 };
@@ -198,6 +209,8 @@ export const sqlite: BackendProfile = {
       isRetryable: () => false,
       // Positions are assigned by the only writer, in commit order.
       readInCommitOrder: (db, read) => read(db),
+      // Every process's file check sees every commit.
+      announceChange: () => Promise.resolve(),
       watchExternalRevocations: watchFile(database),
     };
   },
