@@ -4,7 +4,6 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test as testOn } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
-import { ConfigError, loadConfig } from '../src/config.js';
 import { Clients } from '../src/domain/clients.js';
 import { DATABASES } from './support/databases.js';
 import {
@@ -652,15 +651,4 @@ describe('push from two PostgreSQL instances', () => {
       }
     },
   );
-});
-
-testOn('ISSUER is an origin, by default http://localhost:PORT', () => {
-  assert.equal(loadConfig({ PORT: '8081' }).issuer, 'http://localhost:8081');
-  assert.equal(loadConfig({ ISSUER: 'https://auth.example.com' }).issuer, 'https://auth.example.com');
-  for (const issuer of ['https://auth.example.com/', 'https://auth.example.com/ssf', 'auth.example.com']) {
-    assert.throws(
-      () => loadConfig({ ISSUER: issuer }),
-      (error: Error) => error instanceof ConfigError && error.message.startsWith('ISSUER must be an origin'),
-    );
-  }
 });
