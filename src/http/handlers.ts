@@ -34,7 +34,6 @@ type StreamStatus = components['schemas']['StreamStatus'];
 type StreamVerificationRequest = components['schemas']['StreamVerificationRequest'];
 type StreamIdQuery = { stream_id: string };
 
-/** The client id its HTTP Basic credentials proved (api.ts). */
 /** SSF answers in its own JSON (docs/design.md §15). */
 const ssf = <T>(body: T, status: 200 | 201 = 200) => new PlainReply(body, 'application/json', {}, status);
 
