@@ -15,6 +15,13 @@ export interface LoadOptions {
   cycle?: boolean;
   /** The process answering, whose process tree's CPU and memory are sampled during the run. */
   pid?: number;
+  /**
+   * Open loop: request i is sent `i / ratePerSecond` seconds into the run, on the first of the
+   * `concurrency` connections that is free, whatever the answers before it; its latency counts
+   * from that moment, so a server that falls behind shows in the latencies (and in `rps`, the
+   * rate achieved) rather than slowing the load. Without it, closed loop.
+   */
+  ratePerSecond?: number;
   /** Called with each answer's body, by the index of its request; without it, bodies are skipped unread. */
   onAnswer?: (index: number, status: number, body: Buffer) => void;
 }
@@ -166,7 +173,7 @@ class AnswerReader {
 
 /**
  * Closed-loop load on raw keep-alive sockets: `concurrency` connections, each sending the next
- * unused request as soon as its previous answer arrived. Each request is encoded once, before
+ * unused request as soon as its previous answer arrived (or, with `ratePerSecond`, when it is due). Each request is encoded once, before
  * the run. Every request is used once (a logout token can succeed only once), so the run ends
  * after `seconds` or with the requests. A connection that fails or closes while a request is
  * out counts that request as `error` and is replaced by a new one.
@@ -242,15 +249,21 @@ export async function load(origin: string, requests: readonly LoadRequest[], opt
       });
     };
     const send = () => {
-      if (!more()) {
+      const due = options.ratePerSecond === undefined ? performance.now() : started + (next * 1000) / options.ratePerSecond;
+      if (!more() || due >= deadline) {
         socket?.end();
         slotDone();
         return;
       }
+      index = next++;
+      const early = due - performance.now();
+      if (early > 0) setTimeout(() => transmit(due), early);
+      else transmit(due);
+    };
+    const transmit = (due: number) => {
       if (!socket) open();
       waiting = true;
-      sent = performance.now();
-      index = next++;
+      sent = due;
       socket!.write(encoded[index % encoded.length]);
     };
     send();

@@ -10,6 +10,7 @@ import type { CeilingSample } from './ceiling.js';
 import { renderChart } from './chart.js';
 import type { LoadResult } from './load.js';
 import type { ResourceServerResults } from './resource-server.js';
+import type { SharedSignalsResults } from './shared-signals.js';
 
 export interface GrowthPoint {
   sessions: number;
@@ -52,6 +53,8 @@ export interface Results {
    * PostgreSQL, in interleaved runs at one concurrency; absent from older results.
    */
   postgresPeer?: { concurrency: number; server: LoadResult[]; peer: LoadResult[] } | { skipped: string };
+  /** SET delivery and its cost to logout (issue 22); absent from older results. */
+  sharedSignals?: SharedSignalsResults;
   benchSeconds: number;
 }
 
@@ -185,6 +188,14 @@ export function summarize(r: Results) {
         })(r.postgresPeer)
       : undefined;
   const inMemoryPeer = busiest.peer;
+  const ssf = r.sharedSignals && sharedSignalsSummary(r.sharedSignals);
+  const sharedSignalsTargets: Target[] = ssf
+    ? (['poll', 'push'] as const).map((method) => ({
+        goal: `(issue 22) a logout's SET reaches a ${method} receiver under ${ssf.paced.ratePerSecond} logouts/s: p99 ≤ 1 s`,
+        value: `${ssf.paced.delivery[method].p99Ms} ms`,
+        met: ssf.paced.delivery[method].p99Ms <= 1000,
+      }))
+    : [];
   // Issue 25's targets, beside issue 14's above.
   const tailTargets: Target[] = [
     {
@@ -232,6 +243,7 @@ export function summarize(r: Results) {
       };
     }),
     ...resourceServerTargets,
+    ...sharedSignalsTargets,
     ...tailTargets,
   ];
   return {
@@ -338,11 +350,53 @@ export function markdownTable(r: Results): string {
           '',
         ]
       : []),
+    ...(r.sharedSignals ? [sharedSignalsTable(r.sharedSignals), ''] : []),
     `Server memory (RSS, all its processes): ${r.rss.atRestMiB} MiB at rest after start, ${r.rss.underLoadMiB} MiB at most under load.`,
     '',
     row(['target', 'measured', 'met']),
     row(['---', '---:', ':-:']),
     ...s.targets.map((t) => row([t.goal, t.value, t.met === undefined ? '—' : t.met ? 'yes' : '**no**'])),
+  ].join('\n');
+}
+
+/** The medians and ratio of the Shared Signals runs. */
+function sharedSignalsSummary(ssf: SharedSignalsResults) {
+  const withoutStreams = median(ssf.throughput.without.map((run) => run.rps));
+  const withStreams = median(ssf.throughput.with.map((run) => run.rps));
+  return {
+    withoutStreams,
+    withStreams,
+    ratio: Math.round((withStreams / withoutStreams) * 1000) / 1000,
+    paced: { ...ssf.paced, achieved: median(ssf.paced.runs.map((run) => run.rps)) },
+  };
+}
+
+/** The Shared Signals table: `npm run bench` prints it with the rest, `npm run bench:ssf` alone. */
+export function sharedSignalsTable(ssf: SharedSignalsResults): string {
+  const s = sharedSignalsSummary(ssf);
+  const { poll, push } = s.paced.delivery;
+  const { secondsPerRun, runs, concurrency } = ssf.settings;
+  return [
+    `Shared Signals (one server process, SQLite; load average ${ssf.loadAverage.atStart.toFixed(1)} at the start of this part and ` +
+      `${ssf.loadAverage.atEnd.toFixed(1)} at its end; ${runs} runs of ${secondsPerRun} s each):`,
+    '',
+    row(['Shared Signals', 'value']),
+    row(['---', '---:']),
+    row([`logouts/s, closed loop at c=${concurrency}, without streams (median)`, s.withoutStreams]),
+    row([`logouts/s, closed loop at c=${concurrency}, with one poll and one push stream open (median)`, s.withStreams]),
+    row(['with ÷ without streams', s.ratio]),
+    row([
+      `paced load, logouts/s: target (${s.paced.rateBasis}) / achieved (median)`,
+      `${s.paced.ratePerSecond} / ${s.paced.achieved}`,
+    ]),
+    row([
+      `logout's 200 → SET arrives by poll under the paced load: p50 / p99, ms (${poll.sets} SETs)`,
+      `${poll.p50Ms} / ${poll.p99Ms}`,
+    ]),
+    row([
+      `logout's 200 → SET arrives by push under the paced load: p50 / p99, ms (${push.sets} SETs)`,
+      `${push.p50Ms} / ${push.p99Ms}`,
+    ]),
   ].join('\n');
 }
 
@@ -371,7 +425,7 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
     join(
       dir,
       readdirSync(dir)
-        .filter((name) => name.endsWith('.json'))
+        .filter((name) => /^\d{4}-\d{2}-\d{2}\.json$/.test(name)) // not `npm run bench:ssf`'s ssf-<date>.json
         .sort()
         .at(-1)!,
     );

@@ -32,6 +32,7 @@ import { rssMiB } from './process-usage.js';
 import { printReport, writeReport, type GrowthPoint, type Results } from './report.js';
 import { OidcPeer } from './peer.js';
 import { measureResourceServer } from './resource-server.js';
+import { measureSharedSignals } from './shared-signals.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
@@ -412,6 +413,9 @@ async function main(): Promise<void> {
     });
     await db.close();
     await stopAll();
+
+    log('Shared Signals: logout throughput with and without a poll and a push stream, SET delivery under a paced load');
+    results.sharedSignals = await measureSharedSignals({ seconds: SECONDS, reps: REPS, log });
 
     log('growth on SQLite');
     const growthServer = await startFibAuth(`sqlite:${join(dir, 'growth.sqlite')}`, keyFile, await freePort());

@@ -221,11 +221,12 @@ async function newestCursor(c: ScenarioContext): Promise<string> {
 }
 
 /**
- * A client that holds its one long poll (CONTRACT_SERVER_ENV) until the next revocation or the
- * server's shutdown: it holds it once a second poll of the same client is refused, 429.
+ * A client (a new one, or the one with `credentials`) that holds its one long poll
+ * (CONTRACT_SERVER_ENV) of the revocation feed until the next revocation or the server's
+ * shutdown: it holds it once a second poll of the same client is refused, 429.
  */
-async function holdingItsLongPoll(c: ScenarioContext): Promise<RequestChange> {
-  const credentials = await clientCredentials(c);
+async function holdingItsLongPoll(c: ScenarioContext, credentials?: RequestChange): Promise<RequestChange> {
+  credentials ??= await clientCredentials(c);
   const poll = async (wait: number) =>
     rawCall(c.t.url, 'GET', `${BASE}/revocations?after=${await newestCursor(c)}&wait=${wait}`, credentials);
   void poll(30).catch(() => {}); // answered at the next logout of another scenario, or at shutdown
@@ -449,7 +450,7 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
   listRevocations: {
     ...clientScenarios,
     TooManyRefusedRequests: async (c) => merged(await following(c, 'wait=0'), await overTheAddressLimit(c)),
-    TooManyLongPolls: holdingItsLongPoll,
+    TooManyLongPolls: (c) => holdingItsLongPoll(c),
     RevocationsSnapshot: (c) => following(c, 'wait=0'),
     RevocationsAfterCursor: async (c) => {
       const cursor = await newestCursor(c);
@@ -547,5 +548,11 @@ export const scenarios: Record<string, Record<string, Scenario>> = {
     }),
     NoSetsWaiting: onOwnStream(inPath({ returnImmediately: true })),
     PollMaxEventsInvalid: onOwnStream(inPath({ maxEvents: 5000 })),
+    // The client's one long poll is the revocation feed's: a poll that may wait is one too many.
+    TooManyLongPolls: async (c) => {
+      const { credentials, streamId } = await withStream(c);
+      await holdingItsLongPoll(c, credentials);
+      return merged(credentials, inPath({ returnImmediately: false })(streamId));
+    },
   },
 };

@@ -273,7 +273,7 @@ export const SETTINGS = {
   }),
   maxLongPollsPerClient: integer('MAX_LONG_POLLS_PER_CLIENT', 16, [1, 10_000], {
     description:
-      'long polls of the revocation feed (`wait` above 0) one resource-server client may hold open at once, over all workers (each takes its share); past it 429',
+      'long polls one resource-server client may hold open at once, of the revocation feed (`wait` above 0) and Shared Signals polls (`returnImmediately` false) in one budget, over all workers (each takes its share); past it 429',
     see: { design: '§11' },
   }),
   issuer: {

@@ -7,6 +7,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } 
 import { Clients } from '../src/domain/clients.js';
 import { DATABASES } from './support/databases.js';
 import {
+  assertExample,
   BASE,
   bearer,
   logEntries,
@@ -363,6 +364,38 @@ for (const backend of DATABASES) {
       const [set] = Object.values(sets);
       assert.equal((await receiver.verify(set)).sub_id.session?.id, decodePart(session.accessToken, 1).sid);
       assert.ok(performance.now() - started < 5000, 'well before the 25 s bound');
+    });
+
+    test("polls that may wait count in the client's one budget of long polls, with the revocation feed's", async () => {
+      const receiver = new Receiver(t);
+      await receiver.subscribe();
+      const { cursor } = await t.server.store.revocationsAfter(undefined, 1000);
+      const feedPoll = () => receiver.call('GET', `${ISSUER}${BASE}/revocations?after=${cursor}&wait=1`);
+      // An SSF poll that a feed poll beat to the last place asks again until it gets it.
+      const hold = async (): Promise<Reply> => {
+        const reply = await receiver.call('POST', receiver.stream.delivery.endpoint_url, {});
+        return reply.status === 429 ? settle(50).then(hold) : reply;
+      };
+      const held = Array.from({ length: t.config.maxLongPollsPerClient }, hold);
+      // A feed poll that got in before the SSF polls were held is answered within its second:
+      // ask again once that SSF poll has had time to take the place back.
+      let refused: Reply | undefined;
+      for (let attempt = 0; attempt < 20 && refused === undefined; attempt++) {
+        const reply = await feedPoll();
+        if (reply.status === 429) refused = reply;
+        else await settle(500);
+      }
+      assert.ok(refused, "the revocation feed's long poll is refused while the SSF polls hold the budget");
+      await assertExample(refused, 'TooManyLongPolls');
+      const another = await receiver.call('POST', receiver.stream.delivery.endpoint_url, { returnImmediately: false });
+      await assertExample(another, 'TooManyLongPolls');
+      const retryAfter = Number(another.headers['retry-after']);
+      assert.ok(retryAfter >= 1 && retryAfter <= 25, `Retry-After ${retryAfter}: when the first held poll answers at the latest`);
+      assert.equal((await receiver.call('POST', receiver.stream.delivery.endpoint_url, { returnImmediately: true })).status, 200);
+      // A session's end answers the held polls, which gives their budget back.
+      await t.logout((await t.newSession()).accessToken);
+      for (const reply of await Promise.all(held)) assert.equal(reply.status, 200, JSON.stringify(reply.body));
+      assert.equal((await feedPoll()).status, 200);
     });
 
     test('setErrs are recorded and logged, and those SETs are not delivered again', async () => {

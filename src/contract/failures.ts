@@ -308,10 +308,10 @@ export const FAILURES: Record<FailureReason | HttpFailureReason, FailureAnswer> 
     message: 'Too many sign-in challenges were issued to this address; retry after the seconds in Retry-After.',
     outcome: 'rate_limited',
   },
-  // §11: long polls of the revocation feed per client
+  // §11, §15: long polls per client, of the revocation feed and of Shared Signals polls
   tooManyLongPolls: {
     status: 429,
-    message: 'This client already holds as many long polls of the revocation feed as it may; wait for one to be answered.',
+    message: 'This client already holds as many long polls as it may; wait for one to be answered.',
     outcome: 'rate_limited',
   },
 

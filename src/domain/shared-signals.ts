@@ -81,7 +81,7 @@ export class SharedSignals {
     private readonly logger: Logger,
     /** Hears each SET a poll acknowledged, with the seconds since it was queued. */
     private readonly delivered: (method: 'poll', seconds: number) => void = () => {},
-    private readonly pollMaxWaitSeconds = POLL_MAX_WAIT_SECONDS,
+    readonly pollMaxWaitSeconds = POLL_MAX_WAIT_SECONDS,
   ) {
     this.changes = new StoreChanges(store);
   }

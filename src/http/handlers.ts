@@ -216,7 +216,15 @@ export function operationHandlers({ auth, store, keys, feed, longPolls, identity
     },
     async pollStream(c, ctx) {
       const { stream_id } = c.request.params as StreamIdQuery;
-      return ssf(await signals.poll(authenticatedClient(c), stream_id, c.request.requestBody as PollRequest, whenGone(ctx)));
+      const request = c.request.requestBody as PollRequest;
+      const client = authenticatedClient(c);
+      // A poll that may wait holds a connection: it counts in the client's one budget of long polls (docs/design.md §15).
+      const release = request.returnImmediately === true ? undefined : longPolls.hold(client, signals.pollMaxWaitSeconds);
+      try {
+        return ssf(await signals.poll(client, stream_id, request, whenGone(ctx)));
+      } finally {
+        release?.();
+      }
     },
   };
 }

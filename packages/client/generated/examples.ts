@@ -1934,7 +1934,7 @@ export const contractExamples = {
           "status": {
             "code": 429,
             "name": "Too Many Requests",
-            "message": "This client already holds as many long polls of the revocation feed as it may; wait for one to be answered."
+            "message": "This client already holds as many long polls as it may; wait for one to be answered."
           },
           "data": {}
         }
@@ -3262,6 +3262,23 @@ export const contractExamples = {
             "code": 429,
             "name": "Too Many Requests",
             "message": "Too many refused requests came from this address; retry after the seconds in Retry-After."
+          },
+          "data": {}
+        }
+      },
+      "TooManyLongPolls": {
+        "status": 429,
+        "contentType": "application/json",
+        "headers": {
+          "Retry-After": "42",
+          "RateLimit": "\"refused-per-address\";r=0;t=42",
+          "RateLimit-Policy": "\"refused-per-address\";q=100;w=60"
+        },
+        "value": {
+          "status": {
+            "code": 429,
+            "name": "Too Many Requests",
+            "message": "This client already holds as many long polls as it may; wait for one to be answered."
           },
           "data": {}
         }

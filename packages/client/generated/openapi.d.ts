@@ -1183,13 +1183,14 @@ export interface components {
         };
         /**
          * @description `TooManyRefusedRequests`: too many requests from this client address were refused (401)
-         *     within the window. `TooManyLongPolls`: this client already holds as many long polls (`wait`
-         *     above 0) as the server allows at once (16 by default); a resource server needs one at a time,
-         *     and every process of a service that shares one client id holds its own. Either way, wait
-         *     `Retry-After` seconds: for long polls, the time by which one of this client's polls is
-         *     answered at the latest.
+         *     within the window. `TooManyLongPolls`: this client already holds as many long polls as the
+         *     server allows at once (16 by default), counted over the revocation feed (`wait` above 0) and
+         *     Shared Signals polls (`returnImmediately` false) together; a resource server needs one at a
+         *     time per feed, and every process of a service that shares one client id holds its own.
+         *     Either way, wait `Retry-After` seconds: for long polls, the time by which one of this
+         *     client's polls is answered at the latest.
          */
-        RevocationsTooManyRequests: {
+        LongPollsTooManyRequests: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];
                 RateLimit: components["headers"]["RateLimit"];
@@ -1548,7 +1549,7 @@ export interface operations {
             200: components["responses"]["RevocationsListed"];
             400: components["responses"]["RevocationsBadRequest"];
             401: components["responses"]["ClientUnauthorized"];
-            429: components["responses"]["RevocationsTooManyRequests"];
+            429: components["responses"]["LongPollsTooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };
@@ -1866,7 +1867,7 @@ export interface operations {
             404: components["responses"]["StreamNotFound"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
-            429: components["responses"]["TooManyRequests"];
+            429: components["responses"]["LongPollsTooManyRequests"];
             500: components["responses"]["InternalServerError"];
         };
     };
