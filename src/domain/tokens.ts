@@ -99,7 +99,7 @@ export interface TokenAcceptance extends TokenIdentity {
 }
 
 /** An access token's `aud`: a string when it names one audience, as most verifiers expect, else the list. */
-const audienceClaim = (audience: readonly string[]) => (audience.length === 1 ? audience[0] : [...audience]);
+export const audienceClaim = (audience: readonly string[]) => (audience.length === 1 ? audience[0] : [...audience]);
 
 /** Issues and verifies this server's JWS tokens (docs/design.md §5): EdDSA only, typed, with a kid. */
 export class Tokens {

@@ -8,7 +8,7 @@ import type { KeyRing } from '../domain/key-ring.js';
 import type { RevocationFeed } from '../domain/revocation-feed.js';
 import { Lifetimes } from '../domain/lifetimes.js';
 import type { PollRequest, SharedSignals, StreamRequest } from '../domain/shared-signals.js';
-import { SIGN_IN_CLIENT_ID, type IssuedPair, type TokenIdentity } from '../domain/tokens.js';
+import { audienceClaim, SIGN_IN_CLIENT_ID, type IssuedPair, type TokenIdentity } from '../domain/tokens.js';
 import type { Store } from '../domain/store.js';
 import { envelope } from '../contract/envelope.js';
 import { NoContent, PlainReply } from './plain-reply.js';
@@ -145,7 +145,7 @@ export function operationHandlers({ auth, store, keys, feed, longPolls, identity
       // A token issued before tokens named their issuer and audience is this service's, for its audience.
       const { issuer, audience } = identity();
       const iss = claims.iss ?? issuer;
-      const aud = claims.aud ?? (audience.length === 1 ? audience[0] : [...audience]);
+      const aud = claims.aud ?? audienceClaim(audience);
       return new PlainReply(
         { active: true, token_type: 'Bearer', iss, aud, client_id: SIGN_IN_CLIENT_ID, sub, acc, role, sid, jti, iat, exp },
         'application/json',
