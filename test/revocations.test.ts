@@ -347,3 +347,64 @@ describe('the revocation cursor on PostgreSQL while a revocation is still being 
     }
   });
 });
+
+describe('the feed’s triggers on PostgreSQL notify nobody inside the writer’s transaction', () => {
+  const backend = DATABASES.find((b) => b.name === 'PostgreSQL')!;
+  // A transaction that sends a NOTIFY holds one database-wide lock through its commit's WAL
+  // flush: with a NOTIFY in the triggers, every logout committed alone. The process that
+  // committed notifies afterwards (backends/postgres.ts); migration 0008 rewrote the functions.
+  const triggerFunctions = async (db: Kysely<unknown>) =>
+    (
+      await sql<{ name: string; body: string }>`select proname as name, prosrc as body from pg_proc
+        where pronamespace = current_schema()::regnamespace and proname in ('sessions_revoke', 'withdrawn_keys_revoke')
+        order by proname`.execute(db)
+    ).rows;
+  testOn(
+    'in a database made before migration 0008, and the store’s watch still hears revocations',
+    { skip: backend.skip },
+    async () => {
+      const database = await backend.create();
+      const old = await migratedUpTo(database, '0007_ssf_push');
+      const before = await triggerFunctions(old);
+      await old.destroy();
+      assert.deepEqual(
+        before.map((f) => [f.name, f.body.includes('pg_notify')]),
+        [
+          ['sessions_revoke', true],
+          ['withdrawn_keys_revoke', true],
+        ],
+      );
+      const [store, listening] = [await openOn(database), await openOn(database)];
+      const db = new Kysely<unknown>({
+        dialect: (await backendOf(database.url).open(storeOptions(loadConfig({ DATABASE_URL: database.url })))).dialect,
+      });
+      try {
+        const now = await triggerFunctions(db);
+        assert.deepEqual(
+          now.map((f) => [f.name, f.body.includes('pg_notify'), f.body.includes('insert into revocations')]),
+          [
+            ['sessions_revoke', false, true],
+            ['withdrawn_keys_revoke', false, true],
+          ],
+        );
+        const email = await newUser(store);
+        const loggedIn = session(email);
+        await store.createSession(loggedIn);
+        // Once its connection listens, the watch is called for what came before: only a later call is the logout's.
+        const listens = await new Promise<() => void>((resolve) => {
+          const stop = listening.watchRevocations(() => resolve(stop));
+        });
+        try {
+          await calledWithin(listening, 10_000, () => store.endSession(loggedIn.id, loggedIn.accessJti, NOW + 1));
+        } finally {
+          listens();
+        }
+      } finally {
+        await db.destroy();
+        await store.close();
+        await listening.close();
+        await database.drop();
+      }
+    },
+  );
+});

@@ -160,4 +160,10 @@ export const migrations = (dialect: SchemaDialect): Record<string, Migration> =>
   // Shared Signals' streams and their queues (docs/design.md §15).
   '0006_ssf_streams': streamsMigration(dialect),
   '0007_ssf_push': pushMigration,
+  // PostgreSQL: the feed's triggers stop notifying in the writer's transaction (backends/postgres.ts).
+  '0008_revocation_triggers_without_notify': {
+    async up(db: Kysely<unknown>) {
+      for (const statement of dialect.revocationTriggersWithoutNotify) await sql.raw(statement).execute(db);
+    },
+  },
 });

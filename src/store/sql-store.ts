@@ -217,6 +217,8 @@ export class SqlStore implements Store {
   /** Who waits for revocations, and the external watch that runs while anyone does. */
   private readonly revocationListeners = new Set<() => void>();
   private stopExternalWatch: (() => void) | undefined;
+  /** The announcement of the latest revoking write, which closing waits for. */
+  private announced: Promise<void> = Promise.resolve();
   private readonly queries: ReturnType<typeof requestQueries>;
   private readonly writer: Write;
   private readonly streams: ReturnType<typeof streamStatements>;
@@ -262,6 +264,7 @@ export class SqlStore implements Store {
   private async revokingWrite<T>(work: (db: Kysely<Database>) => Promise<T>, statements: Statements = 'one'): Promise<T> {
     const result = await this.write(work, statements);
     this.revocationsChanged();
+    this.announced = this.backend.revocationsCommitted(this.db);
     return result;
   }
 
@@ -593,10 +596,11 @@ export class SqlStore implements Store {
     await sql`select 1`.execute(this.db);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.stopExternalWatch?.();
     this.stopExternalWatch = undefined;
     this.revocationListeners.clear();
+    await this.announced;
     return this.db.destroy();
   }
 }

@@ -1,4 +1,5 @@
 import { closeSync, fdatasync, openSync } from 'node:fs';
+import { coalesced } from './coalesced.js';
 
 /**
  * Makes a SQLite WAL file durable off the event loop (docs/design.md §13). The connection
@@ -14,39 +15,21 @@ import { closeSync, fdatasync, openSync } from 'node:fs';
  */
 export class WalSync {
   private descriptor: number | undefined;
-  private running: Promise<void> | undefined;
-  private next: Promise<void> | undefined;
 
   constructor(private readonly walPath: string) {}
 
   /** Resolves once everything written to the WAL before this call is on disk. */
-  flush(): Promise<void> {
-    if (this.next) return this.next;
-    if (!this.running) return this.start();
-    const after = () => {
-      this.next = undefined;
-      return this.start();
-    };
-    this.next = this.running.then(after, after);
-    return this.next;
-  }
+  readonly flush = coalesced(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        // Opened at the first commit, when the WAL exists; it stays while this process's connection is open.
+        this.descriptor ??= openSync(this.walPath, 'r');
+        fdatasync(this.descriptor, (error) => (error ? reject(error) : resolve()));
+      }),
+  );
 
   close(): void {
     if (this.descriptor !== undefined) closeSync(this.descriptor);
     this.descriptor = undefined;
-  }
-
-  private start(): Promise<void> {
-    const running = new Promise<void>((resolve, reject) => {
-      // Opened at the first commit, when the WAL exists; it is not removed while this process's connection is open.
-      this.descriptor ??= openSync(this.walPath, 'r');
-      fdatasync(this.descriptor, (error) => (error ? reject(error) : resolve()));
-    });
-    this.running = running;
-    const done = () => {
-      if (this.running === running) this.running = undefined;
-    };
-    running.then(done, done);
-    return running;
   }
 }

@@ -1,6 +1,7 @@
 import { PostgresDialect, sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { REVOCATION_NAMES_ONE, type Database } from '../schema.js';
+import { coalesced } from '../coalesced.js';
 import type { BackendProfile, ExternalRevocationWatch, SchemaDialect, StoreOptions } from './profile.js';
 
 /** PostgreSQL's NOTIFY channel that tells every instance a revocation committed. */
@@ -83,23 +84,41 @@ async function currentSchema(db: Kysely<Database>): Promise<string> {
   return name;
 }
 
-/** Each trigger takes the feed's lock shared, writes the entry and notifies, in the writer's transaction. */
-const schema: SchemaDialect = {
-  addPosition: (table) => table.addColumn('seq', 'bigserial', (c) => c.primaryKey()),
-  revocationTriggers: [
-    `create function sessions_revoke() returns trigger language plpgsql as $$
+/**
+ * The functions behind the feed's triggers: each takes the feed's lock shared and writes the
+ * entry, in the writer's transaction. Until migration 0008 they also sent the NOTIFY there;
+ * but a transaction that notifies holds one database-wide lock through its commit's WAL flush,
+ * so every logout committed alone. Now the process that committed notifies after its commit
+ * (`revocationsCommitted`); the migrations before 0008 still write the functions as they ran.
+ */
+const NOTIFY_IN_TRANSACTION = `perform pg_notify('${REVOCATION_CHANNEL}', '');`;
+const sessionsRevoke = (notify = '') => `create or replace function sessions_revoke() returns trigger language plpgsql as $$
      begin
        if old.revoked_at is null and new.revoked_at is not null then
          perform pg_advisory_xact_lock_shared(${REVOCATION_LOCK_KEY});
          insert into revocations (sid, jti, reason, until) values (new.id, null, new.revoked_reason, new.access_expires_at);
-         perform pg_notify('${REVOCATION_CHANNEL}', '');
+         ${notify}
        elsif old.access_jti <> new.access_jti then
          perform pg_advisory_xact_lock_shared(${REVOCATION_LOCK_KEY});
          insert into revocations (sid, jti, reason, until) values (old.id, old.access_jti, 'refresh', old.access_expires_at);
-         perform pg_notify('${REVOCATION_CHANNEL}', '');
+         ${notify}
        end if;
        return null;
-     end $$`,
+     end $$`;
+const withdrawnKeysRevoke = (
+  notify = '',
+) => `create or replace function withdrawn_keys_revoke() returns trigger language plpgsql as $$
+     begin
+       perform pg_advisory_xact_lock_shared(${REVOCATION_LOCK_KEY});
+       insert into revocations (kid, reason, until) values (new.kid, 'key-withdrawn', new.feed_until);
+       ${notify}
+       return null;
+     end $$`;
+
+const schema: SchemaDialect = {
+  addPosition: (table) => table.addColumn('seq', 'bigserial', (c) => c.primaryKey()),
+  revocationTriggers: [
+    sessionsRevoke(NOTIFY_IN_TRANSACTION),
     `create trigger sessions_revoke after update on sessions for each row execute function sessions_revoke()`,
   ],
   async letRevocationsNameKeys(db) {
@@ -108,16 +127,11 @@ const schema: SchemaDialect = {
     await db.schema.alterTable('revocations').addCheckConstraint('revocations_names_one', REVOCATION_NAMES_ONE).execute();
   },
   withdrawalTriggers: [
-    `create function withdrawn_keys_revoke() returns trigger language plpgsql as $$
-     begin
-       perform pg_advisory_xact_lock_shared(${REVOCATION_LOCK_KEY});
-       insert into revocations (kid, reason, until) values (new.kid, 'key-withdrawn', new.feed_until);
-       perform pg_notify('${REVOCATION_CHANNEL}', '');
-       return null;
-     end $$`,
+    withdrawnKeysRevoke(NOTIFY_IN_TRANSACTION),
     `create trigger withdrawn_keys_revoke after insert on withdrawn_keys for each row execute function withdrawn_keys_revoke()`,
   ],
-  // The feed's trigger on the same update sends the NOTIFY that wakes the polls.
+  revocationTriggersWithoutNotify: [sessionsRevoke(), withdrawnKeysRevoke()],
+  // The NOTIFY after the same update's commit wakes the polls.
   sessionEndEventTriggers: [
     `create function sessions_end_queues_security_events() returns trigger language plpgsql as $$
      begin
@@ -172,6 +186,10 @@ export const postgres: BackendProfile = {
     pool.on('connect', (client) =>
       client.on('error', (err) => log?.warn({ err }, 'a database connection in use failed; it will be replaced')),
     );
+    // One NOTIFY, in a transaction of its own that does not wait for its WAL flush (a wake-up
+    // need not survive a crash), tells the other processes of every revocation committed here
+    // before it was sent; those committed while it is on its way share the next.
+    let notifyRevocations: (() => Promise<void>) | undefined;
     return Promise.resolve({
       dialect: new PostgresDialect({ pool }),
       schema,
@@ -190,6 +208,14 @@ export const postgres: BackendProfile = {
         }),
       announceChange: async (db) => {
         await sql`select pg_notify(${REVOCATION_CHANNEL}, '')`.execute(db);
+      },
+      revocationsCommitted(db) {
+        notifyRevocations ??= coalesced(async () => {
+          await sql`select set_config('synchronous_commit', 'off', true), pg_notify(${REVOCATION_CHANNEL}, '')`.execute(db);
+        });
+        return notifyRevocations().catch((err: unknown) =>
+          log?.warn({ err }, 'could not NOTIFY the other processes of a revocation; they see it at their next read'),
+        );
       },
       watchExternalRevocations: listen(options),
     });

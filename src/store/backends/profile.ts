@@ -49,6 +49,8 @@ export interface SchemaDialect {
    * for it (docs/design.md §15), in the statement that ends it, as `revocationTriggers` write the feed.
    */
   sessionEndEventTriggers: readonly string[];
+  /** Migration 0008: the functions behind the feed's triggers without the notification in the writer's transaction that 0002 and 0004 gave them. */
+  revocationTriggersWithoutNotify: readonly string[];
 }
 
 /** One database opened by a profile: everything `SqlStore` asks that differs between backends. */
@@ -83,6 +85,12 @@ export interface OpenedBackend {
    * was written outside the triggers (a verification event); a no-op where the watch sees every commit.
    */
   announceChange(db: Kysely<Database>): Promise<void>;
+  /**
+   * Called after each write that added revocations committed: tells every other process's
+   * `watchExternalRevocations`, once for the commits that come close together. Never rejects
+   * (a failure is logged); resolves once the commits before the call were announced.
+   */
+  revocationsCommitted(db: Kysely<Database>): Promise<void>;
 }
 
 /**

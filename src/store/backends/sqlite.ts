@@ -154,6 +154,8 @@ const schema: SchemaDialect = {
        insert into revocations (kid, reason, until) values (new.kid, 'key-withdrawn', new.feed_until);
      end`,
   ],
+  // The triggers write only the database: there is nothing to notify.
+  revocationTriggersWithoutNotify: [],
   sessionEndEventTriggers: [
     `create trigger sessions_end_queues_security_events after update of revoked_at on sessions
        when old.revoked_at is null and new.revoked_at is not null
@@ -229,6 +231,7 @@ export const sqlite: BackendProfile = {
       },
       // Every process's file check sees every commit.
       announceChange: () => Promise.resolve(),
+      revocationsCommitted: () => Promise.resolve(),
       watchExternalRevocations: watchFile(database),
     };
   },
