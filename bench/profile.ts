@@ -3,6 +3,8 @@
  *
  * 1. The server under `node --cpu-prof` (one process), then the functions and packages it spent
  *    its CPU in. The profile itself is kept for Chrome DevTools (its path is printed).
+ *    `npm run bench:profile -- postgres` runs both parts on a schema of TEST_DATABASE_URL's
+ *    PostgreSQL instead of a SQLite file.
  * 2. The latency breakdown: the server with phase timing on (src/request-phases.ts, turned on by
  *    bench/phase-recorder.mjs preloaded into its processes), with its default workers and with
  *    one, and each phase's p50 and p99 over the logouts of the run, beside the latency the load
@@ -14,13 +16,30 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../src/package-root.js';
 import { PHASES, type BatchFacts, type Phase } from '../src/request-phases.js';
-import { openSqlite } from './database.js';
+import { openPostgres, openSqlite, type BenchDatabase } from './database.js';
+import { createSchema } from '../test/support/postgres.js';
 import { freePort } from '../test/support/processes.js';
 import { TokenMinter } from '../test/support/tokens.js';
 import { makeUsers, SessionFactory, startFibAuth, type ServerOptions } from './fixture.js';
 import { load, round, type LoadResult } from './load.js';
 
 const SECONDS = 5;
+const ON_POSTGRES = process.argv.includes('postgres');
+const STORE = ON_POSTGRES ? 'PostgreSQL' : 'SQLite';
+if (ON_POSTGRES && !process.env.TEST_DATABASE_URL) {
+  console.error('npm run bench:profile -- postgres: set TEST_DATABASE_URL to a PostgreSQL database it may add a schema to');
+  process.exit(2);
+}
+
+/** The server's database for one run, and the bench's own connection to it once the server made its schema. */
+async function database(dir: string): Promise<{ url: string; open: () => Promise<BenchDatabase>; drop: () => Promise<void> }> {
+  if (!ON_POSTGRES) {
+    const path = join(dir, 'fib-auth.sqlite');
+    return { url: `sqlite:${path}`, open: () => Promise.resolve(openSqlite(path)), drop: () => Promise.resolve() };
+  }
+  const schema = await createSchema(process.env.TEST_DATABASE_URL!, 'fib_auth_profile');
+  return { url: schema.url, open: () => openPostgres(schema.url), drop: () => schema.drop() };
+}
 const CONCURRENCY = 50;
 const TOP = 25;
 
@@ -49,7 +68,7 @@ function topOf(entries: Map<string, number>, total: number): string[] {
 const monotonicMicroseconds = () => Number(process.hrtime.bigint() / 1000n);
 
 /**
- * Starts a server on a fresh SQLite file with `options`, warms it up, and logs out at
+ * Starts a server on a fresh SQLite file (or PostgreSQL schema) with `options`, warms it up, and logs out at
  * concurrency 50 for SECONDS; `measure` is told when the timed run started and ended, as
  * epoch milliseconds, after the server stopped (so that it wrote what it kept).
  */
@@ -59,12 +78,12 @@ async function logoutRun(
 ): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'fib-auth-profile-'));
   const keyFile = join(dir, 'signing-key.pem');
-  const sqlitePath = join(dir, 'fib-auth.sqlite');
-  const server = await startFibAuth(`sqlite:${sqlitePath}`, keyFile, await freePort(), options);
+  const store = await database(dir);
+  const server = await startFibAuth(store.url, keyFile, await freePort(), options);
   let result: LoadResult;
   const window = { start: 0, end: 0 };
   try {
-    const db = openSqlite(sqlitePath);
+    const db = await store.open();
     const users = makeUsers(100);
     await db.addUsers(users);
     const sessions = new SessionFactory(db, await TokenMinter.fromKeyFile(keyFile), users);
@@ -78,6 +97,7 @@ async function logoutRun(
     await db.close();
   } finally {
     await server.stop(); // profiles and timelines are written as the server's processes exit
+    await store.drop();
   }
   try {
     measure(result, window);
@@ -97,7 +117,7 @@ async function cpuProfile(): Promise<void> {
   let file = '';
   // One process: with workers each would write a profile of its own, and the primary's is idle.
   await logoutRun({ nodeOptions: ['--cpu-prof', `--cpu-prof-dir=${keep}`], env: { WORKERS: '1' } }, (result, window) => {
-    console.log(`CPU profile, WORKERS=1: ${summary(result)}`);
+    console.log(`CPU profile, ${STORE}, WORKERS=1: ${summary(result)}`);
     file = join(
       keep,
       readdirSync(keep).find((name) => name.endsWith('.cpuprofile'))!,
@@ -177,7 +197,7 @@ async function phaseBreakdown(workers: string | undefined): Promise<void> {
       const syncs = sortedOf(distinct.map((b) => b.syncMs));
       console.log(
         [
-          `\n### Latency breakdown, WORKERS=${workers ?? 'unset (the default)'}, c=${CONCURRENCY}, ${SECONDS} s, load average ${loadavg()[0].toFixed(1)}`,
+          `\n### Latency breakdown, ${STORE}, WORKERS=${workers ?? 'unset (the default)'}, c=${CONCURRENCY}, ${SECONDS} s, load average ${loadavg()[0].toFixed(1)}`,
           '',
           summary(result),
           '',

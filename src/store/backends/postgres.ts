@@ -1,4 +1,4 @@
-import { PostgresDialect, sql, type Kysely } from 'kysely';
+import { PostgresDialect, sql, type Kysely, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
 import { REVOCATION_NAMES_ONE, type Database } from '../schema.js';
 import { coalesced } from '../coalesced.js';
@@ -19,6 +19,38 @@ const REVOCATION_LOCK_KEY = `hashtext('${REVOCATION_CHANNEL}.' || current_schema
 
 /** Two transactions that lock rows in opposite orders: PostgreSQL aborts one of them. */
 const DEADLOCK_DETECTED = '40P01';
+
+/** The most statement texts one process prepares: a store's statements are a fixed set. */
+const MAX_PREPARED_STATEMENTS = 500;
+
+/**
+ * The pool as Kysely sees it, with every statement that has parameters prepared once per
+ * connection under a name: without one, PostgreSQL parses and plans the same logout UPDATE
+ * (and its triggers' statements) on every request. Statements without parameters (the
+ * migrations' DDL, BEGIN, COMMIT) are sent as they are.
+ */
+function preparingStatements(pool: pg.Pool): PostgresPool {
+  const names = new Map<string, string>();
+  const nameOf = (text: string) => {
+    let name = names.get(text);
+    if (name === undefined && names.size < MAX_PREPARED_STATEMENTS) names.set(text, (name = `fib_auth_${names.size}`));
+    return name;
+  };
+  return {
+    async connect() {
+      const client = await pool.connect();
+      return {
+        // Kysely streams no cursors here: every call is a text and its parameters.
+        query: ((text: string, values: readonly unknown[]) => {
+          const name = values.length > 0 ? nameOf(text) : undefined;
+          return client.query(name ? { name, text, values: [...values] } : { text, values: [...values] });
+        }) as unknown as PostgresPoolClient['query'],
+        release: (destroy?: boolean) => client.release(destroy),
+      };
+    },
+    end: () => pool.end(),
+  };
+}
 
 /** How long a broken LISTEN connection waits before it connects again. */
 const LISTEN_RETRY_MS = 1000;
@@ -191,7 +223,7 @@ export const postgres: BackendProfile = {
     // before it was sent; those committed while it is on its way share the next.
     let notifyRevocations: (() => Promise<void>) | undefined;
     return Promise.resolve({
-      dialect: new PostgresDialect({ pool }),
+      dialect: new PostgresDialect({ pool: preparingStatements(pool) }),
       schema,
       // Kysely's PostgreSQL adapter migrates under an advisory lock of its own.
       migrationTableSchema: currentSchema,
