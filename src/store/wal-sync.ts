@@ -15,11 +15,8 @@ import { coalesced } from './coalesced.js';
  */
 export class WalSync {
   private descriptor: number | undefined;
-
-  constructor(private readonly walPath: string) {}
-
-  /** Resolves once everything written to the WAL before this call is on disk. */
-  readonly flush = coalesced(
+  private latest: Promise<void> = Promise.resolve();
+  private readonly sync = coalesced(
     () =>
       new Promise<void>((resolve, reject) => {
         // Opened at the first commit, when the WAL exists; it stays while this process's connection is open.
@@ -28,8 +25,20 @@ export class WalSync {
       }),
   );
 
+  constructor(private readonly walPath: string) {}
+
+  /** Resolves once everything written to the WAL before this call is on disk. */
+  flush(): Promise<void> {
+    this.latest = this.sync();
+    return this.latest;
+  }
+
+  /** Closes the file once the syncs asked for are done: one still running must not find it closed. */
   close(): void {
-    if (this.descriptor !== undefined) closeSync(this.descriptor);
-    this.descriptor = undefined;
+    const close = () => {
+      if (this.descriptor !== undefined) closeSync(this.descriptor);
+      this.descriptor = undefined;
+    };
+    this.latest.then(close, close);
   }
 }
