@@ -126,11 +126,7 @@ for (const workers of [1, 2]) {
       // COMMIT writes the transaction's frames into the WAL; the last of those writes before the
       // answer must be followed by a sync of the WAL (from any thread) that ends before the answer.
       const walWrites = calls.filter(
-        (c) =>
-          c.name === 'pwrite64' &&
-          c.descriptor === `${databaseFile}-wal` &&
-          c.start >= request.end &&
-          c.end <= answer.start,
+        (c) => c.name === 'pwrite64' && c.descriptor === `${databaseFile}-wal` && c.start >= request.end && c.end <= answer.start,
       );
       assert.ok(walWrites.length >= 1, `between reading the logout and writing its 200, the commit wrote the WAL:\n${trace}`);
       const lastWrite = walWrites[walWrites.length - 1];

@@ -201,10 +201,10 @@ export const sqlite: BackendProfile = {
     const durable = walSync ? () => walSync.flush() : () => Promise.resolve();
     const cached = withStatementCache(database);
     const closing = {
-      prepare: cached.prepare,
+      prepare: (sql: string) => cached.prepare(sql),
       close() {
         walSync?.close();
-        return cached.close();
+        cached.close();
       },
     };
     return {
