@@ -22,8 +22,7 @@ export const PHASES = [
   'queue', // the write waits for its batch: the next turn of the event loop, or the batch before it
   'lock', // the batch waits for SQLite's write lock, held by another process
   'statement', // the batch's statements up to this request's own
-  'commit', // the batch's statements after it, and COMMIT (which writes the WAL)
-  'sync', // the WAL's fdatasync that the answer waits for, after the write lock is released
+  'commit', // the batch's statements after it, and COMMIT with its fsync
   'handler', // from the commit (or the last mark) until the handler's answer is back in Koa
   'log', // the metrics and the request's log line
   'answer', // Koa writes the response, until its finish
@@ -34,10 +33,8 @@ export type Phase = (typeof PHASES)[number];
 export interface BatchFacts {
   writes: number;
   lockRetries: number;
-  /** How long COMMIT took, ms. */
+  /** How long COMMIT took (its fsync), ms. */
   commitMs: number;
-  /** How long the batch then waited for the disk, ms. */
-  syncMs: number;
 }
 
 /** One request's timeline. */
@@ -95,7 +92,6 @@ export class BatchTiming {
   private lockedAt = 0;
   private lockRetries = 0;
   private commitStartedAt = 0;
-  private committedAt = 0;
   private readonly statementEnds: number[] = [];
 
   retried(): void {
@@ -110,25 +106,16 @@ export class BatchTiming {
   committing(): void {
     this.commitStartedAt = performance.now();
   }
-  committed(): void {
-    this.committedAt = performance.now();
-  }
-  /** Once the commit is on disk: each request of the batch, in order, gets its phases. */
-  synced(requests: readonly (RequestPhases | undefined)[]): void {
-    const syncedAt = performance.now();
-    const batch = {
-      writes: requests.length,
-      lockRetries: this.lockRetries,
-      commitMs: this.committedAt - this.commitStartedAt,
-      syncMs: syncedAt - this.committedAt,
-    };
+  /** After COMMIT: each request of the batch, in order, gets its phases. */
+  committed(requests: readonly (RequestPhases | undefined)[]): void {
+    const committedAt = performance.now();
+    const batch = { writes: requests.length, lockRetries: this.lockRetries, commitMs: committedAt - this.commitStartedAt };
     requests.forEach((phases, i) => {
       if (!phases) return;
       phases.mark('queue', this.startedAt);
       phases.mark('lock', this.lockedAt);
       phases.mark('statement', this.statementEnds[i]);
-      phases.mark('commit', this.committedAt);
-      phases.mark('sync', syncedAt);
+      phases.mark('commit', committedAt);
       phases.batch = batch;
     });
   }

@@ -1,6 +1,6 @@
 /**
- * Wraps a task whose one run serves every call made before the run began (an fdatasync covers
- * every write before it; a NOTIFY wakes readers to every commit before it). A call waits for a
+ * Wraps a task whose one run serves every call made before the run began (a NOTIFY wakes the
+ * readers to every commit before it, backends/postgres.ts). A call waits for a
  * run that begins after it: the one queued behind the run in progress, shared with every other
  * call made meanwhile. So at most one run is in progress and one waits, however many call.
  */
