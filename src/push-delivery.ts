@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PUSH_DELIVERY, type QueuedEvent, type StreamRecord } from './domain/security-events.js';
 import type { SharedSignals } from './domain/shared-signals.js';
 import { StoreChanges } from './domain/store-changes.js';
@@ -13,6 +14,12 @@ export const PUSH_TIMEOUT_MS = 10_000;
 const PUSH_BATCH = 50;
 /** How often due retries (and leases that ran out) are looked for while no session ends. */
 const RETRY_CHECK_MS = 250;
+/**
+ * The least time from a lease that found nothing to the next: under load every logout is a
+ * change of the store, and each lease is a write, which cost 9 % of the logouts on SQLite when
+ * every change woke one (issue 25, BENCHMARKS.md). A SET waits this much longer at most.
+ */
+const EMPTY_LEASE_GAP_MS = 25;
 /** The first retry comes after about this, each next one after twice as long, up to PUSH_BACKOFF_MAX_MS. */
 const PUSH_BACKOFF_BASE_MS = 500;
 export const PUSH_BACKOFF_MAX_MS = 60_000;
@@ -67,11 +74,18 @@ export class PushDelivery {
   }
 
   private async run(): Promise<void> {
-    while (!this.stopping.signal.aborted) {
+    const { signal } = this.stopping;
+    while (!signal.aborted) {
       const seen = this.changes.mark(); // before leasing: an event queued meanwhile wakes the wait at once
+      const leasedAt = performance.now();
       const events = await this.lease();
-      if (events.length > 0) await this.pushAll(events);
-      else await this.changes.since(seen, RETRY_CHECK_MS, this.stopping.signal);
+      if (events.length > 0) {
+        await this.pushAll(events);
+        continue;
+      }
+      await this.changes.since(seen, RETRY_CHECK_MS, signal);
+      const gap = EMPTY_LEASE_GAP_MS - (performance.now() - leasedAt);
+      if (gap > 0) await sleep(gap, undefined, { signal }).catch(() => undefined); // aborted: the loop ends
     }
   }
 
