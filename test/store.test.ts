@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test as testOn } from 'node:test';
 import { promisify } from 'node:util';
+import pg from 'pg';
 import { loadConfig, storeOptions } from '../src/config.js';
 import { packageRoot } from '../src/package-root.js';
 import { openStore } from '../src/store/open.js';
@@ -339,4 +340,38 @@ describe('SQLite group commit when the write lock stays taken', () => {
       await database.drop();
     }
   });
+});
+
+// The PostgreSQL backend prepares its statements once per connection (src/store/backends/postgres.ts).
+// Another instance that migrates first (a rolling upgrade) may add a column to a table this
+// one reads with `select *`: PostgreSQL then refuses the prepared statement, and the store
+// must still answer.
+describe('PostgreSQL prepared statements after another instance changed a table', () => {
+  const backend = DATABASES.find((b) => b.name === 'PostgreSQL')!;
+  testOn(
+    'a read prepared before a column was added still answers, and so does every read after it',
+    { skip: backend.skip },
+    async () => {
+      const database = await backend.create();
+      const store = await openStore(storeOptions(loadConfig({ DATABASE_URL: database.url, DATABASE_POOL_SIZE: '1' })));
+      const migrator = new pg.Client({ connectionString: database.url });
+      try {
+        const email = `user-${randomUUID()}@example.test`;
+        await store.addUser(userRecord(email));
+        const session = sessionRecord(email);
+        assert.equal(await store.createSession(session), true);
+        assert.equal((await store.findSession(session.id))?.id, session.id, 'prepared on the pool’s one connection');
+        await migrator.connect();
+        await migrator.query('alter table sessions add column added_by_a_later_version text');
+        for (let i = 0; i < 3; i++) {
+          assert.equal((await store.findSession(session.id))?.id, session.id, `read ${i + 1} after the column was added`);
+        }
+        assert.equal(await store.endSession(session.id, session.accessJti, NOW + 1), true, 'a logout still commits');
+      } finally {
+        await migrator.end();
+        await store.close();
+        await database.drop();
+      }
+    },
+  );
 });

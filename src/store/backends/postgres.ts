@@ -23,11 +23,18 @@ const DEADLOCK_DETECTED = '40P01';
 /** The most statement texts one process prepares: a store's statements are a fixed set. */
 const MAX_PREPARED_STATEMENTS = 500;
 
+/** PostgreSQL refuses a prepared `select *` whose table gained or lost a column since (another instance migrated). */
+const FEATURE_NOT_SUPPORTED = '0A000';
+const isStalePlan = (error: unknown) =>
+  (error as { code?: unknown }).code === FEATURE_NOT_SUPPORTED && /cached plan must not change result type/.test(String(error));
+
 /**
  * The pool as Kysely sees it, with every statement that has parameters prepared once per
  * connection under a name: without one, PostgreSQL parses and plans the same logout UPDATE
  * (and its triggers' statements) on every request. Statements without parameters (the
- * migrations' DDL, BEGIN, COMMIT) are sent as they are.
+ * migrations' DDL, BEGIN, COMMIT) are sent as they are. A prepared statement that another
+ * instance's migration made stale runs again unprepared, and its connection is closed when
+ * released, so that the pool's next one prepares it anew.
  */
 function preparingStatements(pool: pg.Pool): PostgresPool {
   const names = new Map<string, string>();
@@ -39,13 +46,22 @@ function preparingStatements(pool: pg.Pool): PostgresPool {
   return {
     async connect() {
       const client = await pool.connect();
+      let stale = false;
+      // Kysely streams no cursors here: every call is a text and its parameters.
+      const query = async (text: string, values: readonly unknown[]) => {
+        const name = values.length > 0 && !stale ? nameOf(text) : undefined;
+        if (!name) return client.query({ text, values: [...values] });
+        try {
+          return await client.query({ name, text, values: [...values] });
+        } catch (error) {
+          if (!isStalePlan(error)) throw error;
+          stale = true;
+          return client.query({ text, values: [...values] }); // inside a transaction this fails too, and the write with it
+        }
+      };
       return {
-        // Kysely streams no cursors here: every call is a text and its parameters.
-        query: ((text: string, values: readonly unknown[]) => {
-          const name = values.length > 0 ? nameOf(text) : undefined;
-          return client.query(name ? { name, text, values: [...values] } : { text, values: [...values] });
-        }) as unknown as PostgresPoolClient['query'],
-        release: (destroy?: boolean) => client.release(destroy),
+        query: query as unknown as PostgresPoolClient['query'],
+        release: (destroy?: boolean) => client.release(destroy === true || stale),
       };
     },
     end: () => pool.end(),
