@@ -153,6 +153,18 @@ async function growth(
   return points;
 }
 
+const NO_POSTGRES_STORE = 'this build of the server has no PostgreSQL store';
+
+/** fib-auth on a PostgreSQL schema; undefined where this build of the server has no PostgreSQL store. */
+async function startOnPostgres(url: string, keyFile: string): Promise<Service | undefined> {
+  try {
+    return await startFibAuth(url, keyFile, await freePort());
+  } catch (error) {
+    if (/does not support/.test((error as Error).message)) return undefined;
+    throw error;
+  }
+}
+
 /** PostgreSQL is measured when TEST_DATABASE_URL names one and this build's store speaks to it. */
 async function postgresGrowth(
   keyFile: string,
@@ -168,14 +180,8 @@ async function postgresGrowth(
     return { skipped: `cannot prepare a PostgreSQL schema: ${(error as Error).message}` };
   }
   try {
-    let server: Service;
-    try {
-      server = await startFibAuth(schema.url, keyFile, await freePort());
-    } catch (error) {
-      if (/does not support/.test((error as Error).message))
-        return { skipped: 'this build of the server has no PostgreSQL store' };
-      throw error;
-    }
+    const server = await startOnPostgres(schema.url, keyFile);
+    if (!server) return { skipped: NO_POSTGRES_STORE };
     const db = await openPostgres(schema.url);
     try {
       await db.addUsers(users);
@@ -210,14 +216,8 @@ async function postgresPeer(
   const [ours, theirs] = schemas;
   const services: Service[] = [];
   try {
-    let server: Service;
-    try {
-      server = await startFibAuth(ours.url, keyFile, await freePort());
-    } catch (error) {
-      if (/does not support/.test((error as Error).message))
-        return { skipped: 'this build of the server has no PostgreSQL store' };
-      throw error;
-    }
+    const server = await startOnPostgres(ours.url, keyFile);
+    if (!server) return { skipped: NO_POSTGRES_STORE };
     services.push(server);
     const peer = await OidcPeer.start(theirs.url);
     services.push(peer.service);
